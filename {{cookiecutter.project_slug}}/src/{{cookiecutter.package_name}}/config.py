@@ -1,0 +1,42 @@
+"""Settings, read once from the environment (and a local `.env` file).
+
+Every field maps to the upper-case environment variable of the same name, e.g. `LOG_LEVEL`.
+`.env.example` lists them with their defaults.
+"""
+
+from functools import lru_cache
+from typing import Literal
+
+{% if cookiecutter.cache_backend != "none" -%}
+from pydantic import Field, RedisDsn
+{% endif -%}
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    app_name: str = "{{ cookiecutter.project_name }}"
+    environment: Literal["development", "test", "production"] = "development"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+{%- if cookiecutter.cache_backend != "none" %}
+
+    # Redis: the job queue lives here. Use rediss:// for TLS, add user:password@ for auth.
+    redis_url: RedisDsn = RedisDsn("redis://localhost:{{ cookiecutter.redis_port }}/0")
+    # Per-project queue name, so several projects can share one Redis.
+    queue_name: str = Field(default="{{ cookiecutter.project_slug }}:queue", min_length=1)
+
+    # Worker knobs (arq.worker.Worker arguments). Times are in seconds.
+    worker_max_jobs: int = Field(default=10, ge=1)
+    worker_job_timeout: float = Field(default=300, gt=0)
+    worker_keep_result: float = Field(default=3600, ge=0)
+    worker_poll_delay: float = Field(default=0.5, gt=0)
+    worker_max_tries: int = Field(default=3, ge=1)
+    worker_health_check_interval: float = Field(default=60, gt=0)
+{%- endif %}
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings; tests call `get_settings.cache_clear()` after changing the env."""
+    return Settings()
