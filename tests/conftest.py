@@ -1,0 +1,85 @@
+"""Shared fixtures: the supported option combinations, each baked once per test session."""
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+TEMPLATE_ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Combination:
+    """One supported set of answers; `slow` combinations also run the baked project's checks."""
+
+    cache_backend: str
+    python_version: str = "3.12"
+    extra: dict[str, str] = field(default_factory=dict)
+    slow: bool = False
+
+    @property
+    def id(self) -> str:
+        name = f"{self.cache_backend}-py{self.python_version}"
+        return "-".join([name, *self.extra.values()]) if self.extra else name
+
+    @property
+    def context(self) -> dict[str, str]:
+        return {
+            "cache_backend": self.cache_backend,
+            "python_version": self.python_version,
+            **self.extra,
+        }
+
+
+# The supported combinations: every backend, and each Python version at least once.
+# Running a project's own `just check` and `just test` costs a `uv sync`, so only the
+# `slow=True` ones do (as cookiecutter-django runs its linters on a subset).
+COMBINATIONS = [
+    Combination("redis", "3.12", slow=True),
+    Combination("falkordb", "3.12", slow=True),
+    Combination("none", "3.12", slow=True),
+    Combination("redis", "3.11", slow=True),
+    Combination("none", "3.13"),
+    Combination("falkordb", "3.13", extra={"project_name": "Graph Jobs", "redis_port": "6390"}),
+]
+
+
+@pytest.fixture(scope="session")
+def bake_once(cookies_session):
+    """Bake a combination the first time it is asked for, then hand back the same folder."""
+    baked: dict[str, Path] = {}
+
+    def bake(combination: Combination) -> Path:
+        if combination.id not in baked:
+            result = cookies_session.bake(extra_context=combination.context)
+            assert result.exit_code == 0, result.exception
+            baked[combination.id] = result.project_path
+        return baked[combination.id]
+
+    return bake
+
+
+@pytest.fixture(params=COMBINATIONS, ids=lambda combination: combination.id)
+def combination(request) -> Combination:
+    return request.param
+
+
+@pytest.fixture
+def project(bake_once, combination) -> Path:
+    return bake_once(combination)
+
+
+def tool_environment() -> dict[str, str]:
+    """The environment for running `uv` in a baked project on this machine.
+
+    uv must use the interpreters that are installed (never download one), and pyenv's shims
+    only expose every installed version when PYENV_VERSION lists them all.
+    """
+    environment = {**os.environ, "UV_PYTHON_DOWNLOADS": "never"}
+    environment.pop("VIRTUAL_ENV", None)  # the template's own venv must not leak into the project
+    pyenv_root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
+    versions = sorted(p.name for p in (pyenv_root / "versions").glob("*") if p.is_dir())
+    if versions:
+        environment["PYENV_VERSION"] = ":".join(versions)
+    return environment

