@@ -1,0 +1,22 @@
+# cookiecutter-arq: the template's own recipes. `uv run just <recipe>` needs nothing else.
+
+# List the recipes
+default:
+    @just --list
+
+# Bake the default project, run it on embedded Redis, enqueue a job and print its result
+demo:
+    uv run python scripts/demo.py
+
+# Run the template's tests (add -m "not slow" to skip the generated projects' own checks)
+test *args:
+    uv run pytest {{ args }}
+
+# Lint and format-check the template's own Python (hooks, tests, scripts, benchmarks)
+lint:
+    uv run ruff check .
+    uv run ruff format --check .
+
+# Bake a project into ./.demo with the given answers, e.g. `just bake cache_backend=none`
+bake *answers:
+    uv run cookiecutter --no-input --overwrite-if-exists . -o .demo {{ answers }}
