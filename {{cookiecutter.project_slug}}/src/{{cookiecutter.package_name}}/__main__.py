@@ -1,6 +1,6 @@
 """Command-line entry point: `uv run {{ cookiecutter.project_slug }}` or `python -m {{ cookiecutter.package_name }}`."""
 
-from {{ cookiecutter.package_name }}.config import get_settings
+from .config import get_settings
 
 
 def main() -> None:

@@ -32,7 +32,13 @@ class Settings(BaseSettings):
     worker_keep_result: float = Field(default=3600, ge=0)
     worker_poll_delay: float = Field(default=0.5, gt=0)
     worker_max_tries: int = Field(default=3, ge=1)
-    worker_health_check_interval: float = Field(default=60, gt=0)
+    # Backoff between tries: doubles from `base`, never above `cap`, with jitter (retries.py).
+    worker_retry_base: float = Field(default=1, gt=0)
+    worker_retry_cap: float = Field(default=300, gt=0)
+    # Each worker's heartbeat period; `just worker-check` notices a dead worker within it + 2 s.
+    worker_health_check_interval: float = Field(default=10, gt=0)
+    # Jobs that failed for good are kept for inspection, newest first, up to this many.
+    dead_letter_limit: int = Field(default=1000, ge=1)
 {%- endif %}
 
 

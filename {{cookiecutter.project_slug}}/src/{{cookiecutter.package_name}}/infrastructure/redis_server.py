@@ -30,9 +30,9 @@ from typing import Self
 
 import redis
 
-from {{ cookiecutter.package_name }}.config import get_settings
+from ..config import get_settings
 
-WORKER_SETTINGS = "{{ cookiecutter.package_name }}.infrastructure.tasks.WorkerSettings"
+WORKER_SETTINGS = f"{__package__}.tasks.WorkerSettings"
 STARTUP_TIMEOUT_SECONDS = 10.0
 
 

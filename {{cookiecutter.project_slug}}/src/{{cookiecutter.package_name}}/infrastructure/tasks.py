@@ -1,28 +1,44 @@
-"""Queue plumbing: the shared ARQ pool, enqueueing jobs, and the worker's settings.
+"""Queue plumbing: the shared ARQ pool, enqueueing and reading jobs, and the worker's settings.
 
-Clients (a web app, a script, a test) call `enqueue_task`; the worker is started with
-`uv run arq {{ cookiecutter.package_name }}.infrastructure.tasks.WorkerSettings` (`just worker`).
-The jobs themselves live in `{{ cookiecutter.package_name }}/jobs.py`.
+Clients (a web app, a script, a test) call `enqueue_task` and `get_job`; the worker is started
+with `uv run arq {{ cookiecutter.package_name }}.infrastructure.tasks.WorkerSettings` (`just worker`).
+The jobs themselves live in `{{ cookiecutter.package_name }}/jobs.py`; retries and dead letters in `retries.py`.
 """
 
+import functools
 import logging
 from datetime import datetime, timedelta
 from typing import Any
 
 from arq import create_pool, cron
 from arq.connections import ArqRedis, RedisSettings
-from arq.jobs import Job
+from arq.cron import CronJob
+from arq.jobs import Job, SerializationError
+from arq.worker import Function, func
 
-from {{ cookiecutter.package_name }}.config import get_settings
-from {{ cookiecutter.package_name }}.jobs import JobContext, example_task, report_queue_depth
+from ..config import get_settings
+from ..jobs import JobContext, example_task, report_queue_depth
+from . import dead_letters
+from .heartbeat import Heartbeat
+from .retries import JobFunction, retrying
+from .serialization import deserialize, serialize
 
 logger = logging.getLogger(__name__)
+
+# arq's own time limit sits this much after ours (see retries.py), as a backstop.
+TIMEOUT_BACKSTOP_SECONDS = 5.0
+# How long a cron tick stays claimed: far longer than any gap between two workers' polls.
+CRON_CLAIM_SECONDS = 3600
 
 _pool: ArqRedis | None = None
 
 
 class UnknownTaskError(ValueError):
     """Raised by `enqueue_task` for a name no worker would run."""
+
+
+class JobArgumentError(TypeError):
+    """Raised by `enqueue_task` for arguments that cannot be serialized; nothing is queued."""
 
 
 def redis_settings() -> RedisSettings:
@@ -34,7 +50,12 @@ async def get_task_pool() -> ArqRedis:
     """The process-wide pool, created on first use from `REDIS_URL`."""
     global _pool
     if _pool is None:
-        pool = await create_pool(redis_settings(), default_queue_name=get_settings().queue_name)
+        pool = await create_pool(
+            redis_settings(),
+            job_serializer=serialize,
+            job_deserializer=deserialize,
+            default_queue_name=get_settings().queue_name,
+        )
         # Two first callers may race through the await above: keep one pool, close the other.
         if _pool is None:
             _pool = pool
@@ -65,30 +86,106 @@ async def enqueue_task(
     `_job_id` makes the job unique: while a job with that id is queued, running, or its result
     is still kept, enqueueing it again returns None and queues nothing. `_defer_by` and
     `_defer_until` delay the start; `_expires` drops the job if it has not started in time.
+    Raises `UnknownTaskError` for a name no worker runs and `JobArgumentError` for arguments
+    that cannot be serialized (see serialization.py); in both cases nothing is queued.
     """
     if name not in TASK_NAMES:
         known = ", ".join(sorted(TASK_NAMES))
         raise UnknownTaskError(f"no job named {name!r} is registered; known jobs: {known}")
     pool = await get_task_pool()
-    return await pool.enqueue_job(
-        name,
-        *args,
-        _job_id=_job_id,
-        _defer_by=_defer_by,
-        _defer_until=_defer_until,
-        _expires=_expires,
-        **kwargs,
+    try:
+        return await pool.enqueue_job(
+            name,
+            *args,
+            _job_id=_job_id,
+            _defer_by=_defer_by,
+            _defer_until=_defer_until,
+            _expires=_expires,
+            **kwargs,
+        )
+    except SerializationError as error:
+        raise JobArgumentError(f"cannot enqueue {name!r}: {error.__cause__}") from error
+
+
+async def get_job(job_id: str) -> Job:
+    """arq's `Job` for an id, read with this project's serializer and queue.
+
+    `await job.status()`, `await job.result(timeout=...)`, `await job.info()`, and
+    `await job.abort()` (a queued job is dropped, a running one cancelled).
+    """
+    return Job(
+        job_id,
+        await get_task_pool(),
+        _queue_name=get_settings().queue_name,
+        _deserializer=deserialize,
     )
+
+
+async def requeue_dead_letter(job_id: str) -> Job:
+    """Put a dead-lettered job back on the queue as a new job; its record is removed.
+
+    Raises LookupError if there is no record for `job_id` (or it was already requeued).
+    """
+    pool = await get_task_pool()
+    queue_name = get_settings().queue_name
+    letter = await dead_letters.take(pool, queue_name, job_id)
+    if letter is None:
+        raise LookupError(f"no dead letter for job {job_id!r} (already requeued or purged?)")
+    try:
+        job = await enqueue_task(letter.function, *letter.args, **letter.kwargs)
+    except Exception:
+        await dead_letters.add(pool, queue_name, letter, get_settings().dead_letter_limit)
+        raise
+    assert job is not None  # a new job without _job_id is never a duplicate
+    return job
+
+
+def job(
+    coroutine: JobFunction, *, max_tries: int | None = None, timeout: float | None = None
+) -> Function:
+    """Register a job function: retries with backoff, dead letters, and an optional per-job
+    `max_tries` / `timeout` (seconds) in place of the worker-wide settings."""
+    return func(
+        retrying(coroutine, max_tries=max_tries, timeout=timeout),  # type: ignore[arg-type]
+        name=coroutine.__name__,
+        max_tries=max_tries,
+        timeout=None if timeout is None else timeout + TIMEOUT_BACKSTOP_SECONDS,
+    )
+
+
+def cron_job(coroutine: JobFunction, **schedule: Any) -> CronJob:
+    """A cron job that runs once per tick however many workers run it.
+
+    arq gives each tick a job id, but a fast job whose result is not kept can be queued again
+    by a slower worker (arq #196). Each tick is claimed in Redis first; a worker that loses
+    the claim skips it.
+    """
+
+    @functools.wraps(coroutine)
+    async def once_per_tick(ctx: JobContext) -> Any:
+        claim = f"{get_settings().queue_name}:cron-claims:{ctx['job_id']}"
+        if not await ctx["redis"].set(claim, 1, nx=True, ex=CRON_CLAIM_SECONDS):
+            logger.info("%s already ran on another worker; skipping", ctx["job_id"])
+            return None
+        return await coroutine(ctx)
+
+    return cron(once_per_tick, name=f"cron:{coroutine.__name__}", **schedule)
 
 
 async def on_worker_startup(ctx: JobContext) -> None:
     """Runs once when a worker starts: put shared clients for your jobs into `ctx` here."""
-    ctx["queue_name"] = get_settings().queue_name
-    logger.info("worker started on queue %s", ctx["queue_name"])
+    settings = get_settings()
+    ctx["queue_name"] = settings.queue_name
+    ctx["heartbeat"] = heartbeat = Heartbeat(
+        ctx["redis"], settings.queue_name, settings.worker_health_check_interval
+    )
+    await heartbeat.start()
+    logger.info("worker started on queue %s (heartbeat %s)", settings.queue_name, heartbeat.key)
 
 
 async def on_worker_shutdown(ctx: JobContext) -> None:
     """Runs once when a worker stops: close what `on_worker_startup` opened."""
+    await ctx["heartbeat"].stop()
     logger.info("worker on queue %s stopped", ctx["queue_name"])
 
 
@@ -102,14 +199,16 @@ class WorkerSettings:
     does not know, so every attribute below is a real `arq.worker.Worker` argument.
     """
 
-    functions = (example_task,)
-    cron_jobs = (cron(report_queue_depth, second=0, run_at_startup=False),)
+    functions = (job(example_task),)
+    cron_jobs = (cron_job(report_queue_depth, second=0),)
     on_startup = on_worker_startup
     on_shutdown = on_worker_shutdown
     redis_settings = redis_settings()
+    job_serializer = serialize
+    job_deserializer = deserialize
     queue_name = _settings.queue_name
     max_jobs = _settings.worker_max_jobs
-    job_timeout = _settings.worker_job_timeout
+    job_timeout = _settings.worker_job_timeout + TIMEOUT_BACKSTOP_SECONDS
     keep_result = _settings.worker_keep_result
     poll_delay = _settings.worker_poll_delay
     max_tries = _settings.worker_max_tries
@@ -117,4 +216,4 @@ class WorkerSettings:
     allow_abort_jobs = True
 
 
-TASK_NAMES = frozenset(function.__name__ for function in WorkerSettings.functions)
+TASK_NAMES = frozenset(function.name for function in WorkerSettings.functions)

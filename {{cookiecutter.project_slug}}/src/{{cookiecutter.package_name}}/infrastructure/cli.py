@@ -1,0 +1,146 @@
+"""Operator commands for the queue, behind `just worker-check`, `just dead-letters`,
+`just requeue <id>` and `just purge-dead-letters`:
+
+    uv run python -m {{ cookiecutter.package_name }}.infrastructure.cli worker-check [--this-host]
+    uv run python -m {{ cookiecutter.package_name }}.infrastructure.cli dead-letters
+    uv run python -m {{ cookiecutter.package_name }}.infrastructure.cli requeue JOB_ID
+    uv run python -m {{ cookiecutter.package_name }}.infrastructure.cli purge-dead-letters [--yes]
+
+Exit codes: 0 done (worker-check: at least one worker alive), 1 the answer is "no" (no worker
+alive, no such dead letter, purge not confirmed), 2 Redis cannot be reached.
+"""
+
+import argparse
+import asyncio
+import socket
+import sys
+from collections.abc import Awaitable, Callable
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from ..config import get_settings
+from . import dead_letters
+from .heartbeat import MARGIN_SECONDS, live_workers
+from .tasks import close_task_pool, requeue_dead_letter
+
+CONNECT_TIMEOUT_SECONDS = 3.0
+
+
+def redis_location() -> str:
+    """REDIS_URL without its password, for messages."""
+    url = get_settings().redis_url
+    return f"{url.scheme}://{url.host}:{url.port}{url.path or ''}"
+
+
+async def worker_check(redis: Redis, args: argparse.Namespace) -> int:
+    settings = get_settings()
+    host = socket.gethostname() if args.this_host else None
+    workers = await live_workers(redis, settings.queue_name, host=host)
+    where = f" on host {host}" if host else ""
+    if not workers:
+        window = settings.worker_health_check_interval + MARGIN_SECONDS
+        print(
+            f"no worker alive on queue {settings.queue_name}{where} "
+            f"(none sent a heartbeat in the last {window:g} s)",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"{len(workers)} worker(s) alive on queue {settings.queue_name}{where}")
+    for worker in workers:
+        print(f"  {worker.host} pid {worker.pid}, up since {worker.started_at}")
+    return 0
+
+
+async def list_dead_letters(redis: Redis, args: argparse.Namespace) -> int:
+    queue_name = get_settings().queue_name
+    letters = await dead_letters.all_letters(redis, queue_name)
+    print(f"{len(letters)} dead letter(s) on queue {queue_name}")
+    for letter in letters:
+        print(
+            f"  {letter.job_id}  {letter.function}  tries={letter.tries}  "
+            f"failed={letter.failed_at:%Y-%m-%d %H:%M:%S}  {letter.error_type}: {letter.error}\n"
+            f"      args={letter.args!r} kwargs={letter.kwargs!r}"
+        )
+    return 0
+
+
+async def requeue(redis: Redis, args: argparse.Namespace) -> int:
+    try:
+        job = await requeue_dead_letter(args.job_id)
+    except LookupError as error:
+        print(str(error).strip("'\""), file=sys.stderr)
+        return 1
+    finally:
+        await close_task_pool()
+    print(f"requeued {args.job_id} as job {job.job_id}")
+    return 0
+
+
+async def purge_dead_letters(redis: Redis, args: argparse.Namespace) -> int:
+    queue_name = get_settings().queue_name
+    count = await dead_letters.count(redis, queue_name)
+    if count == 0:
+        print(f"no dead letters on queue {queue_name}")
+        return 0
+    if not args.yes and not _confirm(f"Delete {count} dead letter(s) on queue {queue_name}?"):
+        print("nothing deleted (confirm at the prompt, or pass --yes)", file=sys.stderr)
+        return 1
+    deleted = await dead_letters.purge(redis, queue_name)
+    print(f"deleted {deleted} dead letter(s)")
+    return 0
+
+
+def _confirm(question: str) -> bool:
+    if not sys.stdin.isatty():
+        return False
+    return input(f"{question} [y/N] ").strip().lower() in {"y", "yes"}
+
+
+Command = Callable[[Redis, argparse.Namespace], Awaitable[int]]
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog=f"python -m {__name__}")
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    check = commands.add_parser("worker-check", help="exit 0 if a worker on the queue is alive")
+    check.add_argument("--this-host", action="store_true", help="count only this host's workers")
+    check.set_defaults(run=worker_check)
+
+    listing = commands.add_parser("dead-letters", help="list the jobs that failed for good")
+    listing.set_defaults(run=list_dead_letters)
+
+    again = commands.add_parser("requeue", help="put a dead-lettered job back on the queue")
+    again.add_argument("job_id")
+    again.set_defaults(run=requeue)
+
+    purge = commands.add_parser("purge-dead-letters", help="delete every dead letter")
+    purge.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    purge.set_defaults(run=purge_dead_letters)
+    return parser.parse_args(argv)
+
+
+async def run(command: Command, args: argparse.Namespace) -> int:
+    redis = Redis.from_url(
+        str(get_settings().redis_url),
+        socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
+        socket_timeout=CONNECT_TIMEOUT_SECONDS,
+    )
+    try:
+        await redis.ping()
+        return await command(redis, args)
+    except (RedisError, OSError) as error:
+        print(f"cannot reach Redis at {redis_location()}: {error}", file=sys.stderr)
+        return 2
+    finally:
+        await redis.aclose()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    return asyncio.run(run(args.run, args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

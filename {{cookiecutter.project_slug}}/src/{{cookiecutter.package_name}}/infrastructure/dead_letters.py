@@ -1,0 +1,82 @@
+"""Dead letters: a bounded list in Redis of the jobs that failed for good.
+
+A job lands here when its last try fails or it raises `PermanentError` (see `retries.py`). Each
+record keeps what is needed to understand and re-run it: id, function, arguments, error, tries
+and times. The list is capped (`DEAD_LETTER_LIMIT`): the oldest records fall off the end.
+`just dead-letters`, `just requeue <id>` and `just purge-dead-letters` work on it.
+"""
+
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+from redis.asyncio import Redis
+
+from .serialization import deserialize, serialize
+
+# redis-py types its list commands as `Awaitable[T] | T` (one signature for the sync and async
+# clients), so mypy needs a `type: ignore[misc]` on awaiting them below.
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    job_id: str
+    function: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+    error_type: str
+    error: str
+    tries: int
+    enqueued_at: datetime
+    failed_at: datetime
+
+    def to_bytes(self) -> bytes:
+        return serialize(asdict(self))
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "DeadLetter":
+        return cls(**deserialize(data))
+
+
+def dead_letter_key(queue_name: str) -> str:
+    return f"{queue_name}:dead-letters"
+
+
+async def add(redis: Redis, queue_name: str, letter: DeadLetter, limit: int) -> None:
+    """Store `letter` first in the list and drop what is beyond `limit`."""
+    key = dead_letter_key(queue_name)
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.lpush(key, letter.to_bytes())
+        pipe.ltrim(key, 0, limit - 1)
+        await pipe.execute()
+
+
+async def all_letters(redis: Redis, queue_name: str) -> list[DeadLetter]:
+    """Every record, newest first."""
+    raw = await redis.lrange(dead_letter_key(queue_name), 0, -1)  # type: ignore[misc]
+    return [DeadLetter.from_bytes(item) for item in raw]
+
+
+async def take(redis: Redis, queue_name: str, job_id: str) -> DeadLetter | None:
+    """Remove the record of `job_id` and return it; None if there is none (or another took it)."""
+    key = dead_letter_key(queue_name)
+    for raw in await redis.lrange(key, 0, -1):  # type: ignore[misc]
+        letter = DeadLetter.from_bytes(raw)
+        # LREM is atomic: of two concurrent takers of one record, only one removes it.
+        if letter.job_id == job_id and await redis.lrem(key, 1, raw):  # type: ignore[misc]
+            return letter
+    return None
+
+
+async def count(redis: Redis, queue_name: str) -> int:
+    return int(await redis.llen(dead_letter_key(queue_name)))  # type: ignore[misc]
+
+
+async def purge(redis: Redis, queue_name: str) -> int:
+    """Delete every record; returns how many there were."""
+    key = dead_letter_key(queue_name)
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.llen(key)
+        pipe.delete(key)
+        count, _ = await pipe.execute()
+    return int(count)

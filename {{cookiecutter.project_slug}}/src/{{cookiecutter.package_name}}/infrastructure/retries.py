@@ -1,0 +1,94 @@
+"""Retries with exponential backoff and jitter, a time limit per try, and dead letters.
+
+arq retries a job only when it raises `arq.Retry`; any other exception fails it at once. Every
+job registered with `job()` runs inside `retrying()`, which turns an ordinary exception into
+`Retry(defer=<backoff>)` until the job's tries are used up, then records a dead letter and lets
+the job fail. A job raises `PermanentError` for a failure that retrying cannot fix.
+"""
+
+import asyncio
+import functools
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from arq import Retry
+
+from ..config import get_settings
+from . import dead_letters
+
+logger = logging.getLogger(__name__)
+
+JobFunction = Callable[..., Awaitable[Any]]
+
+
+class PermanentError(Exception):
+    """Raise it (or a subclass) from a job when trying again cannot help: it fails at once."""
+
+
+def backoff_delay(job_try: int, base: float, cap: float) -> float:
+    """Seconds to wait after try number `job_try` failed: exponential, capped, with jitter.
+
+    The ceiling doubles with each try (base, 2 x base, 4 x base, ... up to cap) and the delay is
+    drawn from [ceiling / 2, ceiling] ("equal jitter"): workers that failed together spread out,
+    and a delay is never shorter than the one before it.
+    """
+    ceiling = min(cap, base * 2.0 ** (job_try - 1))
+    return ceiling / 2 + random.random() * ceiling / 2
+
+
+def retrying(
+    job: JobFunction, *, max_tries: int | None = None, timeout: float | None = None
+) -> JobFunction:
+    """Wrap `job` with the retry policy; `max_tries` and `timeout` default to the settings."""
+
+    @functools.wraps(job)
+    async def run(ctx: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        settings = get_settings()
+        tries = max_tries or settings.worker_max_tries
+        try:
+            # The time limit is ours, not arq's, so that a timeout counts as a failed try.
+            async with asyncio.timeout(timeout or settings.worker_job_timeout):
+                return await job(ctx, *args, **kwargs)
+        except Retry:
+            raise  # the job chose its own delay; arq counts it against max_tries
+        except Exception as error:
+            job_try: int = ctx["job_try"]
+            if isinstance(error, PermanentError) or job_try >= tries:
+                await _record_dead_letter(ctx, job.__name__, args, kwargs, error)
+                raise
+            delay = backoff_delay(job_try, settings.worker_retry_base, settings.worker_retry_cap)
+            logger.warning(
+                "%s try %d of %d failed (%s: %s); retrying in %.2f s",
+                ctx["job_id"], job_try, tries, type(error).__name__, error, delay,
+            )  # fmt: skip
+            raise Retry(defer=delay) from error
+
+    return run
+
+
+async def _record_dead_letter(
+    ctx: dict[str, Any],
+    function: str,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    error: Exception,
+) -> None:
+    settings = get_settings()
+    letter = dead_letters.DeadLetter(
+        job_id=ctx["job_id"],
+        function=function,
+        args=list(args),
+        kwargs=kwargs,
+        error_type=type(error).__name__,
+        error=str(error),
+        tries=ctx["job_try"],
+        enqueued_at=ctx["enqueue_time"],
+        failed_at=datetime.now(UTC),
+    )
+    await dead_letters.add(ctx["redis"], settings.queue_name, letter, settings.dead_letter_limit)
+    logger.error(
+        "%s failed for good after %d tries: dead letter recorded", letter.job_id, letter.tries
+    )

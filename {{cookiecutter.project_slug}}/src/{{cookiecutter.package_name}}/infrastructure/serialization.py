@@ -1,0 +1,71 @@
+"""JSON serialization for jobs and results, in place of arq's default pickle.
+
+Pickle lets anyone who can write to Redis run code in the worker; JSON only ever builds data.
+Arguments and results may be what JSON holds (dict with str keys, list, tuple (read back as a
+list), str, int, float, bool, None) plus `datetime`, `date`, `UUID` and `Decimal`, which are tagged
+and read back as the same type. Anything else is refused when the job is enqueued.
+
+A failed job's result is its exception: it is stored as its type name and message and read back as
+`JobFailed`, so a client can show why a job failed without importing the worker's code.
+"""
+
+import json
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+# One reserved key marks a tagged value: {"__type__": "datetime", "value": "2026-01-01T00:00:00"}.
+TYPE_KEY = "__type__"
+
+
+class JobFailed(Exception):
+    """A job's exception, as read back from Redis: the original type's name and message."""
+
+    def __init__(self, error_type: str, message: str) -> None:
+        super().__init__(f"{error_type}: {message}" if message else error_type)
+        self.error_type = error_type
+        self.message = message
+
+
+def _encode(value: Any) -> dict[str, Any]:
+    # json calls this only for what it cannot write itself; datetime first: it is also a date.
+    if isinstance(value, datetime):
+        return {TYPE_KEY: "datetime", "value": value.isoformat()}
+    if isinstance(value, date):
+        return {TYPE_KEY: "date", "value": value.isoformat()}
+    if isinstance(value, UUID):
+        return {TYPE_KEY: "uuid", "value": str(value)}
+    if isinstance(value, Decimal):
+        return {TYPE_KEY: "decimal", "value": str(value)}
+    if isinstance(value, JobFailed):
+        return {TYPE_KEY: "exception", "error_type": value.error_type, "message": value.message}
+    if isinstance(value, BaseException):
+        return {TYPE_KEY: "exception", "error_type": type(value).__name__, "message": str(value)}
+    raise TypeError(f"{type(value).__name__} is not JSON-serializable: {value!r}")
+
+
+def _decode(obj: dict[str, Any]) -> Any:
+    match obj.get(TYPE_KEY):
+        case None:
+            return obj
+        case "datetime":
+            return datetime.fromisoformat(obj["value"])
+        case "date":
+            return date.fromisoformat(obj["value"])
+        case "uuid":
+            return UUID(obj["value"])
+        case "decimal":
+            return Decimal(obj["value"])
+        case "exception":
+            return JobFailed(obj["error_type"], obj["message"])
+        case unknown:
+            raise ValueError(f"unknown tagged type {unknown!r}")
+
+
+def serialize(value: Any) -> bytes:
+    return json.dumps(value, default=_encode, allow_nan=False, separators=(",", ":")).encode()
+
+
+def deserialize(data: bytes) -> Any:
+    return json.loads(data, object_hook=_decode)
