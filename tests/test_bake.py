@@ -15,9 +15,19 @@ QUEUE_ONLY = [
     "compose.yaml",
     "src/{package}/jobs.py",
     "src/{package}/infrastructure/tasks.py",
+    "src/{package}/infrastructure/retries.py",
+    "src/{package}/infrastructure/serialization.py",
+    "src/{package}/infrastructure/dead_letters.py",
+    "src/{package}/infrastructure/heartbeat.py",
+    "src/{package}/infrastructure/cli.py",
     "src/{package}/infrastructure/redis_server.py",
     "tests/conftest.py",
     "tests/test_tasks.py",
+    "tests/test_retries.py",
+    "tests/test_serialization.py",
+    "tests/test_job_helpers.py",
+    "tests/test_cron.py",
+    "tests/test_operator_cli.py",
 ]
 FALKORDB_ONLY = ["src/{package}/infrastructure/graph.py", "tests/test_graph.py"]
 EVERY_VARIANT = [

@@ -1,9 +1,11 @@
 """One real, throwaway Redis server for the whole session; each test gets it empty.
 
 Queue behaviour is tested against a real server, never a mock: the server comes from
-`{{ cookiecutter.package_name }}.infrastructure.redis_server` (see its docstring for which binary).
+`infrastructure/redis_server.py` (see its docstring for which binary).
 """
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from typing import Any
 
@@ -19,7 +21,9 @@ from {{ cookiecutter.package_name }}.infrastructure.tasks import (
     get_task_pool,
 )
 
+Configure = Callable[..., None]
 RunWorker = Callable[..., Coroutine[Any, Any, Worker]]
+RunningWorker = Callable[..., contextlib.AbstractAsyncContextManager[Worker]]
 
 
 @pytest.fixture(scope="session")
@@ -32,7 +36,11 @@ def redis_server() -> Iterator[LocalRedisServer]:
 async def task_pool(
     redis_server: LocalRedisServer, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[ArqRedis]:
-    """The application's own pool (`get_task_pool()`), pointed at the test server, emptied."""
+    """The application's own pool (`get_task_pool()`), pointed at the test server, emptied.
+
+    Settings are read afresh for each test, so a test can change them with `monkeypatch.setenv`
+    before it runs a worker.
+    """
     monkeypatch.setenv("REDIS_URL", redis_server.url)
     get_settings.cache_clear()
     pool = await get_task_pool()
@@ -43,27 +51,62 @@ async def task_pool(
 
 
 @pytest.fixture
-def run_burst_worker(redis_server: LocalRedisServer) -> RunWorker:
-    """Run a worker built from `WorkerSettings` until the queue is empty, then close it.
+def configure(monkeypatch: pytest.MonkeyPatch) -> Configure:
+    """`configure(WORKER_RETRY_BASE="0.2")`: change settings through the environment, as a
+    deployment does, and make the next `get_settings()` read them."""
 
-    Keyword arguments override worker settings; the worker opens its own connection.
-    """
+    def set_environment(**variables: str) -> None:
+        for name, value in variables.items():
+            monkeypatch.setenv(name, value)
+        get_settings.cache_clear()
 
-    async def run(**overrides: object) -> Worker:
-        worker = create_worker(
-            # As a dict: arq's settings Protocol rejects concrete job signatures, and a dict of
-            # the class's own attributes is exactly what arq reads from it anyway.
-            dict(vars(WorkerSettings)),
-            redis_settings=RedisSettings.from_dsn(redis_server.url),
-            burst=True,
-            poll_delay=0.01,
-            handle_signals=False,
+    return set_environment
+
+
+def make_worker(redis_url: str, **overrides: Any) -> Worker:
+    """A worker built from `WorkerSettings`, as `arq` builds it, with test-friendly overrides."""
+    return create_worker(
+        # As a dict: arq's settings Protocol rejects concrete job signatures, and a dict of
+        # the class's own attributes is exactly what arq reads from it anyway.
+        dict(vars(WorkerSettings)),
+        **{
+            "redis_settings": RedisSettings.from_dsn(redis_url),
+            "poll_delay": 0.01,
+            "handle_signals": False,
             **overrides,
-        )
+        },
+    )
+
+
+@pytest.fixture
+def run_burst_worker(redis_server: LocalRedisServer) -> RunWorker:
+    """Run a worker until the queue is empty, then close it; keywords override settings."""
+
+    async def run(**overrides: Any) -> Worker:
+        worker = make_worker(redis_server.url, burst=True, **overrides)
         try:
             await worker.async_run()
         finally:
             await worker.close()
         return worker
+
+    return run
+
+
+@pytest.fixture
+def running_worker(redis_server: LocalRedisServer) -> RunningWorker:
+    """`async with running_worker(**overrides) as worker:` a worker polling in the background."""
+
+    @contextlib.asynccontextmanager
+    async def run(**overrides: Any) -> AsyncIterator[Worker]:
+        worker = make_worker(redis_server.url, **overrides)
+        task = asyncio.create_task(worker.async_run())
+        try:
+            yield worker
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await worker.close()
 
     return run

@@ -22,7 +22,7 @@ from redis.exceptions import RedisError
 from ..config import get_settings
 from . import dead_letters
 from .heartbeat import MARGIN_SECONDS, live_workers
-from .tasks import close_task_pool, requeue_dead_letter
+from .tasks import JobArgumentError, UnknownTaskError, close_task_pool, requeue_dead_letter
 
 CONNECT_TIMEOUT_SECONDS = 3.0
 
@@ -68,7 +68,8 @@ async def list_dead_letters(redis: Redis, args: argparse.Namespace) -> int:
 async def requeue(redis: Redis, args: argparse.Namespace) -> int:
     try:
         job = await requeue_dead_letter(args.job_id)
-    except LookupError as error:
+    except (LookupError, UnknownTaskError, JobArgumentError) as error:
+        # The record stays (or is put back) when it cannot be queued.
         print(str(error).strip("'\""), file=sys.stderr)
         return 1
     finally:

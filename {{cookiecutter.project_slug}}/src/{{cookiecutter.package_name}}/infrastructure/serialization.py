@@ -6,9 +6,11 @@ list), str, int, float, bool, None) plus `datetime`, `date`, `UUID` and `Decimal
 and read back as the same type. Anything else is refused when the job is enqueued.
 
 A failed job's result is its exception: it is stored as its type name and message and read back as
-`JobFailed`, so a client can show why a job failed without importing the worker's code.
+`JobFailed`, so a client can show why a job failed without importing the worker's code (an aborted
+job's `CancelledError` is read back as itself, as arq expects).
 """
 
+import asyncio
 import json
 from datetime import date, datetime
 from decimal import Decimal
@@ -57,6 +59,9 @@ def _decode(obj: dict[str, Any]) -> Any:
             return UUID(obj["value"])
         case "decimal":
             return Decimal(obj["value"])
+        case "exception" if obj["error_type"] == "CancelledError":
+            # arq's Job.abort() recognises an aborted job by a CancelledError result.
+            return asyncio.CancelledError(obj["message"])
         case "exception":
             return JobFailed(obj["error_type"], obj["message"])
         case unknown:

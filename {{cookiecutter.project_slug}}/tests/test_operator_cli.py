@@ -1,0 +1,177 @@
+"""The operator commands behind `just worker-check`, `just dead-letters`, `just requeue` and
+`just purge-dead-letters`, run as a user runs them: separate processes, real workers."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+
+import pytest
+from arq.connections import ArqRedis
+
+from {{ cookiecutter.package_name }}.infrastructure import dead_letters, tasks
+from {{ cookiecutter.package_name }}.infrastructure.heartbeat import MARGIN_SECONDS
+from {{ cookiecutter.package_name }}.infrastructure.redis_server import LocalRedisServer, free_port
+
+HEARTBEAT = 1.0
+CLI = [sys.executable, "-m", f"{dead_letters.__package__}.cli"]
+WORKER = [sys.executable, "-m", "arq", f"{tasks.__name__}.WorkerSettings"]
+
+StartWorker = Callable[[], subprocess.Popen[bytes]]
+
+
+@pytest.fixture
+def environment(redis_server: LocalRedisServer, task_pool: ArqRedis) -> dict[str, str]:
+    """The environment of every process here: the test server, a one-second heartbeat."""
+    return {
+        **os.environ,
+        "REDIS_URL": redis_server.url,
+        "WORKER_HEALTH_CHECK_INTERVAL": str(HEARTBEAT),
+    }
+
+
+def cli(environment: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, *args],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+@pytest.fixture
+def start_worker(environment: dict[str, str]) -> Iterator[StartWorker]:
+    """Start real `arq` worker processes; whatever is left running is stopped afterwards."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start() -> subprocess.Popen[bytes]:
+        worker = subprocess.Popen(WORKER, env=environment, stderr=subprocess.DEVNULL)
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        if worker.poll() is None:
+            worker.kill()
+        worker.wait()
+
+
+def wait_for_check(environment: dict[str, str], exit_code: int, within: float) -> float:
+    """Run worker-check until it exits with `exit_code`; return how long that took."""
+    started = time.monotonic()
+    while time.monotonic() - started < within:
+        if cli(environment, "worker-check").returncode == exit_code:
+            return time.monotonic() - started
+        time.sleep(0.1)
+    raise AssertionError(f"worker-check did not exit {exit_code} within {within} s")
+
+
+def test_worker_check_fails_when_no_worker_runs(environment: dict[str, str]) -> None:
+    result = cli(environment, "worker-check")
+
+    assert result.returncode == 1
+    assert "no worker alive on queue" in result.stderr
+
+
+def test_worker_check_fails_when_redis_is_unreachable(environment: dict[str, str]) -> None:
+    unreachable = {**environment, "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}
+
+    result = cli(unreachable, "worker-check")
+
+    assert result.returncode == 2
+    assert "cannot reach Redis at redis://127.0.0.1" in result.stderr
+
+
+def test_worker_check_follows_each_worker(
+    environment: dict[str, str], start_worker: StartWorker
+) -> None:
+    first, second = start_worker(), start_worker()
+    wait_for_check(environment, 0, within=15)
+    while "2 worker(s) alive" not in cli(environment, "worker-check").stdout:
+        time.sleep(0.1)
+    assert cli(environment, "worker-check", "--this-host").returncode == 0
+
+    # A clean stop of one worker leaves the other counted (arq's shared key would not: #291).
+    first.send_signal(signal.SIGTERM)
+    first.wait(timeout=15)
+    result = cli(environment, "worker-check")
+    assert result.returncode == 0
+    assert "1 worker(s) alive" in result.stdout
+
+    # SIGKILL gives the worker no chance to clean up: its heartbeat simply runs out.
+    second.send_signal(signal.SIGKILL)
+    second.wait()
+    elapsed = wait_for_check(environment, 1, within=HEARTBEAT + MARGIN_SECONDS + 5)
+    assert elapsed <= HEARTBEAT + MARGIN_SECONDS + 1
+
+
+async def add_dead_letter(pool: ArqRedis, job_id: str, message: str) -> None:
+    now = datetime.now(UTC)
+    letter = dead_letters.DeadLetter(
+        job_id=job_id, function="example_task", args=[], kwargs={"message": message},
+        error_type="ConnectionError", error="SMTP server down", tries=3, enqueued_at=now, failed_at=now,
+    )  # fmt: skip
+    await dead_letters.add(pool, tasks.WorkerSettings.queue_name, letter, limit=1000)
+
+
+async def test_dead_letters_lists_the_records(
+    environment: dict[str, str], task_pool: ArqRedis
+) -> None:
+    await add_dead_letter(task_pool, "job-1", "hello")
+
+    result = cli(environment, "dead-letters")
+
+    assert result.returncode == 0
+    assert "1 dead letter(s)" in result.stdout
+    assert "job-1  example_task  tries=3" in result.stdout
+    assert "ConnectionError: SMTP server down" in result.stdout
+    assert "'message': 'hello'" in result.stdout
+
+
+async def test_requeue_puts_a_job_back_once(
+    environment: dict[str, str], task_pool: ArqRedis
+) -> None:
+    await add_dead_letter(task_pool, "job-1", "again")
+
+    first = cli(environment, "requeue", "job-1")
+    second = cli(environment, "requeue", "job-1")
+
+    assert first.returncode == 0, first.stderr
+    assert "requeued job-1 as job" in first.stdout
+    assert second.returncode == 1
+    assert "no dead letter for job 'job-1'" in second.stderr
+    assert await task_pool.zcard(tasks.WorkerSettings.queue_name) == 1
+    assert await dead_letters.all_letters(task_pool, tasks.WorkerSettings.queue_name) == []
+
+
+async def test_purge_needs_confirmation(environment: dict[str, str], task_pool: ArqRedis) -> None:
+    await add_dead_letter(task_pool, "job-1", "a")
+    await add_dead_letter(task_pool, "job-2", "b")
+
+    refused = cli(environment, "purge-dead-letters")
+    assert refused.returncode == 1
+    assert await dead_letters.count(task_pool, tasks.WorkerSettings.queue_name) == 2
+
+    confirmed = cli(environment, "purge-dead-letters", "--yes")
+    assert confirmed.returncode == 0
+    assert "deleted 2 dead letter(s)" in confirmed.stdout
+    assert await dead_letters.count(task_pool, tasks.WorkerSettings.queue_name) == 0
+
+
+async def test_dead_letter_store_is_bounded(task_pool: ArqRedis) -> None:
+    queue = tasks.WorkerSettings.queue_name
+    now = datetime.now(UTC)
+    for n in range(5):
+        letter = dead_letters.DeadLetter(f"job-{n}", "example_task", [], {}, "E", "e", 1, now, now)
+        await dead_letters.add(task_pool, queue, letter, limit=3)
+
+    assert [letter.job_id for letter in await dead_letters.all_letters(task_pool, queue)] == [
+        "job-4",
+        "job-3",
+        "job-2",
+    ]
