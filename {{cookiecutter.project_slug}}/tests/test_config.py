@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
@@ -45,3 +47,12 @@ def test_bad_values_are_refused_with_the_variable_named(
     monkeypatch.setenv(variable, value)
     with pytest.raises(ValidationError, match=variable.lower()):
         Settings(_env_file=None)
+
+
+def test_env_example_lists_every_setting_with_its_default() -> None:
+    example = Path(__file__).parents[1] / ".env.example"
+    lines = [line for line in example.read_text().splitlines() if line and line[0] != "#"]
+    documented = dict(line.split("=", 1) for line in lines)
+
+    for name, field in Settings.model_fields.items():
+        assert documented[name.upper()].strip('"') == str(field.default), name
