@@ -8,6 +8,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from arq.connections import ArqRedis
@@ -45,12 +46,14 @@ def cli(environment: dict[str, str], *args: str) -> subprocess.CompletedProcess[
 
 
 @pytest.fixture
-def start_worker(environment: dict[str, str]) -> Iterator[StartWorker]:
-    """Start real `arq` worker processes; whatever is left running is stopped afterwards."""
+def start_worker(environment: dict[str, str], tmp_path: Path) -> Iterator[StartWorker]:
+    """Start real `arq` worker processes, logging to `worker-<n>.log` in `tmp_path`; whatever is
+    left running is stopped afterwards."""
     started: list[subprocess.Popen[bytes]] = []
 
     def start() -> subprocess.Popen[bytes]:
-        worker = subprocess.Popen(WORKER, env=environment, stderr=subprocess.DEVNULL)
+        with (tmp_path / f"worker-{len(started)}.log").open("wb") as log:
+            worker = subprocess.Popen(WORKER, env=environment, stderr=log)
         started.append(worker)
         return worker
 
@@ -108,6 +111,20 @@ def test_worker_check_follows_each_worker(
     second.wait()
     elapsed = wait_for_check(environment, 1, within=HEARTBEAT + MARGIN_SECONDS + 5)
     assert elapsed <= HEARTBEAT + MARGIN_SECONDS + 1
+
+
+def test_worker_logs_the_projects_records(
+    environment: dict[str, str], start_worker: StartWorker, tmp_path: Path
+) -> None:
+    # `arq` sets up logging for its own logger only; the project's records must show too.
+    start_worker()
+    wait_for_check(environment, 0, within=15)
+    log = tmp_path / "worker-0.log"
+    for _ in range(50):
+        if "worker started on queue" in log.read_text():
+            break
+        time.sleep(0.1)
+    assert "worker started on queue" in log.read_text()
 
 
 async def add_dead_letter(pool: ArqRedis, job_id: str, message: str) -> None:

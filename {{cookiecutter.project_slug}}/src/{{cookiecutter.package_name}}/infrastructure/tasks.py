@@ -172,9 +172,24 @@ def cron_job(coroutine: JobFunction, **schedule: Any) -> CronJob:
     return cron(once_per_tick, name=f"cron:{coroutine.__name__}", **schedule)
 
 
+def log_to_terminal(level: str) -> None:
+    """Show this project's log records next to arq's, in arq's format.
+
+    The `arq` command configures logging for arq's own logger only: without this, the jobs'
+    `logger.info(...)` lines would go nowhere. The level is `LOG_LEVEL`.
+    """
+    project_logger = logging.getLogger(__name__.partition(".")[0])
+    if not project_logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s: %(message)s", datefmt="%H:%M:%S"))
+        project_logger.addHandler(handler)
+    project_logger.setLevel(level)
+
+
 async def on_worker_startup(ctx: JobContext) -> None:
     """Runs once when a worker starts: put shared clients for your jobs into `ctx` here."""
     settings = get_settings()
+    log_to_terminal(settings.log_level)
     ctx["queue_name"] = settings.queue_name
     ctx["heartbeat"] = heartbeat = Heartbeat(
         ctx["redis"], settings.queue_name, settings.worker_health_check_interval
