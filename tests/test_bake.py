@@ -7,9 +7,10 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
 import yaml
 
-from .conftest import TEMPLATE_ROOT, Combination
+from .conftest import COMBINATIONS, TEMPLATE_ROOT, Combination
 
 QUEUE_ONLY = [
     "compose.yaml",
@@ -113,6 +114,8 @@ def test_toml_yaml_and_json_files_parse(project: Path) -> None:
             yaml.safe_load(path.read_text())
         elif path.suffix == ".json":
             json.loads(path.read_text())
+        elif path.suffix == ".py":
+            compile(path.read_text(), str(path), "exec")
 
 
 def test_pyproject_follows_the_answers(project: Path, combination: Combination) -> None:
@@ -163,7 +166,10 @@ def test_worker_recipes_exist_only_with_a_queue(project: Path, combination: Comb
         text=True,
         check=True,
     ).stdout.split()
-    queue_recipes = {"redis", "dev", "worker", "worker-verbose", "worker-check"}
+    queue_recipes = {
+        "redis", "dev", "worker", "worker-verbose", "worker-check",
+        "dead-letters", "requeue", "purge-dead-letters",
+    }  # fmt: skip
 
     assert {"check", "test", "fmt"} <= set(listing)
     if combination.cache_backend == "none":
@@ -183,3 +189,15 @@ def test_compose_and_workflow_match_their_schemas(project: Path) -> None:
             text=True,
         )
         assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    "combination", [c for c in COMBINATIONS if c.cache_backend != "none"], ids=lambda c: c.id
+)
+def test_docs_cover_every_queue_setting(project: Path) -> None:
+    example = (project / ".env.example").read_text()
+    variables = re.findall(r"^((?:REDIS_URL|QUEUE_|WORKER_|DEAD_LETTER_)\w*)=", example, re.M)
+    docs = (project / "docs/background-tasks.md").read_text()
+
+    assert "WORKER_POLL_DELAY" in variables
+    assert [name for name in variables if f"`{name}`" not in docs] == []
