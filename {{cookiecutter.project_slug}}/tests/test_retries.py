@@ -58,6 +58,11 @@ async def asks_for_retry(ctx: dict[str, Any]) -> str:
     return "done"
 
 
+async def always_asks_for_retry(ctx: dict[str, Any]) -> None:
+    await record_try(ctx)
+    raise Retry(defer=0.01)
+
+
 @pytest.mark.parametrize("job_try", range(1, 12))
 def test_backoff_doubles_within_jitter_and_stops_at_the_cap(job_try: int) -> None:
     ceiling = min(60.0, 0.5 * 2 ** (job_try - 1))
@@ -120,6 +125,21 @@ async def test_permanent_error_fails_at_once(
         await queued.result(timeout=5)
     [letter] = await dead_letters.all_letters(task_pool, QUEUE)
     assert (letter.error_type, letter.tries) == ("PermanentError", 1)
+
+
+async def test_retry_on_the_last_try_fails_for_good_with_a_dead_letter(
+    task_pool: ArqRedis, run_burst_worker: RunWorker
+) -> None:
+    queued = await task_pool.enqueue_job("always_asks_for_retry")
+    assert queued is not None
+
+    await run_burst_worker(functions=[job(always_asks_for_retry, max_tries=2)])
+
+    assert [n for n, _ in await tries_of(task_pool, queued.job_id)] == [1, 2]
+    with pytest.raises(JobFailed, match="RetriesExhausted: asked to retry on its last try"):
+        await queued.result(timeout=5)
+    [letter] = await dead_letters.all_letters(task_pool, QUEUE)
+    assert (letter.error_type, letter.tries) == ("RetriesExhausted", 2)
 
 
 async def test_timeout_counts_as_a_failed_try(

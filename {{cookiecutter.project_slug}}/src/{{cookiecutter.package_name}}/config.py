@@ -31,8 +31,8 @@ class Settings(BaseSettings):
     worker_job_timeout: float = Field(default=300, gt=0)
     worker_keep_result: float = Field(default=3600, ge=0)
     # How often an idle worker asks Redis for new jobs. arq's 0.5 s caps a worker near 200 jobs/s
-    # and makes a job wait ~240 ms to start; 0.05 s measured ~1,950 jobs/s and a 28 ms median
-    # wait, for ~100 Redis commands/s per idle worker (docs/background-tasks.md, "Settings").
+    # and makes a job wait ~240 ms to start; 0.05 s measured ~1,950 jobs/s and a median wait under
+    # 30 ms, for ~100 Redis commands/s per idle worker (docs/background-tasks.md, "Settings").
     worker_poll_delay: float = Field(default=0.05, gt=0)
     worker_max_tries: int = Field(default=3, ge=1)
     # Backoff between tries: doubles from `base`, never above `cap`, with jitter (retries.py).

@@ -2,8 +2,9 @@
 
 A job is an `async def` whose first argument is arq's context dict:
 `ctx["redis"]` (the pool), `ctx["job_id"]`, `ctx["job_try"]` (1 on the first run).
-Register it in `WorkerSettings.functions` (infrastructure/tasks.py) and enqueue it with
-`await enqueue_task("example_task", message="Hello!")`.
+Register it in `WorkerSettings.functions` (infrastructure/tasks.py) as `job(my_job)`, which adds
+retries with backoff and dead letters, and enqueue it with
+`await enqueue_task("example_task", message="Hello!")`. See docs/background-tasks.md.
 """
 
 import logging

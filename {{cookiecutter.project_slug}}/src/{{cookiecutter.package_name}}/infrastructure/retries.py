@@ -3,7 +3,8 @@
 arq retries a job only when it raises `arq.Retry`; any other exception fails it at once. Every
 job registered with `job()` runs inside `retrying()`, which turns an ordinary exception into
 `Retry(defer=<backoff>)` until the job's tries are used up, then records a dead letter and lets
-the job fail. A job raises `PermanentError` for a failure that retrying cannot fix.
+the job fail. A job raises `PermanentError` for a failure that retrying cannot fix, or `Retry`
+itself to choose its own delay.
 """
 
 import asyncio
@@ -28,12 +29,16 @@ class PermanentError(Exception):
     """Raise it (or a subclass) from a job when trying again cannot help: it fails at once."""
 
 
+class RetriesExhausted(Exception):
+    """A job raised `arq.Retry` on its last try: it fails for good instead."""
+
+
 def backoff_delay(job_try: int, base: float, cap: float) -> float:
     """Seconds to wait after try number `job_try` failed: exponential, capped, with jitter.
 
     The ceiling doubles with each try (base, 2 x base, 4 x base, ... up to cap) and the delay is
     drawn from [ceiling / 2, ceiling] ("equal jitter"): workers that failed together spread out,
-    and a delay is never shorter than the one before it.
+    and until the ceiling reaches the cap no delay is shorter than the one before it.
     """
     ceiling = min(cap, base * 2.0 ** (job_try - 1))
     return ceiling / 2 + random.random() * ceiling / 2
@@ -52,8 +57,14 @@ def retrying(
             # The time limit is ours, not arq's, so that a timeout counts as a failed try.
             async with asyncio.timeout(timeout or settings.worker_job_timeout):
                 return await job(ctx, *args, **kwargs)
-        except Retry:
-            raise  # the job chose its own delay; arq counts it against max_tries
+        except Retry as retry:
+            # The job chose its own delay, which arq counts against max_tries. On the last try
+            # arq would queue it only to fail it unrun: fail it here, with a dead letter.
+            if ctx["job_try"] < tries:
+                raise
+            exhausted = RetriesExhausted(f"asked to retry on its last try ({tries} of {tries})")
+            await _record_dead_letter(ctx, job.__name__, args, kwargs, exhausted)
+            raise exhausted from retry
         except Exception as error:
             job_try: int = ctx["job_try"]
             if isinstance(error, PermanentError) or job_try >= tries:
