@@ -25,6 +25,7 @@ KEEP_FOR = {
     "tests/test_job_helpers.py": QUEUE,
     "tests/test_cron.py": QUEUE,
     "tests/test_operator_cli.py": QUEUE,
+    "tests/test_connection.py": QUEUE,
     "tests/test_graph.py": {"falkordb"},
     "compose.yaml": QUEUE,
     "docs/background-tasks.md": QUEUE,

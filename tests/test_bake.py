@@ -21,6 +21,7 @@ QUEUE_ONLY = [
     "src/{package}/infrastructure/dead_letters.py",
     "src/{package}/infrastructure/heartbeat.py",
     "src/{package}/infrastructure/cli.py",
+    "src/{package}/infrastructure/connection.py",
     "src/{package}/infrastructure/redis_server.py",
     "tests/conftest.py",
     "tests/test_tasks.py",
@@ -29,6 +30,7 @@ QUEUE_ONLY = [
     "tests/test_job_helpers.py",
     "tests/test_cron.py",
     "tests/test_operator_cli.py",
+    "tests/test_connection.py",
 ]
 FALKORDB_ONLY = ["src/{package}/infrastructure/graph.py", "tests/test_graph.py"]
 EVERY_VARIANT = [

@@ -16,3 +16,13 @@ def test_main_reports_the_configured_app(
         get_settings.cache_clear()
 
     assert capsys.readouterr().out == "Smoke Test is configured for test.\n"
+
+
+def test_main_refuses_invalid_settings_in_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOG_LEVEL", "LOUD")
+    get_settings.cache_clear()
+    try:
+        with pytest.raises(SystemExit, match=r"^invalid settings .*: LOG_LEVEL: "):
+            main()
+    finally:
+        get_settings.cache_clear()

@@ -5,12 +5,14 @@ Every field maps to the upper-case environment variable of the same name, e.g. `
 """
 
 from functools import lru_cache
-from typing import Literal
+from typing import {% if cookiecutter.cache_backend != "none" %}Annotated, {% endif %}Literal
 
 {% if cookiecutter.cache_backend != "none" -%}
-from pydantic import Field, RedisDsn
+from pydantic import Field, FilePath, RedisDsn, ValidationError, field_validator
+{% else -%}
+from pydantic import ValidationError
 {% endif -%}
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, {% if cookiecutter.cache_backend != "none" %}NoDecode, {% endif %}SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -21,8 +23,18 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 {%- if cookiecutter.cache_backend != "none" %}
 
-    # Redis: the job queue lives here. Use rediss:// for TLS, add user:password@ for auth.
+    # Redis: the job queue lives here. redis://[user:password@]host:port/db; rediss:// for TLS.
     redis_url: RedisDsn = RedisDsn("redis://localhost:{{ cookiecutter.redis_port }}/0")
+    # A CA bundle to verify the server's certificate with, for rediss:// (else the system's).
+    redis_ssl_ca_certs: FilePath | None = None
+    # Connecting: seconds per attempt, then how many more attempts, how many seconds apart.
+    redis_connect_timeout: int = Field(default=5, ge=1)
+    redis_connect_retries: int = Field(default=5, ge=0)
+    redis_connect_retry_delay: int = Field(default=1, ge=0)
+    # Redis Sentinel: "host:port,host:port". When set, the master named below is found through
+    # these sentinels; REDIS_URL then only gives the password, database and TLS.
+    redis_sentinels: Annotated[list[tuple[str, int]], NoDecode] = []
+    redis_sentinel_master: str = "mymaster"
     # Per-project queue name, so several projects can share one Redis.
     queue_name: str = Field(default="{{ cookiecutter.project_slug }}:queue", min_length=1)
 
@@ -42,6 +54,14 @@ class Settings(BaseSettings):
     worker_health_check_interval: float = Field(default=10, gt=0)
     # Jobs that failed for good are kept for inspection, newest first, up to this many.
     dead_letter_limit: int = Field(default=1000, ge=1)
+
+    @field_validator("redis_sentinels", mode="before")
+    @classmethod
+    def _split_host_ports(cls, value: object) -> object:
+        # "a:26379, b:26379" -> [("a", "26379"), ("b", "26379")]; pydantic checks each pair.
+        if not isinstance(value, str):
+            return value
+        return [tuple(item.strip().rsplit(":", 1)) for item in value.split(",") if item.strip()]
 {%- endif %}
 
 
@@ -49,3 +69,9 @@ class Settings(BaseSettings):
 def get_settings() -> Settings:
     """The process-wide settings; tests call `get_settings.cache_clear()` after changing the env."""
     return Settings()
+
+
+def describe_invalid_settings(error: ValidationError) -> str:
+    """One line naming each bad variable and what is wrong, without its value (it may be secret)."""
+    problems = [f"{str(problem['loc'][0]).upper()}: {problem['msg']}" for problem in error.errors()]
+    return "invalid settings (environment or .env): " + "; ".join(problems)

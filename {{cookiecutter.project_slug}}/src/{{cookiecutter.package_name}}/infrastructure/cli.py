@@ -7,7 +7,7 @@
     uv run python -m {{ cookiecutter.package_name }}.infrastructure.cli purge-dead-letters [--yes]
 
 Exit codes: 0 done (worker-check: at least one worker alive), 1 the answer is "no" (no worker
-alive, no such dead letter, purge not confirmed), 2 Redis cannot be reached.
+alive, no such dead letter, purge not confirmed), 2 Redis cannot be reached or a setting is invalid.
 """
 
 import argparse
@@ -16,21 +16,14 @@ import socket
 import sys
 from collections.abc import Awaitable, Callable
 
+from pydantic import ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from ..config import get_settings
+from ..config import describe_invalid_settings, get_settings
 from . import dead_letters
+from .connection import RedisUnavailableError, close_pool, connect, redis_location
 from .heartbeat import MARGIN_SECONDS, live_workers
-from .tasks import JobArgumentError, UnknownTaskError, close_task_pool, requeue_dead_letter
-
-CONNECT_TIMEOUT_SECONDS = 3.0
-
-
-def redis_location() -> str:
-    """REDIS_URL without its password, for messages."""
-    url = get_settings().redis_url
-    return f"{url.scheme}://{url.host}:{url.port}{url.path or ''}"
 
 
 async def worker_check(redis: Redis, args: argparse.Namespace) -> int:
@@ -66,6 +59,9 @@ async def list_dead_letters(redis: Redis, args: argparse.Namespace) -> int:
 
 
 async def requeue(redis: Redis, args: argparse.Namespace) -> int:
+    # Imported here: tasks.py reads the settings on import, and main() checks them first.
+    from .tasks import JobArgumentError, UnknownTaskError, close_task_pool, requeue_dead_letter
+
     try:
         job = await requeue_dead_letter(args.job_id)
     except (LookupError, UnknownTaskError, JobArgumentError) as error:
@@ -123,23 +119,28 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 async def run(command: Command, args: argparse.Namespace) -> int:
-    redis = Redis.from_url(
-        str(get_settings().redis_url),
-        socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
-        socket_timeout=CONNECT_TIMEOUT_SECONDS,
-    )
     try:
-        await redis.ping()
+        # One attempt: an operator (or a healthcheck) wants the answer now, not after retries.
+        redis = await connect(retries=0)
+    except RedisUnavailableError as error:
+        print(error, file=sys.stderr)
+        return 2
+    try:
         return await command(redis, args)
     except (RedisError, OSError) as error:
-        print(f"cannot reach Redis at {redis_location()}: {error}", file=sys.stderr)
+        print(f"lost Redis at {redis_location()}: {error}", file=sys.stderr)
         return 2
     finally:
-        await redis.aclose()
+        await close_pool(redis)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    try:
+        get_settings()
+    except ValidationError as error:
+        print(describe_invalid_settings(error), file=sys.stderr)
+        return 2
     return asyncio.run(run(args.run, args))
 
 

@@ -10,8 +10,8 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
-from arq import create_pool, cron
-from arq.connections import ArqRedis, RedisSettings
+from arq import cron
+from arq.connections import ArqRedis
 from arq.cron import CronJob
 from arq.jobs import Job, SerializationError
 from arq.worker import Function, func
@@ -19,6 +19,7 @@ from arq.worker import Function, func
 from ..config import get_settings
 from ..jobs import JobContext, example_task, report_queue_depth
 from . import dead_letters
+from .connection import close_pool, close_sentinel_connections, connect, redis_settings
 from .heartbeat import Heartbeat
 from .retries import JobFunction, retrying
 from .serialization import deserialize, serialize
@@ -41,17 +42,14 @@ class JobArgumentError(TypeError):
     """Raised by `enqueue_task` for arguments that cannot be serialized; nothing is queued."""
 
 
-def redis_settings() -> RedisSettings:
-    """arq's connection settings, parsed from `REDIS_URL` (host, port, db, auth, TLS)."""
-    return RedisSettings.from_dsn(str(get_settings().redis_url))
-
-
 async def get_task_pool() -> ArqRedis:
-    """The process-wide pool, created on first use from `REDIS_URL`."""
+    """The process-wide pool, created on first use from `REDIS_URL` (see connection.py).
+
+    Raises `RedisUnavailableError`, with a one-line reason, when Redis cannot be reached.
+    """
     global _pool
     if _pool is None:
-        pool = await create_pool(
-            redis_settings(),
+        pool = await connect(
             job_serializer=serialize,
             job_deserializer=deserialize,
             default_queue_name=get_settings().queue_name,
@@ -60,7 +58,7 @@ async def get_task_pool() -> ArqRedis:
         if _pool is None:
             _pool = pool
         else:
-            await pool.aclose()
+            await close_pool(pool)
     return _pool
 
 
@@ -69,7 +67,7 @@ async def close_task_pool() -> None:
     global _pool
     pool, _pool = _pool, None
     if pool is not None:
-        await pool.aclose()
+        await close_pool(pool)
 
 
 async def enqueue_task(
@@ -201,6 +199,7 @@ async def on_worker_startup(ctx: JobContext) -> None:
 async def on_worker_shutdown(ctx: JobContext) -> None:
     """Runs once when a worker stops: close what `on_worker_startup` opened."""
     await ctx["heartbeat"].stop()
+    await close_sentinel_connections(ctx["redis"])  # arq closes the pool itself
     logger.info("worker on queue %s stopped", ctx["queue_name"])
 
 

@@ -1,0 +1,96 @@
+"""How this project reaches Redis: `REDIS_URL` plus a few settings, turned into arq's
+`RedisSettings`, and one clear error when the server cannot be reached.
+
+`REDIS_URL` carries host, port, database, user, password and TLS (`rediss://`); the `REDIS_*`
+settings in config.py add a CA bundle, connection timeout and retries, and Redis Sentinel.
+Redis Cluster is not supported: arq does not support it.
+"""
+
+import dataclasses
+from typing import Any
+
+from arq import create_pool
+from arq.connections import ArqRedis, RedisSettings
+from redis.exceptions import AuthenticationError, RedisError
+
+from ..config import Settings, get_settings
+
+
+class RedisUnavailableError(ConnectionError):
+    """Redis could not be reached; the message says where, why, and which settings to check."""
+
+
+def redis_settings(
+    settings: Settings | None = None, *, retries: int | None = None
+) -> RedisSettings:
+    """arq's connection settings from ours; `retries` overrides `REDIS_CONNECT_RETRIES`."""
+    settings = settings or get_settings()
+    options: dict[str, Any] = {
+        "conn_timeout": settings.redis_connect_timeout,
+        "conn_retries": settings.redis_connect_retries if retries is None else retries,
+        "conn_retry_delay": settings.redis_connect_retry_delay,
+    }
+    if settings.redis_ssl_ca_certs is not None:
+        options["ssl_ca_certs"] = str(settings.redis_ssl_ca_certs)
+    if settings.redis_sentinels:
+        options |= {
+            "host": settings.redis_sentinels,
+            "sentinel": True,
+            "sentinel_master": settings.redis_sentinel_master,
+        }
+    return dataclasses.replace(RedisSettings.from_dsn(str(settings.redis_url)), **options)
+
+
+def redis_location(settings: Settings | None = None) -> str:
+    """Where Redis is expected, for messages and logs: never with the password."""
+    settings = settings or get_settings()
+    url = settings.redis_url
+    user = f"{url.username or ''}:***@" if url.password else ""
+    location = f"{url.scheme}://{user}{url.host}:{url.port}{url.path or ''}"
+    if settings.redis_sentinels:
+        sentinels = ", ".join(f"{host}:{port}" for host, port in settings.redis_sentinels)
+        return f"master {settings.redis_sentinel_master!r} via sentinels {sentinels} ({location})"
+    return location
+
+
+def settings_to_check(error: BaseException, settings: Settings | None = None) -> str:
+    settings = settings or get_settings()
+    if isinstance(error, AuthenticationError):
+        return "the user and password in REDIS_URL"
+    names = ["REDIS_URL"]
+    if settings.redis_sentinels:
+        names += ["REDIS_SENTINELS", "REDIS_SENTINEL_MASTER"]
+    if settings.redis_url.scheme == "rediss":
+        names.append("REDIS_SSL_CA_CERTS")
+    return ", ".join(names) + ", and that the server is running"
+
+
+async def connect(*, retries: int | None = None, **pool_options: Any) -> ArqRedis:
+    """An arq pool, after a successful PING; `RedisUnavailableError` if Redis cannot be reached.
+
+    arq tries `REDIS_CONNECT_RETRIES` more times, `REDIS_CONNECT_RETRY_DELAY` seconds apart.
+    """
+    try:
+        return await create_pool(redis_settings(retries=retries), **pool_options)
+    except (RedisError, OSError) as error:  # TimeoutError is an OSError
+        reason = str(error) or type(error).__name__
+        raise RedisUnavailableError(
+            f"cannot reach Redis at {redis_location()}: {reason} (check {settings_to_check(error)})"
+        ) from error
+
+
+async def close_sentinel_connections(pool: ArqRedis) -> None:
+    """With Sentinel, close the connections to the sentinels: closing the pool leaves them open.
+
+    Harmless otherwise, and harmless if the pool is still used: a closed client reconnects.
+    """
+    sentinel_manager = getattr(pool.connection_pool, "sentinel_manager", None)
+    if sentinel_manager is not None:
+        for sentinel in sentinel_manager.sentinels:
+            await sentinel.aclose()
+
+
+async def close_pool(pool: ArqRedis) -> None:
+    """Close a pool made by `connect()`, with its sentinel connections if any."""
+    await pool.aclose()
+    await close_sentinel_connections(pool)

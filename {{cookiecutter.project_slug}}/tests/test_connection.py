@@ -1,0 +1,158 @@
+"""Reaching Redis: what REDIS_URL and the REDIS_* settings turn into, password and database on a
+real server, Redis Sentinel with a real sentinel, and one clear error when Redis is not there."""
+
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from arq.connections import ArqRedis
+
+from {{ cookiecutter.package_name }}.config import Settings
+from {{ cookiecutter.package_name }}.infrastructure.connection import (
+    RedisUnavailableError,
+    connect,
+    redis_location,
+    redis_settings,
+)
+from {{ cookiecutter.package_name }}.infrastructure.redis_server import (
+    LocalRedisServer,
+    free_port,
+    server_command,
+)
+from {{ cookiecutter.package_name }}.infrastructure.tasks import close_task_pool, enqueue_task
+
+from .conftest import Configure, RunWorker
+
+
+def test_url_and_settings_become_arq_settings(tmp_path: Path) -> None:
+    ca_file = tmp_path / "ca.pem"
+    ca_file.write_text("not read here")
+    settings = Settings(
+        _env_file=None,
+        redis_url="rediss://app:s3cret@redis.internal:6380/2",
+        redis_ssl_ca_certs=ca_file,
+        redis_connect_timeout=3,
+        redis_connect_retries=7,
+    )
+
+    arq_settings = redis_settings(settings)
+
+    assert (arq_settings.host, arq_settings.port) == ("redis.internal", 6380)
+    assert arq_settings.database == 2
+    assert (arq_settings.username, arq_settings.password) == ("app", "s3cret")
+    assert arq_settings.ssl
+    assert arq_settings.ssl_ca_certs == str(ca_file)
+    assert (arq_settings.conn_timeout, arq_settings.conn_retries) == (3, 7)
+    assert "s3cret" not in redis_location(settings)
+    assert redis_location(settings) == "rediss://app:***@redis.internal:6380/2"
+
+
+def test_sentinels_replace_the_url_host() -> None:
+    settings = Settings(
+        _env_file=None,
+        redis_url="redis://:s3cret@ignored:6379/1",
+        redis_sentinels="10.0.0.1:26379, 10.0.0.2:26379",
+        redis_sentinel_master="queue",
+    )
+
+    arq_settings = redis_settings(settings)
+
+    assert arq_settings.sentinel
+    assert arq_settings.host == [("10.0.0.1", 26379), ("10.0.0.2", 26379)]
+    assert (arq_settings.sentinel_master, arq_settings.password) == ("queue", "s3cret")
+    assert redis_location(settings).startswith("master 'queue' via sentinels 10.0.0.1:26379")
+
+
+async def test_unreachable_redis_is_one_clear_error_without_the_password(
+    configure: Configure,
+) -> None:
+    port = free_port()
+    configure(REDIS_URL=f"redis://:hunter2@127.0.0.1:{port}/0")
+
+    with pytest.raises(RedisUnavailableError) as raised:
+        await connect(retries=0)
+
+    message = str(raised.value)
+    assert message.startswith(f"cannot reach Redis at redis://:***@127.0.0.1:{port}/0: ")
+    assert "check REDIS_URL" in message
+    assert "hunter2" not in message
+    assert "\n" not in message
+
+
+@pytest.fixture
+def password_server() -> Iterator[LocalRedisServer]:
+    """A second server of our own, with a password (the shared one has none)."""
+    with LocalRedisServer() as server:
+        with redis.Redis(port=server.port) as client:
+            client.config_set("requirepass", "s3cret")
+        yield server
+
+
+async def test_password_and_database_from_the_url(
+    password_server: LocalRedisServer, configure: Configure
+) -> None:
+    configure(REDIS_URL=f"redis://:s3cret@127.0.0.1:{password_server.port}/3")
+    try:
+        job = await enqueue_task("example_task", message="to db 3")
+        assert job is not None
+    finally:
+        await close_task_pool()
+
+    with redis.Redis(port=password_server.port, password="s3cret", db=3) as database_3:
+        assert database_3.exists(f"arq:job:{job.job_id}")
+
+
+async def test_a_wrong_password_names_the_setting_to_check(
+    password_server: LocalRedisServer, configure: Configure
+) -> None:
+    configure(REDIS_URL=f"redis://:wrong@127.0.0.1:{password_server.port}/0")
+
+    with pytest.raises(RedisUnavailableError, match="check the user and password in REDIS_URL"):
+        await connect(retries=0)
+
+
+@pytest.fixture
+def sentinel(redis_server: LocalRedisServer, tmp_path: Path) -> Iterator[int]:
+    """A real Redis Sentinel watching the test server as master "mymaster"; yields its port."""
+    port = free_port()
+    config = tmp_path / "sentinel.conf"  # sentinel rewrites its config file: it must be writable
+    config.write_text(
+        f"port {port}\nbind 127.0.0.1\ndir {tmp_path}\n"
+        f"sentinel monitor mymaster 127.0.0.1 {redis_server.port} 1\n"
+    )
+    process = subprocess.Popen(
+        [server_command()[0], str(config), "--sentinel"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        with redis.Redis(port=port) as client:
+            for _ in range(100):
+                try:
+                    if client.execute_command("SENTINEL", "get-master-addr-by-name", "mymaster"):
+                        break
+                except redis.ConnectionError:
+                    pass
+                time.sleep(0.05)
+            else:
+                raise RuntimeError("redis sentinel did not start")
+        yield port
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+async def test_jobs_run_through_redis_sentinel(
+    sentinel: int, task_pool: ArqRedis, configure: Configure, run_burst_worker: RunWorker
+) -> None:
+    configure(REDIS_URL="redis://unused:1/0", REDIS_SENTINELS=f"127.0.0.1:{sentinel}")
+    await close_task_pool()  # the next pool is made with the sentinel settings
+
+    job = await enqueue_task("example_task", message="via sentinel")
+    assert job is not None
+    await run_burst_worker(redis_settings=redis_settings())
+
+    assert await job.result(timeout=5) == "Processed: via sentinel"
