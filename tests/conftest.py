@@ -39,11 +39,16 @@ COMBINATIONS = [
     Combination("redis", "3.12", slow=True),
     Combination("falkordb", "3.12", slow=True),
     Combination("none", "3.12", slow=True),
-    # Non-ASCII and apostrophes in free text must survive TOML, Python, .env and Markdown.
+    # Non-ASCII and apostrophes in free text must survive TOML, Python, .env and Markdown, and a
+    # package named unlike the project must still build.
     Combination(
         "redis",
         "3.11",
-        extra={"project_name": "Zoë's Jobs", "author_name": "Zoë O'Brien"},
+        extra={
+            "project_name": "Zoë's Jobs",
+            "author_name": "Zoë O'Brien",
+            "package_name": "zoe_jobs",
+        },
         slow=True,
     ),
     Combination("none", "3.13"),
