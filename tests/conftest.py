@@ -54,6 +54,7 @@ COMBINATIONS = [
     Combination("none", "3.13"),
     Combination("falkordb", "3.13", extra={"project_name": "Graph Jobs", "redis_port": "6390"}),
 ]
+QUEUE_COMBINATIONS = [c for c in COMBINATIONS if c.cache_backend != "none"]
 
 
 @pytest.fixture(scope="session")

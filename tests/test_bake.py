@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .conftest import COMBINATIONS, TEMPLATE_ROOT, Combination
+from .conftest import QUEUE_COMBINATIONS, TEMPLATE_ROOT, Combination
 
 QUEUE_ONLY = [
     "compose.yaml",
@@ -193,9 +193,7 @@ def test_compose_and_workflow_match_their_schemas(project: Path) -> None:
         assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.parametrize(
-    "combination", [c for c in COMBINATIONS if c.cache_backend != "none"], ids=lambda c: c.id
-)
+@pytest.mark.parametrize("combination", QUEUE_COMBINATIONS, ids=lambda c: c.id)
 def test_docs_cover_every_queue_setting(project: Path) -> None:
     example = (project / ".env.example").read_text()
     variables = re.findall(r"^((?:REDIS_URL|QUEUE_|WORKER_|DEAD_LETTER_)\w*)=", example, re.M)

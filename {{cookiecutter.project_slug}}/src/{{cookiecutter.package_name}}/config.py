@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     # Backoff between tries: doubles from `base`, never above `cap`, with jitter (retries.py).
     worker_retry_base: float = Field(default=1, gt=0)
     worker_retry_cap: float = Field(default=300, gt=0)
+    # On SIGTERM/SIGINT a worker takes no new job and gives running ones this long to finish,
+    # then cancels them (they are retried). Keep compose's stop_grace_period above it.
+    worker_shutdown_grace: int = Field(default=20, ge=0)
     # Each worker's heartbeat period; `just worker-check` notices a dead worker within it + 2 s.
     worker_health_check_interval: float = Field(default=10, gt=0)
     # Jobs that failed for good are kept for inspection, newest first, up to this many.

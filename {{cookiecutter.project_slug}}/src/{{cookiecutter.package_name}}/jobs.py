@@ -9,6 +9,10 @@ retries with backoff and dead letters, and enqueue it with
 
 import logging
 from typing import Any
+{%- if cookiecutter.cache_backend == "falkordb" %}
+
+from .infrastructure.graph import graph_query
+{%- endif %}
 
 logger = logging.getLogger(__name__)
 
@@ -28,3 +32,19 @@ async def report_queue_depth(ctx: JobContext) -> int:
     depth: int = await ctx["redis"].zcard(queue_name)
     logger.info("queue %s holds %d waiting job(s)", queue_name, depth)
     return depth
+{%- if cookiecutter.cache_backend == "falkordb" %}
+
+
+async def record_visit(ctx: JobContext, visitor: str, page: str) -> int:
+    """Graph example: record in FalkorDB that `visitor` viewed `page`; return the page's visitors."""
+    rows = await graph_query(
+        ctx["redis"],
+        "visits",
+        "MERGE (v:Visitor {name: $visitor}) MERGE (p:Page {path: $page}) MERGE (v)-[:VIEWED]->(p) "
+        "WITH p MATCH (:Visitor)-[:VIEWED]->(p) RETURN count(*)",
+        visitor=visitor,
+        page=page,
+    )
+    visitors: int = rows[0][0]
+    return visitors
+{%- endif %}

@@ -34,6 +34,8 @@ from ..config import get_settings
 
 WORKER_SETTINGS = f"{__package__}.tasks.WorkerSettings"
 STARTUP_TIMEOUT_SECONDS = 10.0
+# How long past its grace period a stopping worker may take before it is killed.
+SHUTDOWN_MARGIN_SECONDS = 10.0
 
 
 class RedisServerError(RuntimeError):
@@ -167,8 +169,10 @@ def run_worker(redis_url: str) -> int:
     try:
         return worker.wait()
     finally:
-        # arq finishes cleanly on SIGINT (a terminal's Ctrl-C has usually sent it already).
-        _stop_process(worker, signal.SIGINT, timeout=15)
+        # arq finishes cleanly on SIGINT (a terminal's Ctrl-C has usually sent it already),
+        # after giving running jobs WORKER_SHUTDOWN_GRACE seconds.
+        grace = get_settings().worker_shutdown_grace
+        _stop_process(worker, signal.SIGINT, timeout=grace + SHUTDOWN_MARGIN_SECONDS)
 
 
 def _stop_process(process: "subprocess.Popen[bytes]", stop_signal: int, timeout: float) -> None:

@@ -17,7 +17,7 @@ from arq.jobs import Job, SerializationError
 from arq.worker import Function, func
 
 from ..config import get_settings
-from ..jobs import JobContext, example_task, report_queue_depth
+from ..jobs import JobContext, example_task, {% if cookiecutter.cache_backend == "falkordb" %}record_visit, {% endif %}report_queue_depth
 from . import dead_letters
 from .connection import close_pool, close_sentinel_connections, connect, redis_settings
 from .heartbeat import Heartbeat
@@ -213,7 +213,7 @@ class WorkerSettings:
     does not know, so every attribute below is a real `arq.worker.Worker` argument.
     """
 
-    functions = (job(example_task),)
+    functions = (job(example_task),{% if cookiecutter.cache_backend == "falkordb" %} job(record_visit){% endif %})
     cron_jobs = (cron_job(report_queue_depth, second=0),)
     on_startup = on_worker_startup
     on_shutdown = on_worker_shutdown
@@ -227,6 +227,7 @@ class WorkerSettings:
     poll_delay = _settings.worker_poll_delay
     max_tries = _settings.worker_max_tries
     health_check_interval = _settings.worker_health_check_interval
+    job_completion_wait = _settings.worker_shutdown_grace
     allow_abort_jobs = True
 
 

@@ -1,0 +1,65 @@
+"""The baked compose.yaml is the production path: check the properties it must keep."""
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from .conftest import QUEUE_COMBINATIONS
+
+pytestmark = pytest.mark.parametrize("combination", QUEUE_COMBINATIONS, ids=lambda c: c.id)
+
+
+def services_of(project: Path) -> dict[str, Any]:
+    return yaml.safe_load((project / "compose.yaml").read_text())["services"]
+
+
+def seconds(duration: str) -> int:
+    match = re.fullmatch(r"(\d+)s", duration)
+    assert match, f"expected a duration in seconds, got {duration!r}"
+    return int(match.group(1))
+
+
+def env_example_default(project: Path, name: str) -> str:
+    match = re.search(rf"^{name}=(.*)$", (project / ".env.example").read_text(), re.MULTILINE)
+    assert match, f"{name} is not in .env.example"
+    return match.group(1)
+
+
+def test_cache_keeps_jobs_safe_and_private(project: Path) -> None:
+    cache = services_of(project)["cache"]
+    server_options = " ".join(
+        [*cache.get("command", []), cache.get("environment", {}).get("REDIS_ARGS", "")]
+    )
+
+    assert "--maxmemory-policy noeviction" in server_options  # a queue must never be evicted
+    assert "--appendonly yes" in server_options
+    assert "--requirepass" in server_options
+    assert [volume.split(":")[0] for volume in cache["volumes"]] == ["cache-data"]
+    assert all(str(port).startswith("127.0.0.1:") for port in cache["ports"])
+    assert "redis-cli ping" in " ".join(cache["healthcheck"]["test"])
+    assert cache["restart"] == "unless-stopped"
+
+
+def test_worker_scales_waits_for_the_cache_and_checks_itself(project: Path) -> None:
+    worker = services_of(project)["worker"]
+
+    assert "container_name" not in worker  # `--scale worker=3` needs compose to name replicas
+    assert worker["build"] == "."
+    assert worker["depends_on"] == {"cache": {"condition": "service_healthy"}}
+    assert "@cache:6379/0" in worker["environment"]["REDIS_URL"]
+    assert worker["healthcheck"]["test"][-2:] == ["worker-check", "--this-host"]
+    assert worker["restart"] == "unless-stopped"
+    grace = int(env_example_default(project, "WORKER_SHUTDOWN_GRACE"))
+    assert seconds(worker["stop_grace_period"]) > grace
+
+
+def test_compose_refuses_to_start_without_the_password(project: Path) -> None:
+    text = (project / "compose.yaml").read_text()
+    uses = re.findall(r"\$\{REDIS_PASSWORD(:\?[^}]*)?\}", text)
+
+    assert uses
+    assert ":?" in uses[0]  # the first use stops compose with a message when it is unset
+    assert "${REDIS_PASSWORD:?" in text.split("worker:")[1]  # the worker's URL needs it too
