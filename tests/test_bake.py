@@ -201,3 +201,17 @@ def test_docs_cover_every_queue_setting(project: Path) -> None:
 
     assert "WORKER_POLL_DELAY" in variables
     assert [name for name in variables if f"`{name}`" not in docs] == []
+
+
+def test_workflow_runs_the_projects_own_checks_with_a_uv_cache(project: Path) -> None:
+    workflow = yaml.safe_load((project / ".github/workflows/ci.yml").read_text())
+    [job] = workflow["jobs"].values()
+    setup_uv = next(step for step in job["steps"] if "setup-uv" in step.get("uses", ""))
+    commands = [step["run"] for step in job["steps"] if "run" in step]
+
+    assert setup_uv["with"]["enable-cache"] is True
+    assert commands == ["uv sync --locked", "uv run just check", "uv run just test"]
+    assert workflow["concurrency"]["group"] == "ci-${{ github.ref }}"
+    justfile = (project / "justfile").read_text()
+    for tool in ("ruff check", "ruff format --check", "mypy"):
+        assert f"uv run {tool}" in justfile
