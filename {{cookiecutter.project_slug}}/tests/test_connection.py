@@ -1,13 +1,17 @@
 """Reaching Redis: what REDIS_URL and the REDIS_* settings turn into, password and database on a
 real server, Redis Sentinel with a real sentinel, and one clear error when Redis is not there."""
 
+import asyncio
+import contextlib
+import ssl
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 import redis
+import trustme
 from arq.connections import ArqRedis
 
 from {{ cookiecutter.package_name }}.config import Settings
@@ -156,3 +160,68 @@ async def test_jobs_run_through_redis_sentinel(
     await run_burst_worker(redis_settings=redis_settings())
 
     assert await job.result(timeout=5) == "Processed: via sentinel"
+
+
+@pytest.fixture
+async def tls_redis(
+    redis_server: LocalRedisServer, tmp_path: Path
+) -> AsyncIterator[tuple[int, Path]]:
+    """TLS in front of the test server, with a certificate from a throwaway CA.
+
+    The bundled redis-server is built without TLS, so a small relay does the TLS part: the client
+    side (rediss://, certificate checked against REDIS_SSL_CA_CERTS) is what is tested.
+    Yields the TLS port and the CA file.
+    """
+    authority = trustme.CA()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("127.0.0.1", "localhost").configure_cert(context)
+    ca_file = tmp_path / "ca.pem"
+    authority.cert_pem.write_to_path(str(ca_file))
+    writers: list[asyncio.StreamWriter] = []
+
+    async def copy(source: asyncio.StreamReader, target: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError):
+            while data := await source.read(65536):
+                target.write(data)
+                await target.drain()
+        target.close()
+
+    async def relay(
+        client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter
+    ) -> None:
+        server_reader, server_writer = await asyncio.open_connection("127.0.0.1", redis_server.port)
+        writers.extend([client_writer, server_writer])
+        await asyncio.gather(copy(client_reader, server_writer), copy(server_reader, client_writer))
+
+    relay_server = await asyncio.start_server(relay, "127.0.0.1", 0, ssl=context)
+    try:
+        yield relay_server.sockets[0].getsockname()[1], ca_file
+    finally:
+        relay_server.close()
+        for writer in writers:
+            writer.close()
+        await relay_server.wait_closed()
+
+
+async def test_tls_with_a_private_ca(
+    tls_redis: tuple[int, Path], task_pool: ArqRedis, configure: Configure
+) -> None:
+    port, ca_file = tls_redis
+    configure(REDIS_URL=f"rediss://127.0.0.1:{port}/0", REDIS_SSL_CA_CERTS=str(ca_file))
+
+    pool = await connect(retries=0)
+    try:
+        assert await pool.ping()
+    finally:
+        await pool.aclose()
+
+
+async def test_tls_without_the_ca_names_the_ca_setting(
+    tls_redis: tuple[int, Path], configure: Configure
+) -> None:
+    port, _ = tls_redis
+    configure(REDIS_URL=f"rediss://127.0.0.1:{port}/0")  # the system's CAs do not know ours
+
+    with pytest.raises(RedisUnavailableError, match="REDIS_SSL_CA_CERTS") as raised:
+        await connect(retries=0)
+    assert "certificate verify failed" in str(raised.value)
