@@ -30,11 +30,16 @@ KEEP_FOR = {
     "compose.yaml": QUEUE,
     "docs/background-tasks.md": QUEUE,
     "docs/background-tasks-off.md": {"none"},
+    "docs/deployment.md": QUEUE,
+    "docs/deployment-plain.md": {"none"},
 }
 
-# Without a queue, the "background tasks are off" page takes the usual name.
+# Without a queue, the pages written for that case take the usual names.
 RENAME_FOR = {
-    "none": {"docs/background-tasks-off.md": "docs/background-tasks.md"},
+    "none": {
+        "docs/background-tasks-off.md": "docs/background-tasks.md",
+        "docs/deployment-plain.md": "docs/deployment.md",
+    },
 }
 
 

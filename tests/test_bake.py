@@ -45,6 +45,7 @@ EVERY_VARIANT = [
     ".cookiecutter.json",
     ".github/workflows/ci.yml",
     "docs/background-tasks.md",
+    "docs/deployment.md",
     "src/{package}/__init__.py",
     "src/{package}/__main__.py",
     "src/{package}/config.py",
@@ -52,7 +53,7 @@ EVERY_VARIANT = [
     "tests/test_config.py",
     "tests/test_main.py",
 ]
-NEVER = ["docs/background-tasks-off.md"]
+NEVER = ["docs/background-tasks-off.md", "docs/deployment-plain.md"]
 
 # Leftover template syntax. `just` and GitHub Actions use {{ }} legitimately, so look for the
 # cookiecutter namespace and jinja statements rather than for braces.
@@ -215,3 +216,15 @@ def test_workflow_runs_the_projects_own_checks_with_a_uv_cache(project: Path) ->
     justfile = (project / "justfile").read_text()
     for tool in ("ruff check", "ruff format --check", "mypy"):
         assert f"uv run {tool}" in justfile
+
+
+@pytest.mark.parametrize("combination", QUEUE_COMBINATIONS, ids=lambda c: c.id)
+def test_deployment_docs_cover_every_connection_setting(project: Path) -> None:
+    example = (project / ".env.example").read_text()
+    variables = re.findall(r"^(?:# )?(REDIS_\w*)=", example, re.MULTILINE)
+    docs = (project / "docs/deployment.md").read_text()
+
+    assert {"REDIS_URL", "REDIS_SENTINELS", "REDIS_PASSWORD"} <= set(variables)
+    assert [name for name in variables if f"`{name}`" not in docs] == []
+    for topic in ("--scale worker=", "stop_grace_period", "noeviction", "rediss://", "Cluster"):
+        assert topic in docs

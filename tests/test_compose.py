@@ -35,6 +35,7 @@ def test_cache_keeps_jobs_safe_and_private(project: Path) -> None:
     )
 
     assert "--maxmemory-policy noeviction" in server_options  # a queue must never be evicted
+    assert "--maxmemory " in server_options  # without a limit, noeviction never applies
     assert "--appendonly yes" in server_options
     assert "--requirepass" in server_options
     assert [volume.split(":")[0] for volume in cache["volumes"]] == ["cache-data"]

@@ -8,6 +8,7 @@ import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 import redis
@@ -86,27 +87,39 @@ async def test_unreachable_redis_is_one_clear_error_without_the_password(
     assert "\n" not in message
 
 
+PASSWORD = "p@ss/w:rd?x"  # every character that needs URL-encoding
+
+
 @pytest.fixture
 def password_server() -> Iterator[LocalRedisServer]:
     """A second server of our own, with a password (the shared one has none)."""
     with LocalRedisServer() as server:
         with redis.Redis(port=server.port) as client:
-            client.config_set("requirepass", "s3cret")
+            client.config_set("requirepass", PASSWORD)
         yield server
 
 
 async def test_password_and_database_from_the_url(
     password_server: LocalRedisServer, configure: Configure
 ) -> None:
-    configure(REDIS_URL=f"redis://:s3cret@127.0.0.1:{password_server.port}/3")
+    configure(REDIS_URL=f"redis://:{quote(PASSWORD, safe='')}@127.0.0.1:{password_server.port}/3")
     try:
         job = await enqueue_task("example_task", message="to db 3")
         assert job is not None
     finally:
         await close_task_pool()
 
-    with redis.Redis(port=password_server.port, password="s3cret", db=3) as database_3:
+    with redis.Redis(port=password_server.port, password=PASSWORD, db=3) as database_3:
         assert database_3.exists(f"arq:job:{job.job_id}")
+
+
+async def test_a_password_that_breaks_the_url_says_to_encode_it(
+    password_server: LocalRedisServer, configure: Configure
+) -> None:
+    configure(REDIS_URL=f"redis://:{PASSWORD}@127.0.0.1:{password_server.port}/0")
+
+    with pytest.raises(RedisUnavailableError, match="URL-encode special characters"):
+        await connect(retries=0)
 
 
 async def test_a_wrong_password_names_the_setting_to_check(

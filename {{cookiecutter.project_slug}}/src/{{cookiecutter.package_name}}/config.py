@@ -32,7 +32,7 @@ class Settings(BaseSettings):
     redis_connect_retries: int = Field(default=5, ge=0)
     redis_connect_retry_delay: int = Field(default=1, ge=0)
     # Redis Sentinel: "host:port,host:port". When set, the master named below is found through
-    # these sentinels; REDIS_URL then only gives the password, database and TLS.
+    # these sentinels; REDIS_URL then only gives the user, password, database and TLS on/off.
     redis_sentinels: Annotated[list[tuple[str, int]], NoDecode] = []
     redis_sentinel_master: str = "mymaster"
     # Per-project queue name, so several projects can share one Redis.

@@ -8,6 +8,7 @@ Redis Cluster is not supported: arq does not support it.
 
 import dataclasses
 from typing import Any
+from urllib.parse import unquote
 
 from arq import create_pool
 from arq.connections import ArqRedis, RedisSettings
@@ -38,7 +39,17 @@ def redis_settings(
             "sentinel": True,
             "sentinel_master": settings.redis_sentinel_master,
         }
-    return dataclasses.replace(RedisSettings.from_dsn(str(settings.redis_url)), **options)
+    try:
+        from_url = RedisSettings.from_dsn(str(settings.redis_url))
+    except ValueError as error:  # e.g. a raw "/" or "@" in the password shifts the URL's parts
+        raise ValueError(
+            f"REDIS_URL is not a usable Redis URL ({error}): URL-encode special characters "
+            "in the user and password (@ as %40, / as %2F, : as %3A)"
+        ) from None
+    # arq keeps the user and password percent-encoded, as they are in the URL: decode them.
+    options["username"] = unquote(from_url.username) if from_url.username else None
+    options["password"] = unquote(from_url.password) if from_url.password else None
+    return dataclasses.replace(from_url, **options)
 
 
 def redis_location(settings: Settings | None = None) -> str:
@@ -72,7 +83,7 @@ async def connect(*, retries: int | None = None, **pool_options: Any) -> ArqRedi
     """
     try:
         return await create_pool(redis_settings(retries=retries), **pool_options)
-    except (RedisError, OSError) as error:  # TimeoutError is an OSError
+    except (RedisError, OSError, ValueError) as error:  # TimeoutError is an OSError
         reason = str(error) or type(error).__name__
         raise RedisUnavailableError(
             f"cannot reach Redis at {redis_location()}: {reason} (check {settings_to_check(error)})"
