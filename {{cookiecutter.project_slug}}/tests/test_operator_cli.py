@@ -2,6 +2,7 @@
 `just purge-dead-letters`, run as a user runs them: separate processes, real workers."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -72,6 +73,30 @@ def wait_for_check(environment: dict[str, str], exit_code: int, within: float) -
             return time.monotonic() - started
         time.sleep(0.1)
     raise AssertionError(f"worker-check did not exit {exit_code} within {within} s")
+
+
+def test_ping_reports_the_server(environment: dict[str, str]) -> None:
+    result = cli(environment, "ping")
+
+    assert result.returncode == 0
+    assert result.stdout.startswith("Redis ")
+    assert "answers at redis://127.0.0.1:" in result.stdout
+
+
+def test_just_worker_refuses_an_unreachable_redis_in_one_line(environment: dict[str, str]) -> None:
+    just = shutil.which("just", path=str(Path(sys.executable).parent))
+    assert just, "just comes with the dev dependencies (rust-just)"
+    unreachable = {**environment, "REDIS_URL": f"redis://:hunter2@127.0.0.1:{free_port()}/0"}
+
+    result = subprocess.run(
+        [just, "worker"], env=unreachable, capture_output=True, text=True, timeout=60,
+        cwd=Path(__file__).parents[1],
+    )  # fmt: skip
+
+    assert result.returncode != 0
+    assert "cannot reach Redis at redis://:***@127.0.0.1:" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "hunter2" not in result.stderr
 
 
 def test_worker_check_fails_when_no_worker_runs(environment: dict[str, str]) -> None:

@@ -1,6 +1,7 @@
 """Operator commands for the queue, behind `just worker-check`, `just dead-letters`,
-`just requeue <id>` and `just purge-dead-letters`:
+`just requeue <id>` and `just purge-dead-letters` (and `ping`, which `just worker` runs first):
 
+    uv run python -m {{ cookiecutter.package_name }}.infrastructure.cli ping
     uv run python -m {{ cookiecutter.package_name }}.infrastructure.cli worker-check [--this-host]
     uv run python -m {{ cookiecutter.package_name }}.infrastructure.cli dead-letters
     uv run python -m {{ cookiecutter.package_name }}.infrastructure.cli requeue JOB_ID
@@ -24,6 +25,12 @@ from ..config import describe_invalid_settings, get_settings
 from . import dead_letters
 from .connection import RedisUnavailableError, close_pool, connect, redis_location
 from .heartbeat import MARGIN_SECONDS, live_workers
+
+
+async def ping(redis: Redis, args: argparse.Namespace) -> int:
+    server = await redis.info("server")
+    print(f"Redis {server['redis_version']} answers at {redis_location()}")
+    return 0
 
 
 async def worker_check(redis: Redis, args: argparse.Namespace) -> int:
@@ -100,6 +107,9 @@ Command = Callable[[Redis, argparse.Namespace], Awaitable[int]]
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog=f"python -m {__name__}")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    answer = commands.add_parser("ping", help="exit 0 if Redis answers at REDIS_URL")
+    answer.set_defaults(run=ping)
 
     check = commands.add_parser("worker-check", help="exit 0 if a worker on the queue is alive")
     check.add_argument("--this-host", action="store_true", help="count only this host's workers")
