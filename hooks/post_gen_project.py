@@ -26,6 +26,8 @@ KEEP_FOR = {
     "tests/test_cron.py": QUEUE,
     "tests/test_operator_cli.py": QUEUE,
     "tests/test_connection.py": QUEUE,
+    "tests/test_faults.py": QUEUE,
+    "tests/fault_jobs.py": QUEUE,
     "tests/test_graph.py": {"falkordb"},
     "compose.yaml": QUEUE,
     "docs/background-tasks.md": QUEUE,

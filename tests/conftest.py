@@ -11,12 +11,14 @@ TEMPLATE_ROOT = Path(__file__).resolve().parents[1]
 
 @dataclass(frozen=True)
 class Combination:
-    """One supported set of answers; `slow` combinations also run the baked project's checks."""
+    """One supported set of answers; `slow` combinations also run the baked project's checks,
+    `faults` ones its slow fault tests too (`just test-faults`)."""
 
     cache_backend: str
     python_version: str = "3.12"
     extra: dict[str, str] = field(default_factory=dict)
     slow: bool = False
+    faults: bool = False
 
     @property
     def id(self) -> str:
@@ -36,7 +38,7 @@ class Combination:
 # Running a project's own `just check` and `just test` costs a `uv sync`, so only the
 # `slow=True` ones do (as cookiecutter-django runs its linters on a subset).
 COMBINATIONS = [
-    Combination("redis", "3.12", slow=True),
+    Combination("redis", "3.12", slow=True, faults=True),
     Combination("falkordb", "3.12", slow=True),
     Combination("none", "3.12", slow=True),
     # Non-ASCII and apostrophes in free text must survive TOML, Python, .env and Markdown, and a

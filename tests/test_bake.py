@@ -32,6 +32,8 @@ QUEUE_ONLY = [
     "tests/test_cron.py",
     "tests/test_operator_cli.py",
     "tests/test_connection.py",
+    "tests/test_faults.py",
+    "tests/fault_jobs.py",
 ]
 FALKORDB_ONLY = ["src/{package}/infrastructure/graph.py", "tests/test_graph.py"]
 EVERY_VARIANT = [
@@ -172,7 +174,7 @@ def test_worker_recipes_exist_only_with_a_queue(project: Path, combination: Comb
     ).stdout.split()
     queue_recipes = {
         "redis", "dev", "worker", "worker-verbose", "worker-check",
-        "dead-letters", "requeue", "purge-dead-letters",
+        "dead-letters", "requeue", "purge-dead-letters", "test-faults",
     }  # fmt: skip
 
     assert {"check", "test", "fmt"} <= set(listing)

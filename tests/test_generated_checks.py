@@ -9,6 +9,7 @@ import pytest
 from .conftest import COMBINATIONS, Combination, tool_environment
 
 SLOW_COMBINATIONS = [combination for combination in COMBINATIONS if combination.slow]
+FAULT_COMBINATIONS = [combination for combination in COMBINATIONS if combination.faults]
 
 
 def run(command: list[str], project: Path) -> None:
@@ -28,3 +29,12 @@ def test_generated_project_passes_just_check_and_just_test(
     run(["uv", "sync", "--quiet"], project)
     run(["uv", "run", "just", "check"], project)
     run(["uv", "run", "just", "test"], project)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("combination", FAULT_COMBINATIONS, ids=lambda c: c.id)
+def test_generated_project_survives_its_fault_tests(bake_once, combination: Combination) -> None:
+    project = bake_once(combination)
+
+    run(["uv", "sync", "--quiet"], project)
+    run(["uv", "run", "just", "test-faults"], project)

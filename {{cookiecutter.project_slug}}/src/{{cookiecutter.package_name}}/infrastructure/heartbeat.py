@@ -1,10 +1,20 @@
-"""Per-worker liveness, for `just worker-check` and container healthchecks.
+"""Per-worker liveness: for `just worker-check` and container healthchecks, and to recover the
+jobs of a worker that died.
 
 arq's own health check is one key per queue, and any worker that stops deletes it (arq #291):
 with two workers, stopping one makes the check fail although the other still runs. Here each
 worker owns a key, `<queue>:workers:<host>:<pid>:<random>`, rewritten every `interval` seconds
 with a lifetime of `interval + MARGIN_SECONDS`. A clean stop deletes the key at once; a worker
 killed with SIGKILL (or frozen) drops out of the count within one interval plus the margin.
+
+Each worker also lists the jobs it is running in `<queue>:running:<host>:<pid>:<random>`. arq
+marks a running job "in progress" for the job's whole time limit plus 10 s (305 s + 10 s by
+default), and no worker takes it while the mark lasts: a job whose worker was killed waits all
+that time (arq #343). So every live worker, at start and then once per interval, looks for
+running-lists whose worker's key has expired and removes the in-progress marks of their jobs;
+the next poll runs them again. The price: a worker that stalls for longer than its heartbeat
+lifetime (a blocked event loop) may see its job start a second time elsewhere. Jobs must be
+idempotent, as arq already asks.
 """
 
 import asyncio
@@ -16,6 +26,7 @@ import socket
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from arq.constants import in_progress_key_prefix
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -38,15 +49,32 @@ def key_prefix(queue_name: str) -> str:
     return f"{queue_name}:workers:"
 
 
+def running_prefix(queue_name: str) -> str:
+    return f"{queue_name}:running:"
+
+
+# Atomic, so that of two workers reaping the same dead worker only one releases its jobs, and
+# never after a live worker has started one again. KEYS: the dead worker's heartbeat key and its
+# running-list; ARGV: arq's in-progress key prefix. Returns how many jobs it released.
+RELEASE_JOBS_OF_DEAD_WORKER = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local job_ids = redis.call('SMEMBERS', KEYS[2])
+for _, job_id in ipairs(job_ids) do redis.call('DEL', ARGV[1] .. job_id) end
+redis.call('DEL', KEYS[2])
+return #job_ids
+"""
+
+
 class Heartbeat:
     """Keeps this worker's key alive from a background task while the worker runs."""
 
     def __init__(self, redis: Redis, queue_name: str, interval: float) -> None:
         self.redis = redis
+        self.queue_name = queue_name
         self.interval = interval
-        self.key = (
-            f"{key_prefix(queue_name)}{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
-        )
+        identity = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self.key = key_prefix(queue_name) + identity
+        self.running_key = running_prefix(queue_name) + identity
         self.payload = json.dumps(
             {
                 "queue": queue_name,
@@ -59,13 +87,38 @@ class Heartbeat:
 
     async def start(self) -> None:
         await self._beat()  # visible before the worker takes its first job
+        await self.release_jobs_of_dead_workers()
         self._task = asyncio.create_task(self._beat_forever(), name="heartbeat")
 
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-        await self.redis.delete(self.key)
+        await self.redis.delete(self.key, self.running_key)
+
+    async def job_started(self, job_id: str) -> None:
+        await self.redis.sadd(self.running_key, job_id)  # type: ignore[misc]
+
+    async def job_ended(self, job_id: str) -> None:
+        await self.redis.srem(self.running_key, job_id)  # type: ignore[misc]
+
+    async def release_jobs_of_dead_workers(self) -> int:
+        """Let the jobs of workers whose heartbeat expired run again; returns how many."""
+        released = 0
+        prefix = running_prefix(self.queue_name)
+        async for raw_key in self.redis.scan_iter(match=_escape_glob(prefix) + "*", count=500):
+            running_key = raw_key.decode() if isinstance(raw_key, bytes) else raw_key
+            heartbeat_key = key_prefix(self.queue_name) + running_key.removeprefix(prefix)
+            count = await self.redis.eval(  # type: ignore[misc]
+                RELEASE_JOBS_OF_DEAD_WORKER, 2, heartbeat_key, running_key, in_progress_key_prefix
+            )
+            if count:
+                logger.warning(
+                    "worker %s stopped beating: %d of its jobs will run again",
+                    heartbeat_key.removeprefix(key_prefix(self.queue_name)), count,
+                )  # fmt: skip
+                released += int(count)
+        return released
 
     async def _beat(self) -> None:
         lifetime_ms = int((self.interval + MARGIN_SECONDS) * 1000)
@@ -76,6 +129,7 @@ class Heartbeat:
             await asyncio.sleep(self.interval)
             try:
                 await self._beat()
+                await self.release_jobs_of_dead_workers()
             except RedisError as error:
                 # Keep beating: the key expires by itself if Redis stays away.
                 logger.warning("heartbeat to Redis failed: %s", error)

@@ -196,6 +196,15 @@ async def on_worker_startup(ctx: JobContext) -> None:
     logger.info("worker started on queue %s (heartbeat %s)", settings.queue_name, heartbeat.key)
 
 
+async def on_job_start(ctx: JobContext) -> None:
+    await ctx["heartbeat"].job_started(ctx["job_id"])
+
+
+async def after_job_end(ctx: JobContext) -> None:
+    # After arq has recorded the outcome and removed the job's in-progress mark.
+    await ctx["heartbeat"].job_ended(ctx["job_id"])
+
+
 async def on_worker_shutdown(ctx: JobContext) -> None:
     """Runs once when a worker stops: close what `on_worker_startup` opened."""
     await ctx["heartbeat"].stop()
@@ -217,6 +226,9 @@ class WorkerSettings:
     cron_jobs = (cron_job(report_queue_depth, second=0),)
     on_startup = on_worker_startup
     on_shutdown = on_worker_shutdown
+    # Lets live workers restart a dead worker's jobs without waiting out their time limit.
+    on_job_start = on_job_start
+    after_job_end = after_job_end
     redis_settings = redis_settings()
     job_serializer = serialize
     job_deserializer = deserialize

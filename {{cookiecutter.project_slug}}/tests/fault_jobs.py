@@ -1,0 +1,19 @@
+"""A job and worker settings for the fault tests, which run real worker processes:
+`python -m arq tests.fault_jobs.WorkerSettings` (arq reads a dict as well as a class)."""
+
+import asyncio
+
+from {{ cookiecutter.package_name }}.infrastructure.tasks import WorkerSettings as ProjectSettings
+from {{ cookiecutter.package_name }}.infrastructure.tasks import job
+from {{ cookiecutter.package_name }}.jobs import JobContext
+
+
+async def sleepy(ctx: JobContext, name: str, seconds: float, retry_seconds: float = 0.1) -> str:
+    """Count its starts, sleep (`retry_seconds` on a later try), then count its completion."""
+    await ctx["redis"].incr(f"starts:{name}")
+    await asyncio.sleep(seconds if ctx["job_try"] == 1 else retry_seconds)
+    await ctx["redis"].incr(f"completions:{name}")
+    return name
+
+
+WorkerSettings = {**vars(ProjectSettings), "functions": (*ProjectSettings.functions, job(sleepy))}

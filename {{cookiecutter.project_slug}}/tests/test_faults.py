@@ -1,0 +1,147 @@
+"""What the queue survives, with real worker processes on the real server: a worker killed with
+SIGKILL mid-job, and a worker stopped with SIGTERM. Slow: `just test-faults` runs them."""
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from arq.connections import ArqRedis
+
+from {{ cookiecutter.package_name }}.infrastructure import dead_letters
+from {{ cookiecutter.package_name }}.infrastructure.redis_server import LocalRedisServer
+from {{ cookiecutter.package_name }}.infrastructure.tasks import WorkerSettings
+
+pytestmark = pytest.mark.slow
+
+PROJECT = Path(__file__).parents[1]
+QUEUE = WorkerSettings.queue_name
+HEARTBEAT = 1.0
+
+
+class Workers:
+    """Start `arq` worker processes with the fault jobs; stop (kill) what is left at the end."""
+
+    def __init__(self, environment: dict[str, str], logs: Path) -> None:
+        self.environment = environment
+        self.logs = logs
+        self.started: list[subprocess.Popen[bytes]] = []
+
+    def start(self, **settings: str) -> subprocess.Popen[bytes]:
+        with (self.logs / f"worker-{len(self.started)}.log").open("wb") as log:
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "arq", "tests.fault_jobs.WorkerSettings"],
+                cwd=PROJECT,
+                env={**self.environment, **settings},
+                stderr=log,
+            )
+        self.started.append(worker)
+        return worker
+
+    def stop_all(self) -> None:
+        for worker in self.started:
+            if worker.poll() is None:
+                worker.kill()
+            worker.wait()
+
+    def log_tails(self) -> str:
+        return "\n".join(
+            f"--- {log.name}\n" + "\n".join(log.read_text(errors="replace").splitlines()[-15:])
+            for log in sorted(self.logs.glob("worker-*.log"))
+        )
+
+
+@pytest.fixture
+def workers(
+    redis_server: LocalRedisServer, task_pool: ArqRedis, tmp_path: Path
+) -> Iterator[Workers]:
+    """Worker processes for one test; their logs are printed if the test fails."""
+    environment = {
+        **os.environ,
+        "REDIS_URL": redis_server.url,
+        "WORKER_HEALTH_CHECK_INTERVAL": str(HEARTBEAT),
+        "WORKER_MAX_JOBS": "30",
+    }
+    started = Workers(environment, tmp_path)
+    yield started
+    started.stop_all()
+    print(started.log_tails())  # pytest shows it only for a failed test
+
+
+async def counts(pool: ArqRedis, kind: str, names: list[str]) -> list[int]:
+    values = await pool.mget([f"{kind}:{name}" for name in names])
+    return [int(value or 0) for value in values]
+
+
+async def wait_for_counts(
+    pool: ArqRedis, kind: str, names: list[str], at_least: int, within: float
+) -> float:
+    """Wait until every job's `kind` count reaches `at_least`; return the seconds it took."""
+    started = time.monotonic()
+    while min(await counts(pool, kind, names)) < at_least:
+        if time.monotonic() - started > within:
+            raise AssertionError(f"{kind}: {await counts(pool, kind, names)} after {within} s")
+        await asyncio.sleep(0.05)
+    return time.monotonic() - started
+
+
+async def test_sigkill_mid_job_loses_no_job_and_recovers_within_the_heartbeat(
+    task_pool: ArqRedis, workers: Workers
+) -> None:
+    names = [f"killed-{n}" for n in range(20)]
+    for name in names:
+        await task_pool.enqueue_job("sleepy", name, 2.0)
+    first = workers.start()
+    await wait_for_counts(task_pool, "starts", names, at_least=1, within=30)
+
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    killed_at = time.monotonic()
+    workers.start()
+    await wait_for_counts(task_pool, "completions", names, at_least=1, within=60)
+    recovery = time.monotonic() - killed_at
+
+    assert await counts(task_pool, "completions", names) == [1] * 20  # none lost, none twice
+    assert await counts(task_pool, "starts", names) == [2] * 20  # the killed run, then one more
+    # Plain arq waits out the in-progress mark: job timeout + 10 s (315 s by default).
+    assert recovery < HEARTBEAT + 2 + 2.0 + 5
+    assert await task_pool.zcard(QUEUE) == 0
+    assert await dead_letters.count(task_pool, QUEUE) == 0
+    print(f"SIGKILL: 20 jobs, 0 lost, 0 completed twice, all done {recovery:.1f} s after the kill")
+
+
+async def test_sigterm_finishes_running_jobs_requeues_the_rest_and_exits_cleanly(
+    task_pool: ArqRedis, workers: Workers
+) -> None:
+    short = [f"short-{n}" for n in range(3)]
+    long = [f"long-{n}" for n in range(2)]
+    waiting = [f"waiting-{n}" for n in range(5)]
+    for name in short:
+        await task_pool.enqueue_job("sleepy", name, 0.5)
+    for name in long:
+        await task_pool.enqueue_job("sleepy", name, 30.0)  # 0.1 s when it runs again
+    worker = workers.start(WORKER_MAX_JOBS="5", WORKER_SHUTDOWN_GRACE="2")
+    await wait_for_counts(task_pool, "starts", short + long, at_least=1, within=30)
+    for name in waiting:  # queued while the worker is busy: max_jobs is 5
+        await task_pool.enqueue_job("sleepy", name, 0.1)
+
+    worker.send_signal(signal.SIGTERM)
+    stopped_at = time.monotonic()
+    exit_code = worker.wait(timeout=15)
+    stop_time = time.monotonic() - stopped_at
+
+    assert exit_code == 0
+    assert stop_time < 2 + 3  # the grace period, then cancel and close
+    assert await counts(task_pool, "completions", short) == [1] * 3  # finished within the grace
+    assert await counts(task_pool, "completions", long + waiting) == [0] * 7
+    assert await task_pool.zcard(QUEUE) == 7  # cancelled and waiting jobs are still queued
+
+    workers.start()
+    await wait_for_counts(task_pool, "completions", long + waiting, at_least=1, within=30)
+    assert await counts(task_pool, "completions", short + long + waiting) == [1] * 10
+    print(f"SIGTERM: 10 jobs, 0 lost, 0 completed twice, worker exited 0 in {stop_time:.1f} s")
