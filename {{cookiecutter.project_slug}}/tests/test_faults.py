@@ -1,5 +1,6 @@
-"""What the queue survives, with real worker processes on the real server: a worker killed with
-SIGKILL mid-job, and a worker stopped with SIGTERM. Slow: `just test-faults` runs them."""
+"""What the queue survives, with real worker processes on real servers: a worker killed with
+SIGKILL mid-job, a worker stopped with SIGTERM, Redis restarted under a worker, and Redis not
+there when a worker starts. Slow: `just test-faults` runs them."""
 
 import asyncio
 import os
@@ -14,8 +15,16 @@ import pytest
 from arq.connections import ArqRedis
 
 from {{ cookiecutter.package_name }}.infrastructure import dead_letters
-from {{ cookiecutter.package_name }}.infrastructure.redis_server import LocalRedisServer
-from {{ cookiecutter.package_name }}.infrastructure.tasks import WorkerSettings
+from {{ cookiecutter.package_name }}.infrastructure.connection import RedisUnavailableError
+from {{ cookiecutter.package_name }}.infrastructure.redis_server import LocalRedisServer, free_port
+from {{ cookiecutter.package_name }}.infrastructure.tasks import (
+    WorkerSettings,
+    close_task_pool,
+    enqueue_task,
+    get_task_pool,
+)
+
+from .conftest import Configure
 
 pytestmark = pytest.mark.slow
 
@@ -145,3 +154,73 @@ async def test_sigterm_finishes_running_jobs_requeues_the_rest_and_exits_cleanly
     await wait_for_counts(task_pool, "completions", long + waiting, at_least=1, within=30)
     assert await counts(task_pool, "completions", short + long + waiting) == [1] * 10
     print(f"SIGTERM: 10 jobs, 0 lost, 0 completed twice, worker exited 0 in {stop_time:.1f} s")
+
+
+async def test_redis_restart_loses_no_job_and_the_worker_reconnects(
+    workers: Workers, configure: Configure, tmp_path: Path
+) -> None:
+    # A server of its own that keeps its data in an append-only file, as compose's does.
+    server = LocalRedisServer(data_dir=tmp_path / "data").start()
+    configure(REDIS_URL=server.url)
+    await close_task_pool()  # the next pool is made for this server
+    names = [f"restart-{n}" for n in range(10)]
+    try:
+        pool = await get_task_pool()
+        for name in names:  # due in 3 s: still queued while Redis restarts
+            await pool.enqueue_job("sleepy", name, 0.1, _defer_by=3)
+        worker = workers.start(REDIS_URL=server.url, WORKER_RECONNECT_SECONDS="30")
+        await asyncio.sleep(1)  # the worker is polling
+
+        server.stop()
+        # While Redis is away a client (its pool made before) gets a clear error at once.
+        started = time.monotonic()
+        with pytest.raises(
+            RedisUnavailableError, match=r"cannot reach Redis at redis://127\.0\.0\.1"
+        ):
+            await enqueue_task("example_task", message="during the outage")
+        assert time.monotonic() - started < 2
+        await asyncio.sleep(1)
+        server = LocalRedisServer(server.port, data_dir=tmp_path / "data").start()
+
+        recovery = await wait_for_counts(pool, "completions", names, at_least=1, within=30)
+        assert worker.poll() is None  # the same worker, reconnected by itself
+        assert await counts(pool, "completions", names) == [1] * 10
+        assert await pool.zcard(QUEUE) == 0
+        print(f"Redis restart: 10 jobs, 0 lost, 0 completed twice, all done {recovery:.1f} s later")
+    finally:
+        await close_task_pool()
+        server.stop()
+
+
+def test_a_worker_waits_for_redis_then_gives_up_non_zero(workers: Workers) -> None:
+    unreachable = f"redis://127.0.0.1:{free_port()}/0"
+    started = time.monotonic()
+
+    worker = workers.start(REDIS_URL=unreachable, WORKER_RECONNECT_SECONDS="3")
+    exit_code = worker.wait(timeout=30)
+
+    waited = time.monotonic() - started
+    assert exit_code != 0
+    assert 3 <= waited < 3 + 10  # the configured wait, plus start-up and the last delays
+    print(
+        f"Redis down at start: the worker gave up after {waited:.1f} s with exit code {exit_code}"
+    )
+
+
+async def test_a_worker_started_before_redis_runs_jobs_once_it_is_up(
+    workers: Workers, configure: Configure
+) -> None:
+    port = free_port()
+    worker = workers.start(REDIS_URL=f"redis://127.0.0.1:{port}/0", WORKER_RECONNECT_SECONDS="30")
+    await asyncio.sleep(2)  # the worker is waiting for Redis
+
+    with LocalRedisServer(port) as server:
+        configure(REDIS_URL=server.url)
+        await close_task_pool()  # the next pool is made for this server
+        try:
+            job = await (await get_task_pool()).enqueue_job("sleepy", "late-redis", 0.1)
+            assert job is not None
+            assert await job.result(timeout=20) == "late-redis"
+        finally:
+            await close_task_pool()
+    assert worker.poll() is None  # still running: it waited, it did not give up

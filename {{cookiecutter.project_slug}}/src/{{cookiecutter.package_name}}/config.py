@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     # On SIGTERM/SIGINT a worker takes no new job and gives running ones this long to finish,
     # then cancels them (they are retried). Keep compose's stop_grace_period above it.
     worker_shutdown_grace: int = Field(default=20, ge=0)
+    # How long a worker keeps trying to reach Redis, at start or after losing it (a restart, a
+    # failover), before it exits non-zero for its supervisor to restart it.
+    worker_reconnect_seconds: float = Field(default=60, ge=0)
     # Each worker's heartbeat period; `just worker-check` notices a dead worker within it + 2 s.
     worker_health_check_interval: float = Field(default=10, gt=0)
     # Jobs that failed for good are kept for inspection, newest first, up to this many.

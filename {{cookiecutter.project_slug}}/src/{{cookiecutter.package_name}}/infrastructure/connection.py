@@ -12,25 +12,56 @@ from urllib.parse import unquote
 
 from arq import create_pool
 from arq.connections import ArqRedis, RedisSettings
+from redis.asyncio.retry import Retry
+from redis.backoff import EqualJitterBackoff
 from redis.exceptions import AuthenticationError, RedisError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..config import Settings, get_settings
+
+# Delays between attempts to reach Redis again: from 0.05 s, doubling, at most 2 s, with jitter.
+RECONNECT_BACKOFF_BASE = 0.05
+RECONNECT_BACKOFF_CAP = 2.0
 
 
 class RedisUnavailableError(ConnectionError):
     """Redis could not be reached; the message says where, why, and which settings to check."""
 
 
+def reconnect_attempts(seconds: float) -> int:
+    """How many attempts with the backoff above wait at least `seconds` in all."""
+    attempts, waited = 0, 0.0
+    while waited < seconds:
+        attempts += 1
+        # The shortest delay redis-py's EqualJitterBackoff draws after `attempts` failures.
+        waited += min(RECONNECT_BACKOFF_CAP, RECONNECT_BACKOFF_BASE * 2**attempts) / 2
+    return attempts
+
+
 def redis_settings(
-    settings: Settings | None = None, *, retries: int | None = None
+    settings: Settings | None = None, *, retries: int | None = None, reconnect_for: float = 0
 ) -> RedisSettings:
-    """arq's connection settings from ours; `retries` overrides `REDIS_CONNECT_RETRIES`."""
+    """arq's connection settings from ours; `retries` overrides `REDIS_CONNECT_RETRIES`.
+
+    With `reconnect_for` (seconds), every command that cannot reach Redis is tried again with
+    growing delays for about that long before it fails: what a worker needs to ride out a Redis
+    restart. Connecting at start is then covered by the same wait, not by arq's retries.
+    """
     settings = settings or get_settings()
     options: dict[str, Any] = {
         "conn_timeout": settings.redis_connect_timeout,
         "conn_retries": settings.redis_connect_retries if retries is None else retries,
         "conn_retry_delay": settings.redis_connect_retry_delay,
     }
+    if reconnect_for > 0:
+        backoff = EqualJitterBackoff(cap=RECONNECT_BACKOFF_CAP, base=RECONNECT_BACKOFF_BASE)
+        options |= {
+            "conn_retries": 0,
+            "retry": Retry(backoff, reconnect_attempts(reconnect_for)),
+            # OSError too: a refused connection is one while a new connection is made.
+            "retry_on_error": [RedisConnectionError, RedisTimeoutError, OSError],
+        }
     if settings.redis_ssl_ca_certs is not None:
         options["ssl_ca_certs"] = str(settings.redis_ssl_ca_certs)
     if settings.redis_sentinels:
@@ -84,10 +115,15 @@ async def connect(*, retries: int | None = None, **pool_options: Any) -> ArqRedi
     try:
         return await create_pool(redis_settings(retries=retries), **pool_options)
     except (RedisError, OSError, ValueError) as error:  # TimeoutError is an OSError
-        reason = str(error) or type(error).__name__
-        raise RedisUnavailableError(
-            f"cannot reach Redis at {redis_location()}: {reason} (check {settings_to_check(error)})"
-        ) from error
+        raise unavailable(error) from error
+
+
+def unavailable(error: Exception) -> RedisUnavailableError:
+    """The one-line error for `error`, met while talking to Redis."""
+    reason = str(error) or type(error).__name__
+    return RedisUnavailableError(
+        f"cannot reach Redis at {redis_location()}: {reason} (check {settings_to_check(error)})"
+    )
 
 
 async def close_sentinel_connections(pool: ArqRedis) -> None:

@@ -80,13 +80,22 @@ class LocalRedisServer:
     """Start `redis-server` on 127.0.0.1, wait until it answers PING, stop it on exit.
 
     With `port=None` a free port is picked. The server's working directory is a temporary
-    folder, removed on stop. `log_to_terminal=False` keeps the server's log in that folder
-    and shows its tail if the server fails to start.
+    folder, removed on stop, and nothing is persisted. With `data_dir` the server keeps its data
+    there in an append-only file, as production does, and a new server on that folder finds it
+    again. `log_to_terminal=False` keeps the server's log in the working directory and shows its
+    tail if the server fails to start.
     """
 
-    def __init__(self, port: int | None = None, *, log_to_terminal: bool = False) -> None:
+    def __init__(
+        self,
+        port: int | None = None,
+        *,
+        log_to_terminal: bool = False,
+        data_dir: Path | None = None,
+    ) -> None:
         self.port = port if port is not None else free_port()
         self.log_to_terminal = log_to_terminal
+        self.data_dir = data_dir
         self._workdir = Path(tempfile.mkdtemp(prefix="redis-server-"))
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -95,13 +104,15 @@ class LocalRedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> Self:
+        if self.data_dir is not None:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
         command = [
             *server_command(),
             "--bind", "127.0.0.1",
             "--port", str(self.port),
             "--save", "",
-            "--appendonly", "no",
-            "--dir", str(self._workdir),
+            "--appendonly", "no" if self.data_dir is None else "yes",
+            "--dir", str(self._workdir if self.data_dir is None else self.data_dir),
         ]  # fmt: skip
         log = None if self.log_to_terminal else (self._workdir / "redis-server.log").open("wb")
         try:

@@ -15,11 +15,18 @@ from arq.connections import ArqRedis
 from arq.cron import CronJob
 from arq.jobs import Job, SerializationError
 from arq.worker import Function, func
+from redis.exceptions import RedisError
 
 from ..config import get_settings
 from ..jobs import JobContext, example_task, {% if cookiecutter.cache_backend == "falkordb" %}record_visit, {% endif %}report_queue_depth
 from . import dead_letters
-from .connection import close_pool, close_sentinel_connections, connect, redis_settings
+from .connection import (
+    close_pool,
+    close_sentinel_connections,
+    connect,
+    redis_settings,
+    unavailable,
+)
 from .heartbeat import Heartbeat
 from .retries import JobFunction, retrying
 from .serialization import deserialize, serialize
@@ -103,6 +110,8 @@ async def enqueue_task(
         )
     except SerializationError as error:
         raise JobArgumentError(f"cannot enqueue {name!r}: {error.__cause__}") from error
+    except (RedisError, OSError) as error:  # Redis went away after the pool was made
+        raise unavailable(error) from error
 
 
 async def get_job(job_id: str) -> Job:
@@ -229,7 +238,8 @@ class WorkerSettings:
     # Lets live workers restart a dead worker's jobs without waiting out their time limit.
     on_job_start = on_job_start
     after_job_end = after_job_end
-    redis_settings = redis_settings()
+    # A worker rides out a Redis restart: it keeps trying for WORKER_RECONNECT_SECONDS.
+    redis_settings = redis_settings(reconnect_for=_settings.worker_reconnect_seconds)
     job_serializer = serialize
     job_deserializer = deserialize
     queue_name = _settings.queue_name
