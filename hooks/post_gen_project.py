@@ -27,6 +27,7 @@ KEEP_FOR = {
     "tests/test_operator_cli.py": QUEUE,
     "tests/test_connection.py": QUEUE,
     "tests/test_faults.py": QUEUE,
+    "tests/test_bad_input.py": QUEUE,
     "tests/fault_jobs.py": QUEUE,
     "tests/test_graph.py": {"falkordb"},
     "compose.yaml": QUEUE,

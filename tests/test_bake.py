@@ -23,6 +23,7 @@ QUEUE_ONLY = [
     "src/{package}/infrastructure/heartbeat.py",
     "src/{package}/infrastructure/cli.py",
     "src/{package}/infrastructure/connection.py",
+    "src/{package}/infrastructure/unreadable.py",
     "src/{package}/infrastructure/redis_server.py",
     "tests/conftest.py",
     "tests/test_tasks.py",
@@ -33,6 +34,7 @@ QUEUE_ONLY = [
     "tests/test_operator_cli.py",
     "tests/test_connection.py",
     "tests/test_faults.py",
+    "tests/test_bad_input.py",
     "tests/fault_jobs.py",
 ]
 FALKORDB_ONLY = ["src/{package}/infrastructure/graph.py", "tests/test_graph.py"]

@@ -12,6 +12,7 @@ from arq.connections import ArqRedis
 from arq.constants import job_key_prefix
 from arq.utils import timestamp_ms
 
+from {{ cookiecutter.package_name }}.infrastructure import dead_letters
 from {{ cookiecutter.package_name }}.infrastructure.serialization import JobFailed, deserialize, serialize
 from {{ cookiecutter.package_name }}.infrastructure.tasks import (
     JobArgumentError,
@@ -74,18 +75,53 @@ class WritesAFile:
         return (Path.touch, (self.target,))
 
 
-async def test_pickled_payload_written_into_redis_runs_nothing(
+async def plant(pool: ArqRedis, job_id: str, payload: bytes) -> None:
+    """Write a job into the queue the way someone else with access to Redis could."""
+    await pool.set(job_key_prefix + job_id, payload)
+    # Scored like a real job: arq skips a queue entry whose score is 0.
+    await pool.zadd(WorkerSettings.queue_name, {job_id: timestamp_ms()})
+
+
+async def test_pickled_payload_written_into_redis_runs_nothing_and_is_a_dead_letter(
     task_pool: ArqRedis, run_burst_worker: RunWorker, tmp_path: Path
 ) -> None:
     target = tmp_path / "pwned"
-    payload = pickle.dumps({"t": 1, "f": "example_task", "a": [WritesAFile(target)], "k": {}})
-    await task_pool.set(job_key_prefix + "planted", payload)
-    # Scored like a real job: arq skips a queue entry whose score is 0.
-    await task_pool.zadd(WorkerSettings.queue_name, {"planted": timestamp_ms()})
+    await plant(
+        task_pool,
+        "planted",
+        pickle.dumps({"t": 1, "f": "example_task", "a": [WritesAFile(target)], "k": {}}),
+    )
 
     worker = await run_burst_worker()
 
     assert not target.exists()
     assert worker.jobs_failed == 1
-    with pytest.raises(JobFailed, match="DeserializationError"):
+    with pytest.raises(JobFailed, match="PermanentError: unreadable job payload"):
         await (await get_job("planted")).result(timeout=5)
+    [letter] = await dead_letters.all_letters(task_pool, WorkerSettings.queue_name)
+    assert (letter.job_id, letter.function, letter.tries) == ("planted", "reject_unreadable_job", 1)
+    assert "UnicodeDecodeError" in letter.error
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (b'{"f": "example_task"', "JSONDecodeError"),
+        (b'{"f": 1, "a": [], "k": {}, "et": 0}', "ValueError: not an arq job"),
+        (b"\xff\xfe not even UTF-8", "UnicodeDecodeError"),
+    ],
+    ids=["broken JSON", "not a job", "not UTF-8"],
+)
+async def test_malformed_payload_is_a_dead_letter_with_the_reason(
+    task_pool: ArqRedis, run_burst_worker: RunWorker, payload: bytes, reason: str
+) -> None:
+    await plant(task_pool, "malformed", payload)
+    good = await enqueue_task("example_task", message="still fine")
+    assert good is not None
+
+    await run_burst_worker()
+
+    [letter] = await dead_letters.all_letters(task_pool, WorkerSettings.queue_name)
+    assert letter.error_type == "PermanentError"
+    assert reason in letter.error
+    assert await good.result(timeout=5) == "Processed: still fine"  # no other job lost

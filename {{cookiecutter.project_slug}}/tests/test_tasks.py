@@ -85,11 +85,14 @@ def test_worker_settings_load_like_arq_does() -> None:
     settings = import_string("{{ cookiecutter.package_name }}.infrastructure.tasks.WorkerSettings")
     worker = create_worker(settings, handle_signals=False)
 
+    assert set(worker.functions) == {
+        "example_task",
 {%- if cookiecutter.cache_backend == "falkordb" %}
-    assert set(worker.functions) == {"example_task", "record_visit", "cron:report_queue_depth"}
-{%- else %}
-    assert set(worker.functions) == {"example_task", "cron:report_queue_depth"}
+        "record_visit",
 {%- endif %}
+        "cron:report_queue_depth",
+        "reject_unreadable_job",
+    }
     assert worker.allow_abort_jobs
     assert worker.queue_name == "{{ cookiecutter.project_slug }}:queue"
 

@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     worker_reconnect_seconds: float = Field(default=60, ge=0)
     # Each worker's heartbeat period; `just worker-check` notices a dead worker within it + 2 s.
     worker_health_check_interval: float = Field(default=10, gt=0)
+    # The largest job (its arguments as JSON) `enqueue_task` accepts: Redis holds every queued job
+    # in memory, so a runaway argument is refused, not queued.
+    job_max_bytes: int = Field(default=1_048_576, ge=1)
     # Jobs that failed for good are kept for inspection, newest first, up to this many.
     dead_letter_limit: int = Field(default=1000, ge=1)
 

@@ -12,6 +12,7 @@ job's `CancelledError` is read back as itself, as arq expects).
 
 import asyncio
 import json
+from collections.abc import Callable
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -70,6 +71,21 @@ def _decode(obj: dict[str, Any]) -> Any:
 
 def serialize(value: Any) -> bytes:
     return json.dumps(value, default=_encode, allow_nan=False, separators=(",", ":")).encode()
+
+
+def serialize_at_most(max_bytes: int) -> Callable[[Any], bytes]:
+    """`serialize`, refusing a result longer than `max_bytes`: what clients enqueue with, so a
+    huge argument is refused at `enqueue_task` instead of filling Redis."""
+
+    def serialize_job(value: Any) -> bytes:
+        data = serialize(value)
+        if len(data) > max_bytes:
+            raise ValueError(
+                f"the job takes {len(data):,} bytes as JSON, over JOB_MAX_BYTES ({max_bytes:,})"
+            )
+        return data
+
+    return serialize_job
 
 
 def deserialize(data: bytes) -> Any:

@@ -6,6 +6,7 @@ The jobs themselves live in `{{ cookiecutter.package_name }}/jobs.py`; retries a
 """
 
 import functools
+import inspect
 import logging
 from datetime import datetime, timedelta
 from typing import Any
@@ -29,7 +30,8 @@ from .connection import (
 )
 from .heartbeat import Heartbeat
 from .retries import JobFunction, retrying
-from .serialization import deserialize, serialize
+from .serialization import deserialize, serialize, serialize_at_most
+from .unreadable import UNREADABLE_JOB, deserialize_job, reject_unreadable_job
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +59,7 @@ async def get_task_pool() -> ArqRedis:
     global _pool
     if _pool is None:
         pool = await connect(
-            job_serializer=serialize,
+            job_serializer=serialize_at_most(get_settings().job_max_bytes),
             job_deserializer=deserialize,
             default_queue_name=get_settings().queue_name,
         )
@@ -91,12 +93,17 @@ async def enqueue_task(
     `_job_id` makes the job unique: while a job with that id is queued, running, or its result
     is still kept, enqueueing it again returns None and queues nothing. `_defer_by` and
     `_defer_until` delay the start; `_expires` drops the job if it has not started in time.
-    Raises `UnknownTaskError` for a name no worker runs and `JobArgumentError` for arguments
-    that cannot be serialized (see serialization.py); in both cases nothing is queued.
+    Raises `UnknownTaskError` for a name no worker runs, and `JobArgumentError` for arguments
+    the job does not take, cannot be serialized (see serialization.py) or are larger than
+    `JOB_MAX_BYTES`; in every case nothing is queued.
     """
-    if name not in TASK_NAMES:
-        known = ", ".join(sorted(TASK_NAMES))
+    if name not in TASK_SIGNATURES:
+        known = ", ".join(sorted(TASK_SIGNATURES))
         raise UnknownTaskError(f"no job named {name!r} is registered; known jobs: {known}")
+    try:
+        TASK_SIGNATURES[name].bind(None, *args, **kwargs)  # None stands in for arq's ctx
+    except TypeError as error:
+        raise JobArgumentError(f"cannot enqueue {name!r}: {error}") from None
     pool = await get_task_pool()
     try:
         return await pool.enqueue_job(
@@ -231,7 +238,13 @@ class WorkerSettings:
     does not know, so every attribute below is a real `arq.worker.Worker` argument.
     """
 
-    functions = (job(example_task),{% if cookiecutter.cache_backend == "falkordb" %} job(record_visit){% endif %})
+    functions = (
+        job(reject_unreadable_job, max_tries=1),
+        job(example_task),
+{%- if cookiecutter.cache_backend == "falkordb" %}
+        job(record_visit),
+{%- endif %}
+    )
     cron_jobs = (cron_job(report_queue_depth, second=0),)
     on_startup = on_worker_startup
     on_shutdown = on_worker_shutdown
@@ -241,7 +254,8 @@ class WorkerSettings:
     # A worker rides out a Redis restart: it keeps trying for WORKER_RECONNECT_SECONDS.
     redis_settings = redis_settings(reconnect_for=_settings.worker_reconnect_seconds)
     job_serializer = serialize
-    job_deserializer = deserialize
+    # A payload the worker cannot read becomes a dead letter (unreadable.py), never code run.
+    job_deserializer = deserialize_job
     queue_name = _settings.queue_name
     max_jobs = _settings.worker_max_jobs
     job_timeout = _settings.worker_job_timeout + TIMEOUT_BACKSTOP_SECONDS
@@ -253,4 +267,9 @@ class WorkerSettings:
     allow_abort_jobs = True
 
 
-TASK_NAMES = frozenset(function.name for function in WorkerSettings.functions)
+# What clients may enqueue, and the arguments each job takes (`job()` keeps the signature).
+TASK_SIGNATURES = {
+    function.name: inspect.signature(function.coroutine)
+    for function in WorkerSettings.functions
+    if function.name != UNREADABLE_JOB
+}

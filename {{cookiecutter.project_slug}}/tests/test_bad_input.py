@@ -1,0 +1,82 @@
+"""Bad input to `enqueue_task` is refused with a clear error, nothing is queued, and no other
+job is lost."""
+
+from typing import Any
+
+import pytest
+from arq.connections import ArqRedis
+
+from {{ cookiecutter.package_name }}.infrastructure.redis_server import LocalRedisServer
+from {{ cookiecutter.package_name }}.infrastructure.serialization import deserialize, serialize
+from {{ cookiecutter.package_name }}.infrastructure.tasks import (
+    JobArgumentError,
+    UnknownTaskError,
+    WorkerSettings,
+    close_task_pool,
+    enqueue_task,
+    get_task_pool,
+)
+
+from .conftest import Configure, RunWorker
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "error"),
+    [
+        (("one", "two"), {}, "too many positional arguments"),
+        ((), {"mesage": "typo"}, "unexpected keyword argument 'mesage'"),
+        ((), {"message": b"\xff\xfe"}, "bytes is not JSON-serializable"),
+        ((), {"message": float("nan")}, "Out of range float values are not JSON compliant"),
+    ],
+    ids=["too many arguments", "unknown keyword", "non-UTF-8 bytes", "NaN"],
+)
+async def test_arguments_the_job_cannot_take_are_refused(
+    task_pool: ArqRedis, args: tuple[Any, ...], kwargs: dict[str, Any], error: str
+) -> None:
+    with pytest.raises(JobArgumentError, match=error):
+        await enqueue_task("example_task", *args, **kwargs)
+
+    assert await task_pool.zcard(WorkerSettings.queue_name) == 0
+
+
+async def test_a_payload_over_the_limit_is_refused(
+    redis_server: LocalRedisServer, configure: Configure
+) -> None:
+    configure(REDIS_URL=redis_server.url, JOB_MAX_BYTES="1000")
+    try:
+        pool = await get_task_pool()
+        queued_before = await pool.zcard(WorkerSettings.queue_name)
+        with pytest.raises(JobArgumentError, match=r"over JOB_MAX_BYTES \(1,000\)"):
+            await enqueue_task("example_task", message="x" * 1000)
+        assert await pool.zcard(WorkerSettings.queue_name) == queued_before
+    finally:
+        await close_task_pool()
+
+
+def test_unusual_strings_round_trip() -> None:
+    unusual = ["\udcff lone surrogate", "nul \x00 byte", "emoji 🚀", "x" * 500_000]
+
+    assert deserialize(serialize(unusual)) == unusual
+
+
+async def test_bad_input_loses_no_other_job(
+    task_pool: ArqRedis, run_burst_worker: RunWorker
+) -> None:
+    before = await enqueue_task("example_task", message="before")
+    for bad in (
+        enqueue_task("no_such_job"),
+        enqueue_task("example_task", "a", "b"),
+        enqueue_task("example_task", message=object()),
+    ):
+        with pytest.raises((UnknownTaskError, JobArgumentError)):
+            await bad
+    after = await enqueue_task("example_task", message="after")
+
+    await run_burst_worker()
+
+    assert before is not None
+    assert after is not None
+    assert [await before.result(timeout=5), await after.result(timeout=5)] == [
+        "Processed: before",
+        "Processed: after",
+    ]
