@@ -35,6 +35,7 @@ QUEUE_ONLY = [
     "tests/test_connection.py",
     "tests/test_faults.py",
     "tests/test_bad_input.py",
+    "tests/test_security.py",
     "tests/fault_jobs.py",
 ]
 FALKORDB_ONLY = ["src/{package}/infrastructure/graph.py", "tests/test_graph.py"]
@@ -241,3 +242,12 @@ def test_dockerfile_passes_hadolint(project: Path) -> None:
     result = subprocess.run([hadolint, str(project / "Dockerfile")], capture_output=True, text=True)
 
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_image_runs_as_a_non_root_user(project: Path) -> None:
+    final_stage = (project / "Dockerfile").read_text().split("\nFROM ")[-1]
+    users = re.findall(r"^USER (\S+)$", final_stage, re.MULTILINE)
+
+    assert users, "the final stage sets no USER: it would run as root"
+    uid = users[-1].split(":")[0]
+    assert uid.isdigit() and int(uid) != 0  # numeric, so runtimes can verify it is not root

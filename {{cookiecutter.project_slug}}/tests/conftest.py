@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from typing import Any
 
 import pytest
+import redis
 from arq.connections import ArqRedis, RedisSettings
 from arq.worker import Worker, create_worker
 
@@ -29,6 +30,18 @@ RunningWorker = Callable[..., contextlib.AbstractAsyncContextManager[Worker]]
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[LocalRedisServer]:
     with LocalRedisServer() as server:
+        yield server
+
+
+PASSWORD = "p@ss/w:rd?x"  # every character that needs URL-encoding
+
+
+@pytest.fixture
+def password_server() -> Iterator[LocalRedisServer]:
+    """A second server of our own, with `PASSWORD` (the shared one has none)."""
+    with LocalRedisServer() as server:
+        with redis.Redis(port=server.port) as client:
+            client.config_set("requirepass", PASSWORD)
         yield server
 
 

@@ -1,4 +1,4 @@
-"""A job and worker settings for the fault tests, which run real worker processes:
+"""Jobs and worker settings for the fault tests, which run real worker processes:
 `python -m arq tests.fault_jobs.WorkerSettings` (arq reads a dict as well as a class)."""
 
 import asyncio
@@ -16,9 +16,16 @@ async def sleepy(ctx: JobContext, name: str, seconds: float, retry_seconds: floa
     return name
 
 
+async def numbered(ctx: JobContext, number: int, fail_first_try: bool = False) -> int:
+    """A no-op job for load runs; with `fail_first_try` its first try raises."""
+    if fail_first_try and ctx["job_try"] == 1:
+        raise ConnectionError(f"job {number}: flaky once")
+    return number
+
+
 # No cron jobs: a minute tick would add a job to the queue counts these tests check.
 WorkerSettings = {
     **vars(ProjectSettings),
-    "functions": (*ProjectSettings.functions, job(sleepy)),
+    "functions": (*ProjectSettings.functions, job(sleepy), job(numbered)),
     "cron_jobs": (),
 }

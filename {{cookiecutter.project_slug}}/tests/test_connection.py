@@ -29,7 +29,7 @@ from {{ cookiecutter.package_name }}.infrastructure.redis_server import (
 )
 from {{ cookiecutter.package_name }}.infrastructure.tasks import close_task_pool, enqueue_task
 
-from .conftest import Configure, RunWorker
+from .conftest import PASSWORD, Configure, RunWorker
 
 
 def test_url_and_settings_become_arq_settings(tmp_path: Path) -> None:
@@ -85,18 +85,6 @@ async def test_unreachable_redis_is_one_clear_error_without_the_password(
     assert "check REDIS_URL" in message
     assert "hunter2" not in message
     assert "\n" not in message
-
-
-PASSWORD = "p@ss/w:rd?x"  # every character that needs URL-encoding
-
-
-@pytest.fixture
-def password_server() -> Iterator[LocalRedisServer]:
-    """A second server of our own, with a password (the shared one has none)."""
-    with LocalRedisServer() as server:
-        with redis.Redis(port=server.port) as client:
-            client.config_set("requirepass", PASSWORD)
-        yield server
 
 
 async def test_password_and_database_from_the_url(

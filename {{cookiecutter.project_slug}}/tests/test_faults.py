@@ -10,13 +10,16 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from arq.connections import ArqRedis
+from arq.constants import result_key_prefix
 
 from {{ cookiecutter.package_name }}.infrastructure import dead_letters
 from {{ cookiecutter.package_name }}.infrastructure.connection import RedisUnavailableError
 from {{ cookiecutter.package_name }}.infrastructure.redis_server import LocalRedisServer, free_port
+from {{ cookiecutter.package_name }}.infrastructure.serialization import deserialize
 from {{ cookiecutter.package_name }}.infrastructure.tasks import (
     WorkerSettings,
     close_task_pool,
@@ -224,3 +227,54 @@ async def test_a_worker_started_before_redis_runs_jobs_once_it_is_up(
         finally:
             await close_task_pool()
     assert worker.poll() is None  # still running: it waited, it did not give up
+
+
+async def run_load(pool: ArqRedis, workers: Workers, jobs: int, failing_every: int = 0) -> float:
+    """Queue `jobs` numbered jobs, run two workers until the queue is empty; return seconds."""
+    ids = [f"load-{n}" for n in range(jobs)]
+    started = time.monotonic()
+    for n, job_id in enumerate(ids):
+        failing = failing_every > 0 and n % failing_every == 0
+        await pool.enqueue_job("numbered", n, failing, _job_id=job_id)
+    for _ in range(2):
+        workers.start(WORKER_RETRY_BASE="0.01")
+    while await pool.zcard(QUEUE) > 0:
+        if time.monotonic() - started > 120:
+            raise AssertionError(f"{await pool.zcard(QUEUE)} jobs still queued after 120 s")
+        await asyncio.sleep(0.1)
+    return time.monotonic() - started
+
+
+async def results_of(pool: ArqRedis, jobs: int) -> list[dict[str, Any]]:
+    keys = [f"{result_key_prefix}load-{n}" for n in range(jobs)]
+    raw = [
+        value
+        for start in range(0, jobs, 1000)
+        for value in await pool.mget(keys[start : start + 1000])
+    ]
+    assert None not in raw, f"{raw.count(None)} results missing"
+    return [deserialize(value) for value in raw]
+
+
+async def test_ten_thousand_jobs_through_two_workers(task_pool: ArqRedis, workers: Workers) -> None:
+    seconds = await run_load(task_pool, workers, 10_000)
+
+    results = await results_of(task_pool, 10_000)
+    assert [result["r"] for result in results] == list(range(10_000))
+    assert all(result["s"] and result["t"] == 1 for result in results)
+    assert await dead_letters.count(task_pool, QUEUE) == 0
+    print(f"load: 10,000 jobs, 2 workers, 0 lost, queue empty after {seconds:.1f} s")
+
+
+async def test_one_percent_failing_once_are_retried_once(
+    task_pool: ArqRedis, workers: Workers
+) -> None:
+    seconds = await run_load(task_pool, workers, 10_000, failing_every=100)
+
+    results = await results_of(task_pool, 10_000)
+    assert [result["r"] for result in results] == list(range(10_000))
+    tries = [result["t"] for result in results]
+    assert tries == [2 if n % 100 == 0 else 1 for n in range(10_000)]  # 100 jobs took two tries
+    assert all(result["s"] for result in results)
+    assert await dead_letters.count(task_pool, QUEUE) == 0
+    print(f"load with 1% failing once: 10,000 results, 100 retried once, {seconds:.1f} s")
