@@ -1,10 +1,16 @@
 """Command-line entry point: `uv run {{ cookiecutter.project_slug }}` or `python -m {{ cookiecutter.package_name }}`."""
 
+{% if cookiecutter.cache_backend != "none" -%}
+import asyncio
+{% endif -%}
 import sys
 
 from pydantic import ValidationError
 
 from .config import describe_invalid_settings, get_settings
+{%- if cookiecutter.cache_backend != "none" %}
+from .infrastructure.connection import RedisUnavailableError, close_pool, connect, redis_location
+{%- endif %}
 
 
 def main() -> None:
@@ -12,7 +18,23 @@ def main() -> None:
         settings = get_settings()
     except ValidationError as error:
         sys.exit(describe_invalid_settings(error))
+{%- if cookiecutter.cache_backend != "none" %}
+    try:
+        asyncio.run(check_queue())
+    except RedisUnavailableError as error:
+        sys.exit(str(error))  # one line, password masked: not a traceback
+    where = f"Redis answers at {redis_location()}"
+    print(f"{settings.app_name} is configured for {settings.environment}; {where}.")
+{%- else %}
     print(f"{settings.app_name} is configured for {settings.environment}.")
+{%- endif %}
+{%- if cookiecutter.cache_backend != "none" %}
+
+
+async def check_queue() -> None:
+    """Fail fast at start-up when the queue's Redis cannot be reached (after REDIS_CONNECT_RETRIES)."""
+    await close_pool(await connect())
+{%- endif %}
 
 
 if __name__ == "__main__":
