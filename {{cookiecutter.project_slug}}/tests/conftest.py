@@ -6,7 +6,11 @@ Queue behaviour is tested against a real server, never a mock: the server comes 
 
 import asyncio
 import contextlib
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -33,6 +37,8 @@ def redis_server() -> Iterator[LocalRedisServer]:
         yield server
 
 
+# Worker processes in tests beat every second, so a dead one is noticed within seconds.
+TEST_HEARTBEAT_SECONDS = 1.0
 PASSWORD = "p@ss/w:rd?x"  # every character that needs URL-encoding
 
 
@@ -123,3 +129,58 @@ def running_worker(redis_server: LocalRedisServer) -> RunningWorker:
             await worker.close()
 
     return run
+
+
+class WorkerProcesses:
+    """Real `arq` worker processes, as `just worker` starts them, each logging to
+    `worker-<n>.log` in `logs`; `stop_all` kills whatever is left running."""
+
+    def __init__(self, environment: dict[str, str], logs: Path) -> None:
+        self.environment = environment
+        self.logs = logs
+        self.started: list[subprocess.Popen[bytes]] = []
+
+    def start(
+        self, settings: str = f"{WorkerSettings.__module__}.WorkerSettings", **variables: str
+    ) -> subprocess.Popen[bytes]:
+        """Start a worker on `settings` (a dotted path), with extra environment `variables`."""
+        with self.log_path(len(self.started)).open("wb") as log:
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "arq", settings],
+                cwd=Path(__file__).parents[1],
+                env={**self.environment, **variables},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        self.started.append(worker)
+        return worker
+
+    def log_path(self, index: int) -> Path:
+        return self.logs / f"worker-{index}.log"
+
+    def log(self, index: int) -> str:
+        return self.log_path(index).read_text(errors="replace")
+
+    def stop_all(self) -> None:
+        for worker in self.started:
+            if worker.poll() is None:
+                worker.kill()
+            worker.wait()
+
+
+@pytest.fixture
+def worker_processes(
+    redis_server: LocalRedisServer, task_pool: ArqRedis, tmp_path: Path
+) -> Iterator[WorkerProcesses]:
+    """Worker processes on the test server with a one-second heartbeat; their logs' tails are
+    printed (pytest shows them for a failed test)."""
+    environment = {
+        **os.environ,
+        "REDIS_URL": redis_server.url,
+        "WORKER_HEALTH_CHECK_INTERVAL": str(TEST_HEARTBEAT_SECONDS),
+    }
+    workers = WorkerProcesses(environment, tmp_path)
+    yield workers
+    workers.stop_all()
+    for index in range(len(workers.started)):
+        print(f"--- worker {index}", *workers.log(index).splitlines()[-15:], sep="\n")

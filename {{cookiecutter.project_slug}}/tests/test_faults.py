@@ -3,12 +3,8 @@ SIGKILL mid-job, a worker stopped with SIGTERM, Redis restarted under a worker, 
 there when a worker starts. Slow: `just test-faults` runs them."""
 
 import asyncio
-import os
 import signal
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,62 +23,15 @@ from {{ cookiecutter.package_name }}.infrastructure.tasks import (
     get_task_pool,
 )
 
-from .conftest import Configure
+from .conftest import TEST_HEARTBEAT_SECONDS, Configure, WorkerProcesses
 
 pytestmark = pytest.mark.slow
 
 PROJECT = Path(__file__).parents[1]
 QUEUE = WorkerSettings.queue_name
-HEARTBEAT = 1.0
 
 
-class Workers:
-    """Start `arq` worker processes with the fault jobs; stop (kill) what is left at the end."""
-
-    def __init__(self, environment: dict[str, str], logs: Path) -> None:
-        self.environment = environment
-        self.logs = logs
-        self.started: list[subprocess.Popen[bytes]] = []
-
-    def start(self, **settings: str) -> subprocess.Popen[bytes]:
-        with (self.logs / f"worker-{len(self.started)}.log").open("wb") as log:
-            worker = subprocess.Popen(
-                [sys.executable, "-m", "arq", "tests.fault_jobs.WorkerSettings"],
-                cwd=PROJECT,
-                env={**self.environment, **settings},
-                stderr=log,
-            )
-        self.started.append(worker)
-        return worker
-
-    def stop_all(self) -> None:
-        for worker in self.started:
-            if worker.poll() is None:
-                worker.kill()
-            worker.wait()
-
-    def log_tails(self) -> str:
-        return "\n".join(
-            f"--- {log.name}\n" + "\n".join(log.read_text(errors="replace").splitlines()[-15:])
-            for log in sorted(self.logs.glob("worker-*.log"))
-        )
-
-
-@pytest.fixture
-def workers(
-    redis_server: LocalRedisServer, task_pool: ArqRedis, tmp_path: Path
-) -> Iterator[Workers]:
-    """Worker processes for one test; their logs are printed if the test fails."""
-    environment = {
-        **os.environ,
-        "REDIS_URL": redis_server.url,
-        "WORKER_HEALTH_CHECK_INTERVAL": str(HEARTBEAT),
-        "WORKER_MAX_JOBS": "30",
-    }
-    started = Workers(environment, tmp_path)
-    yield started
-    started.stop_all()
-    print(started.log_tails())  # pytest shows it only for a failed test
+FAULT_JOBS = "tests.fault_jobs.WorkerSettings"
 
 
 async def counts(pool: ArqRedis, kind: str, names: list[str]) -> list[int]:
@@ -103,32 +52,32 @@ async def wait_for_counts(
 
 
 async def test_sigkill_mid_job_loses_no_job_and_recovers_within_the_heartbeat(
-    task_pool: ArqRedis, workers: Workers
+    task_pool: ArqRedis, worker_processes: WorkerProcesses
 ) -> None:
     names = [f"killed-{n}" for n in range(20)]
     for name in names:
         await task_pool.enqueue_job("sleepy", name, 2.0)
-    first = workers.start()
+    first = worker_processes.start(FAULT_JOBS, WORKER_MAX_JOBS="30")
     await wait_for_counts(task_pool, "starts", names, at_least=1, within=30)
 
     first.send_signal(signal.SIGKILL)
     first.wait()
     killed_at = time.monotonic()
-    workers.start()
+    worker_processes.start(FAULT_JOBS, WORKER_MAX_JOBS="30")
     await wait_for_counts(task_pool, "completions", names, at_least=1, within=60)
     recovery = time.monotonic() - killed_at
 
     assert await counts(task_pool, "completions", names) == [1] * 20  # none lost, none twice
     assert await counts(task_pool, "starts", names) == [2] * 20  # the killed run, then one more
     # Plain arq waits out the in-progress mark: job timeout + 10 s (315 s by default).
-    assert recovery < HEARTBEAT + 2 + 2.0 + 5
+    assert recovery < TEST_HEARTBEAT_SECONDS + 2 + 2.0 + 5
     assert await task_pool.zcard(QUEUE) == 0
     assert await dead_letters.count(task_pool, QUEUE) == 0
     print(f"SIGKILL: 20 jobs, 0 lost, 0 completed twice, all done {recovery:.1f} s after the kill")
 
 
 async def test_sigterm_finishes_running_jobs_requeues_the_rest_and_exits_cleanly(
-    task_pool: ArqRedis, workers: Workers
+    task_pool: ArqRedis, worker_processes: WorkerProcesses
 ) -> None:
     short = [f"short-{n}" for n in range(3)]
     long = [f"long-{n}" for n in range(2)]
@@ -137,7 +86,7 @@ async def test_sigterm_finishes_running_jobs_requeues_the_rest_and_exits_cleanly
         await task_pool.enqueue_job("sleepy", name, 0.5)
     for name in long:
         await task_pool.enqueue_job("sleepy", name, 30.0)  # 0.1 s when it runs again
-    worker = workers.start(WORKER_MAX_JOBS="5", WORKER_SHUTDOWN_GRACE="2")
+    worker = worker_processes.start(FAULT_JOBS, WORKER_MAX_JOBS="5", WORKER_SHUTDOWN_GRACE="2")
     await wait_for_counts(task_pool, "starts", short + long, at_least=1, within=30)
     for name in waiting:  # queued while the worker is busy: max_jobs is 5
         await task_pool.enqueue_job("sleepy", name, 0.1)
@@ -153,14 +102,14 @@ async def test_sigterm_finishes_running_jobs_requeues_the_rest_and_exits_cleanly
     assert await counts(task_pool, "completions", long + waiting) == [0] * 7
     assert await task_pool.zcard(QUEUE) == 7  # cancelled and waiting jobs are still queued
 
-    workers.start()
+    worker_processes.start(FAULT_JOBS)
     await wait_for_counts(task_pool, "completions", long + waiting, at_least=1, within=30)
     assert await counts(task_pool, "completions", short + long + waiting) == [1] * 10
     print(f"SIGTERM: 10 jobs, 0 lost, 0 completed twice, worker exited 0 in {stop_time:.1f} s")
 
 
 async def test_redis_restart_loses_no_job_and_the_worker_reconnects(
-    workers: Workers, configure: Configure, tmp_path: Path
+    worker_processes: WorkerProcesses, configure: Configure, tmp_path: Path
 ) -> None:
     # A server of its own that keeps its data in an append-only file, as compose's does.
     server = LocalRedisServer(data_dir=tmp_path / "data").start()
@@ -171,7 +120,9 @@ async def test_redis_restart_loses_no_job_and_the_worker_reconnects(
         pool = await get_task_pool()
         for name in names:  # due in 3 s: still queued while Redis restarts
             await pool.enqueue_job("sleepy", name, 0.1, _defer_by=3)
-        worker = workers.start(REDIS_URL=server.url, WORKER_RECONNECT_SECONDS="30")
+        worker = worker_processes.start(
+            FAULT_JOBS, REDIS_URL=server.url, WORKER_RECONNECT_SECONDS="30"
+        )
         await asyncio.sleep(1)  # the worker is polling
 
         server.stop()
@@ -195,11 +146,11 @@ async def test_redis_restart_loses_no_job_and_the_worker_reconnects(
         server.stop()
 
 
-def test_a_worker_waits_for_redis_then_gives_up_non_zero(workers: Workers) -> None:
+def test_a_worker_waits_for_redis_then_gives_up_non_zero(worker_processes: WorkerProcesses) -> None:
     unreachable = f"redis://127.0.0.1:{free_port()}/0"
     started = time.monotonic()
 
-    worker = workers.start(REDIS_URL=unreachable, WORKER_RECONNECT_SECONDS="3")
+    worker = worker_processes.start(FAULT_JOBS, REDIS_URL=unreachable, WORKER_RECONNECT_SECONDS="3")
     exit_code = worker.wait(timeout=30)
 
     waited = time.monotonic() - started
@@ -211,10 +162,12 @@ def test_a_worker_waits_for_redis_then_gives_up_non_zero(workers: Workers) -> No
 
 
 async def test_a_worker_started_before_redis_runs_jobs_once_it_is_up(
-    workers: Workers, configure: Configure
+    worker_processes: WorkerProcesses, configure: Configure
 ) -> None:
     port = free_port()
-    worker = workers.start(REDIS_URL=f"redis://127.0.0.1:{port}/0", WORKER_RECONNECT_SECONDS="30")
+    worker = worker_processes.start(
+        FAULT_JOBS, REDIS_URL=f"redis://127.0.0.1:{port}/0", WORKER_RECONNECT_SECONDS="30"
+    )
     await asyncio.sleep(2)  # the worker is waiting for Redis
 
     with LocalRedisServer(port) as server:
@@ -229,7 +182,9 @@ async def test_a_worker_started_before_redis_runs_jobs_once_it_is_up(
     assert worker.poll() is None  # still running: it waited, it did not give up
 
 
-async def run_load(pool: ArqRedis, workers: Workers, jobs: int, failing_every: int = 0) -> float:
+async def run_load(
+    pool: ArqRedis, worker_processes: WorkerProcesses, jobs: int, failing_every: int = 0
+) -> float:
     """Queue `jobs` numbered jobs, run two workers until the queue is empty; return seconds."""
     ids = [f"load-{n}" for n in range(jobs)]
     started = time.monotonic()
@@ -237,7 +192,7 @@ async def run_load(pool: ArqRedis, workers: Workers, jobs: int, failing_every: i
         failing = failing_every > 0 and n % failing_every == 0
         await pool.enqueue_job("numbered", n, failing, _job_id=job_id)
     for _ in range(2):
-        workers.start(WORKER_RETRY_BASE="0.01")
+        worker_processes.start(FAULT_JOBS, WORKER_RETRY_BASE="0.01")
     while await pool.zcard(QUEUE) > 0:
         if time.monotonic() - started > 120:
             raise AssertionError(f"{await pool.zcard(QUEUE)} jobs still queued after 120 s")
@@ -256,8 +211,10 @@ async def results_of(pool: ArqRedis, jobs: int) -> list[dict[str, Any]]:
     return [deserialize(value) for value in raw]
 
 
-async def test_ten_thousand_jobs_through_two_workers(task_pool: ArqRedis, workers: Workers) -> None:
-    seconds = await run_load(task_pool, workers, 10_000)
+async def test_ten_thousand_jobs_through_two_workers(
+    task_pool: ArqRedis, worker_processes: WorkerProcesses
+) -> None:
+    seconds = await run_load(task_pool, worker_processes, 10_000)
 
     results = await results_of(task_pool, 10_000)
     assert [result["r"] for result in results] == list(range(10_000))
@@ -267,9 +224,9 @@ async def test_ten_thousand_jobs_through_two_workers(task_pool: ArqRedis, worker
 
 
 async def test_one_percent_failing_once_are_retried_once(
-    task_pool: ArqRedis, workers: Workers
+    task_pool: ArqRedis, worker_processes: WorkerProcesses
 ) -> None:
-    seconds = await run_load(task_pool, workers, 10_000, failing_every=100)
+    seconds = await run_load(task_pool, worker_processes, 10_000, failing_every=100)
 
     results = await results_of(task_pool, 10_000)
     assert [result["r"] for result in results] == list(range(10_000))

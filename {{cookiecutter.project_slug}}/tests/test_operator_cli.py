@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,11 +17,9 @@ from {{ cookiecutter.package_name }}.infrastructure import dead_letters, tasks
 from {{ cookiecutter.package_name }}.infrastructure.heartbeat import MARGIN_SECONDS
 from {{ cookiecutter.package_name }}.infrastructure.redis_server import LocalRedisServer, free_port
 
-HEARTBEAT = 1.0
-CLI = [sys.executable, "-m", f"{dead_letters.__package__}.cli"]
-WORKER = [sys.executable, "-m", "arq", f"{tasks.__name__}.WorkerSettings"]
+from .conftest import TEST_HEARTBEAT_SECONDS, WorkerProcesses
 
-StartWorker = Callable[[], subprocess.Popen[bytes]]
+CLI = [sys.executable, "-m", f"{dead_letters.__package__}.cli"]
 
 
 @pytest.fixture
@@ -31,7 +28,7 @@ def environment(redis_server: LocalRedisServer, task_pool: ArqRedis) -> dict[str
     return {
         **os.environ,
         "REDIS_URL": redis_server.url,
-        "WORKER_HEALTH_CHECK_INTERVAL": str(HEARTBEAT),
+        "WORKER_HEALTH_CHECK_INTERVAL": str(TEST_HEARTBEAT_SECONDS),
     }
 
 
@@ -44,25 +41,6 @@ def cli(environment: dict[str, str], *args: str) -> subprocess.CompletedProcess[
         timeout=30,
         stdin=subprocess.DEVNULL,
     )
-
-
-@pytest.fixture
-def start_worker(environment: dict[str, str], tmp_path: Path) -> Iterator[StartWorker]:
-    """Start real `arq` worker processes, logging to `worker-<n>.log` in `tmp_path`; whatever is
-    left running is stopped afterwards."""
-    started: list[subprocess.Popen[bytes]] = []
-
-    def start() -> subprocess.Popen[bytes]:
-        with (tmp_path / f"worker-{len(started)}.log").open("wb") as log:
-            worker = subprocess.Popen(WORKER, env=environment, stderr=log)
-        started.append(worker)
-        return worker
-
-    yield start
-    for worker in started:
-        if worker.poll() is None:
-            worker.kill()
-        worker.wait()
 
 
 def wait_for_check(environment: dict[str, str], exit_code: int, within: float) -> float:
@@ -116,9 +94,9 @@ def test_worker_check_fails_when_redis_is_unreachable(environment: dict[str, str
 
 
 def test_worker_check_follows_each_worker(
-    environment: dict[str, str], start_worker: StartWorker
+    environment: dict[str, str], worker_processes: WorkerProcesses
 ) -> None:
-    first, second = start_worker(), start_worker()
+    first, second = worker_processes.start(), worker_processes.start()
     wait_for_check(environment, 0, within=15)
     while "2 worker(s) alive" not in cli(environment, "worker-check").stdout:
         time.sleep(0.1)
@@ -134,22 +112,21 @@ def test_worker_check_follows_each_worker(
     # SIGKILL gives the worker no chance to clean up: its heartbeat simply runs out.
     second.send_signal(signal.SIGKILL)
     second.wait()
-    elapsed = wait_for_check(environment, 1, within=HEARTBEAT + MARGIN_SECONDS + 5)
-    assert elapsed <= HEARTBEAT + MARGIN_SECONDS + 1
+    elapsed = wait_for_check(environment, 1, within=TEST_HEARTBEAT_SECONDS + MARGIN_SECONDS + 5)
+    assert elapsed <= TEST_HEARTBEAT_SECONDS + MARGIN_SECONDS + 1
 
 
 def test_worker_logs_the_projects_records(
-    environment: dict[str, str], start_worker: StartWorker, tmp_path: Path
+    environment: dict[str, str], worker_processes: WorkerProcesses
 ) -> None:
     # `arq` sets up logging for its own logger only; the project's records must show too.
-    start_worker()
+    worker_processes.start()
     wait_for_check(environment, 0, within=15)
-    log = tmp_path / "worker-0.log"
     for _ in range(50):
-        if "worker started on queue" in log.read_text():
+        if "worker started on queue" in worker_processes.log(0):
             break
         time.sleep(0.1)
-    assert "worker started on queue" in log.read_text()
+    assert "worker started on queue" in worker_processes.log(0)
 
 
 async def add_dead_letter(pool: ArqRedis, job_id: str, message: str) -> None:
