@@ -69,6 +69,19 @@ def test_sentinels_replace_the_url_host() -> None:
     assert arq_settings.host == [("10.0.0.1", 26379), ("10.0.0.2", 26379)]
     assert (arq_settings.sentinel_master, arq_settings.password) == ("queue", "s3cret")
     assert redis_location(settings).startswith("master 'queue' via sentinels 10.0.0.1:26379")
+    # arq builds Sentinel pools without redis-py retries: a worker keeps arq's connect retries.
+    worker_settings = redis_settings(settings, reconnect_for=60)
+    assert (worker_settings.retry, worker_settings.conn_retries) == (None, 5)
+
+
+def test_a_worker_reconnects_for_the_configured_time() -> None:
+    settings = Settings(_env_file=None)
+
+    worker_settings = redis_settings(settings, reconnect_for=60)
+
+    assert worker_settings.conn_retries == 0  # the reconnect wait covers the first connection
+    assert worker_settings.retry is not None
+    assert OSError in (worker_settings.retry_on_error or [])
 
 
 async def test_unreachable_redis_is_one_clear_error_without_the_password(

@@ -54,7 +54,8 @@ def redis_settings(
         "conn_retries": settings.redis_connect_retries if retries is None else retries,
         "conn_retry_delay": settings.redis_connect_retry_delay,
     }
-    if reconnect_for > 0:
+    # arq builds Sentinel pools without these retries: there, REDIS_CONNECT_RETRIES applies.
+    if reconnect_for > 0 and not settings.redis_sentinels:
         backoff = EqualJitterBackoff(cap=RECONNECT_BACKOFF_CAP, base=RECONNECT_BACKOFF_BASE)
         options |= {
             "conn_retries": 0,
