@@ -12,10 +12,14 @@ demo:
 test *args:
     uv run pytest {{ args }}
 
+# Compare the generated worker with plain arq and time everyday commands (about 3 minutes)
+bench *args:
+    uv run python bench/compare.py {{ args }}
+
 # Lint and format-check the template's own Python (hooks, tests, scripts, benchmarks)
 lint:
-    uv run ruff check .
-    uv run ruff format --check .
+    uv run ruff check hooks tests scripts bench
+    uv run ruff format --check hooks tests scripts bench
 
 # Bake a project into ./.demo with the given answers, e.g. `just bake cache_backend=none`
 bake *answers:

@@ -1,9 +1,9 @@
 """Pre-generation hook: check every answer before a file is written; report all problems at once.
 
-Cookiecutter renders Jinja inside answers before this hook runs, so the values checked here are
-the final ones (an answer of `{{ '{{' }} 7*7 {{ '}}' }}` arrives as `49`). On any problem the hook prints one message that
-names each option, its value and the rule, and exits 1; cookiecutter then removes the project
-folder it had started, so nothing is left behind.
+Cookiecutter renders Jinja inside answers before this hook runs, so the values checked here
+are the final ones (an answer of `{{ '{{' }} 7*7 {{ '}}' }}` arrives as `49`).
+On any problem the hook prints one message that names each option, its value and the rule, and
+exits 1; cookiecutter then removes the project folder it had started, so nothing is left behind.
 """
 
 import json

@@ -59,7 +59,9 @@ def say(message: str) -> None:
     print(f"demo: {message}", flush=True)
 
 
-def start_dev(project: Path, environment: dict[str, str]) -> tuple[subprocess.Popen[str], threading.Event]:
+def start_dev(
+    project: Path, environment: dict[str, str]
+) -> tuple[subprocess.Popen[str], threading.Event]:
     """Start `just dev` in its own process group; the event is set once Redis is ready."""
     dev = subprocess.Popen(
         ["uv", "run", "just", "dev"],
