@@ -12,32 +12,20 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 
+from benchkit import TEMPLATE_ROOT, stdout_redirected
 from cookiecutter.main import cookiecutter
 
-TEMPLATE_ROOT = Path(__file__).resolve().parents[1]
 BACKENDS = ["redis", "falkordb", "none"]
 
 
-@contextmanager
-def silenced_stdout() -> Iterator[None]:
-    """Hide the hooks' "next steps": they run as subprocesses, so redirect the file descriptor."""
-    sys.stdout.flush()
-    saved = os.dup(1)
-    with open(os.devnull, "w") as devnull:
-        os.dup2(devnull.fileno(), 1)
-    try:
-        yield
-    finally:
-        os.dup2(saved, 1)
-        os.close(saved)
-
-
 def time_in_process(backend: str) -> float:
-    with tempfile.TemporaryDirectory() as output, silenced_stdout():
+    # The hooks' "next steps" would fill the screen: send them nowhere.
+    with (
+        tempfile.TemporaryDirectory() as output,
+        open(os.devnull, "w") as devnull,
+        stdout_redirected(devnull.fileno()),
+    ):
         started = time.perf_counter()
         cookiecutter(
             str(TEMPLATE_ROOT),

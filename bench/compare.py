@@ -4,13 +4,13 @@
                                    [--latency-rate 20] [--enqueue-jobs 5000] [--check-runs 5]
                                    [--bake-runs 5] [--seed 1]
 
-Bakes the default project into a scratch folder, `uv sync`s it, copies this file into it and runs
-it again there with `--inside`, in the project's own venv: that half imports the generated package,
-starts its `LocalRedisServer` on a free loopback port and drives arq workers in-process. Every
-measurement is repeated in `--rounds` interleaved rounds (each round runs every configuration
-once, in an order rotated by one per round); the table shows medians over rounds. Redis is
-flushed (FLUSHDB) before each run. The project's `LOG_LEVEL` is WARNING for the whole run (the
-worker subprocesses too), so the cost of log lines is not measured.
+Bakes the default project into a scratch folder, `uv sync`s it, copies this file and benchkit.py
+into it and runs it again there with `--inside`, in the project's own venv: that half imports the
+generated package, starts its `LocalRedisServer` on a free loopback port and drives arq workers
+in-process. Every measurement is repeated in `--rounds` interleaved rounds (each round runs every
+configuration once, in an order rotated by one per round); the table shows medians over rounds.
+Redis is flushed (FLUSHDB) before each run. The project's `LOG_LEVEL` is WARNING for the whole run
+(the worker subprocesses too), so the cost of log lines is not measured.
 
 Worker configurations (all run no-op jobs, `async def noop(ctx)`):
 
@@ -64,13 +64,11 @@ a machine line and the Markdown table go to stdout.
 
 import argparse
 import asyncio
-import contextlib
 import importlib
 import json
 import os
 import platform
 import random
-import shutil
 import signal
 import statistics
 import subprocess
@@ -78,11 +76,19 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-TEMPLATE_ROOT = Path(__file__).resolve().parents[1]
+from benchkit import (
+    bake,
+    percentile,
+    polling,
+    run_script_inside,
+    tool_environment,
+    wait_for_results,
+)
+
 BACKENDS = ("redis", "falkordb", "none")
 GENERATED = "generated defaults"
 ARQ_DEFAULTS = "arq defaults"
@@ -121,46 +127,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 # --- outside: bake, sync, run this file in the project, print the table ----------------------
 
 
-def tool_environment() -> dict[str, str]:
-    """uv must use installed interpreters; pyenv's shims need every version listed to show them.
-
-    Settings the project would read from the environment are dropped: the run sets its own.
-    """
-    environment = {**os.environ, "UV_PYTHON_DOWNLOADS": "never"}
-    environment.pop("VIRTUAL_ENV", None)
-    for name in list(environment):
-        if name in ("REDIS_URL", "QUEUE_NAME", "LOG_LEVEL") or name.startswith("WORKER_"):
-            del environment[name]
-    versions = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
-    if versions.is_dir():
-        environment["PYENV_VERSION"] = ":".join(sorted(p.name for p in versions.iterdir()))
-    return environment
-
-
-@contextlib.contextmanager
-def stdout_to_stderr() -> Iterator[None]:
-    """The hooks print "next steps" from subprocesses: move file descriptor 1 to stderr."""
-    sys.stdout.flush()
-    saved = os.dup(1)
-    os.dup2(2, 1)
-    try:
-        yield
-    finally:
-        os.dup2(saved, 1)
-        os.close(saved)
-
-
-def bake(output_dir: str) -> Path:
-    from cookiecutter.main import cookiecutter
-
-    with stdout_to_stderr():
-        return Path(cookiecutter(str(TEMPLATE_ROOT), no_input=True, output_dir=output_dir))
-
-
 def bake_times(runs: int) -> dict[str, float]:
     """Median in-process bake time per cache backend, the backends interleaved."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from bake_time import time_in_process
+    from bake_time import time_in_process  # beside this file, so on sys.path
 
     times: dict[str, list[float]] = {backend: [] for backend in BACKENDS}
     for _ in range(runs):
@@ -170,12 +139,8 @@ def bake_times(runs: int) -> dict[str, float]:
 
 
 def run_inside(project: Path, args: argparse.Namespace, environment: dict[str, str]) -> Any:
-    """Copy this file into the project, run it there with `--inside`; return its JSON."""
-    package = json.loads((project / ".cookiecutter.json").read_text())["package_name"]
-    script = project / "compare_measure.py"
-    shutil.copyfile(__file__, script)
-    command = [
-        "uv", "run", "python", script.name, "--inside", package,
+    """Run this file in the project with `--inside`, with these options; return its JSON."""
+    arguments = [
         "--rounds", str(args.rounds),
         "--jobs", str(args.jobs),
         "--latency-jobs", str(args.latency_jobs),
@@ -184,16 +149,7 @@ def run_inside(project: Path, args: argparse.Namespace, environment: dict[str, s
         "--check-runs", str(args.check_runs),
         "--seed", str(args.seed),
     ]  # fmt: skip
-    run = subprocess.run(
-        command,
-        cwd=project,
-        env=environment,
-        stdout=subprocess.PIPE,
-        text=True,
-        timeout=RUN_TIMEOUT_SECONDS,
-        check=True,
-    )
-    return json.loads(run.stdout.splitlines()[-1])
+    return run_script_inside(project, __file__, arguments, environment, RUN_TIMEOUT_SECONDS)
 
 
 def verdict(value: float, target: float | None, at_least: bool) -> tuple[str, str]:
@@ -296,10 +252,6 @@ async def noop(ctx: dict[str, Any]) -> None:
     """The measured job: does nothing, so what is timed is the queue around it."""
 
 
-def percentile(values: list[float], pct: int) -> float:
-    return statistics.quantiles(values, n=100, method="inclusive")[pct - 1]
-
-
 async def command_calls(pool: Any) -> int:
     """Redis's total command calls so far, less the INFO calls (the measuring ones)."""
     info = await pool.info("commandstats")
@@ -382,45 +334,14 @@ async def drain(pool: Any, queue_pool: Any, run: Drainer, count: int) -> dict:
     return {"jobs_per_s": count / elapsed, "commands_per_job": calls / count}
 
 
-@contextlib.asynccontextmanager
-async def running_worker(make_workers: WorkerFactory, pool: Any) -> AsyncIterator[Any]:
-    """A non-burst worker in a task, yielded once it has polled (its health key is set)."""
-    (worker,) = make_workers(False)
-    run = asyncio.create_task(worker.async_run())
-    try:
-        deadline = time.monotonic() + 10
-        while not await pool.exists(worker.health_check_key):
-            if run.done():
-                run.result()  # raises what stopped the worker
-            if run.done() or time.monotonic() > deadline:
-                raise RuntimeError("the worker did not start polling")
-            await asyncio.sleep(0.005)
-        yield worker
-    finally:
-        run.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await run
-        await worker.close()
-
-
-async def wait_for_results(jobs: list[Any], timeout: float = 30) -> list[Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        infos = await asyncio.gather(*(job.result_info() for job in jobs))
-        if all(info is not None for info in infos):
-            return infos
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{sum(i is None for i in infos)} jobs have no result")
-        await asyncio.sleep(0.05)
-
-
 async def latency(
     pool: Any, queue_pool: Any, make_workers: WorkerFactory, count: int, gaps: list[float]
 ) -> list[float]:
     """Enqueue→start waits in ms of `count` jobs sent `gaps` seconds apart to an idle worker."""
     await pool.flushdb()
     jobs = []
-    async with running_worker(make_workers, pool):
+    (worker,) = make_workers(False)
+    async with polling(worker, pool):
         due = time.monotonic()
         for gap in gaps[:count]:
             due += gap

@@ -4,12 +4,12 @@
                                       [--idle-seconds 2] [--seed 1]
                                       [--delays 0.5,0.2,0.1,0.05,0.02,0.01]
 
-Bakes the default project into a scratch folder, `uv sync`s it, copies this file into it and runs
-it again there with `--inside`, in the project's own venv: that half imports the generated package,
-starts its `LocalRedisServer` on a free loopback port and drives arq workers in-process, built from
-the project's `WorkerSettings` with only `poll_delay` changed (and cron jobs off, so a minute
-boundary adds no job to a measurement). One reference row uses arq's own defaults instead
-(no abort polling, arq's poll_delay 0.5). For each row:
+Bakes the default project into a scratch folder, `uv sync`s it, copies this file and benchkit.py
+into it and runs it again there with `--inside`, in the project's own venv: that half imports the
+generated package, starts its `LocalRedisServer` on a free loopback port and drives arq workers
+in-process, built from the project's `WorkerSettings` with only `poll_delay` changed (and cron jobs
+off, so a minute boundary adds no job to a measurement). One reference row uses arq's own defaults
+instead (no abort polling, arq's poll_delay 0.5). For each row:
 
 - throughput: one burst worker drains `--jobs` trivial jobs, all queued before it starts; the
   median of `--runs` runs, or a single run where that one reaches the poll ceiling
@@ -25,25 +25,30 @@ Progress goes to stderr, the table to stdout.
 
 import argparse
 import asyncio
-import contextlib
 import importlib
 import json
 import math
 import os
 import platform
 import random
-import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import warnings
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-TEMPLATE_ROOT = Path(__file__).resolve().parents[1]
+from benchkit import (
+    bake,
+    percentile,
+    polling,
+    run_script_inside,
+    tool_environment,
+    wait_for_results,
+)
+
 DEFAULT_DELAYS = "0.5,0.2,0.1,0.05,0.02,0.01"
 ARQ_DEFAULTS = "arq defaults"
 # From the project's WorkerSettings, the reference row keeps only what it needs to run its jobs.
@@ -74,49 +79,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 # --- outside: bake, sync, run this file in the project, print the table ----------------------
 
 
-def tool_environment() -> dict[str, str]:
-    """uv must use installed interpreters; pyenv's shims need every version listed to show them.
-
-    Settings the project would read from the environment are dropped: the run sets its own.
-    """
-    environment = {**os.environ, "UV_PYTHON_DOWNLOADS": "never"}
-    environment.pop("VIRTUAL_ENV", None)
-    for name in list(environment):
-        if name == "REDIS_URL" or name == "QUEUE_NAME" or name.startswith("WORKER_"):
-            del environment[name]
-    versions = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
-    if versions.is_dir():
-        environment["PYENV_VERSION"] = ":".join(sorted(p.name for p in versions.iterdir()))
-    return environment
-
-
-@contextlib.contextmanager
-def stdout_to_stderr() -> Iterator[None]:
-    """The hooks print "next steps" from subprocesses: move file descriptor 1 to stderr."""
-    sys.stdout.flush()
-    saved = os.dup(1)
-    os.dup2(2, 1)
-    try:
-        yield
-    finally:
-        os.dup2(saved, 1)
-        os.close(saved)
-
-
-def bake(output_dir: str) -> Path:
-    from cookiecutter.main import cookiecutter
-
-    with stdout_to_stderr():
-        return Path(cookiecutter(str(TEMPLATE_ROOT), no_input=True, output_dir=output_dir))
-
-
 def run_inside(project: Path, args: argparse.Namespace, environment: dict[str, str]) -> Any:
-    """Copy this file into the project, run it there with `--inside`; return its JSON."""
-    package = json.loads((project / ".cookiecutter.json").read_text())["package_name"]
-    script = project / "poll_delay_measure.py"
-    shutil.copyfile(__file__, script)
-    command = [
-        "uv", "run", "python", script.name, "--inside", package,
+    """Run this file in the project with `--inside`, with these options; return its JSON."""
+    arguments = [
         "--jobs", str(args.jobs),
         "--latency-jobs", str(args.latency_jobs),
         "--idle-seconds", str(args.idle_seconds),
@@ -124,16 +89,7 @@ def run_inside(project: Path, args: argparse.Namespace, environment: dict[str, s
         "--runs", str(args.runs),
         "--seed", str(args.seed),
     ]  # fmt: skip
-    run = subprocess.run(
-        command,
-        cwd=project,
-        env=environment,
-        stdout=subprocess.PIPE,
-        text=True,
-        timeout=RUN_TIMEOUT_SECONDS,
-        check=True,
-    )
-    return json.loads(run.stdout.splitlines()[-1])
+    return run_script_inside(project, __file__, arguments, environment, RUN_TIMEOUT_SECONDS)
 
 
 def unsigned(difference: float) -> str:
@@ -202,10 +158,6 @@ def outside(args: argparse.Namespace) -> int:
 WorkerFactory = Callable[[bool], Any]
 
 
-def percentile(values: list[float], pct: int) -> float:
-    return statistics.quantiles(values, n=100, method="inclusive")[pct - 1]
-
-
 async def enqueue_many(tasks: Any, count: int, label: str) -> list[Any]:
     jobs: list[Any] = []
     for first in range(0, count, ENQUEUE_BATCH):
@@ -256,38 +208,6 @@ async def idle_load(pool: Any, seconds: float) -> dict[str, Any]:
         "polls": calls.get("zrangebyscore", 0),
         "calls": calls,
     }
-
-
-@contextlib.asynccontextmanager
-async def running_worker(make_worker: WorkerFactory, pool: Any) -> AsyncIterator[Any]:
-    """A non-burst worker in a task, yielded once it has polled (its health key is set)."""
-    worker = make_worker(False)
-    run = asyncio.create_task(worker.async_run())
-    try:
-        deadline = time.monotonic() + 10
-        while not await pool.exists(worker.health_check_key):
-            if run.done():
-                run.result()  # raises what stopped the worker
-            if run.done() or time.monotonic() > deadline:
-                raise RuntimeError("the worker did not start polling")
-            await asyncio.sleep(0.005)
-        yield worker
-    finally:
-        run.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await run
-        await worker.close()
-
-
-async def wait_for_results(jobs: list[Any], timeout: float = 30) -> list[Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        infos = await asyncio.gather(*(job.result_info() for job in jobs))
-        if all(info is not None for info in infos):
-            return infos
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{sum(i is None for i in infos)} jobs have no result")
-        await asyncio.sleep(0.05)
 
 
 async def latency(tasks: Any, worker: Any, count: int, rng: random.Random) -> dict[str, float]:
@@ -369,7 +289,7 @@ async def measure_row(
 ) -> dict[str, Any]:
     say(f"{label}: idle load and latency")
     await pool.flushdb()
-    async with running_worker(make_worker, pool) as worker:
+    async with polling(make_worker(False), pool) as worker:
         # The worker has just polled: start half a poll later and last a whole number of polls
         # (at least 10), so the window holds that many polls whatever the jitter.
         poll = worker.poll_delay_s
