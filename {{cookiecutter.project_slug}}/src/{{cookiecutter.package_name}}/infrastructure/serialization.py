@@ -69,8 +69,16 @@ def _decode(obj: dict[str, Any]) -> Any:
             raise ValueError(f"unknown tagged type {unknown!r}")
 
 
+# Built once: `json.dumps` and `json.loads` with options build a new encoder or decoder per call,
+# which the worker would pay for every job and result.
+_ENCODER = json.JSONEncoder(default=_encode, allow_nan=False, separators=(",", ":"))
+_DECODER = json.JSONDecoder()
+_TAGGED_DECODER = json.JSONDecoder(object_hook=_decode)
+_TAG = f'"{TYPE_KEY}"'
+
+
 def serialize(value: Any) -> bytes:
-    return json.dumps(value, default=_encode, allow_nan=False, separators=(",", ":")).encode()
+    return _ENCODER.encode(value).encode()
 
 
 def serialize_at_most(max_bytes: int) -> Callable[[Any], bytes]:
@@ -89,4 +97,8 @@ def serialize_at_most(max_bytes: int) -> Callable[[Any], bytes]:
 
 
 def deserialize(data: bytes) -> Any:
-    return json.loads(data, object_hook=_decode)
+    """Read what `serialize` wrote; raises ValueError (UnicodeDecodeError, JSONDecodeError, or
+    an unknown tag) for anything else."""
+    text = data.decode()
+    # The object hook runs for every dict; only a payload with a tagged value needs it.
+    return (_TAGGED_DECODER if _TAG in text else _DECODER).decode(text)
