@@ -29,6 +29,7 @@ KEEP_FOR = {
     "tests/test_faults.py": QUEUE,
     "tests/test_bad_input.py": QUEUE,
     "tests/test_security.py": QUEUE,
+    "tests/test_running_jobs.py": QUEUE,
     "tests/fault_jobs.py": QUEUE,
     "tests/test_graph.py": {"falkordb"},
     "compose.yaml": QUEUE,

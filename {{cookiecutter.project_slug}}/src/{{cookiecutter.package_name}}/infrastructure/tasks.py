@@ -213,12 +213,12 @@ async def on_worker_startup(ctx: JobContext) -> None:
 
 
 async def on_job_start(ctx: JobContext) -> None:
-    await ctx["heartbeat"].job_started(ctx["job_id"])
+    ctx["heartbeat"].job_started(ctx["job_id"])
 
 
 async def after_job_end(ctx: JobContext) -> None:
     # After arq has recorded the outcome and removed the job's in-progress mark.
-    await ctx["heartbeat"].job_ended(ctx["job_id"])
+    ctx["heartbeat"].job_ended(ctx["job_id"])
 
 
 async def on_worker_shutdown(ctx: JobContext) -> None:
