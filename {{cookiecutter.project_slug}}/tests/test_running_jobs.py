@@ -16,25 +16,42 @@ async def listed(pool: ArqRedis) -> set[str]:
 
 async def test_a_busy_moment_costs_one_write_and_lands_exactly(task_pool: ArqRedis) -> None:
     running = RunningJobs(task_pool, KEY)
+    running.add("listed-before")
+    await running.written()
     calls_before = await command_calls(task_pool)
+    running.remove("listed-before")
     for number in range(100):
         running.add(f"job-{number}")
     for number in range(0, 100, 2):
-        running.remove(f"job-{number}")
+        running.remove(f"job-{number}")  # ended before any write: Redis never hears of it
     await running.written()
     # One SADD and one SREM, however many jobs: not a round trip per job.
     assert await command_calls(task_pool) - calls_before == 2
     assert await listed(task_pool) == {f"job-{number}" for number in range(1, 100, 2)}
 
 
+async def test_jobs_that_start_and_end_between_writes_send_nothing(task_pool: ArqRedis) -> None:
+    running = RunningJobs(task_pool, KEY)
+    calls_before = await command_calls(task_pool)
+    for number in range(100):
+        running.add(f"job-{number}")
+        running.remove(f"job-{number}")
+    await running.written()
+    assert await command_calls(task_pool) - calls_before == 0
+
+
 async def test_a_removal_never_overtakes_the_listing(task_pool: ArqRedis) -> None:
     running = RunningJobs(task_pool, KEY)
     running.add("first")
+    running.add("again")
     await running.written()
     running.remove("first")
     running.add("second")
     running.remove("second")
     running.add("second")  # the newest change to a job wins
+    running.remove("again")
+    running.add("again")  # a retry run on this worker, before the removal was written
+    running.remove("again")
     await running.written()
     assert await listed(task_pool) == {"second"}
 

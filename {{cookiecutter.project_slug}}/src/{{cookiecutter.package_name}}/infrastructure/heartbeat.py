@@ -78,7 +78,7 @@ class RunningJobs:
 
     Jobs do not wait for it: `add` and `remove` note the change and return, and a background
     write sends every change noted since the previous write in one pipeline (one SADD, one
-    SREM). A job that starts and ends between two writes costs one SREM argument. Writes go one
+    SREM). A job that starts and ends between two writes never reaches Redis. Writes go one
     after the other, so a removal never overtakes its listing; a failed write's changes go into
     the next one, unless newer ones replaced them.
     """
@@ -87,12 +87,19 @@ class RunningJobs:
         self.redis = redis
         self.key = key
         self._changes: dict[str, bool] = {}  # job id -> listed?, for the next write
+        self._never_sent: set[str] = set()  # jobs in _changes that Redis has not heard of
         self._writing: asyncio.Task[None] | None = None
 
     def add(self, job_id: str) -> None:
+        if job_id not in self._changes:  # else it replaces a removal Redis must still get
+            self._never_sent.add(job_id)
         self._change(job_id, listed=True)
 
     def remove(self, job_id: str) -> None:
+        if job_id in self._never_sent:  # listed and unlisted before any write: nothing to send
+            self._never_sent.discard(job_id)
+            del self._changes[job_id]
+            return
         self._change(job_id, listed=False)
 
     async def written(self) -> None:
@@ -110,6 +117,9 @@ class RunningJobs:
             while self._changes:
                 await asyncio.sleep(GATHER_SECONDS)  # one write for a busy moment's changes
                 changes, self._changes = self._changes, {}
+                self._never_sent.clear()  # sent now, or (if the write fails) maybe sent
+                if not changes:
+                    continue
                 try:
                     await self._write(changes)
                 except RedisError as error:
