@@ -2,15 +2,17 @@
 
     uv run python bench/compare.py [--rounds 3] [--jobs 5000] [--latency-jobs 200]
                                    [--latency-rate 20] [--enqueue-jobs 5000] [--check-runs 5]
-                                   [--bake-runs 5] [--seed 1]
+                                   [--bake-runs 5] [--seed 1] [--celery]
 
-Bakes the default project into a scratch folder, `uv sync`s it, copies this file and benchkit.py
-into it and runs it again there with `--inside`, in the project's own venv: that half imports the
-generated package, starts its `LocalRedisServer` on a free loopback port and drives arq workers
-in-process. Every measurement is repeated in `--rounds` interleaved rounds (each round runs every
-configuration once, in an order rotated by one per round); the table shows medians over rounds.
-Redis is flushed (FLUSHDB) before each run. The project's `LOG_LEVEL` is WARNING for the whole run
-(the worker subprocesses too), so the cost of log lines is not measured.
+Bakes the default project into a scratch folder, `uv sync`s it (bytecode compiled, as the
+Dockerfile does: otherwise each worker start would compile its imports again on a machine with
+PYTHONDONTWRITEBYTECODE set, 0.3 s here), copies this file and benchkit.py into it and runs it
+again there with `--inside`, in the project's own venv: that half imports the generated package,
+starts its `LocalRedisServer` on a free loopback port and drives arq workers in-process. Every
+measurement is repeated in `--rounds` interleaved rounds (each round runs every configuration once,
+in an order rotated by one per round); the table shows medians over rounds. Redis is flushed
+(FLUSHDB) before each run. The project's `LOG_LEVEL` is WARNING for the whole run (the worker
+subprocesses too), so the cost of log lines is not measured.
 
 Worker configurations (all run no-op jobs, `async def noop(ctx)`):
 
@@ -24,6 +26,9 @@ Worker configurations (all run no-op jobs, `async def noop(ctx)`):
 - arq, same tuning: as arq defaults, with the project's poll_delay, max_jobs, job_timeout,
   keep_result, max_tries and allow_abort_jobs (queue_read_limit left to arq's default for those
   max_jobs), but no wrapper, no hooks, pickle;
+- the same two with queue_read_limit 1000: at the defaults both workers run near their poll
+  ceiling (see 1.), where a ratio says little about the cost of each job; with the ceiling out of
+  the way, this pair shows what our wrapper, serializer and hooks cost per job;
 - generated defaults, 2 workers in 1 loop: two of the first kind draining one queue together, as
   two burst workers in one event loop (this process): they share one CPU, so this row shows the
   contention between workers on one queue, not what a second worker process would add;
@@ -55,7 +60,13 @@ Figures:
    wall time of `python -m <pkg>.infrastructure.cli worker-check` while that worker runs
    (`--check-runs` runs spread over the rounds);
 6. bake time per cache backend: in-process `cookiecutter(...)` (render + hooks), `--bake-runs`
-   interleaved runs, timed before the project is baked for the rest (bench/bake_time.py).
+   interleaved runs, timed before the project is baked for the rest (bench/bake_time.py);
+7. with `--celery`, Celery on the same Redis server, once per round after the arq drains, with
+   its solo pool (one process, like one arq worker) and its default prefork pool (one process per
+   CPU): `bench/celery_drain.py` run in a venv of its own (celery[redis] needs redis-py >= 6,
+   arq < 6), made in the scratch folder with uv; it measures drain throughput, commands per job
+   and enqueue→start latency (its docstring gives the method; its drain time leaves out the
+   worker's start-up and shutdown, which the arq rows include, so it flatters Celery a little).
 
 Rates are medians over rounds; ratios are the median of the per-round ratios (both figures of a
 ratio come from the same round, so a slow round weighs on both). Progress goes to stderr;
@@ -85,6 +96,7 @@ from benchkit import (
     percentile,
     polling,
     run_script_inside,
+    sync,
     tool_environment,
     wait_for_results,
 )
@@ -95,7 +107,21 @@ ARQ_DEFAULTS = "arq defaults"
 ARQ_TUNED = "arq, same tuning"
 GENERATED_TWO = "generated defaults, 2 workers in 1 loop"
 GENERATED_PROCESSES = "generated defaults, 2 processes"
-CONFIGURATIONS = (GENERATED, ARQ_DEFAULTS, ARQ_TUNED, GENERATED_TWO, GENERATED_PROCESSES)
+# queue_read_limit for the pair of drains that leave the poll ceiling out of the way.
+UNCAPPED_READ_LIMIT = 1000
+GENERATED_UNCAPPED = f"generated defaults, queue_read_limit {UNCAPPED_READ_LIMIT}"
+ARQ_TUNED_UNCAPPED = f"arq, same tuning, queue_read_limit {UNCAPPED_READ_LIMIT}"
+CONFIGURATIONS = (
+    GENERATED,
+    ARQ_DEFAULTS,
+    ARQ_TUNED,
+    GENERATED_UNCAPPED,
+    ARQ_TUNED_UNCAPPED,
+    GENERATED_TWO,
+    GENERATED_PROCESSES,
+)
+CELERY_POOLS = ("solo", "prefork")
+CELERY_SCRIPT = Path(__file__).resolve().with_name("celery_drain.py")
 LATENCY_CONFIGURATIONS = (GENERATED, ARQ_DEFAULTS)
 # The project's tuning that "arq, same tuning" copies.
 TUNING = ("poll_delay", "max_jobs", "job_timeout", "keep_result", "max_tries", "allow_abort_jobs")
@@ -119,6 +145,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--check-runs", type=int, default=5, help="worker-check runs")
     parser.add_argument("--bake-runs", type=int, default=5, help="bakes per cache backend")
     parser.add_argument("--seed", type=int, default=1, help="seed for the latency gaps")
+    parser.add_argument("--celery", action="store_true", help="compare with Celery too")
+    # Set by the outside half: the Celery venv's Python and bench/celery_drain.py.
+    parser.add_argument("--celery-python", help=argparse.SUPPRESS)
+    parser.add_argument("--celery-script", help=argparse.SUPPRESS)
     parser.add_argument("--inside", metavar="PACKAGE", help=argparse.SUPPRESS)
     parser.add_argument("--drain-worker", action="store_true", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -138,7 +168,9 @@ def bake_times(runs: int) -> dict[str, float]:
     return {backend: statistics.median(values) for backend, values in times.items()}
 
 
-def run_inside(project: Path, args: argparse.Namespace, environment: dict[str, str]) -> Any:
+def run_inside(
+    project: Path, args: argparse.Namespace, environment: dict[str, str], celery: Path | None
+) -> Any:
     """Run this file in the project with `--inside`, with these options; return its JSON."""
     arguments = [
         "--rounds", str(args.rounds),
@@ -149,6 +181,8 @@ def run_inside(project: Path, args: argparse.Namespace, environment: dict[str, s
         "--check-runs", str(args.check_runs),
         "--seed", str(args.seed),
     ]  # fmt: skip
+    if celery is not None:
+        arguments += ["--celery-python", str(celery), "--celery-script", str(CELERY_SCRIPT)]
     return run_script_inside(project, __file__, arguments, environment, RUN_TIMEOUT_SECONDS)
 
 
@@ -185,14 +219,28 @@ def print_table(report: dict[str, Any], bakes: dict[str, float], elapsed: float)
     ratios = (
         (GENERATED, ARQ_DEFAULTS, 6.0),
         (GENERATED, ARQ_TUNED, 0.95),
+        (GENERATED_UNCAPPED, ARQ_TUNED_UNCAPPED, None),
         (GENERATED_TWO, GENERATED, None),
         (GENERATED_PROCESSES, GENERATED, None),
     )
     for top, bottom, target in ratios:
         ratio = paired_ratio(drain[top]["rounds"], drain[bottom]["rounds"])
         rows.append((f"drain ratio {top} / {bottom}", f"{ratio:.2f}", target, True))
-    for label in LATENCY_CONFIGURATIONS:
-        waits = r["latency"][label]
+    celery = r.get("celery", {})
+    for pool, runs in celery.items():
+        rates = [run["drain_jobs_per_s"] for run in runs]
+        value = f"{statistics.median(rates):.0f} ({min(rates):.0f}-{max(rates):.0f})"
+        rows.append(
+            (f"drain {meta['jobs']} jobs, {celery_label(pool, runs)}: jobs/s", value, None, True)
+        )
+        ratio = paired_ratio(drain[GENERATED]["rounds"], rates)
+        rows.append((f"drain ratio {GENERATED} / Celery {pool}", f"{ratio:.2f}", None, True))
+    latencies = dict(r["latency"])
+    for pool, runs in celery.items():
+        latencies[celery_label(pool, runs)] = waits_summary(
+            [w for run in runs for w in run["waits_ms"]]
+        )
+    for label, waits in latencies.items():
         for pct, target in (("p50", 30.0), ("p95", None), ("p99", 60.0)):
             rows.append(
                 (
@@ -211,6 +259,10 @@ def print_table(report: dict[str, Any], bakes: dict[str, float], elapsed: float)
     for label in CONFIGURATIONS:
         per_job = drain[label]["commands_per_job"]
         rows.append((f"Redis commands per job, {label}", f"{per_job:.2f}", None, False))
+    for pool, runs in celery.items():
+        per_job = statistics.median(run["commands_per_job"] for run in runs)
+        label = celery_label(pool, runs)
+        rows.append((f"Redis commands per job, {label}", f"{per_job:.2f}", None, False))
     cold = r["cold_start"]
     rows.append(("worker cold start s (Popen → first job start)", f"{cold:.3f}", 0.5, False))
     rows.append(("worker-check wall time s", f"{r['worker_check']:.3f}", 1.0, False))
@@ -227,16 +279,37 @@ def print_table(report: dict[str, Any], bakes: dict[str, float], elapsed: float)
     print(f"total run time {elapsed:.0f} s")
 
 
+def celery_label(pool: str, runs: list[dict]) -> str:
+    """ "Celery 5.7.0, solo pool (1 process)" from a celery_drain.py report."""
+    processes = runs[0]["concurrency"]
+    return f"Celery {runs[0]['celery']}, {pool} pool ({processes} process{'es' * (processes > 1)})"
+
+
+def waits_summary(values: list[float]) -> dict[str, float]:
+    return {
+        "count": len(values),
+        "p50": percentile(values, 50),
+        "p95": percentile(values, 95),
+        "p99": percentile(values, 99),
+    }
+
+
 def outside(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     environment = tool_environment()
     say(f"bake time, {args.bake_runs} runs per backend")
     bakes = bake_times(args.bake_runs)
     with tempfile.TemporaryDirectory(prefix="cookiecutter-arq-compare-") as scratch:
+        celery = None
+        if args.celery:
+            from celery_drain import celery_python  # beside this file, standard library only
+
+            say("a venv for Celery")
+            celery = celery_python(Path(scratch), environment)
         project = bake(scratch)
         say(f"baked {project}; uv sync")
-        subprocess.run(["uv", "sync", "--quiet"], cwd=project, env=environment, check=True)
-        report = run_inside(project, args, environment)
+        sync(project, environment)
+        report = run_inside(project, args, environment, celery)
     print_table(report, bakes, time.perf_counter() - started)
     return 0
 
@@ -436,10 +509,10 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
             generated = generated_settings(tasks)
             tuning = {name: getattr(settings_class, name) for name in TUNING}
 
-            def make_generated(count: int) -> WorkerFactory:
+            def make_generated(count: int, **overrides: Any) -> WorkerFactory:
                 def make(burst: bool) -> list[Any]:
                     return [
-                        create_worker(generated, burst=burst, handle_signals=False)
+                        create_worker(generated, burst=burst, handle_signals=False, **overrides)
                         for _ in range(count)
                     ]
 
@@ -460,10 +533,13 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
 
                 return make
 
+            uncapped = {"queue_read_limit": UNCAPPED_READ_LIMIT}
             setups = {
                 GENERATED: (project_pool, make_generated(1)),
                 ARQ_DEFAULTS: (arq_pool, make_arq({})),
                 ARQ_TUNED: (arq_pool, make_arq(tuning)),
+                GENERATED_UNCAPPED: (project_pool, make_generated(1, **uncapped)),
+                ARQ_TUNED_UNCAPPED: (arq_pool, make_arq({**tuning, **uncapped})),
                 GENERATED_TWO: (project_pool, make_generated(2)),
             }
             drainers = {label: (pool, in_process(make)) for label, (pool, make) in setups.items()}
@@ -482,6 +558,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
                 "enqueue_task": lambda: tasks.enqueue_task("example_task", message="x"),
             }
             colds: list[float] = []
+            celery_runs: dict[str, list[dict]] = {pool: [] for pool in CELERY_POOLS}
             rng = random.Random(args.seed)
             checks: list[float] = []
             for index in range(args.rounds):
@@ -508,6 +585,16 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
                 say(f"  cold start {seconds:.3f} s, worker-check {check_times}")
                 colds.append(seconds)
                 checks += check_times
+                if args.celery_python:
+                    for pool in rotated(CELERY_POOLS, index):
+                        celery_args = {
+                            **vars(args),
+                            "latency_jobs": count,
+                            "seed": args.seed + index,
+                        }
+                        run = await run_celery(server.url, pool, celery_args)
+                        say(f"  Celery {pool}: {run['drain_jobs_per_s']:.0f} jobs/s")
+                        celery_runs[pool].append(run)
             info = await project_pool.info("server")
         finally:
             await arq_pool.aclose()
@@ -527,20 +614,14 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         "drain": {
             label: {**summary(runs), "ceiling": ceilings[label]} for label, runs in drains.items()
         },
-        "latency": {
-            label: {
-                "count": len(values),
-                "p50": percentile(values, 50),
-                "p95": percentile(values, 95),
-                "p99": percentile(values, 99),
-            }
-            for label, values in waits.items()
-        },
+        "latency": {label: waits_summary(values) for label, values in waits.items()},
         "enqueue": {method: statistics.median(rates) for method, rates in enqueues.items()},
         "enqueue_rounds": enqueues,
         "cold_start": statistics.median(colds),
         "worker_check": statistics.median(checks),
     }
+    if args.celery_python:
+        results["celery"] = celery_runs
     meta = {
         "arq": arq.VERSION,
         "redis": info["redis_version"],
@@ -552,6 +633,19 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         "latency_rate": args.latency_rate,
     }
     return {"meta": meta, "results": results}
+
+
+async def run_celery(redis_url: str, pool: str, options: dict[str, Any]) -> dict:
+    """One run of celery_drain.py (a drain and a latency series) with Celery's `pool`."""
+    command = [options["celery_python"], options["celery_script"]]
+    command += ["--redis-url", redis_url, "--pool", pool]
+    for name in ("jobs", "latency_jobs", "latency_rate", "seed"):
+        command += [f"--{name.replace('_', '-')}", str(options[name])]
+    run = await asyncio.create_subprocess_exec(*command, stdout=subprocess.PIPE)
+    output, _ = await asyncio.wait_for(run.communicate(), RUN_TIMEOUT_SECONDS)
+    if run.returncode != 0:
+        raise RuntimeError(f"celery_drain.py --pool {pool} exited {run.returncode}")
+    return json.loads(output.decode().splitlines()[-1])
 
 
 def generated_settings(tasks: Any) -> dict[str, Any]:

@@ -31,7 +31,6 @@ import math
 import os
 import platform
 import random
-import subprocess
 import sys
 import tempfile
 import time
@@ -45,6 +44,7 @@ from benchkit import (
     percentile,
     polling,
     run_script_inside,
+    sync,
     tool_environment,
     wait_for_results,
 )
@@ -147,7 +147,7 @@ def outside(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="cookiecutter-arq-poll-delay-") as scratch:
         project = bake(scratch)
         say(f"baked {project}; uv sync")
-        subprocess.run(["uv", "sync", "--quiet"], cwd=project, env=environment, check=True)
+        sync(project, environment)
         report = run_inside(project, args, environment)
     print_table(report, time.perf_counter() - started)
     return 0
