@@ -12,7 +12,7 @@ demo:
 test *args:
     uv run pytest {{ args }}
 
-# Compare the generated worker with plain arq and time everyday commands (about 3 minutes)
+# Compare the generated worker with plain arq (add --celery for Celery) and time everyday commands (about 3 minutes)
 bench *args:
     uv run python bench/compare.py {{ args }}
 
