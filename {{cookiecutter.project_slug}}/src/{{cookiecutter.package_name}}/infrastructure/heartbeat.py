@@ -122,7 +122,7 @@ class RunningJobs:
                     continue
                 try:
                     await self._write(changes)
-                except RedisError as error:
+                except (RedisError, OSError) as error:
                     logger.warning("could not update the running-jobs list: %s", error)
                     # Send them again with the next change; a newer change to a job wins.
                     self._changes = {**changes, **self._changes}
@@ -208,7 +208,7 @@ class Heartbeat:
             try:
                 await self._beat()
                 await self.release_jobs_of_dead_workers()
-            except RedisError as error:
+            except (RedisError, OSError) as error:
                 # Keep beating: the key expires by itself if Redis stays away.
                 logger.warning("heartbeat to Redis failed: %s", error)
 
