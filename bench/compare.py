@@ -52,7 +52,8 @@ Figures:
    `JobResult.start_time - enqueue_time` (millisecond timestamps); percentiles over all jobs;
 3. `enqueue_task("example_task", ...)` against `pool.enqueue_job("example_task", ...)` on the same
    pool: `--enqueue-jobs` sequential awaits each per round, in blocks of 500 that alternate
-   between the two (so a drift within the round hits both alike); rate = jobs / summed time;
+   between the two (so a drift within the round hits both alike), which of the two goes first
+   changing from one pair of blocks to the next; rate = jobs / summed time;
 4. Redis commands per job: the sum of `calls` in `INFO commandstats` around a drain (worker
    start-up and shutdown included, the measuring INFO calls excluded), divided by `--jobs`;
 5. worker cold start: one job queued, then `python -m arq <pkg>.infrastructure.tasks
@@ -432,10 +433,9 @@ async def enqueue_rates(
 ) -> dict[str, float]:
     """Enqueues/s of each method: `count` sequential awaits each, in alternating blocks."""
     await pool.flushdb()
-    names = rotated(tuple(methods), first)
-    spent = dict.fromkeys(names, 0.0)
-    for start in range(0, count, ENQUEUE_BLOCK):
-        for name in names:
+    spent = dict.fromkeys(methods, 0.0)
+    for block, start in enumerate(range(0, count, ENQUEUE_BLOCK)):
+        for name in rotated(tuple(methods), first + block):
             enqueue = methods[name]
             started = time.perf_counter()
             for _ in range(min(ENQUEUE_BLOCK, count - start)):
