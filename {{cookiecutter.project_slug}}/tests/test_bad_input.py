@@ -39,6 +39,21 @@ async def test_arguments_the_job_cannot_take_are_refused(
     assert await task_pool.zcard(WorkerSettings.queue_name) == 0
 
 
+async def test_the_argument_check_gives_each_call_shape_the_same_answer(
+    task_pool: ArqRedis,
+) -> None:
+    # The check is cached per shape (how many positional arguments, which keywords).
+    for _ in range(2):
+        with pytest.raises(JobArgumentError, match="too many positional arguments"):
+            await enqueue_task("example_task", "one", "two")
+        with pytest.raises(JobArgumentError, match="multiple values for argument 'message'"):
+            await enqueue_task("example_task", "positional", message="keyword")
+        assert await enqueue_task("example_task") is not None
+        assert await enqueue_task("example_task", "positional") is not None
+        assert await enqueue_task("example_task", message="keyword") is not None
+    assert await task_pool.zcard(WorkerSettings.queue_name) == 6
+
+
 async def test_a_payload_over_the_limit_is_refused(
     redis_server: LocalRedisServer, configure: Configure
 ) -> None:
