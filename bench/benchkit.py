@@ -1,9 +1,11 @@
-"""What the benchmarks share: baking the project, running a script inside it, and the worker
-and result helpers both measuring halves use.
+"""What the benchmarks share: baking the project, running a script inside it, stopping worker
+processes, counting Redis commands, and the worker and result helpers the measuring halves use.
 
 `poll_delay.py` and `compare.py` run in two halves: outside (the template's environment) they
 bake the default project and `uv sync` it, then `run_script_inside` copies the script and this
 module into the project and runs the script there with `--inside`, in the project's own venv.
+`celery_drain.py` imports it in a venv of Celery's, so its top level imports the standard
+library only.
 """
 
 import asyncio
@@ -11,6 +13,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -88,6 +91,26 @@ def run_script_inside(
         check=True,
     )
     return json.loads(run.stdout.splitlines()[-1])
+
+
+def stop_process(process: "subprocess.Popen[bytes]", grace: float) -> None:
+    """SIGTERM, then SIGKILL if `process` is still running after `grace` seconds."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def commands_so_far(commandstats: dict[str, Any]) -> int:
+    """The command calls in an `INFO commandstats` reply, less INFO's own (the measuring ones)."""
+    return sum(
+        int(stats["calls"])
+        for name, stats in commandstats.items()
+        if name.startswith("cmdstat_") and name != "cmdstat_info"
+    )
 
 
 def percentile(values: list[float], pct: int) -> float:

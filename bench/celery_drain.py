@@ -52,7 +52,6 @@ import argparse
 import json
 import os
 import random
-import signal
 import statistics
 import subprocess
 import sys
@@ -61,6 +60,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+# Beside this file, standard library only (so the Celery venv and the worker can import it too).
+from benchkit import commands_so_far, stop_process
 
 CELERY_REQUIREMENT = "celery[redis]>=5.4"
 REDIS_URL_VARIABLE = "CELERY_DRAIN_REDIS_URL"
@@ -117,16 +119,10 @@ def make_app(redis_url: str) -> Any:
     return app
 
 
-def command_calls(client: Any) -> int:
-    """Redis's total command calls so far, less the INFO calls (the measuring ones)."""
-    stats = client.info("commandstats")
-    return sum(int(v["calls"]) for name, v in stats.items() if name != "cmdstat_info")
-
-
 def note(client: Any, key: str) -> None:
     """Store the time and the command calls so far: time first, then INFO, then one SET."""
     at = time.time()
-    client.set(key, json.dumps({"at": at, "calls": command_calls(client)}))
+    client.set(key, json.dumps({"at": at, "calls": commands_so_far(client.info("commandstats"))}))
 
 
 def worker_app() -> Any:
@@ -180,17 +176,6 @@ def start_worker(args: argparse.Namespace, extra: dict[str, str]) -> WorkerProce
     return subprocess.Popen(command, env=environment, stdout=sys.stderr, stderr=sys.stderr)
 
 
-def stop_worker(process: WorkerProcess) -> None:
-    """Warm shutdown (SIGTERM), then SIGKILL if it takes too long; this process only."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=WORKER_STOP_SECONDS)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 def wait_until(
     done: Callable[[], object], process: WorkerProcess, timeout: float, what: str
 ) -> None:
@@ -220,7 +205,7 @@ def drain(app: Any, client: Any, args: argparse.Namespace) -> tuple[float, float
             # A file, not Redis: polling Redis would add commands to the count.
             wait_until(done_file.exists, worker, READY_TIMEOUT_SECONDS + args.jobs / 10, "end")
         finally:
-            stop_worker(worker)
+            stop_process(worker, WORKER_STOP_SECONDS)
     ready, finished = (json.loads(client.get(key)) for key in (READY_KEY, FINISHED_KEY))
     instrumentation = args.jobs + 1  # an INCR per task, the SET of the ready note
     calls = finished["calls"] - ready["calls"] - instrumentation
@@ -248,7 +233,7 @@ def latency(app: Any, client: Any, args: argparse.Namespace) -> list[float]:
 
         wait_until(all_recorded, worker, READY_TIMEOUT_SECONDS, "all latency tasks")
     finally:
-        stop_worker(worker)
+        stop_process(worker, WORKER_STOP_SECONDS)
     return [float(wait) for wait in client.lrange(WAITS_KEY, 0, -1)]
 
 

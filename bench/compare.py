@@ -81,7 +81,6 @@ import json
 import os
 import platform
 import random
-import signal
 import statistics
 import subprocess
 import sys
@@ -94,9 +93,11 @@ from typing import Any
 
 from benchkit import (
     bake,
+    commands_so_far,
     percentile,
     polling,
     run_script_inside,
+    stop_process,
     sync,
     tool_environment,
     wait_for_results,
@@ -326,16 +327,6 @@ async def noop(ctx: dict[str, Any]) -> None:
     """The measured job: does nothing, so what is timed is the queue around it."""
 
 
-async def command_calls(pool: Any) -> int:
-    """Redis's total command calls so far, less the INFO calls (the measuring ones)."""
-    info = await pool.info("commandstats")
-    return sum(
-        int(stats["calls"])
-        for name, stats in info.items()
-        if name.startswith("cmdstat_") and name != "cmdstat_info"
-    )
-
-
 async def enqueue_many(enqueue: Callable[[], Awaitable[Any]], count: int) -> None:
     for first in range(0, count, ENQUEUE_BATCH):
         await asyncio.gather(*(enqueue() for _ in range(min(ENQUEUE_BATCH, count - first))))
@@ -400,9 +391,9 @@ async def drain(pool: Any, queue_pool: Any, run: Drainer, count: int) -> dict:
     """Queue `count` jobs, then time burst worker(s) draining them; count Redis commands."""
     await pool.flushdb()
     await enqueue_many(lambda: queue_pool.enqueue_job("noop"), count)
-    calls_before = await command_calls(pool)
+    calls_before = commands_so_far(await pool.info("commandstats"))
     elapsed, done, failed = await run()
-    calls = await command_calls(pool) - calls_before
+    calls = commands_so_far(await pool.info("commandstats")) - calls_before
     if done != count or failed:
         raise RuntimeError(f"{done} of {count} done, {failed} failed")
     return {"jobs_per_s": count / elapsed, "commands_per_job": calls / count}
@@ -444,16 +435,6 @@ async def enqueue_rates(
     return {name: count / seconds for name, seconds in spent.items()}
 
 
-def stop_process(process: "subprocess.Popen[bytes]") -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=WORKER_STOP_SECONDS)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 async def cold_start(tasks: Any, pool: Any, package: str, checks: int) -> tuple[float, list]:
     """Seconds from starting `arq` to its first job's start; then `checks` worker-check times."""
     await pool.flushdb()
@@ -473,7 +454,7 @@ async def cold_start(tasks: Any, pool: Any, package: str, checks: int) -> tuple[
                 raise RuntimeError("worker-check found no worker")
             check_times.append(time.perf_counter() - check_started)
     finally:
-        stop_process(process)
+        stop_process(process, WORKER_STOP_SECONDS)
     return seconds, check_times
 
 
