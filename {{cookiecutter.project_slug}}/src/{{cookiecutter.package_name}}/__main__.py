@@ -10,6 +10,11 @@ from pydantic import ValidationError
 from .config import describe_invalid_settings, get_settings
 {%- if cookiecutter.cache_backend != "none" %}
 from .infrastructure.connection import RedisUnavailableError, close_pool, connect, redis_location
+
+
+async def check_queue() -> None:
+    """Fail fast at start-up when the queue's Redis cannot be reached (after REDIS_CONNECT_RETRIES)."""
+    await close_pool(await connect())
 {%- endif %}
 
 
@@ -27,13 +32,6 @@ def main() -> None:
     print(f"{settings.app_name} is configured for {settings.environment}; {where}.")
 {%- else %}
     print(f"{settings.app_name} is configured for {settings.environment}.")
-{%- endif %}
-{%- if cookiecutter.cache_backend != "none" %}
-
-
-async def check_queue() -> None:
-    """Fail fast at start-up when the queue's Redis cannot be reached (after REDIS_CONNECT_RETRIES)."""
-    await close_pool(await connect())
 {%- endif %}
 
 
