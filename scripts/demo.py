@@ -1,9 +1,10 @@
 """`just demo`: bake the default project, run it on embedded Redis, enqueue a job, print its result.
 
 Steps: bake into a scratch folder (default answers, except a free Redis port so an existing
-server on 6379 is left alone), `uv sync`, start the project's own `just dev` (local Redis +
-worker), enqueue `example_task` from a separate client process, print the result, then stop
-everything with Ctrl-C's signal and check that the server's port is closed again.
+server on 6379 is left alone; the hooks' "Next steps" are held back, since the folder goes when
+the demo ends), `uv sync`, start the project's own `just dev` (local Redis + worker), enqueue
+`example_task` from a separate client process, print the result, then stop everything with
+Ctrl-C's signal and check that the server's port is closed again.
 """
 
 import os
@@ -15,8 +16,6 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-
-from cookiecutter.main import cookiecutter
 
 TEMPLATE_ROOT = Path(__file__).resolve().parents[1]
 READY_TIMEOUT_SECONDS = 60
@@ -57,6 +56,21 @@ def tool_environment() -> dict[str, str]:
 
 def say(message: str) -> None:
     print(f"demo: {message}", flush=True)
+
+
+def bake_quietly(output_dir: str, answers: dict[str, str]) -> Path:
+    """Bake as `cookiecutter --no-input` does, showing its output only if the bake fails.
+
+    The post-generation hook prints "Next steps: cd <project> ..." for a folder this demo deletes
+    when it ends, so that output is held back.
+    """
+    command = [sys.executable, "-m", "cookiecutter", "--no-input", str(TEMPLATE_ROOT)]
+    arguments = ["-o", output_dir, *(f"{option}={value}" for option, value in answers.items())]
+    baked = subprocess.run([*command, *arguments], capture_output=True, text=True)
+    if baked.returncode != 0:
+        raise SystemExit(f"demo: the bake failed:\n{baked.stdout}{baked.stderr}")
+    (project,) = Path(output_dir).iterdir()
+    return project
 
 
 def start_dev(
@@ -102,14 +116,7 @@ def main() -> int:
     environment.pop("REDIS_URL", None)  # the demo starts its own server
     with tempfile.TemporaryDirectory(prefix="cookiecutter-arq-demo-") as scratch:
         started = time.perf_counter()
-        project = Path(
-            cookiecutter(
-                str(TEMPLATE_ROOT),
-                no_input=True,
-                output_dir=scratch,
-                extra_context={"redis_port": str(port)},
-            )
-        )
+        project = bake_quietly(scratch, {"redis_port": str(port)})
         say(f"baked {project} in {time.perf_counter() - started:.2f} s (Redis port {port})")
 
         subprocess.run(["uv", "sync", "--quiet"], cwd=project, env=environment, check=True)
