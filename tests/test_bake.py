@@ -1,5 +1,6 @@
 """Bake every supported combination and inspect what comes out."""
 
+import importlib.util
 import json
 import re
 import shutil
@@ -16,7 +17,13 @@ from .conftest import QUEUE_COMBINATIONS, TEMPLATE_ROOT, Combination
 QUEUE_ONLY = [
     "compose.yaml",
     "src/{package}/jobs.py",
+    "src/{package}/queue.py",
     "src/{package}/infrastructure/tasks.py",
+    "src/{package}/infrastructure/client.py",
+    "src/{package}/infrastructure/functions.py",
+    "src/{package}/infrastructure/job_handle.py",
+    "src/{package}/infrastructure/job_types.py",
+    "src/{package}/infrastructure/depth.py",
     "src/{package}/infrastructure/retries.py",
     "src/{package}/infrastructure/serialization.py",
     "src/{package}/infrastructure/dead_letters.py",
@@ -29,9 +36,12 @@ QUEUE_ONLY = [
     "tests/test_tasks.py",
     "tests/test_retries.py",
     "tests/test_serialization.py",
-    "tests/test_job_helpers.py",
+    "tests/test_client.py",
+    "tests/test_queue.py",
+    "tests/test_depth.py",
+    "tests/test_heartbeat.py",
     "tests/test_cron.py",
-    "tests/test_operator_cli.py",
+    "tests/test_cli.py",
     "tests/test_connection.py",
     "tests/test_faults.py",
     "tests/test_bad_input.py",
@@ -87,6 +97,21 @@ def test_files_match_the_variant(project: Path, combination: Combination) -> Non
 
     assert missing == []
     assert present == []
+
+
+def test_the_manifest_names_every_path_the_hook_prunes() -> None:
+    # A file the post-generation hook keeps only for some answers must be checked for here too.
+    # The unrendered hook is plain Python whose answers are literal "{{ cookiecutter.* }}" strings.
+    spec = importlib.util.spec_from_file_location(
+        "post_gen_project", TEMPLATE_ROOT / "hooks" / "post_gen_project.py"
+    )
+    assert spec is not None and spec.loader is not None
+    hook = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hook)
+    pruned = {path.replace(hook.PACKAGE, "src/{package}") for path in hook.KEEP_FOR}
+    listed = {*QUEUE_ONLY, *FALKORDB_ONLY, *EVERY_VARIANT, *NEVER, "src/{package}/infrastructure"}
+
+    assert pruned - listed == set()
 
 
 def test_no_unrendered_template_text(project: Path) -> None:

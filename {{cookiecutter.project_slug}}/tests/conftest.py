@@ -131,6 +131,21 @@ def running_worker(redis_server: LocalRedisServer) -> RunningWorker:
     return run
 
 
+async def sleeps(ctx: dict[str, Any]) -> None:
+    """A job that says it started, then runs for 30 s: register it with `job(sleeps)`."""
+    await ctx["redis"].set("sleeps:started", 1)
+    await asyncio.sleep(30)
+
+
+async def wait_until_started(pool: ArqRedis) -> None:
+    """Wait up to 5 s for `sleeps` to start."""
+    for _ in range(250):
+        if await pool.exists("sleeps:started"):
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("the job did not start within 5 s")
+
+
 class WorkerProcesses:
     """Real `arq` worker processes, as `just worker` starts them, each logging to
     `worker-<n>.log` in `logs`; `stop_all` kills whatever is left running."""

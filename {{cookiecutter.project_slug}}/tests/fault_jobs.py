@@ -5,7 +5,7 @@ import asyncio
 
 from {{ cookiecutter.package_name }}.infrastructure.tasks import WorkerSettings as ProjectSettings
 from {{ cookiecutter.package_name }}.infrastructure.tasks import job
-from {{ cookiecutter.package_name }}.jobs import JobContext
+from {{ cookiecutter.package_name }}.queue import JobContext
 
 
 async def sleepy(ctx: JobContext, name: str, seconds: float, retry_seconds: float = 0.1) -> str:

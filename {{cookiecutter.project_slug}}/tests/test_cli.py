@@ -113,7 +113,8 @@ def test_worker_check_follows_each_worker(
     second.send_signal(signal.SIGKILL)
     second.wait()
     elapsed = wait_for_check(environment, 1, within=TEST_HEARTBEAT_SECONDS + MARGIN_SECONDS + 5)
-    assert elapsed <= TEST_HEARTBEAT_SECONDS + MARGIN_SECONDS + 1
+    # Within the key's lifetime, plus one `worker-check` run (a Python start, slow on a busy CI).
+    assert elapsed <= TEST_HEARTBEAT_SECONDS + MARGIN_SECONDS + 2
 
 
 def test_worker_logs_the_projects_records(

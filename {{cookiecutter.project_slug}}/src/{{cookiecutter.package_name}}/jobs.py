@@ -4,20 +4,19 @@ A job is an `async def` whose first argument is arq's context dict:
 `ctx["redis"]` (the pool), `ctx["job_id"]`, `ctx["job_try"]` (1 on the first run).
 Register it in `WorkerSettings.functions` (infrastructure/tasks.py) as `job(my_job)`, which adds
 retries with backoff and dead letters, and enqueue it with
-`await enqueue_task("example_task", message="Hello!")`. See docs/background-tasks.md.
+`await enqueue_task("example_task", message="Hello!")`. What jobs and clients use comes from
+`{{ cookiecutter.package_name }}.queue`. See docs/background-tasks.md.
 """
 
+import dataclasses
 import logging
-from typing import Any
-{%- if cookiecutter.cache_backend == "falkordb" %}
 
+{% if cookiecutter.cache_backend == "falkordb" -%}
 from .infrastructure.graph import graph_query
-{%- endif %}
+{% endif -%}
+from .queue import JobContext, queue_depth
 
 logger = logging.getLogger(__name__)
-
-# arq passes every job a plain dict; this alias documents what it is.
-JobContext = dict[str, Any]
 
 
 async def example_task(ctx: JobContext, message: str = "Hello!") -> str:
@@ -26,12 +25,19 @@ async def example_task(ctx: JobContext, message: str = "Hello!") -> str:
     return f"Processed: {message}"
 
 
-async def report_queue_depth(ctx: JobContext) -> int:
-    """Cron job: log how many jobs are waiting, so a growing backlog shows up in the logs."""
+async def report_queue_depth(ctx: JobContext) -> dict[str, int]:
+    """Cron job: log how many jobs wait, are deferred and run, so a growing backlog shows up in
+    the logs; returns the three counts."""
     queue_name: str = ctx["queue_name"]
-    depth: int = await ctx["redis"].zcard(queue_name)
-    logger.info("queue %s holds %d waiting job(s)", queue_name, depth)
-    return depth
+    depth = await queue_depth(ctx["redis"], queue_name)
+    logger.info(
+        "queue %s: %d waiting, %d deferred, %d running",
+        queue_name,
+        depth.waiting,
+        depth.deferred,
+        depth.running,
+    )
+    return dataclasses.asdict(depth)
 {%- if cookiecutter.cache_backend == "falkordb" %}
 
 

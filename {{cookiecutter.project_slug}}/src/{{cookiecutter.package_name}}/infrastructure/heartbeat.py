@@ -16,6 +16,9 @@ the next poll runs them again. The price: a worker that stalls for longer than i
 lifetime (a blocked event loop) may see its job start a second time elsewhere. Jobs must be
 idempotent, as arq already asks.
 
+Once per interval each worker also drops abort requests for ids that have no job (job_handle.py):
+arq never trims its abort set, and a stale request would drop a later job given the same id.
+
 The running-list is written in the background, every GATHER_SECONDS at most, one write for
 all the jobs that started or ended meanwhile (`RunningJobs`). A write per job would cost two
 Redis round trips per job, about a fifth of a busy worker's time (bench/compare.py in the
@@ -35,6 +38,8 @@ from datetime import UTC, datetime
 from arq.constants import in_progress_key_prefix
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
+
+from .job_handle import drop_stale_abort_requests
 
 logger = logging.getLogger(__name__)
 
@@ -184,7 +189,7 @@ class Heartbeat:
         """Let the jobs of workers whose heartbeat expired run again; returns how many."""
         released = 0
         prefix = running_prefix(self.queue_name)
-        async for raw_key in self.redis.scan_iter(match=_escape_glob(prefix) + "*", count=500):
+        async for raw_key in self.redis.scan_iter(match=escape_glob(prefix) + "*", count=500):
             running_key = raw_key.decode() if isinstance(raw_key, bytes) else raw_key
             heartbeat_key = key_prefix(self.queue_name) + running_key.removeprefix(prefix)
             count = await self.redis.eval(  # type: ignore[misc]
@@ -208,6 +213,7 @@ class Heartbeat:
             try:
                 await self._beat()
                 await self.release_jobs_of_dead_workers()
+                await drop_stale_abort_requests(self.redis)
             except (RedisError, OSError) as error:
                 # Keep beating: the key expires by itself if Redis stays away.
                 logger.warning("heartbeat to Redis failed: %s", error)
@@ -215,7 +221,7 @@ class Heartbeat:
 
 async def live_workers(redis: Redis, queue_name: str, host: str | None = None) -> list[WorkerBeat]:
     """The workers on `queue_name` whose key is alive, optionally only those on `host`."""
-    pattern = _escape_glob(key_prefix(queue_name) + (f"{host}:" if host else "")) + "*"
+    pattern = escape_glob(key_prefix(queue_name) + (f"{host}:" if host else "")) + "*"
     keys = [key async for key in redis.scan_iter(match=pattern, count=500)]
     if not keys:
         return []
@@ -224,5 +230,5 @@ async def live_workers(redis: Redis, queue_name: str, host: str | None = None) -
     return [WorkerBeat(**json.loads(payload)) for payload in payloads if payload is not None]
 
 
-def _escape_glob(text: str) -> str:
+def escape_glob(text: str) -> str:
     return "".join(f"\\{char}" if char in "*?[]\\" else char for char in text)

@@ -4,25 +4,26 @@ arq retries a job only when it raises `arq.Retry`; any other exception fails it 
 job registered with `job()` runs inside `retrying()`, which turns an ordinary exception into
 `Retry(defer=<backoff>)` until the job's tries are used up, then records a dead letter and lets
 the job fail. A job raises `PermanentError` for a failure that retrying cannot fix, or `Retry`
-itself to choose its own delay.
+itself to choose its own delay. A job cancelled by `Job.abort()` records that it was aborted
+(job_handle.py) and is not retried.
 """
 
 import asyncio
 import functools
 import logging
 import random
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from arq import Retry
+from redis.exceptions import RedisError
 
 from ..config import get_settings
 from . import dead_letters
+from .job_handle import mark_aborted
+from .job_types import JobContext, JobFunction
 
 logger = logging.getLogger(__name__)
-
-JobFunction = Callable[..., Awaitable[Any]]
 
 
 class PermanentError(Exception):
@@ -50,13 +51,17 @@ def retrying(
     """Wrap `job` with the retry policy; `max_tries` and `timeout` default to the settings."""
 
     @functools.wraps(job)
-    async def run(ctx: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+    async def run(ctx: JobContext, *args: Any, **kwargs: Any) -> Any:
         settings = get_settings()
         tries = max_tries or settings.worker_max_tries
         try:
             # The time limit is ours, not arq's, so that a timeout counts as a failed try.
             async with asyncio.timeout(timeout or settings.worker_job_timeout):
                 return await job(ctx, *args, **kwargs)
+        except asyncio.CancelledError:
+            # An abort, or a worker shutting down (arq runs the job again then).
+            await asyncio.shield(_record_abort(ctx))
+            raise
         except Retry as retry:
             # The job chose its own delay, which arq counts against max_tries. On the last try
             # arq would queue it only to fail it unrun: fail it here, with a dead letter.
@@ -80,8 +85,19 @@ def retrying(
     return run
 
 
+async def _record_abort(ctx: JobContext) -> None:
+    try:
+        await mark_aborted(
+            ctx["redis"], get_settings().queue_name, ctx["job_id"], ctx["enqueue_time"]
+        )
+    except (RedisError, OSError) as error:
+        logger.warning(
+            "%s was cancelled; could not record whether it was aborted: %s", ctx["job_id"], error
+        )
+
+
 async def _record_dead_letter(
-    ctx: dict[str, Any],
+    ctx: JobContext,
     function: str,
     args: tuple[Any, ...],
     kwargs: dict[str, Any],

@@ -6,11 +6,12 @@ list), str, int, float, bool, None) plus `datetime`, `date`, `UUID` and `Decimal
 and read back as the same type. Anything else is refused when the job is enqueued.
 
 A failed job's result is its exception: it is stored as its type name and message and read back as
-`JobFailed`, so a client can show why a job failed without importing the worker's code (an aborted
-job's `CancelledError` is read back as itself, as arq expects).
+`JobFailed`, so a client can show why a job failed without importing the worker's code. An aborted
+job's result is the `CancelledError` arq stores for it; it is read back as `JobAborted`, an ordinary
+`Exception`: a `CancelledError` raised from `result()` would look like the caller itself being
+cancelled, and `except Exception` (and a web framework) would let it through.
 """
 
-import asyncio
 import json
 from collections.abc import Callable
 from datetime import date, datetime
@@ -31,6 +32,14 @@ class JobFailed(Exception):
         self.message = message
 
 
+class JobAborted(Exception):
+    """The job was aborted (`Job.abort()`): dropped before it started, or cancelled while running."""
+
+
+# What arq stores as the result of an aborted job, and what an abort done here stores too.
+ABORTED_ERROR_TYPE = "CancelledError"
+
+
 def _encode(value: Any) -> dict[str, Any]:
     # json calls this only for what it cannot write itself; datetime first: it is also a date.
     if isinstance(value, datetime):
@@ -43,6 +52,8 @@ def _encode(value: Any) -> dict[str, Any]:
         return {TYPE_KEY: "decimal", "value": str(value)}
     if isinstance(value, JobFailed):
         return {TYPE_KEY: "exception", "error_type": value.error_type, "message": value.message}
+    if isinstance(value, JobAborted):
+        return {TYPE_KEY: "exception", "error_type": ABORTED_ERROR_TYPE, "message": str(value)}
     if isinstance(value, BaseException):
         return {TYPE_KEY: "exception", "error_type": type(value).__name__, "message": str(value)}
     raise TypeError(f"{type(value).__name__} is not JSON-serializable: {value!r}")
@@ -60,9 +71,8 @@ def _decode(obj: dict[str, Any]) -> Any:
             return UUID(obj["value"])
         case "decimal":
             return Decimal(obj["value"])
-        case "exception" if obj["error_type"] == "CancelledError":
-            # arq's Job.abort() recognises an aborted job by a CancelledError result.
-            return asyncio.CancelledError(obj["message"])
+        case "exception" if obj["error_type"] == ABORTED_ERROR_TYPE:
+            return JobAborted(obj["message"] or "the job was aborted")
         case "exception":
             return JobFailed(obj["error_type"], obj["message"])
         case unknown:

@@ -9,7 +9,7 @@ handed to `reject_unreadable_job`, which fails at once with the reason, so the j
 import time
 from typing import Any
 
-from ..jobs import JobContext
+from .job_types import JobContext
 from .retries import PermanentError
 from .serialization import deserialize
 
