@@ -71,6 +71,25 @@ async def test_a_failed_write_is_sent_again_with_the_next_change(
     assert await listed(task_pool) == {"during-the-failure", "after-the-failure"}
 
 
+async def test_changes_a_failed_write_left_behind_are_sent_without_a_new_change(
+    task_pool: ArqRedis,
+) -> None:
+    running = RunningJobs(task_pool, KEY)
+    running.add("ended-during-the-failure")
+    await running.written()
+    await task_pool.rename(KEY, "test:elsewhere")
+    await task_pool.set(KEY, "not a set")  # SREM on it fails with WRONGTYPE
+    running.remove("ended-during-the-failure")
+    await running.written()
+    await task_pool.delete(KEY)
+    await task_pool.rename("test:elsewhere", KEY)
+
+    running.send_pending()  # what the heartbeat does once per interval
+    await running.written()
+
+    assert await listed(task_pool) == set()
+
+
 async def command_calls(pool: ArqRedis) -> int:
     """Commands the server has run so far, less INFO itself."""
     stats = await pool.info("commandstats")

@@ -107,6 +107,12 @@ class RunningJobs:
             return
         self._change(job_id, listed=False)
 
+    def send_pending(self) -> None:
+        """Send changes a failed write left behind, without waiting for the next change: a stale
+        listing would let a worker that reaps this one restart a job this id no longer names."""
+        if self._changes and self._writing is None:
+            self._writing = asyncio.create_task(self._write_all(), name="running-jobs")
+
     async def written(self) -> None:
         """Wait until every change noted so far has been sent (or its write has failed)."""
         while self._writing is not None:
@@ -212,6 +218,7 @@ class Heartbeat:
             await asyncio.sleep(self.interval)
             try:
                 await self._beat()
+                self.running_jobs.send_pending()
                 await self.release_jobs_of_dead_workers()
                 await drop_stale_abort_requests(self.redis)
             except (RedisError, OSError) as error:
