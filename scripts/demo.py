@@ -22,7 +22,7 @@ READY_TIMEOUT_SECONDS = 60
 
 CLIENT = """
 import asyncio
-from {package}.infrastructure.tasks import close_task_pool, enqueue_task
+from {package}.queue import close_task_pool, enqueue_task
 
 async def main() -> None:
     job = await enqueue_task("example_task", message="Hello from the demo!")
