@@ -3,6 +3,8 @@ real server, Redis Sentinel with a real sentinel, and one clear error when Redis
 
 import asyncio
 import contextlib
+import logging
+import re
 import ssl
 import subprocess
 import time
@@ -13,10 +15,13 @@ from urllib.parse import quote
 import pytest
 import redis
 import trustme
+from arq import create_pool
 from arq.connections import ArqRedis
 
 from {{ cookiecutter.package_name }}.config import Settings
+from {{ cookiecutter.package_name }}.infrastructure import connection
 from {{ cookiecutter.package_name }}.infrastructure.connection import (
+    ReconnectingRetry,
     RedisUnavailableError,
     connect,
     redis_location,
@@ -75,13 +80,44 @@ def test_sentinels_replace_the_url_host() -> None:
 
 
 def test_a_worker_reconnects_for_the_configured_time() -> None:
-    settings = Settings(_env_file=None)
+    settings = Settings(_env_file=None, redis_url="redis://:s3cret@redis.internal:6379/0")
 
     worker_settings = redis_settings(settings, reconnect_for=60)
 
     assert worker_settings.conn_retries == 0  # the reconnect wait covers the first connection
-    assert worker_settings.retry is not None
+    assert isinstance(worker_settings.retry, ReconnectingRetry)
+    assert worker_settings.retry.outage.seconds == 60
+    # What its log lines name: never the password.
+    assert worker_settings.retry.outage.location == "redis://:***@redis.internal:6379/0"
     assert OSError in (worker_settings.retry_on_error or [])
+
+
+async def test_a_lost_redis_is_logged_once_when_lost_and_once_when_back(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger=connection.__name__)
+    server = LocalRedisServer().start()
+    pool = await create_pool(
+        redis_settings(Settings(_env_file=None, redis_url=server.url), reconnect_for=30)
+    )
+    try:
+        for _ in range(2):  # two outages: one pair of lines each
+            server.stop()
+            # Five commands at once, on five connections, each with its own copy of the Retry.
+            commands = asyncio.gather(*(pool.ping() for _ in range(5)))
+            await asyncio.sleep(0.5)
+            server = LocalRedisServer(server.port).start()
+            assert await commands == [True] * 5
+    finally:
+        await pool.aclose()
+        server.stop()
+
+    records = [record for record in caplog.records if record.name == connection.__name__]
+    assert [record.levelname for record in records] == ["WARNING", "INFO"] * 2
+    lost, back = records[0].getMessage(), records[1].getMessage()
+    assert lost.startswith(f"cannot reach Redis at {server.url} (")
+    assert lost.endswith("): retrying for up to 30 s (WORKER_RECONNECT_SECONDS)")
+    assert re.fullmatch(rf"Redis at {re.escape(server.url)} is back after \d+\.\d s", back)
 
 
 async def test_unreachable_redis_is_one_clear_error_without_the_password(

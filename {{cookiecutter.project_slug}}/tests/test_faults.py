@@ -1,8 +1,9 @@
 """What the queue survives, with real worker processes on real servers: a worker killed with
-SIGKILL mid-job, a worker stopped with SIGTERM, Redis restarted under a worker, and Redis not
-there when a worker starts. Slow: `just test-faults` runs them."""
+SIGKILL mid-job, a worker stopped with SIGTERM, Redis restarted under a worker or gone for good,
+and Redis not there when a worker starts. Slow: `just test-faults` runs them."""
 
 import asyncio
+import re
 import signal
 import time
 from pathlib import Path
@@ -49,6 +50,15 @@ async def wait_for_counts(
             raise AssertionError(f"{kind}: {await counts(pool, kind, names)} after {within} s")
         await asyncio.sleep(0.05)
     return time.monotonic() - started
+
+
+async def wait_until_started(worker_processes: WorkerProcesses, index: int) -> None:
+    """Wait until worker `index` has run its start-up (its log says so)."""
+    started = time.monotonic()
+    while "worker started on queue" not in worker_processes.log(index):
+        if time.monotonic() - started > 30:
+            raise AssertionError(f"worker {index} did not start within 30 s")
+        await asyncio.sleep(0.1)
 
 
 async def test_sigkill_mid_job_loses_no_job_and_recovers_within_the_heartbeat(
@@ -118,12 +128,12 @@ async def test_redis_restart_loses_no_job_and_the_worker_reconnects(
     names = [f"restart-{n}" for n in range(10)]
     try:
         pool = await get_task_pool()
-        for name in names:  # due in 3 s: still queued while Redis restarts
-            await pool.enqueue_job("sleepy", name, 0.1, _defer_by=3)
         worker = worker_processes.start(
             FAULT_JOBS, REDIS_URL=server.url, WORKER_RECONNECT_SECONDS="30"
         )
-        await asyncio.sleep(1)  # the worker is polling
+        await wait_until_started(worker_processes, 0)  # the worker is polling
+        for name in names:  # due in 3 s: still queued while Redis restarts
+            await pool.enqueue_job("sleepy", name, 0.1, _defer_by=3)
 
         server.stop()
         # While Redis is away a client (its pool made before) gets a clear error at once.
@@ -140,25 +150,66 @@ async def test_redis_restart_loses_no_job_and_the_worker_reconnects(
         assert worker.poll() is None  # the same worker, reconnected by itself
         assert await counts(pool, "completions", names) == [1] * 10
         assert await pool.zcard(QUEUE) == 0
+        # One line when Redis went away and one when it came back, however many commands retried.
+        log = worker_processes.log(0)
+        assert log.count(f"cannot reach Redis at {server.url} (") == 1
+        assert log.count("): retrying for up to 30 s (WORKER_RECONNECT_SECONDS)") == 1
+        assert log.count(f"Redis at {server.url} is back after ") == 1
         print(f"Redis restart: 10 jobs, 0 lost, 0 completed twice, all done {recovery:.1f} s later")
     finally:
         await close_task_pool()
         server.stop()
 
 
+def assert_gave_up_once_warned(log: str, port: int) -> None:
+    """One WARNING for the whole wait, no "back", and arq's traceback naming host and port."""
+    assert log.count(f"cannot reach Redis at redis://127.0.0.1:{port}/0 (") == 1
+    assert log.count("): retrying for up to 3 s (WORKER_RECONNECT_SECONDS)") == 1
+    assert " is back after " not in log
+    error = rf"redis\.exceptions\.ConnectionError: Error \d+ connecting to 127\.0\.0\.1:{port}\."
+    assert re.match(error, log.strip().splitlines()[-1])
+
+
 def test_a_worker_waits_for_redis_then_gives_up_non_zero(worker_processes: WorkerProcesses) -> None:
-    unreachable = f"redis://127.0.0.1:{free_port()}/0"
+    port = free_port()
     started = time.monotonic()
 
-    worker = worker_processes.start(FAULT_JOBS, REDIS_URL=unreachable, WORKER_RECONNECT_SECONDS="3")
+    worker = worker_processes.start(
+        FAULT_JOBS, REDIS_URL=f"redis://127.0.0.1:{port}/0", WORKER_RECONNECT_SECONDS="3"
+    )
     exit_code = worker.wait(timeout=30)
 
     waited = time.monotonic() - started
     assert exit_code != 0
     assert 3 <= waited < 3 + 10  # the configured wait, plus start-up and the last delays
+    assert_gave_up_once_warned(worker_processes.log(0), port)
     print(
         f"Redis down at start: the worker gave up after {waited:.1f} s with exit code {exit_code}"
     )
+
+
+async def test_a_worker_that_loses_redis_gives_up_once_it_has_been_away_for_the_wait(
+    worker_processes: WorkerProcesses,
+) -> None:
+    server = LocalRedisServer().start()
+    try:
+        worker = worker_processes.start(
+            FAULT_JOBS, REDIS_URL=server.url, WORKER_RECONNECT_SECONDS="3"
+        )
+        await wait_until_started(worker_processes, 0)
+    finally:
+        server.stop()
+    stopped_at = time.monotonic()
+
+    exit_code = worker.wait(timeout=120)
+
+    waited = time.monotonic() - stopped_at
+    assert exit_code != 0
+    # The wait counts from when Redis went away, for every command: each reconnect inside a
+    # command's retries used to wait it again (16 s here instead of 3).
+    assert waited < 3 + 10
+    assert_gave_up_once_warned(worker_processes.log(0), server.port)
+    print(f"Redis lost for good: the worker gave up {waited:.1f} s later, exit code {exit_code}")
 
 
 async def test_a_worker_started_before_redis_runs_jobs_once_it_is_up(
