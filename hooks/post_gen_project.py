@@ -33,6 +33,7 @@ KEEP_FOR = {
     "tests/test_bad_input.py": QUEUE,
     "tests/test_security.py": QUEUE,
     "tests/test_heartbeat.py": QUEUE,
+    "tests/test_redis_server.py": QUEUE,
     "tests/fault_jobs.py": QUEUE,
     "tests/test_graph.py": {"falkordb"},
     "compose.yaml": QUEUE,

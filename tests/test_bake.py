@@ -42,6 +42,7 @@ QUEUE_ONLY = [
     "tests/test_heartbeat.py",
     "tests/test_cron.py",
     "tests/test_cli.py",
+    "tests/test_redis_server.py",
     "tests/test_connection.py",
     "tests/test_faults.py",
     "tests/test_bad_input.py",

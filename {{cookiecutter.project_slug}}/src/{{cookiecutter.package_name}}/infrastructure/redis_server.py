@@ -1,4 +1,4 @@
-"""A throwaway local Redis server for development and tests: no Docker, no system install.
+"""A local Redis server for development and tests: no Docker, no system install.
 
 Which server runs:
 {%- if cookiecutter.cache_backend == "falkordb" %}
@@ -9,13 +9,34 @@ built for that server, so the pair is used together even when another `redis-ser
 {%- endif %}
 `just redis` and `just dev` use an existing server instead when `REDIS_URL` is set.
 
-The server listens on 127.0.0.1 only and persists nothing (no RDB snapshots, no AOF).
+The server listens on 127.0.0.1 only. The tests' servers persist nothing. `just redis` and
+`just dev` keep their data and log in `.redis-data/` (git-ignored), in an append-only file as
+production does, so the queue, the results and the dead letters survive a restart: delete the
+folder to start empty. They refuse to start when the port is taken, and a server counts as ready
+only when the process started here answers, never another server on the same port.
 
-    uv run python -m {{ cookiecutter.package_name }}.infrastructure.redis_server           # just redis
-    uv run python -m {{ cookiecutter.package_name }}.infrastructure.redis_server --worker  # just dev
+    uv run python -m {{ cookiecutter.package_name }}.infrastructure.redis_server                    # just redis
+    uv run python -m {{ cookiecutter.package_name }}.infrastructure.redis_server --worker --reload  # just dev
+
+How `just dev` stops: the worker runs in a session of its own, so a terminal's Ctrl-C reaches this
+process (and `uv` and `just`, which wait for it), never the worker. The first Ctrl-C (or SIGTERM,
+or SIGHUP) prints one line and sends the worker one SIGTERM: arq takes no new job and gives the
+running ones WORKER_SHUTDOWN_GRACE seconds. Another one, a second or more later, stops the worker
+at once (`DevWorker.kill` says how its jobs run again). A clean stop exits 0, a forced one 130.
+The recipes `exec` this command under just's `[continue]`: no shell dies of the Ctrl-C, and just
+accepts it when the command exits 0.
+
+`--reload` starts a new worker process when a file under the package changes (watchfiles, a dev
+dependency). arq's own `--watch` restarts the worker inside the same process, which never imports
+the changed code again.
 """
 
 import argparse
+import contextlib
+import errno
+import itertools
+import logging
+import math
 import os
 import shutil
 import signal
@@ -24,22 +45,53 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import TracebackType
-from typing import Self
+from types import FrameType, TracebackType
+from typing import Any, Literal, Self, cast
 
 import redis
+from arq.constants import in_progress_key_prefix
+from arq.logs import default_log_config
+from pydantic import ValidationError
 
-from ..config import get_settings
+from ..config import describe_invalid_settings, get_settings
+from .connection import redis_location
+from .heartbeat import (
+    GATHER_SECONDS,
+    RELEASE_JOBS_OF_DEAD_WORKER,
+    escape_glob,
+    key_prefix,
+    running_prefix,
+)
 
 WORKER_SETTINGS = f"{__package__}.tasks.WorkerSettings"
+# What `--reload` watches: this package's source folder.
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
+# Where `just redis` and `just dev` keep their data, relative to the project (just's working folder).
+DEV_DATA_DIR = Path(".redis-data")
 STARTUP_TIMEOUT_SECONDS = 10.0
 # How long past its grace period a stopping worker may take before it is killed.
 SHUTDOWN_MARGIN_SECONDS = 10.0
+# How often `just dev` looks at its signals, its processes and the watched files.
+TICK_SECONDS = 0.1
+# `uv run` passes on a SIGINT 200 ms after its process group got it, when no terminal sent it (a
+# script's killpg): a repeat this soon is that echo, not a second Ctrl-C.
+REPEAT_WINDOW_SECONDS = 1.0
+# 128 + SIGINT, as a shell reports an interrupted command: the exit code of a forced stop.
+FORCED_STOP_EXIT_CODE = 130
 
 
 class RedisServerError(RuntimeError):
     """The server could not be found or did not start."""
+
+
+class PortInUseError(RedisServerError):
+    """Another process listens on the port the server was to use; nothing was started."""
+
+    def __init__(self, port: int) -> None:
+        super().__init__(f"port {port} on 127.0.0.1 is in use")
+        self.port = port
 
 
 def server_command() -> list[str]:
@@ -76,27 +128,43 @@ def free_port() -> int:
         return port
 
 
+def port_in_use(port: int) -> bool:
+    """Whether another process listens on 127.0.0.1:`port` (or on all addresses)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # As redis-server binds: an old connection still in TIME_WAIT does not make the port busy.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as error:
+            return error.errno == errno.EADDRINUSE
+    return False
+
+
 class LocalRedisServer:
-    """Start `redis-server` on 127.0.0.1, wait until it answers PING, stop it on exit.
+    """Start `redis-server` on 127.0.0.1, wait until it answers, stop it on exit.
 
     With `port=None` a free port is picked. The server's working directory is a temporary
     folder, removed on stop, and nothing is persisted. With `data_dir` the server keeps its data
     there in an append-only file, as production does, and a new server on that folder finds it
-    again. `log_to_terminal=False` keeps the server's log in the working directory and shows its
-    tail if the server fails to start.
+    again. The server's log goes to `redis-server.log` in `data_dir` (appended to), else in the
+    working directory; its tail is shown if the server fails to start.
+
+    `start` raises `PortInUseError` when another process has the port (checked before starting,
+    and again by asking the server that answers for its process id), else `RedisServerError`
+    when the server does not start.
     """
 
     def __init__(
         self,
         port: int | None = None,
         *,
-        log_to_terminal: bool = False,
         data_dir: Path | None = None,
     ) -> None:
         self.port = port if port is not None else free_port()
-        self.log_to_terminal = log_to_terminal
         self.data_dir = data_dir
         self._workdir = Path(tempfile.mkdtemp(prefix="redis-server-"))
+        self.log_path = (data_dir or self._workdir) / "redis-server.log"
+        self._log_start = 0  # where this start's lines begin in the log
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -104,55 +172,69 @@ class LocalRedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> Self:
+        if port_in_use(self.port):
+            self.stop()
+            raise PortInUseError(self.port)
         if self.data_dir is not None:
             self.data_dir.mkdir(parents=True, exist_ok=True)
-        command = [
-            *server_command(),
-            "--bind", "127.0.0.1",
-            "--port", str(self.port),
-            "--save", "",
-            "--appendonly", "no" if self.data_dir is None else "yes",
-            "--dir", str(self._workdir if self.data_dir is None else self.data_dir),
-        ]  # fmt: skip
-        log = None if self.log_to_terminal else (self._workdir / "redis-server.log").open("wb")
-        try:
+        options = {
+            "bind": "127.0.0.1",
+            "port": str(self.port),
+            "save": "",
+            "appendonly": "no" if self.data_dir is None else "yes",
+            "dir": str(self._workdir if self.data_dir is None else self.data_dir),
+        }
+        arguments = itertools.chain.from_iterable((f"--{k}", v) for k, v in options.items())
+        self._log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
+        with self.log_path.open("ab") as log:
             # A session of its own: a Ctrl-C meant for the worker must not stop Redis under it;
             # `stop()` ends the server once the worker is done.
             self._process = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                [*server_command(), *arguments],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
-        finally:
-            if log is not None:
-                log.close()
         self._wait_until_ready()
         return self
 
     def _wait_until_ready(self) -> None:
+        """Return once the process started here answers; raise if it exits or another answers."""
         assert self._process is not None
         client = redis.Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=0.5)
         deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
         try:
             while time.monotonic() < deadline:
+                answering = _answering_process(client)
+                if answering == self._process.pid:
+                    return
+                if answering is not None:  # another server took the port after the check
+                    self.stop()
+                    raise PortInUseError(self.port)
                 if self._process.poll() is not None:
                     break
-                try:
-                    client.ping()
-                    return
-                except redis.ConnectionError:
-                    time.sleep(0.05)
+                time.sleep(0.05)
         finally:
             client.close()
+        log_tail = self._log_tail()
         self.stop()
-        raise RedisServerError(f"redis-server did not start on port {self.port}{self._log_tail()}")
+        raise RedisServerError(f"redis-server did not start on port {self.port}{log_tail}")
 
     def _log_tail(self) -> str:
-        log = self._workdir / "redis-server.log"
-        if not log.exists():
+        """The last lines this start wrote to the log."""
+        if not self.log_path.exists():
             return ""
-        return ":\n" + "\n".join(log.read_text(errors="replace").splitlines()[-10:])
+        with self.log_path.open("rb") as log:
+            log.seek(self._log_start)
+            lines = log.read().decode(errors="replace").splitlines()
+        return ":\n" + "\n".join(lines[-10:])
+
+    def poll(self) -> int | None:
+        """The server's exit code once it has exited, else None."""
+        return None if self._process is None else self._process.poll()
 
     def wait(self) -> int:
-        """Block until the server exits (Ctrl-C stops it)."""
+        """Block until the server exits."""
         assert self._process is not None
         return self._process.wait()
 
@@ -173,17 +255,16 @@ class LocalRedisServer:
         self.stop()
 
 
-def run_worker(redis_url: str) -> int:
-    """Run the arq worker in the foreground against `redis_url`; returns its exit code."""
-    environment = {**os.environ, "REDIS_URL": redis_url}
-    worker = subprocess.Popen([sys.executable, "-m", "arq", WORKER_SETTINGS], env=environment)
+def _answering_process(client: redis.Redis) -> int | None:
+    """The process id of the server that answers, 0 for one that won't say, None for none yet."""
     try:
-        return worker.wait()
-    finally:
-        # arq finishes cleanly on SIGINT (a terminal's Ctrl-C has usually sent it already),
-        # after giving running jobs WORKER_SHUTDOWN_GRACE seconds.
-        grace = get_settings().worker_shutdown_grace
-        _stop_process(worker, signal.SIGINT, timeout=grace + SHUTDOWN_MARGIN_SECONDS)
+        info = cast("dict[str, Any]", client.info())
+    except (redis.AuthenticationError, redis.ResponseError):
+        return 0  # a server with a password, or without INFO: not one started here
+    except redis.ConnectionError:  # not listening yet
+        return None
+    # Ours answers INFO while it loads its data, and refuses the rest until it is done.
+    return None if info.get("loading") else int(info["process_id"])
 
 
 def _stop_process(process: "subprocess.Popen[bytes]", stop_signal: int, timeout: float) -> None:
@@ -197,32 +278,367 @@ def _stop_process(process: "subprocess.Popen[bytes]", stop_signal: int, timeout:
             process.wait()
 
 
-def _exit_on_sigterm(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)
+class StopRequests:
+    """Counts the requests to stop this process: Ctrl-C (SIGINT), SIGTERM and SIGHUP.
+
+    Installed before anything starts, so a Ctrl-C during start-up is kept, not lost. Signals
+    less than REPEAT_WINDOW_SECONDS after a counted one count as the same request.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._last = -math.inf
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, self._received)
+
+    def _received(self, signum: int, frame: FrameType | None) -> None:
+        now = time.monotonic()
+        if now - self._last >= REPEAT_WINDOW_SECONDS:
+            self._last = now
+            self.count += 1
+
+    def outlive_echoes(self) -> None:
+        """After a stop request, wait until its echoes are in (REPEAT_WINDOW_SECONDS): `uv run`
+        passes one on to `just` as well, and a `just` that no longer waits for a command exits
+        130 on it, where `[continue]` would have kept it at 0."""
+        time.sleep(max(0.0, self._last + REPEAT_WINDOW_SECONDS - time.monotonic()))
+
+
+class QuietShutdown(logging.Filter):
+    """Drops arq's own shutdown announcements: `just dev` has already said it in one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        announcement = ("Setting allow_pick_jobs", "shutdown on")
+        return not (record.name == "arq.worker" and str(record.msg).startswith(announcement))
+
+
+def _dev_log_config() -> dict[str, Any]:
+    """arq's log settings, less its shutdown announcements."""
+    config = default_log_config(verbose=False)
+    config["filters"] = {"quiet_shutdown": {"()": QuietShutdown}}
+    config["handlers"]["arq.standard"]["filters"] = ["quiet_shutdown"]
+    return config
+
+
+# What the dev worker's `arq --custom-log-dict` loads.
+DEV_LOG_CONFIG = _dev_log_config()
+
+
+class DevWorker:
+    """The arq worker of `just dev`, a child process in a session of its own.
+
+    Its own session keeps the terminal's Ctrl-C from reaching it: it gets exactly one signal,
+    from `stop`, not the terminal's and then ours (arq would announce each).
+    """
+
+    def __init__(self, redis_url: str, settings_path: str) -> None:
+        self.redis_url = redis_url
+        self.settings_path = settings_path
+        self.queue_name = get_settings().queue_name
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        log_config = f"{__package__}.redis_server.DEV_LOG_CONFIG"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "arq", "--custom-log-dict", log_config, self.settings_path],
+            env={**os.environ, "REDIS_URL": self.redis_url},
+            start_new_session=True,
+        )
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def running_jobs(self) -> int | None:
+        """How many jobs the worker is running, or None if Redis can't say."""
+        # The worker lists a job in Redis at most GATHER_SECONDS after starting it.
+        time.sleep(5 * GATHER_SECONDS)
+        try:
+            with self._redis() as client:
+                keys = self._keys(client, running_prefix)
+                return sum(cast(int, client.scard(key)) for key in keys)
+        except (redis.RedisError, OSError):
+            return None
+
+    def stop(self) -> None:
+        """Ask the worker to stop: arq takes no new job and gives the running ones
+        WORKER_SHUTDOWN_GRACE seconds before it cancels them (they run again)."""
+        assert self.process is not None
+        # SIGTERM, as compose and Kubernetes send; a worker still importing the code dies of it
+        # quietly, where SIGINT would print a KeyboardInterrupt traceback.
+        self.process.send_signal(signal.SIGTERM)
+
+    def kill(self) -> int | None:
+        """Stop the worker at once and let its running jobs run again; returns how many jobs
+        were let go, or None if Redis can't be reached (they then wait out their marks).
+
+        arq has no "stop now" once it waits for running jobs (another signal only starts another
+        wait), so the worker is killed. Its running jobs stay on the queue, each held by arq's
+        in-progress mark, a key that lives the job's time limit plus 10 s (arq #343). But the
+        worker listed them next to its heartbeat (heartbeat.py), so this does at once what any
+        live worker does for a dead one: delete the killed worker's heartbeat key, then run
+        heartbeat.py's RELEASE_JOBS_OF_DEAD_WORKER, which deletes those in-progress marks. The
+        next worker to poll, in this run or the next (the data is kept), runs them again; the
+        lost run counts as a try. A job started in the last GATHER_SECONDS is not listed yet:
+        it waits out its mark.
+        """
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait()
+        released = 0
+        try:
+            with self._redis() as client:
+                heartbeats = self._keys(client, key_prefix)
+                if heartbeats:
+                    client.delete(*heartbeats)
+                for running in self._keys(client, running_prefix):
+                    identity = running.removeprefix(running_prefix(self.queue_name))
+                    heartbeat = key_prefix(self.queue_name) + identity
+                    keys_and_args = (heartbeat, running, in_progress_key_prefix)
+                    count = client.eval(RELEASE_JOBS_OF_DEAD_WORKER, 2, *keys_and_args)
+                    released += cast(int, count)
+        except (redis.RedisError, OSError):
+            return None
+        return released
+
+    def _redis(self) -> redis.Redis:
+        return redis.Redis.from_url(
+            self.redis_url, decode_responses=True, socket_timeout=2, socket_connect_timeout=2
+        )
+
+    def _keys(self, client: redis.Redis, prefix: Callable[[str], str]) -> list[str]:
+        """This worker's keys under `prefix(queue)`: `<prefix><host>:<pid>:<random>`."""
+        assert self.process is not None
+        mine = f"{prefix(self.queue_name)}{socket.gethostname()}:{self.process.pid}:"
+        return [str(key) for key in client.scan_iter(match=escape_glob(mine) + "*", count=500)]
+
+
+def run_dev(
+    redis_url: str,
+    stop_requests: StopRequests,
+    *,
+    settings_path: str,
+    reload_dir: Path | None,
+    server: LocalRedisServer | None = None,
+) -> int:
+    """Run the worker until stopped (see the module docstring); returns the exit code.
+
+    With `reload_dir`, a change under it starts a new worker once the old one has stopped as on
+    a first Ctrl-C; a worker that exits by itself starts again on the next change.
+    """
+    grace = get_settings().worker_shutdown_grace
+    worker = DevWorker(redis_url, settings_path)
+    if reload_dir is not None:
+        say(f"the worker restarts when a file under {_shown(reload_dir)}/ changes")
+    ticks = _quiet_ticks() if reload_dir is None else _file_changes(reload_dir)
+    handled = 0  # stop requests acted on
+    goal: Literal["exit", "reload"] | None = None
+    deadline = math.inf  # for a stopping worker
+    worker.start()
+    for changes in ticks:
+        if server is not None and server.poll() is not None:
+            say(f"error: redis-server exited (code {server.poll()}); stopping the worker")
+            if worker.running:
+                worker.kill()
+            return 1
+        while handled < stop_requests.count:
+            handled += 1
+            if goal == "exit":  # a second Ctrl-C
+                released = worker.kill() if worker.running else 0
+                say(f"stopped now: {_left_to_run_again(released)}")
+                return FORCED_STOP_EXIT_CODE
+            goal = "exit"
+            if not worker.running:
+                return 0
+            say(f"stopping: {_waiting(worker.running_jobs(), grace)}; Ctrl-C again to stop now")
+            worker.stop()
+            deadline = time.monotonic() + grace + SHUTDOWN_MARGIN_SECONDS
+        if changes and goal is None:
+            changed = ", ".join(sorted(_shown(Path(path)) for path in changes)[:3])
+            if worker.running:
+                goal = "reload"
+                jobs = worker.running_jobs()
+                waiting = f"; {_waiting(jobs, grace)}" if jobs else ""
+                say(f"reloading: {changed} changed{waiting}")
+                worker.stop()
+                deadline = time.monotonic() + grace + SHUTDOWN_MARGIN_SECONDS
+            else:
+                say(f"reloading: {changed} changed")
+                worker.start()
+        if worker.running and time.monotonic() > deadline:
+            waited = grace + SHUTDOWN_MARGIN_SECONDS
+            released = worker.kill()
+            say(f"killed the worker after {waited} s: {_left_to_run_again(released)}")
+            if goal == "exit":
+                return 1
+        if worker.process is None or worker.running:
+            continue
+        code = worker.process.returncode
+        if goal == "exit":
+            return 0 if code in (0, -signal.SIGTERM) else 1
+        if goal == "reload":
+            goal, deadline = None, math.inf
+            worker.start()
+        elif reload_dir is None:
+            return code if code >= 0 else 128 - code
+        else:
+            say(f"the worker exited (code {code}); it starts again when a file changes")
+            worker.process = None
+    return 0
+
+
+def _quiet_ticks() -> Iterator[set[str]]:
+    """Every TICK_SECONDS: no changed file."""
+    while True:
+        time.sleep(TICK_SECONDS)
+        yield set()
+
+
+def _file_changes(folder: Path) -> Iterator[set[str]]:
+    """Every TICK_SECONDS or sooner: the paths changed under `folder` (often none).
+
+    watchfiles' default filter skips what is not code: __pycache__, .git, editors' swap files.
+    """
+    from watchfiles import watch
+
+    timeout_ms = int(TICK_SECONDS * 1000)
+    for changes in watch(folder, rust_timeout=timeout_ms, yield_on_timeout=True):
+        yield {path for _, path in changes}
+
+
+def _waiting(running_jobs: int | None, grace: int) -> str:
+    if running_jobs == 0:
+        return "no job is running"
+    jobs = "the running jobs" if running_jobs is None else _count(running_jobs, "running job")
+    return f"waiting up to {grace} s for {jobs}"
+
+
+def _left_to_run_again(released: int | None) -> str:
+    if released is None:
+        return "its running jobs run again once their in-progress marks expire"
+    return f"{_count(released, 'running job')} left to run again"
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
+def _shown(path: Path) -> str:
+    """`path` relative to the working folder when it is inside it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def say(line: str) -> None:
+    """Print one line at once; a terminal that went away (SIGHUP) must not stop the shutdown."""
+    with contextlib.suppress(OSError):
+        print(line, flush=True)
+
+
+def serve_until_stopped(server: LocalRedisServer, stop_requests: StopRequests) -> int:
+    """`just redis`: wait for a stop request; 0, or 1 if the server exits by itself."""
+    while not stop_requests.count:
+        if server.poll() is not None:
+            say(f"error: redis-server exited (code {server.poll()})")
+            return 1
+        time.sleep(TICK_SECONDS)
+    say("stopping Redis")
+    return 0
+
+
+def port_in_use_message(port: int, command: str) -> str:
+    """One line: the port, that nothing started, and the three ways out."""
+    return (
+        f"port {port} on 127.0.0.1 is in use (another Redis?), so nothing was started: stop that "
+        f"server; or use it, with `REDIS_URL=redis://127.0.0.1:{port}/0 uv run {command}`; or "
+        f"pick another port for the local one, in REDIS_URL in .env"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--worker", action="store_true", help="also run the arq worker")
+    parser.add_argument("--worker", action="store_true", help="also run an arq worker (just dev)")
+    parser.add_argument(
+        "--reload",
+        action="store_true",
+        help="with --worker: start a new worker when a file under --reload-dir changes",
+    )
+    parser.add_argument(
+        "--reload-dir",
+        type=Path,
+        default=PACKAGE_DIR,
+        help="the folder --reload watches (default: this package's)",
+    )
+    parser.add_argument(
+        "--worker-settings",
+        default=WORKER_SETTINGS,
+        help="the settings the worker runs, as `arq` takes them (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=DEV_DATA_DIR,
+        help="where the local server keeps its data (default: %(default)s)",
+    )
     args = parser.parse_args(argv)
-
-    if os.environ.get("REDIS_URL"):
-        redis_url = os.environ["REDIS_URL"]
-        print(f"REDIS_URL is set: using the server at {redis_url}, starting none.", flush=True)
-        return run_worker(redis_url) if args.worker else 0
-
-    # SIGTERM (from a supervisor or `kill`) unwinds like Ctrl-C, so the server is stopped too.
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    port = get_settings().redis_url.port or 6379
+    if args.reload and not args.worker:
+        parser.error("--reload needs --worker")
+    if args.reload:
+        try:
+            import watchfiles  # noqa: F401
+        except ImportError:
+            print("error: --reload needs watchfiles (a dev dependency): uv sync", file=sys.stderr)
+            return 2
     try:
-        with LocalRedisServer(port, log_to_terminal=True) as server:
-            print(f"Redis is ready at {server.url} (Ctrl-C stops it).", flush=True)
-            return run_worker(server.url) if args.worker else server.wait()
+        settings = get_settings()
+    except ValidationError as error:
+        print(f"error: {describe_invalid_settings(error)}", file=sys.stderr)
+        return 2
+
+    stop_requests = StopRequests()
+    try:
+        return _serve(args, stop_requests, port=settings.redis_url.port or 6379)
+    finally:
+        stop_requests.outlive_echoes()
+
+
+def _serve(args: argparse.Namespace, stop_requests: StopRequests, *, port: int) -> int:
+    """`main` once the arguments and settings are read: run until stopped, return the exit code."""
+    reload_dir = args.reload_dir if args.reload else None
+    if os.environ.get("REDIS_URL"):
+        say(f"REDIS_URL is set: using the server at {redis_location()}, starting none.")
+        if not args.worker:
+            return 0
+        return run_dev(
+            os.environ["REDIS_URL"],
+            stop_requests,
+            settings_path=args.worker_settings,
+            reload_dir=reload_dir,
+        )
+    try:
+        with LocalRedisServer(port, data_dir=args.data_dir) as server:
+            where = f"data and log in {_shown(args.data_dir)}/"
+            say(f"Redis is ready at {server.url} ({where}; Ctrl-C stops it).")
+            if stop_requests.count:  # Ctrl-C while it started
+                return 0
+            if args.worker:
+                return run_dev(
+                    server.url,
+                    stop_requests,
+                    settings_path=args.worker_settings,
+                    reload_dir=reload_dir,
+                    server=server,
+                )
+            return serve_until_stopped(server, stop_requests)
+    except PortInUseError:
+        command = "just dev" if args.worker else "just redis"
+        print(f"error: {port_in_use_message(port, command)}", file=sys.stderr)
+        return 1
     except RedisServerError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        return 0
 
 
 if __name__ == "__main__":
