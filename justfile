@@ -16,6 +16,10 @@ test *args:
 bench *args:
     uv run python bench/compare.py {{ args }}
 
+# Measure the API: POST /examples against a bare FastAPI route and an in-process enqueue (about 1 minute)
+bench-api *args:
+    uv run python bench/api.py {{ args }}
+
 # Lint and format-check the template's own Python (hooks, tests, scripts, benchmarks)
 lint:
     uv run ruff check hooks tests scripts bench

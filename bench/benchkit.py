@@ -1,9 +1,11 @@
 """What the benchmarks share: baking the project, running a script inside it, stopping worker
-processes, counting Redis commands, and the worker and result helpers the measuring halves use.
+processes, counting Redis commands, interleaving rounds, and the worker and result helpers the
+measuring halves use.
 
-`poll_delay.py` and `compare.py` run in two halves: outside (the template's environment) they
-bake the default project and `uv sync` it, then `run_script_inside` copies the script and this
-module into the project and runs the script there with `--inside`, in the project's own venv.
+`poll_delay.py`, `compare.py` and `api.py` run in two halves: outside (the template's
+environment) they bake the default project and `uv sync` it, then `run_script_inside` copies the
+script and this module into the project and runs the script there with `--inside`, in the
+project's own venv.
 `celery_drain.py` imports it in a venv of Celery's, so its top level imports the standard
 library only.
 """
@@ -115,6 +117,18 @@ def commands_so_far(commandstats: dict[str, Any]) -> int:
 
 def percentile(values: list[float], pct: int) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[pct - 1]
+
+
+def rotated(items: tuple[str, ...], by: int) -> tuple[str, ...]:
+    """`items` rotated left by `by`: round `by`'s order in interleaved rounds."""
+    by %= len(items)
+    return items[by:] + items[:by]
+
+
+def paired_ratios(tops: list[float], bottoms: list[float]) -> list[float]:
+    """Each round's ratio of two figures measured in that round: a drift across rounds, which
+    weighs on both, cancels out. Report their median."""
+    return [top / bottom for top, bottom in zip(tops, bottoms, strict=True)]
 
 
 @contextlib.asynccontextmanager

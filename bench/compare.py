@@ -96,6 +96,7 @@ from benchkit import (
     commands_so_far,
     percentile,
     polling,
+    rotated,
     run_script_inside,
     stop_process,
     sync,
@@ -456,11 +457,6 @@ async def cold_start(tasks: Any, pool: Any, package: str, checks: int) -> tuple[
     finally:
         stop_process(process, WORKER_STOP_SECONDS)
     return seconds, check_times
-
-
-def rotated(items: tuple[str, ...], by: int) -> tuple[str, ...]:
-    by %= len(items)
-    return items[by:] + items[:by]
 
 
 def share(total: int, rounds: int, index: int) -> int:

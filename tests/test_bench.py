@@ -49,3 +49,31 @@ def test_bench_prints_every_figure_with_celery() -> None:
     for line in table[2:]:
         value = line.split("|")[2].split()[0]
         assert float(value) > 0, line
+
+
+# Every row bench/api.py prints, whatever the figures.
+API_ROWS = (
+    "POST /examples |",
+    "POST /bare |",
+    "enqueue_task in process |",
+    "POST /examples / POST /bare |",
+    "POST /examples / enqueue_task in process |",
+)
+
+
+@pytest.mark.slow
+def test_bench_api_prints_every_row() -> None:
+    result = subprocess.run(
+        [sys.executable, "bench/api.py", "--rounds", "1", "--requests", "100", "--seconds", "5"],
+        cwd=TEMPLATE_ROOT,
+        env={**os.environ, "UV_PYTHON_DOWNLOADS": "never"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    table = [line for line in result.stdout.splitlines() if line.startswith("| ")]
+    for row in API_ROWS:
+        assert any(line.startswith(f"| {row}") for line in table), f"no row {row!r}"
+    machine = result.stdout.splitlines()[0]
+    assert "CPUs" in machine and "shared by the server, Redis and the load generator" in machine
