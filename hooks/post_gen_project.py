@@ -7,18 +7,26 @@ no network, no git, no uv, no prompts, so a replay or a `cruft update` gives the
 import shutil
 from pathlib import Path
 
-CACHE_BACKEND = "{{ cookiecutter.cache_backend }}"
+ANSWERS = {
+    "cache_backend": "{{ cookiecutter.cache_backend }}",
+    "api_framework": "{{ cookiecutter.api_framework }}",
+}
 PACKAGE = "src/{{ cookiecutter.package_name }}"
 PROJECT_SLUG = "{{ cookiecutter.project_slug }}"
 
-QUEUE = {"redis", "falkordb"}
+# Which answers keep a path: for every option named, one of the values listed.
+QUEUE = {"cache_backend": {"redis", "falkordb"}}
+FALKORDB = {"cache_backend": {"falkordb"}}
+NO_QUEUE = {"cache_backend": {"none"}}
+API = {"api_framework": {"fastapi"}}
+QUEUE_AND_API = {**QUEUE, **API}
 
-# Every optional path, and the cache_backend values that keep it; the other values remove it.
+# Every optional path, and the answers that keep it; other answers remove it.
 KEEP_FOR = {
     f"{PACKAGE}/jobs.py": QUEUE,
     f"{PACKAGE}/queue.py": QUEUE,
     f"{PACKAGE}/infrastructure": QUEUE,
-    f"{PACKAGE}/infrastructure/graph.py": {"falkordb"},
+    f"{PACKAGE}/infrastructure/graph.py": FALKORDB,
     "tests/conftest.py": QUEUE,
     "tests/test_tasks.py": QUEUE,
     "tests/test_retries.py": QUEUE,
@@ -35,12 +43,20 @@ KEEP_FOR = {
     "tests/test_heartbeat.py": QUEUE,
     "tests/test_redis_server.py": QUEUE,
     "tests/fault_jobs.py": QUEUE,
-    "tests/test_graph.py": {"falkordb"},
+    "tests/test_graph.py": FALKORDB,
+    f"{PACKAGE}/api": API,
+    "docs/api.md": API,
+    f"{PACKAGE}/api/jobs.py": QUEUE_AND_API,
+    f"{PACKAGE}/api/examples.py": QUEUE_AND_API,
+    "tests/test_api_health.py": API,
+    "tests/test_api_schema.py": API,
+    "tests/test_api_jobs.py": QUEUE_AND_API,
+    "tests/test_api_server.py": QUEUE_AND_API,
     "compose.yaml": QUEUE,
     "docs/background-tasks.md": QUEUE,
-    "docs/background-tasks-off.md": {"none"},
+    "docs/background-tasks-off.md": NO_QUEUE,
     "docs/deployment.md": QUEUE,
-    "docs/deployment-plain.md": {"none"},
+    "docs/deployment-plain.md": NO_QUEUE,
 }
 
 # Without a queue, the pages written for that case take the usual names.
@@ -50,6 +66,10 @@ RENAME_FOR = {
         "docs/deployment-plain.md": "docs/deployment.md",
     },
 }
+
+
+def kept(rule: dict[str, set[str]]) -> bool:
+    return all(ANSWERS[option] in values for option, values in rule.items())
 
 
 def remove(path: Path) -> None:
@@ -68,7 +88,7 @@ def remove_empty_folders(root: Path) -> None:
 
 def print_next_steps() -> None:
     steps = ["uv sync", "uv run just check", "uv run just test"]
-    if CACHE_BACKEND in QUEUE:
+    if kept(QUEUE):
         steps.append("uv run just dev        # local Redis + worker; Ctrl-C stops both")
     print(f"\nCreated {PROJECT_SLUG}. Next steps:\n")
     print(f"    cd {PROJECT_SLUG}")
@@ -79,10 +99,10 @@ def print_next_steps() -> None:
 
 def main() -> None:
     project = Path.cwd()
-    for path, backends in KEEP_FOR.items():
-        if CACHE_BACKEND not in backends:
+    for path, rule in KEEP_FOR.items():
+        if not kept(rule):
             remove(project / path)
-    for source, target in RENAME_FOR.get(CACHE_BACKEND, {}).items():
+    for source, target in RENAME_FOR.get(ANSWERS["cache_backend"], {}).items():
         (project / source).replace(project / target)
     remove_empty_folders(project)
     print_next_steps()

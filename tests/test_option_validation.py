@@ -51,13 +51,15 @@ def cookiecutter_cli(output_dir: Path, *answers: str) -> subprocess.CompletedPro
 
 
 def suggested_command(stderr: str) -> list[str]:
-    """The `cookiecutter --no-input ...` command the refusal ends with, split as a shell would."""
-    (line,) = [line for line in stderr.splitlines() if line.startswith("    cookiecutter ")]
+    """The `uvx cookiecutter --no-input ...` command the refusal ends with, split as a shell
+    would."""
+    (line,) = [line for line in stderr.splitlines() if line.startswith("    uvx cookiecutter ")]
     return shlex.split(line)
 
 
 def run_suggested(arguments: list[str]) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "cookiecutter", *arguments[1:]]
+    # This environment's cookiecutter, in place of `uvx cookiecutter`.
+    command = [sys.executable, "-m", "cookiecutter", *arguments[2:]]
     return subprocess.run(command, capture_output=True, text=True, timeout=120)
 
 
@@ -123,6 +125,7 @@ def test_unknown_choice_in_a_replay_file_is_refused_by_the_hook(tmp_path: Path) 
         "author_email": "",
         "python_version": "3.9",
         "cache_backend": "mongo",
+        "api_framework": "none",
         "redis_port": "6379",
         "_template": str(TEMPLATE_ROOT),
     }
@@ -224,8 +227,8 @@ def test_the_suggested_command_keeps_every_valid_answer_and_bakes_once_filled(
     assert "2 option(s) are invalid" in result.stderr
     arguments = suggested_command(result.stderr)
 
-    assert arguments[:3] == ["cookiecutter", "--no-input", str(TEMPLATE_ROOT)]
-    assert arguments[3:5] == ["-o", str(output)]
+    assert arguments[:4] == ["uvx", "cookiecutter", "--no-input", str(TEMPLATE_ROOT)]
+    assert arguments[4:6] == ["-o", str(output)]
     for answer in given[:-1]:
         assert answer in arguments
     marked = [argument for argument in arguments if "=<" in argument]
@@ -253,6 +256,7 @@ def test_the_suggested_command_keeps_every_valid_answer_and_bakes_once_filled(
         "project_slug": "2fa-service",
         "package_name": "twofa_service",
         "cache_backend": "none",
+        "api_framework": "fastapi",
         "python_version": "3.13",
         "description": "Two factors.",
         "author_name": "Zoë O'Brien",
@@ -287,8 +291,17 @@ def test_the_suggested_command_repeats_checkout_and_output_dir() -> None:
     same_dir, _ = hook.suggested_command(answers, refused, cwd="/srv/projects")
 
     assert command == (
-        "cookiecutter --no-input --checkout v2 gh:someone/cookiecutter-arq -o /srv/projects "
+        "uvx cookiecutter --no-input --checkout v2 gh:someone/cookiecutter-arq -o /srv/projects "
         "project_name=Billing 'redis_port=<a whole number from 1 to 65535, such as 6379>'"
     )
     assert left_out == ["project_slug from project_name", "package_name from project_slug"]
     assert " -o " not in same_dir
+
+
+def test_a_placeholder_left_in_keeps_its_example() -> None:
+    hook = load_pre_gen_hook()
+    left_in = "<a lower-case identifier, such as test_service>"
+
+    assert hook.placeholder("package_name", left_in) == (
+        "<a lower-case identifier, such as billing_service>"
+    )

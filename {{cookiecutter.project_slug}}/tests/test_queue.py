@@ -17,6 +17,7 @@ def test_the_public_names_are_exactly_these() -> None:
         "PermanentError",
         "QueueDepth",
         "RedisUnavailableError",
+        "ResultNotFound",
         "Retry",
         "UnknownTaskError",
         "close_task_pool",
@@ -38,6 +39,7 @@ ERRORS = [
     queue.JobFailed,
     queue.PermanentError,
     queue.RedisUnavailableError,
+    queue.ResultNotFound,
     queue.UnknownTaskError,
 ]
 # What earlier versions of this project documented importing from infrastructure/tasks.py.

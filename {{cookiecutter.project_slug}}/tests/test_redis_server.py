@@ -16,6 +16,9 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
+{% if cookiecutter.api_framework == "fastapi" -%}
+import httpx
+{% endif -%}
 import pytest
 import redis
 from arq import create_pool
@@ -343,3 +346,36 @@ async def test_dev_restarts_the_worker_with_the_new_code_when_a_file_changes(
         assert await job.result(timeout=WAIT_SECONDS) == "v2"
     dev.ctrl_c()
     assert dev.exit_code() == 0
+{%- if cookiecutter.api_framework == "fastapi" %}
+
+
+def test_dev_serves_the_api_and_one_ctrl_c_stops_all_three(
+    folder: Folder, start: Callable[..., Dev]
+) -> None:
+    api_port = free_port()
+    dev = start("--worker", "--api", str(api_port))
+    dev.wait_for("Application startup complete")
+    folder.wait_for_worker()
+    with httpx.Client(base_url=f"http://127.0.0.1:{api_port}", timeout=WAIT_SECONDS) as client:
+        ready = client.get("/health/ready")
+
+    dev.ctrl_c()
+
+    assert ready.status_code == 200, ready.text
+    assert ready.json()["workers"] == 1
+    assert dev.exit_code() == 0
+    assert not port_is_open(folder.port)
+    with pytest.raises(httpx.ConnectError), httpx.Client() as client:
+        client.get(f"http://127.0.0.1:{api_port}/health/live")
+
+
+def test_dev_refuses_a_taken_api_port_before_it_starts_anything(
+    folder: Folder, start: Callable[..., Dev]
+) -> None:
+    with LocalRedisServer() as other:  # anything that listens on the port will do
+        dev = start("--worker", "--api", str(other.port))
+
+        assert dev.exit_code() == 1
+    assert f"port {other.port} on 127.0.0.1 is in use" in dev.output()
+    assert not port_is_open(folder.port)  # no Redis of its own either
+{%- endif %}

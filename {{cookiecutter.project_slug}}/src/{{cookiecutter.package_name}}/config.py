@@ -10,7 +10,7 @@ from typing import {% if cookiecutter.cache_backend != "none" %}Annotated, {% en
 {% if cookiecutter.cache_backend != "none" -%}
 from pydantic import Field, FilePath, RedisDsn, ValidationError, field_validator
 {% else -%}
-from pydantic import ValidationError
+from pydantic import {% if cookiecutter.api_framework == "fastapi" %}Field, {% endif %}ValidationError
 {% endif -%}
 from pydantic_settings import BaseSettings, {% if cookiecutter.cache_backend != "none" %}NoDecode, {% endif %}SettingsConfigDict
 
@@ -21,6 +21,19 @@ class Settings(BaseSettings):
     app_name: str = "{{ cookiecutter.project_name }}"
     environment: Literal["development", "test", "production"] = "development"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+{%- if cookiecutter.api_framework == "fastapi" %}
+
+    # The web API (api/). The largest request body it reads, in bytes: a larger one is refused
+    # with 413 before any route runs.{% if cookiecutter.cache_backend != "none" %} POST /examples needs at most a few KB.{% endif %}
+    api_max_body_bytes: int = Field(default=65_536, ge=1)
+{%- if cookiecutter.cache_backend != "none" %}
+    # Seconds /health/ready gives Redis to answer before it reports "not ready".
+    api_ready_timeout: float = Field(default=1, gt=0)
+    # Seconds DELETE /jobs/{id} waits for a running job to be cancelled by its worker; a job still
+    # running then gets 202 (the abort stands, the worker cancels it on its next poll).
+    api_abort_wait: float = Field(default=1, ge=0)
+{%- endif %}
+{%- endif %}
 {%- if cookiecutter.cache_backend != "none" %}
 
     # Redis: the job queue lives here. redis://[user:password@]host:port/db; rediss:// for TLS.

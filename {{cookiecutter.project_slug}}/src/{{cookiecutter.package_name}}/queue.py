@@ -9,6 +9,7 @@ docs/background-tasks.md.
 """
 
 from arq import Retry
+from arq.jobs import ResultNotFound
 
 from .infrastructure.client import (
     JobArgumentError,
@@ -39,6 +40,7 @@ __all__ = [
     "PermanentError",
     "QueueDepth",
     "RedisUnavailableError",
+    "ResultNotFound",
     "Retry",
     "UnknownTaskError",
     "close_task_pool",

@@ -44,14 +44,18 @@ class JobArgumentError(TypeError):
     """Raised by `enqueue_task` for arguments that cannot be serialized; nothing is queued."""
 
 
-async def get_task_pool() -> ArqRedis:
+async def get_task_pool(*, retries: int | None = None) -> ArqRedis:
     """The running event loop's pool, created on first use from `REDIS_URL` (see connection.py).
 
-    Raises `RedisUnavailableError`, with a one-line reason, when Redis cannot be reached.
+    `retries` overrides `REDIS_CONNECT_RETRIES` when the pool has to be opened: the web API
+    passes 0, so that a request made while Redis is down fails at once instead of retrying for
+    seconds, and the first one after Redis is back opens the pool. Raises
+    `RedisUnavailableError`, with a one-line reason, when Redis cannot be reached.
     """
     loop = asyncio.get_running_loop()
     if loop not in _pools:
         pool = await connect(
+            retries=retries,
             job_serializer=serialize_at_most(get_settings().job_max_bytes),
             job_deserializer=deserialize,
             default_queue_name=get_settings().queue_name,

@@ -80,6 +80,13 @@ TICK_SECONDS = 0.1
 REPEAT_WINDOW_SECONDS = 1.0
 # 128 + SIGINT, as a shell reports an interrupted command: the exit code of a forced stop.
 FORCED_STOP_EXIT_CODE = 130
+{%- if cookiecutter.api_framework == "fastapi" %}
+# What `just dev --api` serves beside the worker: the web API, on 127.0.0.1.
+API_APP = f"{PACKAGE_DIR.name}.api.app:create_app"
+API_PORT = 8000
+# How long the API gets to finish its requests on a stop before it is killed.
+API_STOP_SECONDS = 5.0
+{%- endif %}
 
 
 class RedisServerError(RuntimeError):
@@ -413,7 +420,67 @@ class DevWorker:
         return [str(key) for key in client.scan_iter(match=escape_glob(mine) + "*", count=500)]
 
 
+{%- if cookiecutter.api_framework == "fastapi" %}
+
+
+class DevApi:
+    """The web API of `just dev --api`: uvicorn in a session of its own, reloading on changes
+    under `reload_dir` itself (uvicorn's --reload), stopped with the worker."""
+
+    def __init__(self, redis_url: str, port: int, reload_dir: Path | None) -> None:
+        command = [sys.executable, "-m", "uvicorn", API_APP, "--factory"]
+        command += ["--host", "127.0.0.1", "--port", str(port)]
+        if reload_dir is not None:
+            command += ["--reload", "--reload-dir", str(reload_dir)]
+        self.process = subprocess.Popen(
+            command, env={**os.environ, "REDIS_URL": redis_url}, start_new_session=True
+        )
+
+    def exited(self) -> int | None:
+        return self.process.poll()
+
+    def stop(self, *, at_once: bool = False) -> None:
+        """SIGTERM (uvicorn finishes the requests in flight), then SIGKILL after
+        API_STOP_SECONDS; at once with `at_once`."""
+        if at_once and self.process.poll() is None:
+            self.process.kill()
+        _stop_process(self.process, signal.SIGTERM, timeout=API_STOP_SECONDS)
+
+
 def run_dev(
+    redis_url: str,
+    stop_requests: StopRequests,
+    *,
+    settings_path: str,
+    reload_dir: Path | None,
+    server: LocalRedisServer | None = None,
+    api_port: int | None = None,
+) -> int:
+    """Run the worker, and with `api_port` the web API, until stopped (see the module
+    docstring); returns the exit code."""
+    api = None if api_port is None else DevApi(redis_url, api_port, reload_dir)
+    if api is not None:
+        say(f"the API is at http://127.0.0.1:{api_port} (docs at /docs)")
+    try:
+        code = _run_worker(
+            redis_url,
+            stop_requests,
+            settings_path=settings_path,
+            reload_dir=reload_dir,
+            server=server,
+        )
+    finally:
+        if api is not None:
+            api.stop(at_once=stop_requests.count > 1)
+    return code
+
+
+def _run_worker(
+{%- else %}
+
+
+def run_dev(
+{%- endif %}
     redis_url: str,
     stop_requests: StopRequests,
     *,
@@ -497,12 +564,16 @@ def _quiet_ticks() -> Iterator[set[str]]:
 def _file_changes(folder: Path) -> Iterator[set[str]]:
     """Every TICK_SECONDS or sooner: the paths changed under `folder` (often none).
 
-    watchfiles' default filter skips what is not code: __pycache__, .git, editors' swap files.
+    Only `.py` files count (watchfiles' PythonFilter, which also skips __pycache__ and .git).
     """
-    from watchfiles import watch
+    from watchfiles import PythonFilter, watch
 
     timeout_ms = int(TICK_SECONDS * 1000)
-    for changes in watch(folder, rust_timeout=timeout_ms, yield_on_timeout=True):
+    # Python files only: an editor's or sed's temporary files must not restart the worker.
+    python_files = PythonFilter()
+    for changes in watch(
+        folder, watch_filter=python_files, rust_timeout=timeout_ms, yield_on_timeout=True
+    ):
         yield {path for _, path in changes}
 
 
@@ -582,9 +653,30 @@ def main(argv: list[str] | None = None) -> int:
         default=DEV_DATA_DIR,
         help="where the local server keeps its data (default: %(default)s)",
     )
+{%- if cookiecutter.api_framework == "fastapi" %}
+    parser.add_argument(
+        "--api",
+        type=int,
+        nargs="?",
+        const=API_PORT,
+        metavar="PORT",
+        help=f"with --worker: also run the web API on 127.0.0.1:PORT (default {API_PORT})",
+    )
+{%- endif %}
     args = parser.parse_args(argv)
     if args.reload and not args.worker:
         parser.error("--reload needs --worker")
+{%- if cookiecutter.api_framework == "fastapi" %}
+    if args.api is not None and not args.worker:
+        parser.error("--api needs --worker")
+    if args.api is not None and port_in_use(args.api):
+        print(
+            f"error: port {args.api} on 127.0.0.1 is in use (another API?), so nothing was "
+            f"started: stop it, or pass another port: uv run just dev --api {args.api + 1}",
+            file=sys.stderr,
+        )
+        return 1
+{%- endif %}
     if args.reload:
         try:
             import watchfiles  # noqa: F401
@@ -616,6 +708,9 @@ def _serve(args: argparse.Namespace, stop_requests: StopRequests, *, port: int) 
             stop_requests,
             settings_path=args.worker_settings,
             reload_dir=reload_dir,
+{%- if cookiecutter.api_framework == "fastapi" %}
+            api_port=args.api,
+{%- endif %}
         )
     try:
         with LocalRedisServer(port, data_dir=args.data_dir) as server:
@@ -630,6 +725,9 @@ def _serve(args: argparse.Namespace, stop_requests: StopRequests, *, port: int) 
                     settings_path=args.worker_settings,
                     reload_dir=reload_dir,
                     server=server,
+{%- if cookiecutter.api_framework == "fastapi" %}
+                    api_port=args.api,
+{%- endif %}
                 )
             return serve_until_stopped(server, stop_requests)
     except PortInUseError:

@@ -1,0 +1,2 @@
+"""The web API (FastAPI): `create_app()` in app.py, one module per group of routes, the
+dependencies routes share, and the problem documents every error is sent as (problems.py)."""

@@ -1,0 +1,115 @@
+{% if cookiecutter.cache_backend != "none" -%}
+"""What routes receive through `Depends`: the settings, the task pool, the job a path names, and
+`authorize`. Tests replace any of them with `app.dependency_overrides[...]`.
+{%- else -%}
+"""What routes receive through `Depends`: the settings, and `authorize`. Tests replace either
+with `app.dependency_overrides[...]`.
+{%- endif %}
+"""
+
+{% if cookiecutter.cache_backend != "none" -%}
+import asyncio
+{% endif -%}
+from typing import Annotated
+
+{% if cookiecutter.cache_backend != "none" -%}
+from arq.connections import ArqRedis
+from fastapi import Depends, Path
+{%- else -%}
+from fastapi import Depends
+{%- endif %}
+
+from ..config import Settings, get_settings
+{%- if cookiecutter.cache_backend != "none" %}
+from ..infrastructure.connection import unavailable
+from ..infrastructure.serialization import deserialize
+from ..queue import Job, get_task_pool
+{%- endif %}
+
+
+async def current_settings() -> Settings:
+    """The process-wide settings (config.py)."""
+    # `async`: FastAPI runs a plain `def` dependency in a thread, which cost every job request
+    # about 185 µs (the template's bench/api.py); this one does no I/O.
+    return get_settings()
+
+
+AppSettings = Annotated[Settings, Depends(current_settings)]
+{%- if cookiecutter.cache_backend != "none" %}
+
+
+async def task_pool(settings: AppSettings) -> ArqRedis:
+    """The running event loop's task pool, the one `enqueue_task` and `get_job` use too.
+
+    The app's lifespan opens it; if Redis was down then, the first request after Redis is back
+    opens it. One attempt, no retries, within `REDIS_CONNECT_TIMEOUT` seconds: while Redis is
+    down a request answers 503 at once, instead of after `REDIS_CONNECT_RETRIES` retries, and a
+    server that accepts connections but never answers cannot hold it forever. Raises
+    `RedisUnavailableError`.
+
+    FastAPI runs dependencies before it validates the path and the body, so while the pool is
+    not open an invalid request is answered 503 too; once it is open this does no I/O, and an
+    invalid request gets its 422 without Redis being asked anything.
+    """
+    try:
+        async with asyncio.timeout(settings.redis_connect_timeout):
+            return await get_task_pool(retries=0)
+    except TimeoutError as error:
+        reason = TimeoutError(f"no answer within {settings.redis_connect_timeout} s")
+        raise unavailable(reason) from error
+
+
+TaskPool = Annotated[ArqRedis, Depends(task_pool)]
+
+# arq's own ids (uuid4 hex), cron ticks (`cron:<name>:<ms>`), and the ids this API derives
+# (examples.py) all fit; anything else is refused with 422 before Redis is asked about it.
+JOB_ID_PATTERN = r"^[A-Za-z0-9._:-]+$"
+JobId = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=128,
+        pattern=JOB_ID_PATTERN,
+        description="The job's id: 1-128 of A-Z, a-z, 0-9 and . _ : -",
+    ),
+]
+
+
+async def job_handle(job_id: JobId, pool: TaskPool, settings: AppSettings) -> Job:
+    """The `Job` handle (job_handle.py) for the job the path names; it may not exist."""
+    return Job(job_id, pool, _queue_name=settings.queue_name, _deserializer=deserialize)
+
+
+JobHandle = Annotated[Job, Depends(job_handle)]
+{%- endif %}
+
+
+async def authorize() -> None:
+    """Decide whether the caller may use a route: the one place to plug in real authentication.
+{%- if cookiecutter.cache_backend != "none" %}
+
+    It allows every request. The job routes depend on it (examples.py, jobs.py); the health
+    checks do not. To require a bearer token, for instance, add `api_token: SecretStr` to
+    config.py and write here:
+{%- else %}
+
+    It allows every request. Routes that act on data should depend on it, with
+    `APIRouter(dependencies=[Depends(authorize)])`; the health checks do not. To require a
+    bearer token, for instance, add `api_token: SecretStr` to config.py and write here:
+{%- endif %}
+
+        bearer = HTTPBearer(auto_error=False)  # from fastapi.security
+
+        async def authorize(
+            credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+            settings: AppSettings,
+        ) -> None:
+            expected = settings.api_token.get_secret_value()
+            if credentials is None or not secrets.compare_digest(credentials.credentials, expected):
+                raise HTTPException(
+                    401, "a valid bearer token is required", headers={"WWW-Authenticate": "Bearer"}
+                )
+
+    The 401 is sent as a problem document, as every error is (problems.py). Return the caller's
+    identity when routes need it{% if cookiecutter.cache_backend != "none" %}, and then scope Idempotency-Keys by it too (examples.py){% endif %}.
+    """

@@ -1,0 +1,82 @@
+"""Health checks, for a load balancer, compose or Kubernetes probes.
+
+`GET /health/live` answers 200 as long as the process serves requests, and does no I/O: point
+liveness probes at it, so that {% if cookiecutter.cache_backend != "none" %}a Redis outage{% else %}a slow dependency{% endif %} never gets the API restarted.
+{%- if cookiecutter.cache_backend != "none" %}
+`GET /health/ready` answers 200 when Redis replies to a PING within `API_READY_TIMEOUT` seconds,
+else 503 with the reason: point readiness probes at it. Its body counts the live workers
+(heartbeat.py), but no worker does not make the API unready: jobs wait in the queue until a
+worker starts, so alert on the count instead.
+{%- else %}
+`GET /health/ready` answers 200 once the app has started: point readiness probes at it, and make
+it check what requests need when the app comes to depend on other services.
+{%- endif %}
+"""
+
+{% if cookiecutter.cache_backend != "none" -%}
+import asyncio
+{% endif -%}
+from typing import Literal
+
+from fastapi import APIRouter
+from pydantic import BaseModel
+{%- if cookiecutter.cache_backend != "none" %}
+
+from ..infrastructure.connection import unavailable
+from ..infrastructure.heartbeat import live_workers
+from ..queue import get_task_pool
+from .dependencies import AppSettings
+from .problems import problem_responses
+{%- endif %}
+
+router = APIRouter(prefix="/health", tags=["health"])
+
+
+class Liveness(BaseModel):
+    status: Literal["alive"]
+
+
+class Readiness(BaseModel):
+    status: Literal["ready"]
+{%- if cookiecutter.cache_backend != "none" %}
+    # Workers whose heartbeat is current; 0 is not a failure, but nothing runs the jobs. None
+    # when Redis answered but did not finish counting them within API_READY_TIMEOUT.
+    workers: int | None
+{%- endif %}
+
+
+@router.get("/live")
+async def live() -> Liveness:
+    """The process is up and serving requests."""
+    return Liveness(status="alive")
+{%- if cookiecutter.cache_backend != "none" %}
+
+
+@router.get("/ready", responses=problem_responses(503))
+async def ready(settings: AppSettings) -> Readiness:
+    """Redis answers within `API_READY_TIMEOUT` seconds; the body counts the live workers."""
+    # The pool is opened here rather than through `TaskPool`, so that the time limit covers
+    # connecting too (REDIS_CONNECT_TIMEOUT alone allows 5 s).
+    try:
+        async with asyncio.timeout(settings.api_ready_timeout) as time_limit:
+            pool = await get_task_pool(retries=0)
+            await pool.ping()
+    except TimeoutError as error:  # asyncio's, and socket timeouts, alike
+        reason = TimeoutError(f"no answer within {settings.api_ready_timeout:g} s")
+        raise unavailable(reason) from error
+    # Counting scans the keyspace (heartbeat.py), which a large Redis answers slower than a
+    # PING; readiness does not depend on it.
+    try:
+        async with asyncio.timeout_at(time_limit.when()):
+            workers: int | None = len(await live_workers(pool, settings.queue_name))
+    except TimeoutError:
+        workers = None
+    return Readiness(status="ready", workers=workers)
+{%- else %}
+
+
+@router.get("/ready")
+async def ready() -> Readiness:
+    """The app has started and can serve requests."""
+    return Readiness(status="ready")
+{%- endif %}

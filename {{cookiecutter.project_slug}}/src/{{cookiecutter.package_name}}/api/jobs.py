@@ -1,0 +1,171 @@
+"""Following and aborting a job by id: `GET /jobs/{job_id}` and `DELETE /jobs/{job_id}`.
+
+They serve every job on this project's queue: those the routes start, those code enqueues, and
+cron ticks. Both read the job through its `Job` handle (job_handle.py), which tells a failed or
+aborted job from a complete one, and aborts only a job that exists: a DELETE for an unknown id
+leaves nothing behind that could drop a later job given that id.
+
+`started_at` and `finished_at` are known once the job has finished: arq records them with its
+result. A job whose result has expired (`WORKER_KEEP_RESULT`) is unknown again: 404.
+"""
+
+from datetime import datetime
+from typing import Any, Literal
+
+from arq.connections import ArqRedis
+from arq.constants import retry_key_prefix
+from arq.jobs import JobResult
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..queue import Job, JobAborted, JobFailed, JobStatus
+from .dependencies import AppSettings, JobHandle, TaskPool, authorize
+from .problems import problem_responses
+
+router = APIRouter(prefix="/jobs", tags=["jobs"], dependencies=[Depends(authorize)])
+
+FINISHED = {JobStatus.complete, JobStatus.failed, JobStatus.aborted}
+# How often DELETE looks whether the worker has cancelled a running job.
+ABORT_POLL_SECONDS = 0.1
+
+
+class JobError(BaseModel):
+    """Why a job failed, or that it was aborted: the exception's type name and its message."""
+
+    type: str
+    message: str
+
+
+class JobView(BaseModel):
+    """A job as the API shows it. `result` is there once the job is complete; `error` once it
+    has failed or was aborted."""
+
+    # `try` is a Python keyword: the field is `job_try`, sent (and read back) as "try".
+    model_config = ConfigDict(populate_by_name=True)
+
+    job_id: str
+    function: str
+    status: Literal["queued", "deferred", "in_progress", "complete", "failed", "aborted"]
+    # The try running now, waiting to run, or (once finished) the last one; 1 for the first.
+    job_try: int = Field(alias="try")
+    enqueued_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    result: Any = None
+    error: JobError | None = None
+
+
+def job_path(request: Request, job_id: str) -> str:
+    """The path of `GET /jobs/{job_id}`, behind the app's root path if it is mounted under one.
+
+    Built here rather than with `request.url_for("read_job", ...)`, which searches the routes
+    and builds a whole URL on every call: about a tenth of `POST /examples`' time (bench/api.py).
+    Job ids need no escaping: their characters are those JOB_ID_PATTERN allows.
+    """
+    return f"{request.scope.get('root_path', '')}{router.prefix}/{job_id}"
+
+
+async def read_view(job: Job, pool: ArqRedis) -> JobView | None:
+    """The job as the API shows it, or None if there is no such job (any more)."""
+    info = await job.info()  # its result if it has finished, else what was queued
+    if isinstance(info, JobResult):
+        return finished_view(job.job_id, info)
+    if info is None:
+        return None
+    status = await job.status()
+    if status in FINISHED:  # it finished between the two reads
+        result = await job.result_info()
+        return None if result is None else finished_view(job.job_id, result)
+    if status is JobStatus.not_found:  # aborted meanwhile, and results are not kept
+        return None
+    # arq counts the tries started in a key of its own (`arq:retry:<id>`); the queued job keeps
+    # only the try it was enqueued with.
+    started = int(await pool.get(retry_key_prefix + job.job_id) or 0)
+    current = started if status is JobStatus.in_progress else started + 1
+    return JobView(
+        job_id=job.job_id,
+        function=info.function,
+        status=status.value,
+        job_try=max(current, info.job_try or 1),
+        enqueued_at=info.enqueue_time,
+        started_at=None,
+        finished_at=None,
+    )
+
+
+def finished_view(job_id: str, result: JobResult) -> JobView:
+    view = JobView(
+        job_id=job_id,
+        function=result.function,
+        status="complete",
+        job_try=result.job_try,
+        enqueued_at=result.enqueue_time,
+        started_at=result.start_time,
+        finished_at=result.finish_time,
+    )
+    outcome = result.result
+    if result.success:
+        view.result = outcome
+    elif isinstance(outcome, JobAborted):
+        view.status = "aborted"
+        view.error = JobError(type="JobAborted", message=str(outcome))
+    elif isinstance(outcome, JobFailed):
+        view.status = "failed"
+        view.error = JobError(type=outcome.error_type, message=outcome.message)
+    else:  # a failure written by another serializer
+        view.status = "failed"
+        view.error = JobError(type=type(outcome).__name__, message=str(outcome))
+    return view
+
+
+def no_such_job(job_id: str) -> HTTPException:
+    return HTTPException(404, f"no job {job_id!r}: never queued, or its result has expired")
+
+
+@router.get(
+    "/{job_id}",
+    name="read_job",
+    # Only the fields set: `result` or `error` appear when there is one.
+    response_model_exclude_unset=True,
+    responses=problem_responses(404, 422, 503),
+)
+async def read_job(job: JobHandle, pool: TaskPool) -> JobView:
+    """The job's status, tries and times, and its result or error once it has finished."""
+    view = await read_view(job, pool)
+    if view is None:
+        raise no_such_job(job.job_id)
+    return view
+
+
+@router.delete(
+    "/{job_id}",
+    response_model_exclude_unset=True,
+    responses={
+        202: {
+            "model": JobView,
+            "description": "The job still runs; the abort stands, for its worker to cancel it.",
+        },
+        **problem_responses(404, 409, 422, 503),
+    },
+)
+async def abort_job(
+    job: JobHandle, pool: TaskPool, settings: AppSettings, response: Response
+) -> JobView:
+    """Abort the job: 200 with the job, aborted. A queued or deferred job is removed at once; a
+    running one is cancelled by its worker, waited for up to `API_ABORT_WAIT` seconds, else 202
+    (the abort stands). 404 for an unknown job, 409 for one that has finished."""
+    before = await read_view(job, pool)
+    if before is None:
+        raise no_such_job(job.job_id)
+    if before.status in FINISHED:
+        raise HTTPException(409, f"job {job.job_id!r} has already finished ({before.status})")
+    aborted = await job.abort(timeout=settings.api_abort_wait, poll_delay=ABORT_POLL_SECONDS)
+    after = await read_view(job, pool)
+    # Aborted after the wait ran out, but before the second read: aborted all the same.
+    if aborted or (after is not None and after.status == "aborted"):
+        # None: aborted and gone, as results are not kept (WORKER_KEEP_RESULT=0).
+        return after or before.model_copy(update={"status": "aborted"})
+    if after is None or after.status in FINISHED:
+        raise HTTPException(409, f"job {job.job_id!r} finished before it could be aborted")
+    response.status_code = 202
+    return after

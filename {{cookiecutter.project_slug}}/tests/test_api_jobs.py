@@ -1,0 +1,351 @@
+"""The job routes (api/examples.py, api/jobs.py), in process, against the test Redis and real
+worker processes: queue a job, follow it to its result or error, abort it, and what a client
+gets when its request is invalid or Redis is away."""
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from arq.connections import ArqRedis
+from arq.constants import abort_jobs_ss
+from fastapi import FastAPI, HTTPException
+
+from {{ cookiecutter.package_name }}.api.app import create_app
+from {{ cookiecutter.package_name }}.api.dependencies import authorize
+from {{ cookiecutter.package_name }}.api.examples import idempotent_job_id
+from {{ cookiecutter.package_name }}.config import get_settings
+from {{ cookiecutter.package_name }}.infrastructure.redis_server import LocalRedisServer
+from {{ cookiecutter.package_name }}.infrastructure.tasks import WorkerSettings as ProjectSettings
+from {{ cookiecutter.package_name }}.queue import JobContext, PermanentError, job
+
+from .conftest import Configure, WorkerProcesses
+
+
+async def fails_for_good(ctx: JobContext, reason: str) -> None:
+    raise PermanentError(reason)
+
+
+async def runs_until_aborted(ctx: JobContext) -> None:
+    await asyncio.sleep(60)
+
+
+async def outlives_aborts(ctx: JobContext) -> None:
+    """Ignores cancellation, so an abort cannot stop it (the test's worker is killed after)."""
+    while True:
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(60)
+
+
+# What the worker processes run: the project's jobs and the ones above, no cron jobs.
+WorkerSettings = {
+    **vars(ProjectSettings),
+    "functions": (
+        *ProjectSettings.functions,
+        job(fails_for_good),
+        job(runs_until_aborted),
+        job(outlives_aborts),
+    ),
+    "cron_jobs": (),
+}
+WORKER_SETTINGS = f"{__name__}.WorkerSettings"
+PROBLEM = "application/problem+json"
+
+
+@contextlib.asynccontextmanager
+async def serving(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of `app`, in process, with the app's lifespan run around it."""
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://testserver") as client,
+    ):
+        yield client
+
+
+@pytest.fixture(autouse=True)
+def settings_read_afresh() -> Iterator[None]:
+    """Settings a test changes (`configure`) are not left cached for the next one."""
+    yield
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+async def client(task_pool: ArqRedis) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of a new app on the test server, emptied."""
+    async with serving(create_app()) as client:
+        yield client
+
+
+async def wait_for_status(
+    client: httpx.AsyncClient, job_id: str, *statuses: str, seconds: float = 30
+) -> dict[str, Any]:
+    """Poll `GET /jobs/{job_id}` until the job has one of `statuses`; returns its view."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while True:
+        response = await client.get(f"/jobs/{job_id}")
+        view: dict[str, Any] = response.json()
+        if response.status_code == 200 and view["status"] in statuses:
+            return view
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"after {seconds} s, job {job_id} is {view}, not {statuses}")
+        await asyncio.sleep(0.05)
+
+
+async def test_a_queued_example_completes_with_its_result(
+    client: httpx.AsyncClient, worker_processes: WorkerProcesses
+) -> None:
+    accepted = await client.post("/examples", json={"message": "Hello!"})
+    body = accepted.json()
+
+    assert accepted.status_code == 202
+    assert accepted.headers["location"] == body["status_url"] == f"/jobs/{body['job_id']}"
+    queued = (await client.get(body["status_url"])).json()
+    assert (queued["status"], queued["try"], queued["started_at"]) == ("queued", 1, None)
+    assert queued.keys().isdisjoint({"result", "error"})
+
+    worker_processes.start(WORKER_SETTINGS)
+    done = await wait_for_status(client, body["job_id"], "complete", "failed", "aborted")
+
+    assert done["status"] == "complete"
+    assert done["result"] == "Processed: Hello!"
+    assert (done["job_id"], done["function"], done["try"]) == (body["job_id"], "example_task", 1)
+    assert done["enqueued_at"] <= done["started_at"] <= done["finished_at"]
+    assert "error" not in done
+
+
+async def test_a_job_that_fails_for_good_reads_as_failed_with_its_error(
+    client: httpx.AsyncClient, task_pool: ArqRedis, worker_processes: WorkerProcesses
+) -> None:
+    queued = await task_pool.enqueue_job("fails_for_good", "disk full")
+    assert queued is not None
+    worker_processes.start(WORKER_SETTINGS)
+
+    failed = await wait_for_status(client, queued.job_id, "failed", "complete", "aborted")
+
+    assert failed["status"] == "failed"
+    assert failed["error"] == {"type": "PermanentError", "message": "disk full"}
+    assert (failed["function"], failed["try"]) == ("fails_for_good", 1)
+    assert "result" not in failed
+
+
+async def test_aborting_a_running_job_answers_with_it_aborted(
+    client: httpx.AsyncClient,
+    task_pool: ArqRedis,
+    worker_processes: WorkerProcesses,
+    configure: Configure,
+) -> None:
+    configure(API_ABORT_WAIT="20")  # the worker cancels it within one poll: 200, not 202
+    queued = await task_pool.enqueue_job("runs_until_aborted")
+    assert queued is not None
+    worker_processes.start(WORKER_SETTINGS)
+    running = await wait_for_status(client, queued.job_id, "in_progress")
+    assert running["try"] == 1
+
+    response = await client.delete(f"/jobs/{queued.job_id}")
+
+    assert response.status_code == 200
+    assert response.json()["status"] == "aborted"
+    assert response.json()["error"]["type"] == "JobAborted"
+    assert (await client.get(f"/jobs/{queued.job_id}")).json()["status"] == "aborted"
+    again = await client.delete(f"/jobs/{queued.job_id}")
+    assert (again.status_code, again.headers["content-type"]) == (409, PROBLEM)
+
+
+async def test_aborting_a_job_that_keeps_running_answers_202_and_the_abort_stands(
+    client: httpx.AsyncClient,
+    task_pool: ArqRedis,
+    worker_processes: WorkerProcesses,
+    configure: Configure,
+) -> None:
+    configure(API_ABORT_WAIT="0.2")
+    queued = await task_pool.enqueue_job("outlives_aborts")
+    assert queued is not None
+    worker_processes.start(WORKER_SETTINGS)
+    await wait_for_status(client, queued.job_id, "in_progress")
+
+    response = await client.delete(f"/jobs/{queued.job_id}")
+
+    assert response.status_code == 202
+    assert response.json()["status"] == "in_progress"
+    assert await task_pool.zscore(abort_jobs_ss, queued.job_id) is not None
+
+
+async def test_aborting_a_queued_job_removes_it_without_a_worker(
+    client: httpx.AsyncClient,
+) -> None:
+    job_id = (await client.post("/examples", json={"message": "never"})).json()["job_id"]
+
+    response = await client.delete(f"/jobs/{job_id}")
+
+    assert response.status_code == 200
+    assert response.json()["status"] == "aborted"
+    assert response.json()["error"] == {
+        "type": "JobAborted",
+        "message": "aborted before it started",
+    }
+
+
+async def test_aborting_an_unknown_job_is_404_and_a_later_job_with_its_id_runs(
+    client: httpx.AsyncClient, task_pool: ArqRedis, worker_processes: WorkerProcesses
+) -> None:
+    job_id = idempotent_job_id("example_task", "order-7")
+
+    response = await client.delete(f"/jobs/{job_id}")
+
+    assert (response.status_code, response.headers["content-type"]) == (404, PROBLEM)
+    assert await task_pool.zscore(abort_jobs_ss, job_id) is None  # no abort request left over
+    worker_processes.start(WORKER_SETTINGS)
+    headers = {"Idempotency-Key": "order-7"}
+    accepted = await client.post("/examples", json={"message": "later"}, headers=headers)
+    assert accepted.json()["job_id"] == job_id
+    done = await wait_for_status(client, job_id, "complete", "failed", "aborted")
+    assert (done["status"], done["result"]) == ("complete", "Processed: later")
+
+
+async def test_an_unknown_job_is_404(client: httpx.AsyncClient) -> None:
+    response = await client.get("/jobs/no-such-job")
+
+    assert (response.status_code, response.headers["content-type"]) == (404, PROBLEM)
+    assert response.json()["detail"].startswith("no job 'no-such-job'")
+
+
+async def test_the_same_idempotency_key_gives_the_same_job(
+    client: httpx.AsyncClient, task_pool: ArqRedis
+) -> None:
+    key = {"Idempotency-Key": "3f0c2c1e-6d1a-4c55-9d3e-6b0f5a1d2e77"}
+    first = await client.post("/examples", json={"message": "once"}, headers=key)
+    again = await client.post("/examples", json={"message": "once"}, headers=key)
+    other = await client.post(
+        "/examples", json={"message": "once"}, headers={"Idempotency-Key": "x"}
+    )
+
+    assert first.status_code == again.status_code == other.status_code == 202
+    assert again.json() == first.json()
+    assert again.headers["location"] == first.headers["location"]
+    assert other.json()["job_id"] != first.json()["job_id"]
+    assert await task_pool.zcard(get_settings().queue_name) == 2
+    assert (await client.get(first.json()["status_url"])).json()["status"] == "queued"
+
+
+@pytest.mark.parametrize("key", ["has space", "x" * 256, "tab\there"])
+async def test_a_malformed_idempotency_key_is_422(client: httpx.AsyncClient, key: str) -> None:
+    response = await client.post(
+        "/examples", json={"message": "hi"}, headers={"Idempotency-Key": key}
+    )
+
+    assert (response.status_code, response.headers["content-type"]) == (422, PROBLEM)
+    assert response.json()["errors"][0]["loc"] == ["header", "Idempotency-Key"]
+
+
+@pytest.mark.parametrize("job_id", ["a b", "x" * 129, "naïve", "semi;colon"])
+@pytest.mark.parametrize("method", ["GET", "DELETE"])
+async def test_a_malformed_job_id_is_422(
+    client: httpx.AsyncClient, method: str, job_id: str
+) -> None:
+    response = await client.request(method, f"/jobs/{job_id}")
+
+    assert (response.status_code, response.headers["content-type"]) == (422, PROBLEM)
+    assert [error["loc"] for error in response.json()["errors"]] == [["path", "job_id"]]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"message": "hi", "priority": 1}, {}, {"message": ""}, {"message": "x" * 1001}, ["hi"]],
+)
+async def test_an_invalid_body_is_422_with_each_error(
+    client: httpx.AsyncClient, task_pool: ArqRedis, body: Any
+) -> None:
+    response = await client.post("/examples", json=body)
+
+    assert (response.status_code, response.headers["content-type"]) == (422, PROBLEM)
+    problem = response.json()
+    assert problem["detail"].startswith("invalid request: body")
+    assert all(error["loc"][0] == "body" for error in problem["errors"])
+    assert "input" not in problem["errors"][0]  # what was sent is not echoed back
+    assert await task_pool.zcard(get_settings().queue_name) == 0
+
+
+async def test_a_body_over_the_limit_is_413_before_the_route_runs(
+    task_pool: ArqRedis, configure: Configure
+) -> None:
+    configure(API_MAX_BODY_BYTES="100")
+
+    async def streamed(*chunks: bytes) -> AsyncIterator[bytes]:
+        for chunk in chunks:
+            yield chunk
+
+    json_type = {"content-type": "application/json"}
+    async with serving(create_app()) as client:
+        declared = await client.post("/examples", json={"message": "x" * 100})
+        chunked = await client.post(
+            "/examples", content=streamed(b'{"message": "', b"x" * 100, b'"}'), headers=json_type
+        )
+        small = await client.post(
+            "/examples", content=streamed(b'{"message": ', b'"small"}'), headers=json_type
+        )
+        queued = await task_pool.zcard(get_settings().queue_name)
+
+    for response in (declared, chunked):
+        assert (response.status_code, response.headers["content-type"]) == (413, PROBLEM)
+        assert "100 bytes" in response.json()["detail"]
+    assert small.status_code == 202  # a body within the limit reaches the route whole
+    assert queued == 1
+
+
+async def test_job_routes_and_readiness_answer_503_while_redis_is_down_then_recover(
+    configure: Configure,
+) -> None:
+    server = LocalRedisServer().start()
+    try:
+        configure(REDIS_URL=server.url)
+        async with serving(create_app()) as client:
+            assert (await client.post("/examples", json={"message": "up"})).status_code == 202
+
+            server.stop()
+            down = [
+                await client.get("/health/ready"),
+                await client.post("/examples", json={"message": "down"}),
+                await client.get("/jobs/some-job"),
+                await client.delete("/jobs/some-job"),
+            ]
+            server = LocalRedisServer(server.port).start()
+            back = [
+                await client.get("/health/ready"),
+                await client.post("/examples", json={"message": "back"}),
+                await client.get("/jobs/some-job"),
+            ]
+    finally:
+        server.stop()
+
+    for response in down:
+        assert (response.status_code, response.headers["content-type"]) == (503, PROBLEM)
+        assert response.json()["detail"].startswith(f"cannot reach Redis at {server.url}")
+    assert [response.status_code for response in back] == [200, 202, 404]
+
+
+async def test_job_routes_ask_authorize_and_the_health_checks_do_not(
+    task_pool: ArqRedis,
+) -> None:
+    async def deny() -> None:
+        raise HTTPException(401, "a valid bearer token is required", {"WWW-Authenticate": "Bearer"})
+
+    app = create_app()
+    app.dependency_overrides[authorize] = deny
+    async with serving(app) as client:
+        refused = [
+            await client.post("/examples", json={"message": "hi"}),
+            await client.get("/jobs/some-job"),
+            await client.delete("/jobs/some-job"),
+        ]
+        ready = await client.get("/health/ready")
+        queued = await task_pool.zcard(get_settings().queue_name)
+
+    for response in refused:
+        assert (response.status_code, response.headers["content-type"]) == (401, PROBLEM)
+        assert response.headers["www-authenticate"] == "Bearer"
+        assert response.json()["detail"] == "a valid bearer token is required"
+    assert ready.status_code == 200
+    assert queued == 0
