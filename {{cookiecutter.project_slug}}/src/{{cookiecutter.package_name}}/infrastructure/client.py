@@ -19,9 +19,12 @@ import weakref
 from collections.abc import AsyncGenerator, Coroutine
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
+from uuid import uuid4
 
 from arq.connections import ArqRedis
-from arq.jobs import SerializationError
+from arq.constants import job_key_prefix, result_key_prefix
+from arq.jobs import SerializationError, serialize_job
+from arq.utils import timestamp_ms, to_ms, to_unix_ms
 from redis.exceptions import RedisError
 
 from ..config import get_settings
@@ -34,6 +37,18 @@ T = TypeVar("T")
 
 # One pool per event loop, with the generator that closes it; an entry goes with its loop.
 _pools: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[ArqRedis, AsyncGenerator[None, None]]]" = weakref.WeakKeyDictionary()
+
+
+# arq's `enqueue_job` in one round trip instead of three (WATCH, EXISTS, then MULTI/EXEC): the
+# same keys and the same rule (an id whose job or result exists is not queued again), checked
+# and written atomically. About 40% less CPU per enqueue (the template's bench/api.py).
+# KEYS: the job, its result, the queue; ARGV: the job's lifetime (ms), payload, score, id.
+ENQUEUE_JOB = """
+if redis.call('EXISTS', KEYS[1], KEYS[2]) > 0 then return 0 end
+redis.call('PSETEX', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[4])
+return 1
+"""
 
 
 class UnknownTaskError(ValueError):
@@ -112,22 +127,39 @@ async def enqueue_task(
     mismatch = argument_error(name, len(args), tuple(kwargs))
     if mismatch is not None:
         raise JobArgumentError(f"cannot enqueue {name!r}: {mismatch}")
+    if _defer_until is not None and _defer_by is not None:
+        raise JobArgumentError(f"cannot enqueue {name!r}: give _defer_until or _defer_by, not both")
     pool = await get_task_pool()
+    job_id = _job_id or uuid4().hex
+    enqueued_ms = timestamp_ms()
+    if _defer_until is not None:
+        score = to_unix_ms(_defer_until)
+    elif _defer_by:
+        score = enqueued_ms + to_ms(_defer_by)
+    else:
+        score = enqueued_ms
+    # As arq: by default a job not started a day after its planned start is dropped.
+    lifetime_ms = to_ms(_expires) or score - enqueued_ms + pool.expires_extra_ms
     try:
-        queued = await pool.enqueue_job(
-            name,
-            *args,
-            _job_id=_job_id,
-            _defer_by=_defer_by,
-            _defer_until=_defer_until,
-            _expires=_expires,
-            **kwargs,
+        payload = serialize_job(
+            name, args, kwargs, None, enqueued_ms, serializer=pool.job_serializer
         )
+        queued = await pool.eval(
+            ENQUEUE_JOB,
+            3,
+            job_key_prefix + job_id,
+            result_key_prefix + job_id,
+            get_settings().queue_name,
+            str(lifetime_ms),
+            payload.decode(),  # JSON (serialization.py)
+            str(score),
+            job_id,
+        )  # type: ignore[misc]
     except SerializationError as error:
         raise JobArgumentError(f"cannot enqueue {name!r}: {error.__cause__}") from error
     except (RedisError, OSError) as error:  # Redis went away after the pool was made
         raise unavailable(error) from error
-    return None if queued is None else _handle(queued.job_id, pool)
+    return _handle(job_id, pool) if queued else None
 
 
 def task_signatures() -> dict[str, inspect.Signature]:
