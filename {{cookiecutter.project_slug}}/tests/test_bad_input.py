@@ -1,6 +1,7 @@
 """Bad input to `enqueue_task` is refused with a clear error, nothing is queued, and no other
 job is lost."""
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -35,6 +36,13 @@ async def test_arguments_the_job_cannot_take_are_refused(
 ) -> None:
     with pytest.raises(JobArgumentError, match=error):
         await enqueue_task("example_task", *args, **kwargs)
+
+    assert await task_pool.zcard(WorkerSettings.queue_name) == 0
+
+
+async def test_a_start_given_twice_is_refused(task_pool: ArqRedis) -> None:
+    with pytest.raises(JobArgumentError, match="_defer_until or _defer_by, not both"):
+        await enqueue_task("example_task", _defer_by=60, _defer_until=datetime.now(UTC))
 
     assert await task_pool.zcard(WorkerSettings.queue_name) == 0
 
