@@ -23,6 +23,7 @@ QUEUE_ONLY = [
     "src/{package}/infrastructure/functions.py",
     "src/{package}/infrastructure/job_handle.py",
     "src/{package}/infrastructure/job_types.py",
+    "src/{package}/infrastructure/job_writes.py",
     "src/{package}/infrastructure/depth.py",
     "src/{package}/infrastructure/retries.py",
     "src/{package}/infrastructure/serialization.py",

@@ -1,11 +1,13 @@
 """The client side (client.py, job_handle.py): reading a job by id (status, result, info),
-aborting it, and enqueueing from any event loop, thread or synchronous code."""
+aborting it, and enqueueing: many calls at once, and from any event loop, thread or synchronous
+code."""
 
 import asyncio
 import contextlib
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,15 +21,19 @@ from {{ cookiecutter.package_name }}.infrastructure.job_handle import drop_stale
 from {{ cookiecutter.package_name }}.infrastructure.redis_server import LocalRedisServer
 from {{ cookiecutter.package_name }}.infrastructure.tasks import WorkerSettings
 from {{ cookiecutter.package_name }}.queue import (
+    Job,
     JobAborted,
     JobStatus,
     PermanentError,
+    RedisUnavailableError,
+    close_task_pool,
     enqueue_task,
     get_job,
+    get_task_pool,
     job,
 )
 
-from .conftest import RunningWorker, RunWorker, sleeps, wait_until_started
+from .conftest import Configure, RunningWorker, RunWorker, sleeps, wait_until_started
 
 
 async def test_status_result_and_info_by_id(
@@ -185,3 +191,77 @@ def test_enqueue_task_works_from_any_event_loop_thread_or_synchronous_code(
         assert caller.stdout.split() == ["6"]
         assert caller.stderr == ""
         assert client.zcard(WorkerSettings.queue_name) == 6
+
+
+async def connected_clients(pool: ArqRedis) -> int:
+    return int((await pool.info("clients"))["connected_clients"])
+
+
+async def test_concurrent_enqueues_share_a_connection_and_each_gets_its_own_answer(
+    task_pool: ArqRedis,
+) -> None:
+    # job_writes.py: the calls of one turn of the event loop go out in one pipeline.
+    before = await connected_clients(task_pool)
+    calls = [enqueue_task("example_task", message=f"many {n}") for n in range(50)]
+    calls += [enqueue_task("example_task", message=f"dup {n}", _job_id="dup") for n in range(2)]
+    answers = await asyncio.gather(*calls)
+
+    # One pipeline needs one connection; a command per call needs one per call in flight.
+    assert await connected_clients(task_pool) <= before + 1
+    jobs = [job for job in answers[:50] if job is not None]
+    assert len({job.job_id for job in jobs}) == 50
+    infos = [await job.info() for job in jobs]
+    assert [info.kwargs if info else None for info in infos] == [
+        {"message": f"many {n}"} for n in range(50)
+    ]
+    # The same id twice in one pipeline: the first is queued, the second is a known id.
+    assert answers[50] is not None
+    assert answers[50].job_id == "dup"
+    assert answers[51] is None
+    assert await task_pool.zcard(WorkerSettings.queue_name) == 51
+
+
+async def test_an_enqueue_cancelled_while_waiting_leaves_the_others_answered(
+    task_pool: ArqRedis,
+) -> None:
+    calls = [
+        asyncio.ensure_future(enqueue_task("example_task", message=f"call {n}")) for n in range(3)
+    ]
+    await asyncio.sleep(0)  # each call is waiting for the pipeline, which has not gone out yet
+    calls[1].cancel()
+    first, second, third = await asyncio.gather(*calls, return_exceptions=True)
+
+    assert isinstance(second, asyncio.CancelledError)
+    for answered in (first, third):
+        assert isinstance(answered, Job)
+        assert await answered.status() == JobStatus.queued
+
+
+async def test_enqueue_works_after_redis_forgets_its_scripts(task_pool: ArqRedis) -> None:
+    # A new or restarted server, or SCRIPT FLUSH: the write's script is loaded again.
+    await task_pool.script_flush()
+    queued = await asyncio.gather(*(enqueue_task("example_task", message="x") for _ in range(3)))
+
+    assert [await job.status() for job in queued if job is not None] == [JobStatus.queued] * 3
+
+
+async def test_concurrent_enqueues_while_redis_is_away_each_get_a_clear_error(
+    configure: Configure,
+) -> None:
+    server = LocalRedisServer().start()
+    configure(REDIS_URL=server.url)
+    await close_task_pool()  # the next pool is made for this server
+    try:
+        await get_task_pool()
+        server.stop()
+        started = time.monotonic()
+        answers = await asyncio.gather(
+            *(enqueue_task("example_task", message=f"away {n}") for n in range(5)),
+            return_exceptions=True,
+        )
+        assert time.monotonic() - started < 2
+        assert all(isinstance(answer, RedisUnavailableError) for answer in answers), answers
+        assert all("cannot reach Redis at" in str(answer) for answer in answers)
+    finally:
+        await close_task_pool()
+        server.stop()

@@ -31,24 +31,13 @@ from ..config import get_settings
 from . import dead_letters
 from .connection import close_pool, connect, unavailable
 from .job_handle import Job
+from .job_writes import job_writer
 from .serialization import deserialize, serialize_at_most
 
 T = TypeVar("T")
 
 # One pool per event loop, with the generator that closes it; an entry goes with its loop.
 _pools: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[ArqRedis, AsyncGenerator[None, None]]]" = weakref.WeakKeyDictionary()
-
-
-# arq's `enqueue_job` in one round trip instead of three (WATCH, EXISTS, then MULTI/EXEC): the
-# same keys and the same rule (an id whose job or result exists is not queued again), checked
-# and written atomically. About 40% less CPU per enqueue (the template's bench/api.py).
-# KEYS: the job, its result, the queue; ARGV: the job's lifetime (ms), payload, score, id.
-ENQUEUE_JOB = """
-if redis.call('EXISTS', KEYS[1], KEYS[2]) > 0 then return 0 end
-redis.call('PSETEX', KEYS[1], ARGV[1], ARGV[2])
-redis.call('ZADD', KEYS[3], ARGV[3], ARGV[4])
-return 1
-"""
 
 
 class UnknownTaskError(ValueError):
@@ -83,6 +72,12 @@ async def get_task_pool(*, retries: int | None = None) -> ArqRedis:
             await anext(closer)
             _pools[loop] = (pool, closer)
     return _pools[loop][0]
+
+
+def open_task_pool() -> ArqRedis | None:
+    """The running event loop's pool if it is open already, else None; no I/O."""
+    entry = _pools.get(asyncio.get_running_loop())
+    return None if entry is None else entry[0]
 
 
 async def _closes_when_the_loop_ends(pool: ArqRedis) -> AsyncGenerator[None, None]:
@@ -144,9 +139,7 @@ async def enqueue_task(
         payload = serialize_job(
             name, args, kwargs, None, enqueued_ms, serializer=pool.job_serializer
         )
-        queued = await pool.eval(
-            ENQUEUE_JOB,
-            3,
+        write = (
             job_key_prefix + job_id,
             result_key_prefix + job_id,
             get_settings().queue_name,
@@ -154,7 +147,8 @@ async def enqueue_task(
             payload.decode(),  # JSON (serialization.py)
             str(score),
             job_id,
-        )  # type: ignore[misc]
+        )
+        queued = await job_writer(pool).write(write)
     except SerializationError as error:
         raise JobArgumentError(f"cannot enqueue {name!r}: {error.__cause__}") from error
     except (RedisError, OSError) as error:  # Redis went away after the pool was made
