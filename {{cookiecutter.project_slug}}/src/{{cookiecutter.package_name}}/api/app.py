@@ -11,8 +11,10 @@ The lifespan opens the task pool and closes it on shutdown. The app starts while
 after Redis is back opens the pool, without a restart.
 {%- endif %}
 """
-{%- if cookiecutter.cache_backend != "none" %}
 
+import functools
+import gc
+{%- if cookiecutter.cache_backend != "none" %}
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -46,7 +48,7 @@ logger = logging.getLogger(__name__)
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Open the task pool for the server's event loop, and close it on shutdown."""
     try:
-        await task_pool(get_settings())
+        await task_pool()
     except RedisUnavailableError as error:
         logger.warning("%s; starting anyway: /health/ready and the job routes answer 503", error)
     try:
@@ -128,7 +130,22 @@ def create_app() -> FastAPI:
     app.include_router(jobs.router)
 {%- endif %}
     document_problems_as_problem_json(app.openapi())  # the schema app.openapi() serves from now
+    freeze_startup_objects()
     return app
+
+
+@functools.cache
+def freeze_startup_objects() -> None:
+    """Exempt what exists once the app is built (modules, routes, schemas: most of the heap)
+    from the garbage collector's full collections; once per process.
+
+    Under load a full collection comes about once a second, and walking all of that stalls
+    every request in flight: in the template's bench/api.py, for about 22 ms each time (timed
+    with `gc.callbacks`), which made p99 28 ms against a p50 of 6. With the startup objects
+    frozen, a full collection takes about 0.4 ms. A frozen object is still freed when its last
+    reference goes; only reference cycles among them are never collected.
+    """
+    gc.freeze()
 
 
 def operation_id(route: APIRoute) -> str:

@@ -21,6 +21,7 @@ from fastapi import Depends
 
 from ..config import Settings, get_settings
 {%- if cookiecutter.cache_backend != "none" %}
+from ..infrastructure.client import open_task_pool
 from ..infrastructure.connection import unavailable
 from ..infrastructure.serialization import deserialize
 from ..queue import Job, get_task_pool
@@ -38,7 +39,7 @@ AppSettings = Annotated[Settings, Depends(current_settings)]
 {%- if cookiecutter.cache_backend != "none" %}
 
 
-async def task_pool(settings: AppSettings) -> ArqRedis:
+async def task_pool() -> ArqRedis:
     """The running event loop's task pool, the one `enqueue_task` and `get_job` use too.
 
     The app's lifespan opens it; if Redis was down then, the first request after Redis is back
@@ -51,6 +52,12 @@ async def task_pool(settings: AppSettings) -> ArqRedis:
     not open an invalid request is answered 503 too; once it is open this does no I/O, and an
     invalid request gets its 422 without Redis being asked anything.
     """
+    pool = open_task_pool()
+    if pool is not None:  # the common case: no I/O, and no timer to arm
+        return pool
+    # The process's settings, as `get_task_pool` reads them; not a dependency, which FastAPI
+    # would solve on every request for a value needed only while the pool is being opened.
+    settings = get_settings()
     try:
         async with asyncio.timeout(settings.redis_connect_timeout):
             return await get_task_pool(retries=0)

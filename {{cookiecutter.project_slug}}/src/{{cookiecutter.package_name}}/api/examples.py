@@ -14,8 +14,10 @@ body of a repeat is not compared with the first one's.
 import hashlib
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import APIRouter, Depends, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
 
 from ..queue import enqueue_task
 from .dependencies import authorize, task_pool
@@ -40,17 +42,36 @@ class JobAccepted(BaseModel):
     status_url: str
 
 
-IdempotencyKey = Annotated[
-    str | None,
-    Header(
-        alias="Idempotency-Key",
-        min_length=1,
-        max_length=255,
-        pattern=r"^[!-~]+$",
-        description="1-255 visible ASCII characters (no spaces), e.g. a UUID: a repeat with the same "
-        "key gets the same job instead of a second one.",
-    ),
-]
+# An Idempotency-Key: 1-255 visible ASCII characters, no spaces (a UUID fits).
+IDEMPOTENCY_KEY = TypeAdapter(
+    Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=r"^[!-~]+$")]
+)
+IDEMPOTENCY_KEY_PARAMETER = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "1-255 visible ASCII characters (no spaces), e.g. a UUID: a repeat with the "
+    "same key gets the same job instead of a second one.",
+    "schema": IDEMPOTENCY_KEY.json_schema(),
+}
+
+
+def idempotency_key(request: Request) -> str | None:
+    """The request's `Idempotency-Key` header, or None without one.
+
+    Raises `RequestValidationError` (a 422 problem, as for any invalid parameter) for a key that
+    is not 1-255 visible ASCII characters. Read here, and documented with `openapi_extra`,
+    rather than declared as a `Header()` parameter, which cost every request about 30 µs of the
+    server's CPU (the template's bench/api.py: 2,420 against 2,616 requests/s).
+    """
+    key = request.headers.get("idempotency-key")
+    if key is None:
+        return None
+    try:
+        return IDEMPOTENCY_KEY.validate_python(key)
+    except ValidationError as error:
+        where = ("header", "Idempotency-Key")
+        raise RequestValidationError([{**e, "loc": where} for e in error.errors()]) from None
 
 
 def idempotent_job_id(function: str, key: str) -> str:
@@ -64,9 +85,19 @@ def idempotent_job_id(function: str, key: str) -> str:
     return f"{function}:idempotency:{digest}"
 
 
+def accepted(request: Request, job_id: str) -> JSONResponse:
+    """The answer of a route that queued a job: 202, `JobAccepted`, and the status URL in the
+    `Location` header. Built directly, as FastAPI would build it from the model, without
+    validating our own two strings again."""
+    status_url = job_path(request, job_id)
+    body = {"job_id": job_id, "status_url": status_url}
+    return JSONResponse(body, status_code=202, headers={"Location": status_url})
+
+
 @router.post(
     "/examples",
     status_code=202,
+    response_model=JobAccepted,
     # Opens the pool first: while Redis is down the route answers 503 at once (dependencies.py).
     dependencies=[Depends(task_pool)],
     responses={
@@ -79,20 +110,15 @@ def idempotent_job_id(function: str, key: str) -> str:
         # 400: a body that is not UTF-8 JSON at all.
         **problem_responses(400, 413, 422, 503),
     },
+    openapi_extra={"parameters": [IDEMPOTENCY_KEY_PARAMETER]},
 )
-async def submit_example(
-    body: ExampleRequest,
-    request: Request,
-    response: Response,
-    idempotency_key: IdempotencyKey = None,
-) -> JobAccepted:
+async def submit_example(body: ExampleRequest, request: Request) -> JSONResponse:
     """Queue `example_task` with this message; 202 with the job's id and status URL."""
-    job_id = None if idempotency_key is None else idempotent_job_id("example_task", idempotency_key)
+    key = idempotency_key(request)
+    job_id = None if key is None else idempotent_job_id("example_task", key)
     job = await enqueue_task("example_task", message=body.message, _job_id=job_id)
     if job is not None:
         job_id = job.job_id
     # else: a repeat, and the job this key started is still known; answer with it.
     assert job_id is not None  # enqueue_task returns None only for a job id given to it
-    status_url = job_path(request, job_id)
-    response.headers["Location"] = status_url
-    return JobAccepted(job_id=job_id, status_url=status_url)
+    return accepted(request, job_id)
