@@ -71,7 +71,10 @@ async def read_view(job: Job, pool: ArqRedis) -> JobView | None:
     if isinstance(info, JobResult):
         return finished_view(job.job_id, info)
     if info is None:
-        return None
+        # info() reads the result, then the queued job: a job that finished in between is in
+        # neither read, but its result is there now.
+        result = await job.result_info()
+        return None if result is None else finished_view(job.job_id, result)
     status = await job.status()
     if status in FINISHED:  # it finished between the two reads
         result = await job.result_info()
