@@ -29,6 +29,7 @@ KEEP_FOR = {
     f"{PACKAGE}/infrastructure/graph.py": FALKORDB,
     "tests/conftest.py": QUEUE,
     "tests/test_tasks.py": QUEUE,
+    "tests/test_worker.py": QUEUE,
     "tests/test_retries.py": QUEUE,
     "tests/test_serialization.py": QUEUE,
     "tests/test_client.py": QUEUE,

@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 import redis
 from arq.connections import ArqRedis, RedisSettings
-from arq.worker import Worker, create_worker
 
 from {{ cookiecutter.package_name }}.config import get_settings
 from {{ cookiecutter.package_name }}.infrastructure.redis_server import LocalRedisServer
@@ -25,6 +24,7 @@ from {{ cookiecutter.package_name }}.infrastructure.tasks import (
     close_task_pool,
     get_task_pool,
 )
+from {{ cookiecutter.package_name }}.infrastructure.worker import Worker, create_worker
 
 Configure = Callable[..., None]
 RunWorker = Callable[..., Coroutine[Any, Any, Worker]]
@@ -83,7 +83,8 @@ def configure(monkeypatch: pytest.MonkeyPatch) -> Configure:
 
 
 def make_worker(redis_url: str, **overrides: Any) -> Worker:
-    """A worker built from `WorkerSettings`, as `arq` builds it, with test-friendly overrides."""
+    """The project's worker built from `WorkerSettings`, as `just worker` builds it, with
+    test-friendly overrides."""
     return create_worker(
         # As a dict: arq's settings Protocol rejects concrete job signatures, and a dict of
         # the class's own attributes is exactly what arq reads from it anyway.
@@ -147,7 +148,7 @@ async def wait_until_started(pool: ArqRedis) -> None:
 
 
 class WorkerProcesses:
-    """Real `arq` worker processes, as `just worker` starts them, each logging to
+    """Real worker processes, as `just worker` starts them, each logging to
     `worker-<n>.log` in `logs`; `stop_all` kills whatever is left running."""
 
     def __init__(self, environment: dict[str, str], logs: Path) -> None:
@@ -156,12 +157,18 @@ class WorkerProcesses:
         self.started: list[subprocess.Popen[bytes]] = []
 
     def start(
-        self, settings: str = f"{WorkerSettings.__module__}.WorkerSettings", **variables: str
+        self,
+        settings: str = f"{WorkerSettings.__module__}.WorkerSettings",
+        *,
+        plain_arq: bool = False,
+        **variables: str,
     ) -> subprocess.Popen[bytes]:
-        """Start a worker on `settings` (a dotted path), with extra environment `variables`."""
+        """Start a worker on `settings` (a dotted path), with extra environment `variables`;
+        with `plain_arq`, the `arq` command's worker (arq's own loop) instead of the project's."""
+        command = "arq" if plain_arq else Worker.__module__
         with self.log_path(len(self.started)).open("wb") as log:
             worker = subprocess.Popen(
-                [sys.executable, "-m", "arq", settings],
+                [sys.executable, "-m", command, settings],
                 cwd=Path(__file__).parents[1],
                 env={**self.environment, **variables},
                 stdout=log,

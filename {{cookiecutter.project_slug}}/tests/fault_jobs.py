@@ -1,5 +1,6 @@
 """Jobs and worker settings for the fault tests, which run real worker processes:
-`python -m arq tests.fault_jobs.WorkerSettings` (arq reads a dict as well as a class)."""
+`python -m <package>.infrastructure.worker tests.fault_jobs.WorkerSettings` (or `arq` with the
+same path; both read a dict as well as a class)."""
 
 import asyncio
 
@@ -23,9 +24,14 @@ async def numbered(ctx: JobContext, number: int, fail_first_try: bool = False) -
     return number
 
 
+async def counted(ctx: JobContext, number: int) -> None:
+    """A no-op job that counts its runs, in the hash `runs`."""
+    await ctx["redis"].hincrby("runs", str(number), 1)
+
+
 # No cron jobs: a minute tick would add a job to the queue counts these tests check.
 WorkerSettings = {
     **vars(ProjectSettings),
-    "functions": (*ProjectSettings.functions, job(sleepy), job(numbered)),
+    "functions": (*ProjectSettings.functions, job(sleepy), job(numbered), job(counted)),
     "cron_jobs": (),
 }

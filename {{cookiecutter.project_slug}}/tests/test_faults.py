@@ -1,6 +1,7 @@
 """What the queue survives, with real worker processes on real servers: a worker killed with
 SIGKILL mid-job, a worker stopped with SIGTERM, Redis restarted under a worker or gone for good,
-and Redis not there when a worker starts. Slow: `just test-faults` runs them."""
+Redis not there when a worker starts, and many workers racing for the same jobs. Slow:
+`just test-faults` runs them."""
 
 import asyncio
 import re
@@ -286,3 +287,54 @@ async def test_one_percent_failing_once_are_retried_once(
     assert all(result["s"] for result in results)
     assert await dead_letters.count(task_pool, QUEUE) == 0
     print(f"load with 1% failing once: 10,000 results, 100 retried once, {seconds:.1f} s")
+
+
+async def queue_counted_jobs(pool: ArqRedis, jobs: int) -> None:
+    """Queue `counted` jobs 0 .. jobs-1, a hundred at a time, with arq's client (no wake-up)."""
+    for start in range(0, jobs, 100):
+        numbers = range(start, min(start + 100, jobs))
+        await asyncio.gather(*(pool.enqueue_job("counted", n) for n in numbers))
+
+
+async def drain(pool: ArqRedis, within: float) -> float:
+    """Wait until the queue is empty (every job finished); return the seconds it took."""
+    started = time.monotonic()
+    while await pool.zcard(QUEUE) > 0:
+        if time.monotonic() - started > within:
+            raise AssertionError(f"{await pool.zcard(QUEUE)} jobs still queued after {within} s")
+        await asyncio.sleep(0.1)
+    return time.monotonic() - started
+
+
+async def run_counts(pool: ArqRedis, jobs: int) -> list[int]:
+    runs = await pool.hgetall("runs")  # type: ignore[misc]
+    return [int(runs.get(str(n).encode(), 0)) for n in range(jobs)]
+
+
+async def test_eight_workers_racing_on_twenty_thousand_jobs_run_each_exactly_once(
+    task_pool: ArqRedis, worker_processes: WorkerProcesses
+) -> None:
+    await queue_counted_jobs(task_pool, 20_000)
+    for _ in range(8):
+        worker_processes.start(FAULT_JOBS)
+    seconds = await drain(task_pool, within=240)
+
+    runs = await run_counts(task_pool, 20_000)
+    assert runs.count(1) == 20_000, {count: runs.count(count) for count in set(runs)}
+    assert all(worker.poll() is None for worker in worker_processes.started)
+    print(f"race: 20,000 jobs, 8 workers, each ran exactly once, queue empty after {seconds:.1f} s")
+
+
+async def test_the_project_s_workers_and_arq_s_share_a_queue_each_job_once(
+    task_pool: ArqRedis, worker_processes: WorkerProcesses
+) -> None:
+    # `arq ...WorkerSettings` still works, beside `just worker`: both honour arq's in-progress
+    # keys, so neither runs a job the other has started.
+    await queue_counted_jobs(task_pool, 3_000)
+    for plain_arq in (False, True, False):
+        worker_processes.start(FAULT_JOBS, plain_arq=plain_arq)
+    seconds = await drain(task_pool, within=120)
+
+    runs = await run_counts(task_pool, 3_000)
+    assert runs.count(1) == 3_000, {count: runs.count(count) for count in set(runs)}
+    print(f"mixed: 3,000 jobs, 2 project workers and 1 arq worker, each ran once, {seconds:.1f} s")

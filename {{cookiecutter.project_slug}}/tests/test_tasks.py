@@ -66,9 +66,11 @@ async def test_unknown_job_name_is_refused_at_enqueue_time(task_pool: ArqRedis) 
     assert await task_pool.zcard(WorkerSettings.queue_name) == 0
 
 
-def test_worker_settings_load_like_arq_does() -> None:
+async def test_worker_settings_load_like_arq_does() -> None:
     # What `arq <module>.WorkerSettings` does: import by dotted path, build a Worker. Every job
-    # and cron job registered in WorkerSettings is there, whichever you add.
+    # and cron job registered in WorkerSettings is there, whichever you add. (In a running loop:
+    # arq's Worker takes the current event loop, and outside one it would make a loop that no
+    # one closes.)
     settings = import_string("{{ cookiecutter.package_name }}.infrastructure.tasks.WorkerSettings")
     worker = create_worker(settings, handle_signals=False)
 

@@ -33,6 +33,7 @@ from .connection import close_pool, connect, unavailable
 from .job_handle import Job
 from .job_writes import job_writer
 from .serialization import deserialize, serialize_at_most
+from .worker import wake_key
 
 T = TypeVar("T")
 
@@ -139,10 +140,12 @@ async def enqueue_task(
         payload = serialize_job(
             name, args, kwargs, None, enqueued_ms, serializer=pool.job_serializer
         )
+        queue_name = get_settings().queue_name
         write = (
             job_key_prefix + job_id,
             result_key_prefix + job_id,
-            get_settings().queue_name,
+            queue_name,
+            wake_key(queue_name),
             str(lifetime_ms),
             payload.decode(),  # JSON (serialization.py)
             str(score),

@@ -12,9 +12,9 @@ marks a running job "in progress" for the job's whole time limit plus 10 s (305 
 default), and no worker takes it while the mark lasts: a job whose worker was killed waits all
 that time (arq #343). So every live worker, at start and then once per interval, looks for
 running-lists whose worker's key has expired and removes the in-progress marks of their jobs;
-the next poll runs them again. The price: a worker that stalls for longer than its heartbeat
-lifetime (a blocked event loop) may see its job start a second time elsewhere. Jobs must be
-idempotent, as arq already asks.
+they are due again at once, and the next claim runs them. The price: a worker that stalls for
+longer than its heartbeat lifetime (a blocked event loop) may see its job start a second time
+elsewhere. Jobs must be idempotent, as arq already asks.
 
 Once per interval each worker also drops abort requests for ids that have no job (job_handle.py):
 arq never trims its abort set, and a stale request would drop a later job given the same id.
@@ -32,6 +32,7 @@ import logging
 import os
 import secrets
 import socket
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -67,15 +68,29 @@ def running_prefix(queue_name: str) -> str:
 
 
 # Atomic, so that of two workers reaping the same dead worker only one releases its jobs, and
-# never after a live worker has started one again. KEYS: the dead worker's heartbeat key and its
-# running-list; ARGV: arq's in-progress key prefix. Returns how many jobs it released.
+# never after a live worker has started one again. A claimed job's score is when its in-progress
+# mark expires (worker.py): it is set back to now (LT: a lower score only), so the job is due at
+# once. KEYS: the dead worker's heartbeat key, its running-list, the queue; ARGV: arq's
+# in-progress key prefix, now (ms). Returns how many jobs it released.
 RELEASE_JOBS_OF_DEAD_WORKER = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 local job_ids = redis.call('SMEMBERS', KEYS[2])
-for _, job_id in ipairs(job_ids) do redis.call('DEL', ARGV[1] .. job_id) end
+for _, job_id in ipairs(job_ids) do
+  redis.call('DEL', ARGV[1] .. job_id)
+  redis.call('ZADD', KEYS[3], 'XX', 'LT', ARGV[2], job_id)
+end
 redis.call('DEL', KEYS[2])
 return #job_ids
 """
+
+
+def release_jobs_of_dead_worker(
+    queue_name: str, heartbeat_key: str, running_key: str
+) -> tuple[str, int, str, str, str, str, str]:
+    """The arguments of the EVAL that runs RELEASE_JOBS_OF_DEAD_WORKER, for any Redis client."""
+    now_ms = str(int(time.time() * 1000))
+    keys = (heartbeat_key, running_key, queue_name)
+    return (RELEASE_JOBS_OF_DEAD_WORKER, len(keys), *keys, in_progress_key_prefix, now_ms)
 
 
 class RunningJobs:
@@ -199,7 +214,7 @@ class Heartbeat:
             running_key = raw_key.decode() if isinstance(raw_key, bytes) else raw_key
             heartbeat_key = key_prefix(self.queue_name) + running_key.removeprefix(prefix)
             count = await self.redis.eval(  # type: ignore[misc]
-                RELEASE_JOBS_OF_DEAD_WORKER, 2, heartbeat_key, running_key, in_progress_key_prefix
+                *release_jobs_of_dead_worker(self.queue_name, heartbeat_key, running_key)
             )
             if count:
                 logger.warning(

@@ -3,7 +3,8 @@ enqueue in the same turn of the event loop.
 
 The script is arq's `enqueue_job` in one round trip instead of three (WATCH, EXISTS, then
 MULTI/EXEC): the same keys and the same rule (an id whose job or result exists is not queued
-again), checked and written atomically.
+again), checked and written atomically. It also pushes a wake-up token for a waiting worker
+(worker.py).
 
 It is sent by its SHA1 (EVALSHA), not its text: Redis keeps scripts it has run, and one that
 does not know it yet (a new server, a restart, SCRIPT FLUSH) answers NOSCRIPT to those writes,
@@ -30,16 +31,21 @@ import weakref
 from arq.connections import ArqRedis
 from redis.exceptions import NoScriptError
 
-# KEYS: the job, its result, the queue; ARGV: the job's lifetime (ms), payload, score, id.
+# KEYS: the job, its result, the queue, the queue's wake-up list (worker.py).
+# ARGV: the job's lifetime (ms), payload, score, id.
+# Each job also pushes a token that wakes one waiting worker: at once for a job due now; for a
+# deferred one, so that the worker times its wait to the job's start. The list keeps at most 64
+# tokens, enough to wake that many workers at once.
 ENQUEUE_JOB = """
 if redis.call('EXISTS', KEYS[1], KEYS[2]) > 0 then return 0 end
 redis.call('PSETEX', KEYS[1], ARGV[1], ARGV[2])
 redis.call('ZADD', KEYS[3], ARGV[3], ARGV[4])
+if redis.call('LPUSH', KEYS[4], '1') > 64 then redis.call('RPOP', KEYS[4]) end
 return 1
 """
 ENQUEUE_JOB_SHA = hashlib.sha1(ENQUEUE_JOB.encode(), usedforsecurity=False).hexdigest()
 
-JobWrite = tuple[str, str, str, str, str, str, str]
+JobWrite = tuple[str, str, str, str, str, str, str, str]
 
 
 class JobWriter:
@@ -96,7 +102,7 @@ class JobWriter:
     async def send(self, writes: list[JobWrite]) -> list[int | Exception]:
         pipeline = self.pool.pipeline(transaction=False)
         for keys_and_args in writes:
-            pipeline.evalsha(ENQUEUE_JOB_SHA, 3, *keys_and_args)
+            pipeline.evalsha(ENQUEUE_JOB_SHA, 4, *keys_and_args)
         return await pipeline.execute(raise_on_error=False)
 
 

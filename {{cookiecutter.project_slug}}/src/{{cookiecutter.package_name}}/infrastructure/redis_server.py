@@ -51,7 +51,6 @@ from types import FrameType, TracebackType
 from typing import Any, Literal, Self, cast
 
 import redis
-from arq.constants import in_progress_key_prefix
 from arq.logs import default_log_config
 from pydantic import ValidationError
 
@@ -59,12 +58,13 @@ from ..config import describe_invalid_settings, get_settings
 from .connection import redis_location
 from .heartbeat import (
     GATHER_SECONDS,
-    RELEASE_JOBS_OF_DEAD_WORKER,
     escape_glob,
     key_prefix,
+    release_jobs_of_dead_worker,
     running_prefix,
 )
 
+WORKER_MODULE = f"{__package__}.worker"
 WORKER_SETTINGS = f"{__package__}.tasks.WorkerSettings"
 # What `--reload` watches: this package's source folder.
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
@@ -332,7 +332,7 @@ DEV_LOG_CONFIG = _dev_log_config()
 
 
 class DevWorker:
-    """The arq worker of `just dev`, a child process in a session of its own.
+    """The worker of `just dev` (worker.py), a child process in a session of its own.
 
     Its own session keeps the terminal's Ctrl-C from reaching it: it gets exactly one signal,
     from `stop`, not the terminal's and then ours (arq would announce each).
@@ -346,8 +346,9 @@ class DevWorker:
 
     def start(self) -> None:
         log_config = f"{__package__}.redis_server.DEV_LOG_CONFIG"
+        command = [sys.executable, "-m", WORKER_MODULE, "--custom-log-dict", log_config]
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "arq", "--custom-log-dict", log_config, self.settings_path],
+            [*command, self.settings_path],
             env={**os.environ, "REDIS_URL": self.redis_url},
             start_new_session=True,
         )
@@ -385,7 +386,7 @@ class DevWorker:
         worker listed them next to its heartbeat (heartbeat.py), so this does at once what any
         live worker does for a dead one: delete the killed worker's heartbeat key, then run
         heartbeat.py's RELEASE_JOBS_OF_DEAD_WORKER, which deletes those in-progress marks. The
-        next worker to poll, in this run or the next (the data is kept), runs them again; the
+        next worker to look, in this run or the next (the data is kept), runs them again; the
         lost run counts as a try. A job started in the last GATHER_SECONDS is not listed yet:
         it waits out its mark.
         """
@@ -401,8 +402,8 @@ class DevWorker:
                 for running in self._keys(client, running_prefix):
                     identity = running.removeprefix(running_prefix(self.queue_name))
                     heartbeat = key_prefix(self.queue_name) + identity
-                    keys_and_args = (heartbeat, running, in_progress_key_prefix)
-                    count = client.eval(RELEASE_JOBS_OF_DEAD_WORKER, 2, *keys_and_args)
+                    call = release_jobs_of_dead_worker(self.queue_name, heartbeat, running)
+                    count = client.eval(*call)
                     released += cast(int, count)
         except (redis.RedisError, OSError):
             return None

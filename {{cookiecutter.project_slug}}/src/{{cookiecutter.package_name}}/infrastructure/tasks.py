@@ -1,6 +1,8 @@
 """The worker: `WorkerSettings`, the class `arq` reads, and the hooks it runs.
 
-Start it with `uv run arq {{ cookiecutter.package_name }}.infrastructure.tasks.WorkerSettings` (`just worker`).
+Start it with `uv run python -m {{ cookiecutter.package_name }}.infrastructure.worker` (`just worker`; worker.py): arq's
+worker with a loop that starts queued jobs at once. `uv run arq {{ cookiecutter.package_name }}.infrastructure.tasks.WorkerSettings`
+runs the same jobs with arq's own loop.
 The jobs live in `{{ cookiecutter.package_name }}/jobs.py`; register each one below with `job()` or `cron_job()`.
 Clients import from `{{ cookiecutter.package_name }}.queue`; the client names are also importable from here,
 as they always were (`from {{ cookiecutter.package_name }}.infrastructure.tasks import enqueue_task`).

@@ -1,0 +1,312 @@
+"""The worker process: arq's `Worker` with a loop that starts jobs as soon as they are queued.
+
+    uv run python -m {{ cookiecutter.package_name }}.infrastructure.worker [SETTINGS] [--burst] [--verbose]
+
+(`just worker`; the image's command). SETTINGS is a dotted path, `{{ cookiecutter.package_name }}.infrastructure.tasks.WorkerSettings`
+by default, read as `arq SETTINGS` reads it.
+
+arq's own loop reads the queue, starts what it read, then sleeps `poll_delay` whatever happens:
+a free slot waits for the next poll while jobs wait, an idle worker asks Redis 20 times a second,
+and every worker reads the same head of the queue and races the others for the same ids, one
+WATCH/MULTI per id. Here, instead:
+
+- **Claims are atomic.** One Lua script (`CLAIM_JOBS`) takes up to as many due jobs as there are
+  free slots: for each, it sets arq's in-progress key (so arq's own workers, and everything that
+  reads job status, see it running) and moves its score to when that key expires. Running jobs
+  thus leave the due part of the queue: the next claim, by any worker, reads fresh ids, not the
+  ones others are running. If the worker dies, both expire together and the job is due again,
+  as with arq; a live worker that finds a dead one's jobs (heartbeat.py) makes them due at once.
+  A job to be run again (a retry, a job cancelled at shutdown) gets its score back first, so
+  arq's retry delay counts from it as before (`finish_job`).
+- **No idle slot while jobs wait.** When a claim fills every free slot and more jobs are due,
+  the worker claims again as soon as a slot frees, without sleeping.
+- **Woken, not polling.** `enqueue_task` pushes a token onto `<queue>:wake` with each job
+  (job_writes.py), and a worker with free slots and nothing due waits on that list (BRPOP): a
+  job due now starts about a millisecond after it is queued, and a deferred one wakes a worker
+  that then waits for its start time. The claim that finds nothing more due
+  deletes the tokens, so one burst of jobs wakes as many workers as it needs, not all of them
+  for every job.
+- **Nothing is missed without a token.** The wait ends at the start time of the next deferred
+  job the worker knows of (a `_defer_by`, a cron tick, a retry's backoff) and at the latest
+  after FALLBACK_POLL_SECONDS (1 s), so a job queued without a token (by arq's own
+  `enqueue_job`, another service) still starts within a second of its time. An idle worker thus sends 3 commands a second (a BRPOP, and a claim
+  that reads the queue once), where arq's loop sends about 100.
+
+`arq {{ cookiecutter.package_name }}.infrastructure.tasks.WorkerSettings` still runs the same jobs correctly, with arq's
+loop: it honours the same in-progress keys, so both kinds of worker can share a queue. What it
+lacks is the above: it polls every `WORKER_POLL_DELAY`, so jobs start up to that much later, and
+it scales out as arq does.
+
+Aborting a running job, cron, health records and the retry rules are arq's, unchanged: abort
+requests are read every `WORKER_POLL_DELAY` while jobs run (not at all while none does: a queued
+job is aborted without a worker, job_handle.py), and cron and the health record are looked at
+before each claim, at most every `WORKER_POLL_DELAY` and at least every FALLBACK_POLL_SECONDS.
+"""
+
+import argparse
+import asyncio
+import contextlib
+import logging.config
+import time
+from typing import Any
+
+from arq.constants import in_progress_key_prefix
+from arq.logs import default_log_config
+from arq.utils import import_string, timestamp_ms
+from arq.worker import Worker as ArqWorker
+from arq.worker import get_kwargs
+from redis.commands.core import AsyncScript
+
+# The longest a worker with free slots waits before it looks at the queue again, in seconds.
+FALLBACK_POLL_SECONDS = 1.0
+# Redis reads a block timeout of 0 as "forever": never ask for less than this.
+SHORTEST_WAIT_SECONDS = 0.001
+# How many due ids a claim looks past, at most, that run elsewhere (arq's own workers).
+CLAIM_LOOK_PAST = 1000
+
+# KEYS: the queue, its wake-up list. ARGV: now (ms), how many to claim, arq's in-progress key
+# prefix, the in-progress lifetime (ms), CLAIM_LOOK_PAST, '1' to delete the wake-up tokens
+# once nothing is due ('0' when the list was just found empty: a DEL is one more command).
+# Reads the queue in score order, one id past what it still wants, so that the first id not
+# due yet tells when the next one starts. Returns [drained, next start (ms) or false, id, score,
+# id, score, ...]: drained is 1 when no due id is left unclaimed (as far as it looked).
+CLAIM_JOBS = """
+local now = tonumber(ARGV[1])
+local wanted = tonumber(ARGV[2])
+local until_ms = now + tonumber(ARGV[4])
+local claimed = {}
+local skipped = 0
+local drained = 0
+local next_start = false
+while drained == 0 and #claimed < 2 * wanted and skipped < tonumber(ARGV[5]) do
+  local asked = wanted - #claimed / 2 + 1
+  local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '+inf', 'WITHSCORES', 'LIMIT',
+                         skipped, asked)
+  for i = 1, #ids, 2 do
+    if tonumber(ids[i + 1]) > now then
+      next_start = ids[i + 1]
+      drained = 1
+      break
+    end
+    if #claimed < 2 * wanted and redis.call('SET', ARGV[3] .. ids[i], '1', 'NX', 'PX', ARGV[4]) then
+      redis.call('ZADD', KEYS[1], 'XX', until_ms, ids[i])
+      claimed[#claimed + 1] = ids[i]
+      claimed[#claimed + 1] = ids[i + 1]
+    else
+      skipped = skipped + 1  -- running elsewhere, or one more than wanted
+    end
+  end
+  if #ids < 2 * asked then drained = 1 end
+end
+if drained == 1 and ARGV[6] == '1' then redis.call('DEL', KEYS[2]) end
+table.insert(claimed, 1, next_start)
+table.insert(claimed, 1, drained)
+return claimed
+"""
+
+
+def wake_key(queue_name: str) -> str:
+    """The list `enqueue_task` pushes a token onto for each job due now."""
+    return f"{queue_name}:wake"
+
+
+class Worker(ArqWorker):
+    """arq's worker, with the loop described in this module's docstring.
+
+    arq's `main()` sets up (the pool, `on_startup`) and then calls `_poll_iteration()` after
+    every `poll_delay`; here `_poll_iteration()` is the whole loop, so that set-up, shutdown and
+    signal handling stay arq's. It returns only in burst mode, once the queue is empty.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._slot_freed = asyncio.Event()
+        self._last_look_around = 0.0
+        self._claim_jobs: AsyncScript | None = None
+        self._scores_before_claim: dict[str, int] = {}
+
+    def _release_sem_dec_counter_on_complete(self) -> None:
+        super()._release_sem_dec_counter_on_complete()
+        self._slot_freed.set()
+
+    async def _poll_iteration(self) -> None:
+        tokens_may_wait = True
+        while True:
+            await self.between_claims()
+            wanted = self.free_slots()
+            claimed_all = drained = False
+            next_start_ms: float | None = None
+            if wanted:
+                jobs, drained, next_start_ms = await self.claim(wanted, tokens_may_wait)
+                await self.start_claimed(jobs)
+                claimed_all = len(jobs) == wanted
+            if self.burst and await self.burst_is_over(drained):
+                return
+            tokens_may_wait = True
+            if not self.allow_pick_jobs:  # shutting down: take nothing, leave tokens to others
+                await asyncio.sleep(self.poll_delay_s)
+            elif self.free_slots() == 0:
+                await self.wait_for_a_free_slot()
+            elif drained or not claimed_all:
+                tokens_may_wait = await self.wait_for_jobs(next_start_ms)
+            # else: the claim filled every free slot, more are free now, and more jobs are due:
+            # claim again at once
+
+    async def run_job(self, job_id: str, score: int) -> None:
+        self._scores_before_claim[job_id] = score
+        try:
+            await super().run_job(job_id, score)
+        finally:
+            del self._scores_before_claim[job_id]
+
+    async def finish_job(
+        self,
+        job_id: str,
+        finish: bool,
+        result_data: bytes | None,
+        result_timeout_s: float | None,
+        keep_result_forever: bool,
+        incr_score: int | None,
+        keep_in_progress: float | None,
+    ) -> None:
+        if not finish:
+            # To run again: arq counts a retry's delay from the job's score before the claim
+            # (its ZINCRBY), and a retry without delay must be due now, not when the claim ends.
+            # Its in-progress mark still stands, so no claim takes it before arq's write below.
+            score = self._scores_before_claim[job_id]
+            await self.pool.zadd(self.queue_name, {job_id: score}, xx=True)
+        await super().finish_job(
+            job_id,
+            finish,
+            result_data,
+            result_timeout_s,
+            keep_result_forever,
+            incr_score,
+            keep_in_progress,
+        )
+
+    def free_slots(self) -> int:
+        if not self.allow_pick_jobs:
+            return 0
+        free = self.max_jobs - self.job_counter
+        if self.burst and self.max_burst_jobs >= 0:
+            free = min(free, self.max_burst_jobs - self._jobs_started())
+        return max(free, 0)
+
+    async def claim(
+        self, wanted: int, clear_tokens: bool
+    ) -> tuple[list[tuple[str, int]], bool, float | None]:
+        """Up to `wanted` due jobs, now this worker's: ([(id, score)], drained, next start ms)."""
+        if self._claim_jobs is None:  # sent by its SHA1, loaded again if Redis lost it
+            self._claim_jobs = self.pool.register_script(CLAIM_JOBS)
+        reply = await self._claim_jobs(
+            keys=[self.queue_name, wake_key(self.queue_name)],
+            args=[
+                timestamp_ms(),
+                wanted,
+                in_progress_key_prefix,
+                int(self.in_progress_timeout_s * 1000),
+                CLAIM_LOOK_PAST,
+                "1" if clear_tokens else "0",
+            ],
+        )
+        drained, next_start, *flat = reply
+        jobs = [(flat[i].decode(), int(float(flat[i + 1]))) for i in range(0, len(flat), 2)]
+        return jobs, bool(drained), float(next_start) if next_start else None
+
+    async def start_claimed(self, jobs: list[tuple[str, int]]) -> None:
+        """Start claimed jobs as arq's `start_jobs` does once it has its in-progress key."""
+        for job_id, score in jobs:
+            await self.sem.acquire()  # free: a claim takes at most the free slots
+            self.job_counter += 1
+            task = self.loop.create_task(self.run_job(job_id, score))
+            task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
+            self.tasks[job_id] = task
+
+    async def between_claims(self) -> None:
+        """What arq's poll does besides reading: drop finished tasks; and, at most once per
+        `poll_delay` (a busy worker claims far more often), abort requests, health record, cron."""
+        for job_id, task in list(self.tasks.items()):
+            if task.done():
+                del self.tasks[job_id]
+                task.result()  # as arq does: an error in run_job itself is raised here
+        now = time.monotonic()
+        if now - self._last_look_around < self.poll_delay_s:
+            return
+        self._last_look_around = now
+        if self.allow_abort_jobs and self.job_tasks:
+            await self._cancel_aborted_jobs()
+        await self.heart_beat()
+
+    async def burst_is_over(self, drained: bool) -> bool:
+        """In burst mode: True once the burst's jobs are started, or nothing is left queued."""
+        if 0 <= self.max_burst_jobs <= self._jobs_started():
+            return True
+        if not drained:
+            return False
+        queued: int = await self.pool.zcard(self.queue_name)
+        return queued == 0
+
+    async def wait_for_a_free_slot(self) -> None:
+        """Every slot is busy: wait for one to free, for at most `poll_delay` (abort checks)."""
+        self._slot_freed.clear()
+        if self.free_slots() == 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._slot_freed.wait(), self.poll_delay_s)
+
+    async def wait_for_jobs(self, next_start_ms: float | None) -> bool:
+        """Nothing due: wait for a wake-up token, the next deferred start, or the fallback.
+        True if a token came (more may be waiting in the list)."""
+        timeout = FALLBACK_POLL_SECONDS
+        if self.job_tasks:  # running jobs: look for abort requests every poll_delay
+            timeout = min(timeout, self.poll_delay_s)
+        if next_start_ms is not None:
+            timeout = min(timeout, (next_start_ms - timestamp_ms()) / 1000)
+        timeout = max(timeout, SHORTEST_WAIT_SECONDS)
+        if self.burst:  # a burst worker does not wait for jobs queued later
+            await asyncio.sleep(min(timeout, self.poll_delay_s))
+            return True
+        # redis-py types the timeout as int; Redis takes fractions of a second since 6.0.
+        token = await self.pool.brpop([wake_key(self.queue_name)], timeout=timeout)  # type: ignore[misc, arg-type]
+        return token is not None
+
+
+def create_worker(settings: Any = None, **overrides: Any) -> Worker:
+    """A `Worker` built from `settings` (a class or dict, as `arq` reads it; the project's
+    `WorkerSettings` by default), with keyword `overrides`: arq's `create_worker`, this class."""
+    if settings is None:
+        from .tasks import WorkerSettings  # here: tasks.py imports the jobs
+
+        settings = WorkerSettings
+    return Worker(**{**get_kwargs(settings), **overrides})
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m {{ cookiecutter.package_name }}.infrastructure.worker",
+        description="Run a worker (arq's, with a loop that starts queued jobs at once).",
+    )
+    parser.add_argument(
+        "settings",
+        nargs="?",
+        default="{{ cookiecutter.package_name }}.infrastructure.tasks.WorkerSettings",
+        help="dotted path of the worker settings (default: %(default)s)",
+    )
+    parser.add_argument("--burst", action="store_true", help="exit once the queue is empty")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    parser.add_argument(
+        "--custom-log-dict", metavar="PATH", help="dotted path of a logging dictConfig, as arq's"
+    )
+    args = parser.parse_args(argv)
+    log_config = (
+        import_string(args.custom_log_dict)
+        if args.custom_log_dict
+        else default_log_config(args.verbose)
+    )
+    logging.config.dictConfig(log_config)  # as the arq command does
+    overrides = {"burst": True} if args.burst else {}
+    create_worker(import_string(args.settings), **overrides).run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""The worker's loop (worker.py): woken by `enqueue_task`, on time for deferred jobs, within the
+fallback for jobs queued without a wake-up, and claims that leave arq's retry timing as it was.
+
+The bounds below are far from the typical figures (a woken job starts about a millisecond
+after it is queued; bench/compare.py measures that): they tell a wake-up from a fallback poll.
+"""
+
+import asyncio
+from typing import Any
+
+from arq.connections import ArqRedis
+
+from {{ cookiecutter.package_name }}.infrastructure.tasks import WorkerSettings
+from {{ cookiecutter.package_name }}.infrastructure.worker import FALLBACK_POLL_SECONDS, wake_key
+from {{ cookiecutter.package_name }}.queue import Retry, enqueue_task, job
+
+from .conftest import RunningWorker
+
+# Well under the fallback poll: a job that starts this soon was woken, not found by a poll.
+WOKEN_WITHIN_SECONDS = FALLBACK_POLL_SECONDS / 4
+
+
+async def seconds_to_start(queued: Any) -> float:
+    """Seconds from enqueueing to the start of a job that has finished."""
+    result = await queued.result_info()
+    assert result is not None
+    waited: float = (result.start_time - result.enqueue_time).total_seconds()
+    return waited
+
+
+async def test_each_job_queued_leaves_a_wake_up_token(task_pool: ArqRedis) -> None:
+    await enqueue_task("example_task", message="now")
+    await enqueue_task("example_task", message="later", _defer_by=60)
+    await task_pool.enqueue_job("example_task", message="arq's client")  # knows no tokens
+
+    wake = wake_key(WorkerSettings.queue_name)
+    assert await task_pool.llen(wake) == 2  # type: ignore[misc]
+
+
+async def test_an_idle_worker_starts_a_queued_job_at_once(
+    task_pool: ArqRedis, running_worker: RunningWorker
+) -> None:
+    async with running_worker():
+        await asyncio.sleep(0.2)  # idle: waiting for a wake-up
+        for n in range(3):
+            queued = await enqueue_task("example_task", message=f"woken {n}")
+            assert queued is not None
+            await queued.result(timeout=5)
+            assert await seconds_to_start(queued) < WOKEN_WITHIN_SECONDS
+            await asyncio.sleep(0.3)  # a different point of the worker's wait each time
+
+    # The claim that found nothing more due took the tokens away.
+    assert await task_pool.llen(wake_key(WorkerSettings.queue_name)) == 0  # type: ignore[misc]
+
+
+async def test_a_job_queued_by_arq_s_own_client_starts_within_the_fallback(
+    task_pool: ArqRedis, running_worker: RunningWorker
+) -> None:
+    async with running_worker():
+        await asyncio.sleep(0.2)
+        queued = await task_pool.enqueue_job("example_task", message="no token")
+        assert queued is not None
+        assert await queued.result(timeout=FALLBACK_POLL_SECONDS + 2) == "Processed: no token"
+
+
+async def test_a_deferred_job_starts_at_its_time(
+    task_pool: ArqRedis, running_worker: RunningWorker
+) -> None:
+    async with running_worker():
+        await asyncio.sleep(0.2)
+        queued = await enqueue_task("example_task", message="in 0.3 s", _defer_by=0.3)
+        assert queued is not None
+        await queued.result(timeout=5)
+        # Its token woke the worker, which then waited for its start time, not for a poll.
+        assert 0.3 <= await seconds_to_start(queued) < 0.3 + WOKEN_WITHIN_SECONDS
+
+
+async def retries_after_a_delay(ctx: dict[str, Any]) -> int:
+    if ctx["job_try"] == 1:
+        raise Retry(defer=0.3)
+    return int(ctx["job_try"])
+
+
+async def test_a_retry_s_delay_counts_from_the_job_not_from_its_claim(
+    task_pool: ArqRedis, running_worker: RunningWorker
+) -> None:
+    # A claim moves the job's score to when the claim would expire (over 5 minutes ahead);
+    # arq adds a retry's delay to the score, so the worker puts it back first.
+    queued = await task_pool.enqueue_job("retries_after_a_delay")
+    assert queued is not None
+    async with running_worker(functions=[job(retries_after_a_delay)]):
+        assert await queued.result(timeout=10) == 2
