@@ -1,0 +1,432 @@
+"""Baked projects keep up with the template through cruft (the generated docs/updates.md).
+
+`cruft update` renders the template twice with the answers in the project's .cruft.json, at the
+commit the project was made from and at the newest one, and merges the difference into the
+project with `git apply -3`. That holds only while a bake depends on nothing but the answers (the
+hooks use no network, git or uv) and the option names stay the same (README: "Keep projects up
+to date"). cruft clones the template with git, so it sees commits only: each test works on a
+temporary git copy of the template as it is on disk, and makes the template's next commits there.
+"""
+
+import json
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from .conftest import COMBINATIONS, TEMPLATE_ROOT, Combination, tool_environment
+
+CRUFT = Path(sys.executable).parent / "cruft"
+COOKIECUTTER = Path(sys.executable).parent / "cookiecutter"
+TEMPLATE_PROJECT = "{{cookiecutter.project_slug}}"
+TEMPLATE_PACKAGE = TEMPLATE_PROJECT + "/src/{{cookiecutter.package_name}}"
+[DEFAULT] = [c for c in COMBINATIONS if c.cache_backend == "redis" and not c.extra]
+
+# A committer for the test repositories, whatever the machine's git configuration says.
+GIT_CONFIG = """\
+[user]
+    name = Template Tests
+    email = template-tests@example.com
+[init]
+    defaultBranch = main
+[commit]
+    gpgsign = false
+"""
+
+# The user's work in jobs.py, as docs/background-tasks.md says to add a job.
+USER_JOB = '''
+
+async def send_receipt(ctx: JobContext, order_id: str) -> str:
+    """Send the receipt for an order: the user's own job, which an update must keep."""
+    logger.info("sending the receipt for order %s", order_id)
+    return order_id
+'''
+EXAMPLE_RESULT = 'return f"Processed: {message}"'
+
+
+@dataclass(frozen=True)
+class Shell:
+    """Runs commands as a user types them, each printed with its output: pytest shows the
+    transcript when a test fails, and `pytest -s` always."""
+
+    environment: dict[str, str]
+
+    def __call__(
+        self, *command: str | Path, cwd: Path, expect: int | None = 0
+    ) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [str(part) for part in command],
+            cwd=cwd,
+            env=self.environment,
+            capture_output=True,
+            text=True,
+        )
+        typed = shlex.join([Path(command[0]).name, *map(str, command[1:])])
+        print(f"{cwd.name}$ {typed}\n{result.stdout}{result.stderr}[exit {result.returncode}]")
+        if expect is not None:
+            assert result.returncode == expect, f"{typed}:\n{result.stdout}\n{result.stderr}"
+        return result
+
+
+@pytest.fixture
+def shell(tmp_path: Path) -> Shell:
+    """A shell whose git, cookiecutter and cruft ignore the machine's own settings, and whose
+    git speaks English (the tests read its merge messages)."""
+    git_config = tmp_path / "gitconfig"
+    git_config.write_text(GIT_CONFIG)
+    cookiecutter_config = tmp_path / "cookiecutterrc"
+    cookiecutter_config.write_text(
+        f"cookiecutters_dir: {tmp_path / 'cookiecutters'}\nreplay_dir: {tmp_path / 'replay'}\n"
+    )
+    environment = {
+        **tool_environment(),
+        "GIT_CONFIG_GLOBAL": str(git_config),
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "COOKIECUTTER_CONFIG": str(cookiecutter_config),
+        "LC_ALL": "C",
+    }
+    return Shell(environment)
+
+
+def commit(shell: Shell, repository: Path, message: str) -> str:
+    """Commit every change in `repository` (creating it the first time); return the commit."""
+    if not (repository / ".git").exists():
+        shell("git", "init", "--quiet", cwd=repository)
+    shell("git", "add", "--all", cwd=repository)
+    shell("git", "commit", "--quiet", "--message", message, cwd=repository)
+    return head(shell, repository)
+
+
+def head(shell: Shell, repository: Path) -> str:
+    return shell("git", "rev-parse", "HEAD", cwd=repository).stdout.strip()
+
+
+@pytest.fixture
+def template(tmp_path: Path, shell: Shell) -> Path:
+    """A git copy of the template as checked out, uncommitted edits included: its commit "A"."""
+    copy = tmp_path / "template"
+    listing = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=TEMPLATE_ROOT,
+        capture_output=True,
+        check=True,
+    )
+    for name in listing.stdout.decode().split("\0"):
+        source = TEMPLATE_ROOT / name
+        if name and source.is_file():  # a tracked file deleted on disk is not in the template
+            (copy / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, copy / name)
+    commit(shell, copy, "A")
+    return copy
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert text.count(old) == 1, f"{path.name} no longer has {old!r} once: update this test"
+    path.write_text(text.replace(old, new))
+
+
+def append(path: Path, text: str) -> None:
+    path.write_text(path.read_text() + text)
+
+
+def answers_of(project: Path) -> dict[str, str]:
+    answers: dict[str, str] = json.loads((project / ".cookiecutter.json").read_text())
+    return answers
+
+
+def cruft_state(project: Path) -> dict[str, object]:
+    state: dict[str, object] = json.loads((project / ".cruft.json").read_text())
+    return state
+
+
+def bake_with_cruft(shell: Shell, template: Path, output: Path, answers: dict[str, str]) -> Path:
+    """`cruft create` into `output`, then the project's first commit; returns the project."""
+    output.mkdir()
+    shell(
+        CRUFT,
+        "create",
+        "--no-input",
+        "--extra-context",
+        json.dumps(answers),
+        "--output-dir",
+        output,
+        template,
+        cwd=output,
+    )
+    [project] = output.iterdir()
+    commit(shell, project, "Generate from the template")
+    return project
+
+
+def unmerged_files(shell: Shell, project: Path) -> list[str]:
+    return shell("git", "diff", "--name-only", "--diff-filter=U", cwd=project).stdout.split()
+
+
+def conflict_leftovers(project: Path) -> list[str]:
+    """Files holding merge markers, and the .rej files of cruft's fallback merge."""
+    files = [
+        path
+        for path in project.rglob("*")
+        if path.is_file() and not {".git", ".venv"} & set(path.relative_to(project).parts)
+    ]
+    return [
+        str(path.relative_to(project))
+        for path in files
+        if path.suffix == ".rej" or re.search(r"^<{7} ", path.read_text(errors="replace"), re.M)
+    ]
+
+
+def locked_version(project: Path, distribution: str) -> str:
+    lock = tomllib.loads((project / "uv.lock").read_text())
+    [version] = [p["version"] for p in lock["package"] if p["name"] == distribution]
+    return str(version)
+
+
+@pytest.mark.slow
+def test_an_update_brings_the_template_s_commit_and_keeps_the_user_s_job(
+    shell: Shell, template: Path, tmp_path: Path
+) -> None:
+    # 1. Bake at A, lock and commit as a user does, then add a job to jobs.py.
+    project = bake_with_cruft(shell, template, tmp_path / "projects", DEFAULT.context)
+    package = answers_of(project)["package_name"]
+    shell("uv", "sync", "--quiet", cwd=project)
+    commit(shell, project, "Lock")
+    jobs = project / "src" / package / "jobs.py"
+    append(jobs, USER_JOB)
+    commit(shell, project, "Add send_receipt")
+
+    # 2. The template's commit B: a raised pin (to the version the lock already has, so no
+    # download), a doc, and code the user never touched.
+    pin = f'"pydantic-settings>={locked_version(project, "pydantic-settings")}"'
+    edit(template / TEMPLATE_PROJECT / "pyproject.toml", '"pydantic-settings>=2.7"', pin)
+    doc = "\n## Upgrading\n\nFrom the template's commit B.\n"
+    append(template / TEMPLATE_PROJECT / "docs" / "deployment.md", doc)
+    fix = '\n\n# From the template\'s commit B.\nTEMPLATE_REVISION = "B"\n'
+    append(template / TEMPLATE_PACKAGE / "config.py", fix)
+    commit_b = commit(shell, template, "B")
+
+    # 3. The project is behind; update it without questions.
+    behind = shell(CRUFT, "check", cwd=project, expect=1)
+    assert "out of date" in behind.stdout
+    update = shell(CRUFT, "update", "--skip-apply-ask", cwd=project)
+
+    # 4. B arrives whole, the user's job stays, nothing conflicts, and the checks pass.
+    assert "with conflicts" not in update.stdout + update.stderr
+    assert unmerged_files(shell, project) == []
+    assert conflict_leftovers(project) == []
+    changed = shell("git", "status", "--porcelain", cwd=project).stdout.splitlines()
+    assert sorted(line[3:] for line in changed) == [
+        ".cruft.json",
+        "docs/deployment.md",
+        "pyproject.toml",
+        f"src/{package}/config.py",
+    ]
+    assert pin in (project / "pyproject.toml").read_text()
+    assert (project / "docs" / "deployment.md").read_text().endswith(doc)
+    assert (project / "src" / package / "config.py").read_text().endswith(fix)
+    assert jobs.read_text().endswith(USER_JOB)
+    assert cruft_state(project)["commit"] == commit_b
+    shell(CRUFT, "check", cwd=project)
+
+    # The raised pin leaves uv.lock behind: CI's `uv sync --locked` fails until `uv lock`.
+    stale = shell("uv", "sync", "--locked", cwd=project, expect=None)
+    assert stale.returncode != 0
+    shell("uv", "lock", cwd=project)
+    shell("uv", "sync", "--locked", "--quiet", cwd=project)
+    shell("uv", "run", "just", "check", cwd=project)
+    shell("uv", "run", "just", "test", cwd=project)
+
+
+def test_a_conflicting_change_is_reported_and_left_marked(
+    shell: Shell, template: Path, tmp_path: Path
+) -> None:
+    project = bake_with_cruft(shell, template, tmp_path / "projects", DEFAULT.context)
+    package = answers_of(project)["package_name"]
+    jobs = project / "src" / package / "jobs.py"
+    edit(jobs, EXAMPLE_RESULT, 'return f"Done: {message}"')
+    commit(shell, project, "Say Done")
+    # The template changes the same line, and a doc the user left alone.
+    template_jobs = template / TEMPLATE_PACKAGE / "jobs.py"
+    edit(template_jobs, EXAMPLE_RESULT, 'return f"Processed: {message}."')
+    append(template / TEMPLATE_PROJECT / "docs" / "deployment.md", "\nFrom commit B.\n")
+    commit(shell, template, "B")
+    linked = cruft_state(project)
+
+    update = shell(CRUFT, "update", "--skip-apply-ask", cwd=project)
+
+    # cruft exits 0 and says "Good work!"; git's lines before that name the conflict.
+    output = update.stdout + update.stderr
+    assert f"Applied patch to 'src/{package}/jobs.py' with conflicts." in output
+    assert "Applied patch to 'docs/deployment.md' cleanly." in output
+    assert unmerged_files(shell, project) == [f"src/{package}/jobs.py"]
+    assert conflict_leftovers(project) == [f"src/{package}/jobs.py"]
+    merged = jobs.read_text()
+    ours = merged.index('return f"Done: {message}"')
+    theirs = merged.index('return f"Processed: {message}."')
+    assert merged.index("<<<<<<< ours") < ours < merged.index("=======") < theirs
+    assert (project / "docs" / "deployment.md").read_text().endswith("From commit B.\n")
+
+    # `git reset --hard` backs out of the update, .cruft.json included.
+    shell("git", "reset", "--hard", "--quiet", cwd=project)
+    assert shell("git", "status", "--porcelain", cwd=project).stdout == ""
+    assert cruft_state(project) == linked
+
+
+def test_new_options_reach_an_old_project_with_defaults_from_its_answers(
+    shell: Shell, template: Path, tmp_path: Path
+) -> None:
+    answers = {**DEFAULT.context, "project_name": "Billing Service", "author_name": "Zoë O'Brien"}
+    project = bake_with_cruft(shell, template, tmp_path / "projects", answers)
+    # B adds an option with a fixed default and one whose default comes from another answer,
+    # as a renamed option's would (README: "Keep projects up to date").
+    options_file = template / "cookiecutter.json"
+    options = json.loads(options_file.read_text())
+    prompts = options.pop("__prompts__")
+    options |= {"license": "MIT", "maintainer": "{{ cookiecutter.author_name }}"}
+    options_file.write_text(json.dumps({**options, "__prompts__": prompts}, indent=2) + "\n")
+    edit(
+        template / TEMPLATE_PROJECT / "pyproject.toml",
+        'readme = "README.md"\n',
+        'readme = "README.md"\nlicense = "{{ cookiecutter.license }}"\n'
+        'maintainers = [{ name = "{{ cookiecutter.maintainer }}" }]\n',
+    )
+    commit(shell, template, "B")
+
+    shell(CRUFT, "update", "--skip-apply-ask", cwd=project)
+
+    assert unmerged_files(shell, project) == []
+    pyproject = tomllib.loads((project / "pyproject.toml").read_text())["project"]
+    assert pyproject["license"] == "MIT"
+    assert pyproject["maintainers"] == [{"name": "Zoë O'Brien"}]
+    new_answers = {"license": "MIT", "maintainer": "Zoë O'Brien"}
+    assert answers_of(project).items() >= new_answers.items()
+    context = cruft_state(project)["context"]
+    assert isinstance(context, dict) and context["cookiecutter"].items() >= new_answers.items()
+
+    # Another value for a new option is one more update away.
+    commit(shell, project, "Update from the template")
+    shell(
+        CRUFT,
+        "update",
+        "--skip-apply-ask",
+        "--variables-to-update",
+        '{"license": "Apache-2.0"}',
+        cwd=project,
+    )
+    pyproject = tomllib.loads((project / "pyproject.toml").read_text())["project"]
+    assert pyproject["license"] == "Apache-2.0"
+    assert answers_of(project)["license"] == "Apache-2.0"
+
+
+def test_a_dropped_choice_stops_the_update_until_the_project_picks_another(
+    shell: Shell, template: Path, tmp_path: Path
+) -> None:
+    project = bake_with_cruft(
+        shell, template, tmp_path / "projects", {**DEFAULT.context, "python_version": "3.11"}
+    )
+    options_file = template / "cookiecutter.json"
+    edit(options_file, '["3.12", "3.13", "3.11"]', '["3.12", "3.13"]')
+    commit(shell, template, "B: Python 3.11 is no longer offered")
+
+    refused = shell(CRUFT, "update", "--skip-apply-ask", cwd=project, expect=1)
+
+    message = " ".join(refused.stderr.split())  # cruft's traceback wraps it to the terminal
+    assert "ValueError: 3.11 provided for choice variable python_version" in message
+    assert shell("git", "status", "--porcelain", cwd=project).stdout == ""
+    shell(
+        CRUFT,
+        "update",
+        "--skip-apply-ask",
+        "--variables-to-update",
+        '{"python_version": "3.12"}',
+        cwd=project,
+    )
+    assert (project / ".python-version").read_text().strip() == "3.12"
+    assert answers_of(project)["python_version"] == "3.12"
+
+
+def test_a_cookiecutter_bake_links_to_its_template_from_its_answers(
+    shell: Shell, template: Path, tmp_path: Path
+) -> None:
+    # A project baked without cruft, with answers that are not the defaults.
+    output = tmp_path / "projects"
+    answers = ["cache_backend=none", "project_name=Zoë's Billing", "package_name=billing"]
+    shell(COOKIECUTTER, "--no-input", template, "-o", output, *answers, cwd=tmp_path)
+    [project] = output.iterdir()
+    commit(shell, project, "Generate from the template")
+
+    shell(
+        CRUFT,
+        "link",
+        "--no-input",
+        "--checkout",
+        head(shell, template),
+        "--extra-context",
+        (project / ".cookiecutter.json").read_text(),
+        template,
+        cwd=project,
+    )
+
+    # The link reproduces the bake exactly, and from then on updates arrive.
+    shell(CRUFT, "diff", "--exit-code", cwd=project)
+    commit(shell, project, "Link to the template")
+    append(template / TEMPLATE_PROJECT / "README.md", "\nFrom the template's commit B.\n")
+    commit(shell, template, "B")
+    shell(CRUFT, "update", "--skip-apply-ask", cwd=project)
+    assert (project / "README.md").read_text().endswith("From the template's commit B.\n")
+
+
+def tree(root: Path) -> dict[str, tuple[int, bytes]]:
+    """Every path under `root`, with its mode and, for a file, its bytes."""
+    return {
+        str(path.relative_to(root)): (
+            path.lstat().st_mode,
+            path.read_bytes() if path.is_file() else b"",
+        )
+        for path in sorted(root.rglob("*"))
+    }
+
+
+def test_the_same_answers_bake_the_same_bytes_without_git_or_uv(
+    cookies, combination: Combination, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = cookies.bake(extra_context=combination.context)
+    # The hooks run with this Python by its full path; an empty PATH leaves them no git or uv.
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    second = cookies.bake(extra_context=combination.context)
+
+    assert first.exit_code == 0, first.exception
+    assert second.exit_code == 0, second.exception
+    assert tree(second.project_path) == tree(first.project_path)
+
+
+def test_the_template_check_workflow_is_off_by_default_and_runs_cruft_check(
+    project: Path,
+) -> None:
+    path = project / ".github/workflows/template-check.yml"
+    schema = ["--builtin-schema", "vendor.github-workflows", str(path)]
+    result = subprocess.run(
+        [sys.executable, "-m", "check_jsonschema", *schema], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    [job] = yaml.safe_load(path.read_text())["jobs"].values()
+    assert job["if"] == "vars.TEMPLATE_CHECK == 'true'"
+    assert [step["run"] for step in job["steps"] if "run" in step] == ["uvx cruft check"]
+
+    readme = (project / "README.md").read_text()
+    docs = (project / "docs" / "updates.md").read_text()
+    for command in ("uvx cruft check", "uvx cruft update --skip-apply-ask"):
+        assert command in readme and command in docs
+    assert "docs/updates.md" in readme
+    assert "gh variable set TEMPLATE_CHECK --body true" in docs
+    assert path.name in docs
