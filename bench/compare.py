@@ -3,6 +3,9 @@
     uv run python bench/compare.py [--rounds 3] [--jobs 5000] [--latency-jobs 200]
                                    [--latency-rate 20] [--enqueue-jobs 5000] [--check-runs 5]
                                    [--bake-runs 5] [--seed 1] [--celery]
+                                   [--workers 1,2,4 [--noop-jobs 5000] [--io-jobs 2000]
+                                    [--idle-seconds 10] [--peers [saq,streaq,taskiq]]
+                                    [--workers-only]]
 
 Bakes the default project into a scratch folder, `uv sync`s it (bytecode compiled, as the
 Dockerfile does: otherwise each worker start would compile its imports again on a machine with
@@ -69,14 +72,69 @@ Figures:
    and enqueue→start latency (its docstring gives the method; its drain time leaves out the
    worker's start-up and shutdown, which the arq rows include, so it flatters Celery a little).
 
+With `--workers 1,2,4` (any counts; 1 is always added, as scale is against one worker), a second
+part, after the above in each round (`--workers-only` leaves the above out; `--peers` alone
+implies `--workers 1,2,4`). It measures whole worker processes, the same way for every queue
+(benchkit.py, "queues measured in worker processes"; bench/peer_drain.py runs it for the peers):
+
+- queues: the generated worker, as the project runs it: its own `create_worker` from
+  `<package>.infrastructure.worker` where the project has that module, else arq's with the
+  project's WorkerSettings (the line above the tables says which), cron off, the bench's jobs
+  registered with the project's `job()`, queued with `enqueue_task`; plain arq with the same
+  tuning (as above: the project's poll_delay, max_jobs, job_timeout, keep_result, max_tries and
+  allow_abort_jobs; pickle, no hooks), queued with arq's `enqueue_job`; with `--peers`, SAQ,
+  streaq and taskiq (its list broker), and with `--celery` also Celery (threads pool), each in a
+  venv of its own made with uv in the scratch folder with the project's Python version
+  (bench/peer_drain.py's docstring gives their settings). Every worker process has 10 slots
+  (max_jobs 10, the project's default; the peers' concurrency 10);
+- worker processes: this file run again with `--queue-worker` in the project's venv (the peers:
+  peer_drain.py in theirs); each builds its worker, says "ready"; once all have, they are told
+  "go" together; each job notes its end in a file shared with the measuring side (an mmap, one
+  slot per process), so the end of a drain is seen without any Redis command; then "stop", and
+  each worker stops as its own shutdown does (arq's: the poll loop cancelled, running jobs
+  awaited, `close()`);
+- jobs: `noop(ctx)` does nothing; `io(ctx)` awaits `asyncio.sleep(0.01)`; `stamp(ctx,
+  enqueued_at)` notes time.time() - enqueued_at first, the argument being the caller's
+  time.time() just before its enqueue call (so the call itself is in the wait).
+
+Figures of the second part, each per queue and per round:
+
+8. drain: `--noop-jobs` no-op jobs, and `--io-jobs` 10 ms jobs, queued after a FLUSHDB (not
+   timed), then K worker processes started, for each K of
+   `--workers` (the peers: no-op jobs for each K, 10 ms jobs with one process); jobs/s = jobs /
+   the time from "go" to the last job's end. Interpreter start-up, imports and building the
+   worker are left out; what the worker's run does first (arq: connecting its pool and
+   on_startup) is in. Scale = jobs/s with K processes / jobs/s with one, per round;
+9. Redis commands per job: `INFO commandstats` calls (less INFO's own) from before the worker
+   processes start to after they have exited, over jobs: what the workers send (start-up and
+   shutdown in; the queueing out), each command of a MULTI or pipeline counted, a script once;
+10. idle worker: one worker process, warmed up by one `stamp` job; 1 s later, its Redis commands
+   per second over `--idle-seconds` with nothing queued, per command; at the end of that window,
+   `CLIENT LIST` says which connections sit blocked, in which command, or subscribed ("how it
+   waits": those, then its commands per second, the busiest first);
+11. enqueue→start latency: then, to the same worker, `--latency-jobs` (over all rounds) `stamp`
+   jobs one at a time, with exponential random gaps at an average `--latency-rate` per second,
+   the same gaps for every queue in a round; slots are free (one job at a time), so the wait is
+   the queue's own; percentiles over all jobs.
+
+Then the issue's goals, with verdicts, for the generated worker: 10 ms jobs/s with one worker
+≥ 900; p50 ≤ 2 ms and p99 ≤ 10 ms; idle ≤ 5 commands/s; no-op jobs/s against plain arq with the
+same tuning, one worker each, ≥ 1.0; commands per no-op job with 4 workers / with 1 ≤ 1.2; and,
+on a machine with at least 8 usable cores only (else "skipped", with the count), no-op jobs/s
+with 4 workers / with 1 ≥ 3.7, and more than SAQ's with 4 (the ratio of the two, per round).
+The line above the tables gives the cores this process may use (its CPU affinity).
+
 Rates are medians over rounds; ratios are the median of the per-round ratios (both figures of a
 ratio come from the same round, so a slow round weighs on both). Progress goes to stderr;
-a machine line and the Markdown table go to stdout.
+a machine line and the Markdown tables go to stdout.
 """
 
 import argparse
 import asyncio
+import contextlib
 import importlib
+import importlib.util
+import inspect
 import json
 import os
 import platform
@@ -92,12 +150,24 @@ from pathlib import Path
 from typing import Any
 
 from benchkit import (
+    IO,
+    IO_SECONDS,
+    NOOP,
+    STAMP,
+    JobRecorder,
+    QueueDriver,
     bake,
     commands_so_far,
+    drain_in_processes,
+    how_it_waits,
+    idle_and_latency,
+    latency_gaps,
+    paired_ratios,
     percentile,
     polling,
     rotated,
     run_script_inside,
+    run_worker_process,
     stop_process,
     sync,
     tool_environment,
@@ -132,6 +202,26 @@ ENQUEUE_BATCH = 100
 ENQUEUE_BLOCK = 50  # short blocks: a burst of noise on the machine hits both methods
 RUN_TIMEOUT_SECONDS = 900
 WORKER_STOP_SECONDS = 10
+# --workers: the generated worker and plain arq, and the peers (--peers; Celery with --celery).
+WORKER = "generated worker"
+PLAIN_ARQ = "plain arq, same tuning"
+PEER_SCRIPT = Path(__file__).resolve().with_name("peer_drain.py")
+PEERS = ("saq", "streaq", "taskiq")
+PEER_LABELS = {
+    "saq": "SAQ",
+    "streaq": "streaq",
+    "taskiq": "taskiq, list broker",
+    "celery": "Celery, threads pool",
+}
+PEER_TIMEOUT_SECONDS = 1800  # one peer's run, one round
+# The issue's goals for the generated worker (--workers).
+IO_GOAL = 900.0  # 10 ms jobs/s, one worker, max_jobs 10
+P50_GOAL, P99_GOAL = 2.0, 10.0  # enqueue→start ms
+IDLE_GOAL = 5.0  # Redis commands/s
+NOOP_RATIO_GOAL = 1.0  # no-op jobs/s against plain arq, same tuning, one worker each
+COMMANDS_GROWTH_GOAL = 1.2  # commands per no-op job, 4 workers against 1
+SCALE_GOAL = 3.7  # no-op jobs/s, 4 workers against 1
+SCALE_CORES = 8  # the scale goals need this many cores
 
 
 def say(message: str) -> None:
@@ -149,12 +239,57 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--bake-runs", type=int, default=5, help="bakes per cache backend")
     parser.add_argument("--seed", type=int, default=1, help="seed for the latency gaps")
     parser.add_argument("--celery", action="store_true", help="compare with Celery too")
+    parser.add_argument(
+        "--workers",
+        type=counts,
+        help="worker processes, e.g. 1,2,4,8: the generated worker and plain arq in processes",
+    )
+    parser.add_argument("--noop-jobs", type=int, default=5000, help="--workers: no-op drains")
+    parser.add_argument("--io-jobs", type=int, default=2000, help="--workers: 10 ms job drains")
+    parser.add_argument("--idle-seconds", type=float, default=10, help="--workers: idle window")
+    parser.add_argument(
+        "--peers",
+        nargs="?",
+        const=",".join(PEERS),
+        type=peer_names,
+        default=[],
+        help=f"--workers: other queues too, all by default ({','.join(PEERS)})",
+    )
+    parser.add_argument(
+        "--workers-only", action="store_true", help="--workers: leave out the default figures"
+    )
     # Set by the outside half: the Celery venv's Python and bench/celery_drain.py.
     parser.add_argument("--celery-python", help=argparse.SUPPRESS)
     parser.add_argument("--celery-script", help=argparse.SUPPRESS)
+    # Set by the outside half: QUEUE=PYTHON for each peer's venv (peer_drain.py's).
+    parser.add_argument("--peer-python", action="append", default=[], help=argparse.SUPPRESS)
+    parser.add_argument("--peer-script", help=argparse.SUPPRESS)
     parser.add_argument("--inside", metavar="PACKAGE", help=argparse.SUPPRESS)
     parser.add_argument("--drain-worker", action="store_true", help=argparse.SUPPRESS)
-    return parser.parse_args(argv)
+    # A worker process of --workers' measurements (benchkit's WorkerProcesses starts it).
+    parser.add_argument("--queue-worker", choices=("generated", "arq"), help=argparse.SUPPRESS)
+    parser.add_argument("--slots", help=argparse.SUPPRESS)
+    parser.add_argument("--slot", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.workers is None and (args.peers or args.workers_only):
+        args.workers = [1, 2, 4]
+    return args
+
+
+def peer_names(text: str) -> list[str]:
+    """ "saq,taskiq" as ["saq", "taskiq"]: peers known to peer_drain.py, in PEERS' order."""
+    names = {part.strip() for part in text.split(",") if part.strip()}
+    if not names or names - set(PEERS):
+        raise argparse.ArgumentTypeError(f"{text!r}: peers are among {', '.join(PEERS)}")
+    return [name for name in PEERS if name in names]
+
+
+def counts(text: str) -> list[int]:
+    """ "1,2,4" as [1, 2, 4]: worker process counts, each at least 1, 1 always in."""
+    values = sorted({int(part) for part in text.split(",") if part.strip()})
+    if not values or values[0] < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: worker counts are whole numbers from 1")
+    return values if values[0] == 1 else [1, *values]  # scale is against one worker
 
 
 # --- outside: bake, sync, run this file in the project, print the table ----------------------
@@ -172,7 +307,11 @@ def bake_times(runs: int) -> dict[str, float]:
 
 
 def run_inside(
-    project: Path, args: argparse.Namespace, environment: dict[str, str], celery: Path | None
+    project: Path,
+    args: argparse.Namespace,
+    environment: dict[str, str],
+    celery: Path | None,
+    peers: dict[str, Path],
 ) -> Any:
     """Run this file in the project with `--inside`, with these options; return its JSON."""
     arguments = [
@@ -186,7 +325,20 @@ def run_inside(
     ]  # fmt: skip
     if celery is not None:
         arguments += ["--celery-python", str(celery), "--celery-script", str(CELERY_SCRIPT)]
-    return run_script_inside(project, __file__, arguments, environment, RUN_TIMEOUT_SECONDS)
+    timeout = RUN_TIMEOUT_SECONDS
+    if args.workers:
+        arguments += ["--workers", ",".join(map(str, args.workers))]
+        arguments += ["--noop-jobs", str(args.noop_jobs), "--io-jobs", str(args.io_jobs)]
+        arguments += ["--idle-seconds", str(args.idle_seconds)]
+        if args.workers_only:
+            arguments.append("--workers-only")
+        if peers:
+            arguments += ["--peer-script", str(PEER_SCRIPT)]
+        for queue, python in peers.items():
+            arguments += ["--peer-python", f"{queue}={python}"]
+        # Each queue's round takes minutes at most; every step has its own, shorter limit.
+        timeout += args.rounds * (2 + len(peers)) * PEER_TIMEOUT_SECONDS
+    return run_script_inside(project, __file__, arguments, environment, timeout)
 
 
 def verdict(value: float, target: float | None, at_least: bool) -> tuple[str, str]:
@@ -209,6 +361,16 @@ def print_table(report: dict[str, Any], bakes: dict[str, float], elapsed: float)
         f"{meta['cpus']} CPUs, {meta['machine']}; {meta['rounds']} rounds, medians"
     )
     print()
+    if "drain" in r:
+        print_default_table(meta, r, bakes)
+        print()
+    if "queues" in r:
+        print_worker_tables(meta, r["queues"])
+        print()
+    print(f"total run time {elapsed:.0f} s")
+
+
+def print_default_table(meta: dict[str, Any], r: dict[str, Any], bakes: dict[str, float]) -> None:
     rows: list[tuple[str, str, float | None, bool]] = []  # figure, value, target, at least?
     drain = r["drain"]
     for label in CONFIGURATIONS:
@@ -278,8 +440,158 @@ def print_table(report: dict[str, Any], bakes: dict[str, float], elapsed: float)
         number = float(value.split()[0])
         target_text, outcome = verdict(number, target, at_least)
         print(f"| {figure} | {value} | {target_text} | {outcome} |")
+
+
+def drain_rate(queues: dict[str, Any], label: str, key: str, figure: str = "jobs_per_s") -> float:
+    """A queue's median over rounds of a drain figure; `key` is "kind:processes"."""
+    return statistics.median(run[figure] for run in queues[label]["drains"][key])
+
+
+def drain_ratio(
+    queues: dict[str, Any],
+    top: tuple[str, str],
+    bottom: tuple[str, str],
+    figure: str = "jobs_per_s",
+) -> float:
+    """The median of per-round ratios of two drains' figures, each (queue, "kind:processes")."""
+    tops = [run[figure] for run in queues[top[0]]["drains"][top[1]]]
+    bottoms = [run[figure] for run in queues[bottom[0]]["drains"][bottom[1]]]
+    return statistics.median(paired_ratios(tops, bottoms))
+
+
+def idle_rate(queues: dict[str, Any], label: str) -> float:
+    return statistics.median(run["idle_commands_per_s"] for run in queues[label]["idle"])
+
+
+def print_worker_tables(meta: dict[str, Any], queues: dict[str, dict[str, Any]]) -> None:
+    """--workers' tables: one worker of each queue; K workers on no-op jobs; Redis commands per
+    job; the generated worker against plain arq for both kinds of job; the issue's goals."""
+    counts, scaled = meta["workers"], meta["workers"][1:]
+    peers = ", ".join(
+        f"{label} ({', '.join(f'{name} {version}' for name, version in entry['versions'].items())})"
+        for label, entry in queues.items()
+        if "versions" in entry
+    )
+    print(
+        f"--workers: {meta['usable_cpus']} CPU cores usable ({meta['cpus']} in the machine); "
+        f"generated worker: {meta['worker_loop']}; plain arq with the project's tuning; "
+        f"{meta['noop_jobs']} no-op and {meta['io_jobs']} 10 ms jobs per drain, "
+        f"concurrency 10 per worker process" + (f"; peers: {peers}" if peers else "")
+    )
     print()
-    print(f"total run time {elapsed:.0f} s")
+    print(
+        "| queue | 10 ms I/O jobs/s | enqueue-to-start p50 / p99 ms "
+        "| idle worker, Redis commands/s | how it waits |"
+    )
+    print("|---|---:|---:|---:|---|")
+    for label, entry in queues.items():
+        waits = waits_summary(entry["waits_ms"])
+        print(
+            f"| {label} | {drain_rate(queues, label, 'io:1'):.0f} "
+            f"| {waits['p50']:.1f} / {waits['p99']:.1f} | {idle_rate(queues, label):.1f} "
+            f"| {how_it_waits(entry['idle'])} |"
+        )
+    print()
+    workers = [f"{k} worker{'s' * (k > 1)}" for k in counts]
+    print(
+        "| queue (no-op jobs/s) | "
+        + " | ".join([*workers, *(f"{k} against 1" for k in scaled)])
+        + " |"
+    )
+    print("|---|" + "---:|" * (len(counts) + len(scaled)))
+    for label in queues:
+        cells = [f"{drain_rate(queues, label, f'noop:{k}'):.0f}" for k in counts]
+        cells += [
+            f"{drain_ratio(queues, (label, f'noop:{k}'), (label, 'noop:1')):.2f}" for k in scaled
+        ]
+        print(f"| {label} | " + " | ".join(cells) + " |")
+    print()
+    print(
+        "| queue (Redis commands per job) | 10 ms I/O, 1 worker | "
+        + " | ".join(
+            [*(f"no-op, {w}" for w in workers), *(f"no-op, {k} against 1" for k in scaled)]
+        )
+        + " |"
+    )
+    print("|---|---:|" + "---:|" * (len(counts) + len(scaled)))
+    per_job = "commands_per_job"
+    for label in queues:
+        cells = [f"{drain_rate(queues, label, 'io:1', per_job):.2f}"]
+        cells += [f"{drain_rate(queues, label, f'noop:{k}', per_job):.2f}" for k in counts]
+        cells += [
+            f"{drain_ratio(queues, (label, f'noop:{k}'), (label, 'noop:1'), per_job):.2f}"
+            for k in scaled
+        ]
+        print(f"| {label} | " + " | ".join(cells) + " |")
+    print()
+    print(
+        f"| job kind | workers | {WORKER} jobs/s | {PLAIN_ARQ} jobs/s | ratio "
+        f"| {WORKER} against 1 | {PLAIN_ARQ} against 1 "
+        f"| {WORKER} commands/job | {PLAIN_ARQ} commands/job |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for kind, name in ((NOOP, "no-op"), (IO, "10 ms I/O")):
+        for k in counts:
+            key = f"{kind}:{k}"
+            cells = [f"{drain_rate(queues, label, key):.0f}" for label in (WORKER, PLAIN_ARQ)]
+            cells.append(f"{drain_ratio(queues, (WORKER, key), (PLAIN_ARQ, key)):.2f}")
+            cells += [
+                f"{drain_ratio(queues, (label, key), (label, f'{kind}:1')):.2f}"
+                for label in (WORKER, PLAIN_ARQ)
+            ]
+            cells += [
+                f"{drain_rate(queues, label, key, per_job):.2f}" for label in (WORKER, PLAIN_ARQ)
+            ]
+            print(f"| {name} | {k} | " + " | ".join(cells) + " |")
+    print()
+    print("| goal | measured | target | verdict |")
+    print("|---|---:|---:|---|")
+    for goal, value, target, outcome in worker_goals(meta, queues):
+        print(f"| {goal} | {value} | {target} | {outcome} |")
+
+
+def worker_goals(meta: dict[str, Any], queues: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """The issue's goals for the generated worker: (goal, value, target, verdict), as text."""
+    goals: list[tuple[str, str, str, str]] = []
+
+    def judge(goal: str, value: float, target: float, at_least: bool, digits: int = 2) -> None:
+        target_text, outcome = verdict(value, target, at_least)
+        goals.append((goal, f"{value:.{digits}f}", target_text, outcome))
+
+    io_rate = drain_rate(queues, WORKER, "io:1")
+    judge(f"10 ms I/O jobs/s, {WORKER}, 1 worker (max_jobs 10)", io_rate, IO_GOAL, True, 0)
+    waits = waits_summary(queues[WORKER]["waits_ms"])
+    judge(f"enqueue-to-start p50 ms, {WORKER}", waits["p50"], P50_GOAL, False, 1)
+    judge(f"enqueue-to-start p99 ms, {WORKER}", waits["p99"], P99_GOAL, False, 1)
+    idle = idle_rate(queues, WORKER)
+    judge(f"idle worker Redis commands/s, {WORKER}", idle, IDLE_GOAL, False, 1)
+    noop_ratio = drain_ratio(queues, (WORKER, "noop:1"), (PLAIN_ARQ, "noop:1"))
+    judge(f"no-op jobs/s, {WORKER} / {PLAIN_ARQ}, 1 worker", noop_ratio, NOOP_RATIO_GOAL, True)
+    growth_goal = f"Redis commands per no-op job, {WORKER}, 4 workers / 1 worker"
+    scale_goal = f"no-op jobs/s, {WORKER}, 4 workers / 1 worker"
+    saq_goal = f"no-op jobs/s with 4 workers, {WORKER} / SAQ"
+    if 4 not in meta["workers"]:
+        for goal in (growth_goal, scale_goal, saq_goal):
+            goals.append((goal, "-", "-", "not measured: needs 4 in --workers"))
+        return goals
+    four, one = (WORKER, "noop:4"), (WORKER, "noop:1")
+    judge(
+        growth_goal, drain_ratio(queues, four, one, "commands_per_job"), COMMANDS_GROWTH_GOAL, False
+    )
+    cores = meta["usable_cpus"]
+    few_cores = f"skipped: needs ≥ {SCALE_CORES} cores (this machine has {cores})"
+    scale = drain_ratio(queues, four, one)
+    if cores < SCALE_CORES:
+        goals.append((scale_goal, f"{scale:.2f}", f"≥ {SCALE_GOAL:g}", few_cores))
+    else:
+        judge(scale_goal, scale, SCALE_GOAL, True)
+    if "SAQ" not in queues:
+        goals.append((saq_goal, "-", "> 1", "not measured: needs --peers with saq"))
+    else:
+        against = drain_ratio(queues, four, ("SAQ", "noop:4"))
+        outcome = few_cores if cores < SCALE_CORES else "meets" if against > 1 else "misses"
+        goals.append((saq_goal, f"{against:.2f}", "> 1", outcome))
+    return goals
 
 
 def celery_label(pool: str, runs: list[dict]) -> str:
@@ -300,11 +612,13 @@ def waits_summary(values: list[float]) -> dict[str, float]:
 def outside(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     environment = tool_environment()
-    say(f"bake time, {args.bake_runs} runs per backend")
-    bakes = bake_times(args.bake_runs)
+    bakes = {}
+    if not args.workers_only:
+        say(f"bake time, {args.bake_runs} runs per backend")
+        bakes = bake_times(args.bake_runs)
     with tempfile.TemporaryDirectory(prefix="cookiecutter-arq-compare-") as scratch:
         celery = None
-        if args.celery:
+        if args.celery and not args.workers_only:
             from celery_drain import celery_python  # beside this file, standard library only
 
             say("a venv for Celery")
@@ -312,9 +626,34 @@ def outside(args: argparse.Namespace) -> int:
         project = bake(scratch)
         say(f"baked {project}; uv sync")
         sync(project, environment)
-        report = run_inside(project, args, environment, celery)
+        peers = peer_venvs(args, Path(scratch), project, environment)
+        report = run_inside(project, args, environment, celery, peers)
     print_table(report, bakes, time.perf_counter() - started)
     return 0
+
+
+def peer_venvs(
+    args: argparse.Namespace, scratch: Path, project: Path, environment: dict[str, str]
+) -> dict[str, Path]:
+    """For --workers with --peers (and --celery), each peer's venv Python, made with uv with the
+    project's own Python version, so that every queue runs on the same interpreter."""
+    if not args.workers:
+        return {}
+    from peer_drain import peer_python  # beside this file, standard library only
+
+    queues = [*args.peers, *(("celery",) if args.celery else ())]
+    python = project / ".venv" / "bin" / "python"
+    version = subprocess.run(
+        [str(python), "-c", "import platform; print(platform.python_version())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    pythons = {}
+    for queue in queues:
+        say(f"a venv for {PEER_LABELS[queue]} (Python {version})")
+        pythons[queue] = peer_python(scratch, environment, queue, version)
+    return pythons
 
 
 # --- inside: runs in the baked project's venv --------------------------------------------------
@@ -324,8 +663,31 @@ WorkerFactory = Callable[[bool], list[Any]]
 Drainer = Callable[[], Awaitable[tuple[float, int, int]]]
 
 
+# Set in a worker process of --workers' measurements: the jobs below report to it.
+RECORDER: JobRecorder | None = None
+
+
 async def noop(ctx: dict[str, Any]) -> None:
     """The measured job: does nothing, so what is timed is the queue around it."""
+    if RECORDER is not None:
+        RECORDER.ended()
+
+
+async def io(ctx: dict[str, Any]) -> None:
+    """--workers' I/O-bound job: waits 10 ms, as a job waiting on a service would."""
+    await asyncio.sleep(IO_SECONDS)
+    assert RECORDER is not None
+    RECORDER.ended()
+
+
+async def stamp(ctx: dict[str, Any], enqueued_at: float) -> None:
+    """--workers' latency job: notes its wait, time.time() less the caller's before enqueueing."""
+    assert RECORDER is not None
+    RECORDER.started(enqueued_at)
+    RECORDER.ended()
+
+
+BENCH_JOBS = (noop, io, stamp)
 
 
 async def enqueue_many(enqueue: Callable[[], Awaitable[Any]], count: int) -> None:
@@ -538,40 +900,45 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
             celery_runs: dict[str, list[dict]] = {pool: [] for pool in CELERY_POOLS}
             rng = random.Random(args.seed)
             checks: list[float] = []
+            drivers = queue_drivers(package, tasks, arq_pool)
+            found: dict[str, dict[str, Any]] = {}
             for index in range(args.rounds):
                 say(f"round {index + 1} of {args.rounds}")
-                for label in rotated(CONFIGURATIONS, index):
-                    queue_pool, drainer = drainers[label]
-                    drained = await drain(project_pool, queue_pool, drainer, args.jobs)
-                    say(f"  drain, {label}: {drained['jobs_per_s']:.0f} jobs/s")
-                    drains[label].append(drained)
-                count = share(args.latency_jobs, args.rounds, index)
-                gaps = [rng.expovariate(args.latency_rate) for _ in range(count)]
-                for label in rotated(LATENCY_CONFIGURATIONS, index):
-                    queue_pool, make_workers = setups[label]
-                    got = await latency(project_pool, queue_pool, make_workers, count, gaps)
-                    say(f"  latency, {label}: median {statistics.median(got):.0f} ms")
-                    waits[label] += got
-                rates = await enqueue_rates(project_pool, methods, args.enqueue_jobs, index)
-                for method, rate in rates.items():
-                    say(f"  {method}: {rate:.0f}/s")
-                    enqueues[method].append(rate)
-                seconds, check_times = await cold_start(
-                    tasks, project_pool, package, share(args.check_runs, args.rounds, index)
-                )
-                say(f"  cold start {seconds:.3f} s, worker-check {check_times}")
-                colds.append(seconds)
-                checks += check_times
-                if args.celery_python:
-                    for pool in rotated(CELERY_POOLS, index):
-                        celery_args = {
-                            **vars(args),
-                            "latency_jobs": count,
-                            "seed": args.seed + index,
-                        }
-                        run = await run_celery(server.url, pool, celery_args)
-                        say(f"  Celery {pool}: {run['drain_jobs_per_s']:.0f} jobs/s")
-                        celery_runs[pool].append(run)
+                if not args.workers_only:
+                    for label in rotated(CONFIGURATIONS, index):
+                        queue_pool, drainer = drainers[label]
+                        drained = await drain(project_pool, queue_pool, drainer, args.jobs)
+                        say(f"  drain, {label}: {drained['jobs_per_s']:.0f} jobs/s")
+                        drains[label].append(drained)
+                    count = share(args.latency_jobs, args.rounds, index)
+                    gaps = [rng.expovariate(args.latency_rate) for _ in range(count)]
+                    for label in rotated(LATENCY_CONFIGURATIONS, index):
+                        queue_pool, make_workers = setups[label]
+                        got = await latency(project_pool, queue_pool, make_workers, count, gaps)
+                        say(f"  latency, {label}: median {statistics.median(got):.0f} ms")
+                        waits[label] += got
+                    rates = await enqueue_rates(project_pool, methods, args.enqueue_jobs, index)
+                    for method, rate in rates.items():
+                        say(f"  {method}: {rate:.0f}/s")
+                        enqueues[method].append(rate)
+                    seconds, check_times = await cold_start(
+                        tasks, project_pool, package, share(args.check_runs, args.rounds, index)
+                    )
+                    say(f"  cold start {seconds:.3f} s, worker-check {check_times}")
+                    colds.append(seconds)
+                    checks += check_times
+                    if args.celery_python:
+                        for pool in rotated(CELERY_POOLS, index):
+                            celery_args = {
+                                **vars(args),
+                                "latency_jobs": count,
+                                "seed": args.seed + index,
+                            }
+                            run = await run_celery(server.url, pool, celery_args)
+                            say(f"  Celery {pool}: {run['drain_jobs_per_s']:.0f} jobs/s")
+                            celery_runs[pool].append(run)
+                if args.workers:
+                    await workers_round(args, index, server.url, drivers, found)
             info = await project_pool.info("server")
         finally:
             await arq_pool.aclose()
@@ -587,18 +954,23 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
             "rounds": rates,
         }
 
-    results = {
-        "drain": {
-            label: {**summary(runs), "ceiling": ceilings[label]} for label, runs in drains.items()
-        },
-        "latency": {label: waits_summary(values) for label, values in waits.items()},
-        "enqueue": {method: statistics.median(rates) for method, rates in enqueues.items()},
-        "enqueue_rounds": enqueues,
-        "cold_start": statistics.median(colds),
-        "worker_check": statistics.median(checks),
-    }
+    results: dict[str, Any] = {}
+    if not args.workers_only:
+        results = {
+            "drain": {
+                label: {**summary(runs), "ceiling": ceilings[label]}
+                for label, runs in drains.items()
+            },
+            "latency": {label: waits_summary(values) for label, values in waits.items()},
+            "enqueue": {method: statistics.median(rates) for method, rates in enqueues.items()},
+            "enqueue_rounds": enqueues,
+            "cold_start": statistics.median(colds),
+            "worker_check": statistics.median(checks),
+        }
     if args.celery_python:
         results["celery"] = celery_runs
+    if args.workers:
+        results["queues"] = found
     meta = {
         "arq": arq.VERSION,
         "redis": info["redis_version"],
@@ -608,6 +980,13 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         "rounds": args.rounds,
         "jobs": args.jobs,
         "latency_rate": args.latency_rate,
+        # --workers
+        "usable_cpus": usable_cpus(),
+        "workers": args.workers,
+        "noop_jobs": args.noop_jobs,
+        "io_jobs": args.io_jobs,
+        "idle_seconds": args.idle_seconds,
+        "worker_loop": worker_loop(package),
     }
     return {"meta": meta, "results": results}
 
@@ -650,11 +1029,165 @@ async def drain_worker(package: str) -> None:
     print(json.dumps({**report, "failed": worker.jobs_failed}), flush=True)
 
 
+# --- --workers: the generated worker and plain arq in worker processes, and the peers -------
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity), else the machine's count."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def has_worker_module(package: str) -> bool:
+    """Whether the project has its own worker entry point (infrastructure/worker.py)."""
+    return importlib.util.find_spec(f"{package}.infrastructure.worker") is not None
+
+
+def worker_loop(package: str) -> str:
+    if has_worker_module(package):
+        return f"{package}.infrastructure.worker.create_worker (the project's loop)"
+    return "arq's create_worker with WorkerSettings (arq's poll loop: no infrastructure/worker.py)"
+
+
+def queue_drivers(package: str, tasks: Any, arq_pool: Any) -> dict[str, QueueDriver]:
+    """The generated worker's and plain arq's drivers: their worker processes are this file
+    with `--queue-worker`; the generated one's jobs are queued with `enqueue_task` (which wakes
+    the project's worker), plain arq's with arq's `enqueue_job`."""
+    for function in BENCH_JOBS:  # enqueue_task queues only the jobs it knows of
+        tasks.TASK_SIGNATURES.setdefault(function.__name__, inspect.signature(function))
+    command = [sys.executable, __file__, "--inside", package, "--queue-worker"]
+
+    async def enqueue_generated(kind: str, count: int) -> None:
+        await enqueue_many(lambda: tasks.enqueue_task(kind), count)
+
+    async def enqueue_plain(kind: str, count: int) -> None:
+        await enqueue_many(lambda: arq_pool.enqueue_job(kind), count)
+
+    return {
+        WORKER: QueueDriver(
+            [*command, "generated"],
+            enqueue_generated,
+            lambda: tasks.enqueue_task(STAMP, time.time()),
+        ),
+        PLAIN_ARQ: QueueDriver(
+            [*command, "arq"], enqueue_plain, lambda: arq_pool.enqueue_job(STAMP, time.time())
+        ),
+    }
+
+
+async def workers_round(
+    args: argparse.Namespace,
+    index: int,
+    redis_url: str,
+    drivers: dict[str, QueueDriver],
+    found: dict[str, dict[str, Any]],
+) -> None:
+    """Round `index` of --workers' figures, added to `found` (per queue: "drains" by
+    "kind:processes", each a list over rounds; "idle", a list over rounds; "waits_ms")."""
+    for label in (*drivers, *(PEER_LABELS[q.partition("=")[0]] for q in args.peer_python)):
+        found.setdefault(label, {"drains": {}, "idle": [], "waits_ms": []})
+    for kind, jobs in ((IO, args.io_jobs), (NOOP, args.noop_jobs)):
+        for processes in args.workers:
+            for label in rotated(tuple(drivers), index):
+                drained = await drain_in_processes(
+                    redis_url, drivers[label], kind, jobs, processes, PEER_TIMEOUT_SECONDS
+                )
+                rate = drained["jobs_per_s"]
+                say(f"  {label}, {jobs} {kind} jobs, {processes} processes: {rate:.0f} jobs/s")
+                found[label]["drains"].setdefault(f"{kind}:{processes}", []).append(drained)
+    count = share(args.latency_jobs, args.rounds, index)
+    gaps = latency_gaps(count, args.latency_rate, args.seed + index)
+    for label in rotated(tuple(drivers), index):
+        served = await idle_and_latency(
+            redis_url, drivers[label], args.idle_seconds, gaps, PEER_TIMEOUT_SECONDS
+        )
+        say(f"  {label}, idle: {served['idle_commands_per_s']:.1f} Redis commands/s")
+        add_served(found[label], served)
+    for peer in rotated(tuple(args.peer_python), index):
+        queue, _, python = peer.partition("=")
+        report = await run_peer(args, queue, python, redis_url, count, args.seed + index)
+        entry = found[PEER_LABELS[queue]]
+        entry["versions"] = report["versions"]
+        for key, drained in report["drains"].items():
+            entry["drains"].setdefault(key, []).append(drained)
+        add_served(entry, report)
+
+
+def add_served(entry: dict[str, Any], served: dict[str, Any]) -> None:
+    """One idle_and_latency() run into a queue's figures."""
+    entry["waits_ms"] += served["waits_ms"]
+    entry["idle"].append({key: value for key, value in served.items() if key != "waits_ms"})
+
+
+async def run_peer(
+    args: argparse.Namespace, queue: str, python: str, redis_url: str, latency_jobs: int, seed: int
+) -> dict[str, Any]:
+    """One round of peer_drain.py for `queue`, in its venv: 10 ms jobs with one worker process,
+    no-op jobs with each of --workers, then the idle window and the latency series."""
+    command = [python, args.peer_script, "--queue", queue, "--redis-url", redis_url]
+    command += ["--workers", ",".join(map(str, args.workers)), "--io-workers", "1"]
+    command += ["--noop-jobs", str(args.noop_jobs), "--io-jobs", str(args.io_jobs)]
+    command += ["--idle-seconds", str(args.idle_seconds), "--latency-jobs", str(latency_jobs)]
+    command += ["--latency-rate", str(args.latency_rate), "--seed", str(seed)]
+    run = await asyncio.create_subprocess_exec(*command, stdout=subprocess.PIPE)
+    output, _ = await asyncio.wait_for(run.communicate(), PEER_TIMEOUT_SECONDS)
+    if run.returncode != 0:
+        raise RuntimeError(f"peer_drain.py --queue {queue} exited {run.returncode}")
+    return json.loads(output.decode().splitlines()[-1])
+
+
+def generated_worker(package: str, tasks: Any) -> Any:
+    """The generated worker as the project runs it, with the bench's jobs added and cron off:
+    its own `create_worker` (infrastructure/worker.py) where the project has one, else arq's
+    with the project's WorkerSettings."""
+    functions = (*tasks.WorkerSettings.functions, *(tasks.job(job) for job in BENCH_JOBS))
+    overrides = {"functions": functions, "cron_jobs": (), "handle_signals": False}
+    if has_worker_module(package):
+        module = importlib.import_module(f"{package}.infrastructure.worker")
+        return module.create_worker(**overrides)
+    from arq.worker import create_worker
+
+    return create_worker({**vars(tasks.WorkerSettings), **overrides})
+
+
+async def queue_worker(args: argparse.Namespace) -> None:
+    """A worker process of --workers' measurements (benchkit's run_worker_process): the
+    generated worker, or plain arq with the project's tuning (`--queue-worker arq`)."""
+    from arq.connections import RedisSettings
+    from arq.worker import Worker, func
+
+    global RECORDER
+    RECORDER = JobRecorder(args.slots, args.slot)
+    tasks = importlib.import_module(f"{args.inside}.infrastructure.tasks")
+    if args.queue_worker == "generated":
+        worker = generated_worker(args.inside, tasks)
+    else:
+        worker = Worker(
+            functions=[func(job, name=job.__name__) for job in BENCH_JOBS],  # type: ignore[arg-type]
+            redis_settings=RedisSettings.from_dsn(os.environ["REDIS_URL"]),
+            handle_signals=False,
+            **{name: getattr(tasks.WorkerSettings, name) for name in TUNING},
+        )
+
+    async def stop(running: "asyncio.Future[Any]") -> None:
+        running.cancel()  # the poll loop; the jobs' tasks finish (their results are written)
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+        await asyncio.gather(*worker.tasks.values(), return_exceptions=True)
+        await worker.close()
+
+    await run_worker_process(worker.async_run, stop, RECORDER)
+
+
 def inside(args: argparse.Namespace) -> int:
     # arq 0.28 closes its pool with redis-py's deprecated close(): not ours to fix, and noisy.
     warnings.filterwarnings("ignore", "Call to deprecated close", DeprecationWarning)
     if args.drain_worker:
         asyncio.run(drain_worker(args.inside))
+        return 0
+    if args.queue_worker:
+        asyncio.run(queue_worker(args))
         return 0
     report = asyncio.run(measure(args))
     print(json.dumps(report), flush=True)

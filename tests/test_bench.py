@@ -77,3 +77,83 @@ def test_bench_api_prints_every_row() -> None:
         assert any(line.startswith(f"| {row}") for line in table), f"no row {row!r}"
     machine = result.stdout.splitlines()[0]
     assert "CPUs" in machine and "shared by the server, Redis and the load generator" in machine
+
+
+# The tables `--workers` prints (their first cells), and the goals judged for the generated worker.
+WORKER_TABLES = (
+    "| queue | 10 ms I/O jobs/s | enqueue-to-start p50 / p99 ms | idle worker, Redis commands/s "
+    "| how it waits |",
+    "| queue (no-op jobs/s) | 1 worker | 2 workers | 2 against 1 |",
+    "| queue (Redis commands per job) | 10 ms I/O, 1 worker | no-op, 1 worker | no-op, 2 workers",
+    "| job kind | workers | generated worker jobs/s | plain arq, same tuning jobs/s | ratio",
+    "| goal | measured | target | verdict |",
+)
+WORKER_GOALS = (
+    "10 ms I/O jobs/s, generated worker, 1 worker (max_jobs 10)",
+    "enqueue-to-start p50 ms, generated worker",
+    "enqueue-to-start p99 ms, generated worker",
+    "idle worker Redis commands/s, generated worker",
+    "no-op jobs/s, generated worker / plain arq, same tuning, 1 worker",
+    "no-op jobs/s, generated worker, 4 workers / 1 worker",
+)
+WORKER_SIZES = (
+    "--rounds 1 --workers 1,2 --workers-only --noop-jobs 200 --io-jobs 100 --idle-seconds 1 "
+    "--latency-jobs 10"
+)
+
+
+def run_workers_bench(*options: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "bench/compare.py", *WORKER_SIZES.split(), *options],
+        cwd=TEMPLATE_ROOT,
+        env={**os.environ, "UV_PYTHON_DOWNLOADS": "never"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+def rows_after(output: str, header: str) -> list[list[str]]:
+    """The cells of each row of the table under `header`."""
+    lines = output.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(header))
+    rows = []
+    for line in lines[start + 2 :]:
+        if not line.startswith("| "):
+            break
+        rows.append([cell.strip() for cell in line.strip("|").split("|")])
+    return rows
+
+
+@pytest.mark.slow
+def test_bench_workers_prints_the_worker_tables() -> None:
+    output = run_workers_bench()
+    assert "CPU cores usable" in output
+    for header in WORKER_TABLES:
+        assert any(line.startswith(header) for line in output.splitlines()), f"no {header!r}"
+    one_worker = {row[0]: row for row in rows_after(output, WORKER_TABLES[0])}
+    assert set(one_worker) == {"generated worker", "plain arq, same tuning"}
+    for label, io_rate, waits, idle, _ in one_worker.values():
+        p50, p99 = (float(part) for part in waits.split(" / "))
+        assert float(io_rate) > 0 and 0 < p50 <= p99 and float(idle) >= 0, label
+    for row in rows_after(output, WORKER_TABLES[1]):
+        assert all(float(cell) > 0 for cell in row[1:]), row
+    goals = {row[0]: row for row in rows_after(output, WORKER_TABLES[-1])}
+    for goal in WORKER_GOALS:
+        assert goal in goals, f"no goal {goal!r}"
+    # Only 1 and 2 workers measured: the 4-worker goals say so instead of a verdict.
+    assert goals[WORKER_GOALS[-1]][3] == "not measured: needs 4 in --workers"
+    assert goals[WORKER_GOALS[0]][3] in ("meets", "misses")
+
+
+@pytest.mark.slow
+def test_bench_peers_adds_a_row_per_peer() -> None:
+    output = run_workers_bench("--peers", "taskiq")
+    assert "taskiq, list broker (taskiq " in output  # its versions, on the line above the tables
+    for header in WORKER_TABLES[:3]:
+        labels = [row[0] for row in rows_after(output, header)]
+        assert labels == ["generated worker", "plain arq, same tuning", "taskiq, list broker"]
+    taskiq = rows_after(output, WORKER_TABLES[0])[-1]
+    assert "BRPOP blocked" in taskiq[4]  # how it waits, from CLIENT LIST
