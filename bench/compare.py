@@ -78,11 +78,13 @@ implies `--workers 1,2,4`). It measures whole worker processes, the same way for
 (benchkit.py, "queues measured in worker processes"; bench/peer_drain.py runs it for the peers):
 
 - queues: the generated worker, as the project runs it: its own `create_worker` from
-  `<package>.infrastructure.worker` where the project has that module, else arq's with the
-  project's WorkerSettings (the line above the tables says which), cron off, the bench's jobs
-  registered with the project's `job()`, queued with `enqueue_task`; plain arq with the same
-  tuning (as above: the project's poll_delay, max_jobs, job_timeout, keep_result, max_tries and
-  allow_abort_jobs; pickle, no hooks), queued with arq's `enqueue_job`; with `--peers`, SAQ,
+  `<package>.infrastructure.worker` where the project has that module, on uvloop where the
+  project has it (as `just worker` runs, worker.py's `use_uvloop_if_installed`), else arq's
+  with the project's WorkerSettings (the line above the tables says which), cron off, the
+  bench's jobs registered with the project's `job()`, queued with `enqueue_task`; plain arq
+  with the same tuning (as above: the project's poll_delay, max_jobs, job_timeout,
+  keep_result, max_tries and allow_abort_jobs; pickle, no hooks; asyncio's loop, as the `arq`
+  command runs), queued with arq's `enqueue_job`; with `--peers`, SAQ,
   streaq and taskiq (its list broker), and with `--celery` also Celery (threads pool), each in a
   venv of its own made with uv in the scratch folder with the project's Python version
   (bench/peer_drain.py's docstring gives their settings). Every worker process has 10 slots
@@ -1187,6 +1189,10 @@ def inside(args: argparse.Namespace) -> int:
         asyncio.run(drain_worker(args.inside))
         return 0
     if args.queue_worker:
+        if args.queue_worker == "generated" and has_worker_module(args.inside):
+            # As `just worker` runs it: on uvloop where the project has it (worker.py's main).
+            module = importlib.import_module(f"{args.inside}.infrastructure.worker")
+            getattr(module, "use_uvloop_if_installed", lambda: None)()
         asyncio.run(queue_worker(args))
         return 0
     report = asyncio.run(measure(args))

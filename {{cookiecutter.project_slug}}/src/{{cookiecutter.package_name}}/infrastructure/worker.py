@@ -46,6 +46,7 @@ before each claim, at most every `WORKER_POLL_DELAY` and at least every FALLBACK
 import argparse
 import asyncio
 import contextlib
+import importlib
 import logging.config
 import time
 from typing import Any
@@ -281,6 +282,17 @@ def create_worker(settings: Any = None, **overrides: Any) -> Worker:
     return Worker(**{**get_kwargs(settings), **overrides})
 
 
+def use_uvloop_if_installed() -> None:
+    """Run on uvloop where it is installed (`uvicorn[standard]` installs it with the API), as
+    uvicorn does: about 5% more 10 ms jobs per second here (bench/compare.py), from cheaper
+    socket reads and writes. Without it, asyncio's own loop."""
+    try:
+        uvloop = importlib.import_module("uvloop")  # by name: not a dependency of its own
+    except ImportError:
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m {{ cookiecutter.package_name }}.infrastructure.worker",
@@ -304,6 +316,7 @@ def main(argv: list[str] | None = None) -> None:
         else default_log_config(args.verbose)
     )
     logging.config.dictConfig(log_config)  # as the arq command does
+    use_uvloop_if_installed()
     overrides = {"burst": True} if args.burst else {}
     create_worker(import_string(args.settings), **overrides).run()
 
