@@ -10,11 +10,12 @@ from typing import Any
 
 from arq.connections import ArqRedis
 
+from {{ cookiecutter.package_name }}.infrastructure.redis_server import LocalRedisServer
 from {{ cookiecutter.package_name }}.infrastructure.tasks import WorkerSettings
 from {{ cookiecutter.package_name }}.infrastructure.worker import FALLBACK_POLL_SECONDS, wake_key
-from {{ cookiecutter.package_name }}.queue import Retry, enqueue_task, job
+from {{ cookiecutter.package_name }}.queue import JobStatus, Retry, enqueue_task, job
 
-from .conftest import RunningWorker
+from .conftest import RunningWorker, make_worker
 
 # Well under the fallback poll: a job that starts this soon was woken, not found by a poll.
 WOKEN_WITHIN_SECONDS = FALLBACK_POLL_SECONDS / 4
@@ -90,3 +91,25 @@ async def test_a_retry_s_delay_counts_from_the_job_not_from_its_claim(
     assert queued is not None
     async with running_worker(functions=[job(retries_after_a_delay)]):
         assert await queued.result(timeout=10) == 2
+
+
+async def test_a_job_cancelled_before_its_function_ran_is_given_back(
+    task_pool: ArqRedis, redis_server: LocalRedisServer
+) -> None:
+    # arq's shutdown cancels every job task, and then gathers them: one still reading its job
+    # (Redis paused here to hold it there) must neither stay claimed nor fail the shutdown.
+    queued = await enqueue_task("example_task", message="claimed at shutdown")
+    assert queued is not None
+    worker = make_worker(redis_server.url)
+    worker._pool = task_pool  # as main() would set it, without starting the loop
+    jobs, _, _ = await worker.claim(1, clear_tokens=True)
+    assert [job_id for job_id, _ in jobs] == [queued.job_id]
+    assert await queued.status() == JobStatus.in_progress
+
+    await task_pool.client_pause(300, all=False)  # writes wait 0.3 s
+    running = asyncio.create_task(worker.run_job(*jobs[0]))
+    await asyncio.sleep(0.1)  # blocked in arq's first read of the job
+    running.cancel()
+    await running  # ends normally: arq's close() gathers it
+
+    assert await queued.status() == JobStatus.queued

@@ -125,6 +125,15 @@ class Worker(ArqWorker):
         self._last_look_around = 0.0
         self._claim_jobs: AsyncScript | None = None
         self._scores_before_claim: dict[str, int] = {}
+        # Jobs whose function arq is about to run (its on_job_start hook has been called).
+        self._functions_starting: set[str] = set()
+        self._on_job_start = self.on_job_start
+        self.on_job_start = self._job_function_starting
+
+    async def _job_function_starting(self, ctx: dict[str, Any]) -> None:
+        self._functions_starting.add(ctx["job_id"])
+        if self._on_job_start is not None:
+            await self._on_job_start(ctx)
 
     def _release_sem_dec_counter_on_complete(self) -> None:
         super()._release_sem_dec_counter_on_complete()
@@ -157,8 +166,24 @@ class Worker(ArqWorker):
         self._scores_before_claim[job_id] = score
         try:
             await super().run_job(job_id, score)
+        except asyncio.CancelledError:
+            if job_id in self._functions_starting:
+                raise  # arq's own handling of a cancelled job did not finish: not ours to undo
+            # Cancelled (arq's shutdown cancels every job task) while arq was still reading the
+            # job: its function never ran. Give the job back, due at once, instead of leaving it
+            # claimed until its in-progress mark expires; and end this task normally, so that
+            # arq's close() (which gathers the job tasks) completes.
+            await asyncio.shield(self.give_back(job_id, score))
         finally:
             del self._scores_before_claim[job_id]
+            self._functions_starting.discard(job_id)
+
+    async def give_back(self, job_id: str, score: int) -> None:
+        """Undo a claim: the job is due again at `score`, and no longer in progress."""
+        async with self.pool.pipeline(transaction=True) as pipe:
+            pipe.zadd(self.queue_name, {job_id: score}, xx=True)
+            pipe.delete(in_progress_key_prefix + job_id)
+            await pipe.execute()
 
     async def finish_job(
         self,
