@@ -19,7 +19,7 @@ from arq import Retry
 from redis.exceptions import RedisError
 
 from ..config import get_settings
-from . import dead_letters
+from . import dead_letters, job_events
 from .job_handle import mark_aborted
 from .job_types import JobContext, JobFunction
 
@@ -52,6 +52,22 @@ def retrying(
 
     @functools.wraps(job)
     async def run(ctx: JobContext, *args: Any, **kwargs: Any) -> Any:
+        started = _report_start(ctx, job.__name__)
+        try:
+            result = await _run_try(ctx, *args, **kwargs)
+        except asyncio.CancelledError:
+            _report_end(started, "aborted", None)
+            raise
+        except Retry as retry:
+            _report_end(started, "retried", retry.__cause__)
+            raise
+        except Exception as error:
+            _report_end(started, "failed", error)
+            raise
+        _report_end(started, "complete", None)
+        return result
+
+    async def _run_try(ctx: JobContext, *args: Any, **kwargs: Any) -> Any:
         settings = get_settings()
         tries = max_tries or settings.worker_max_tries
         try:
@@ -83,6 +99,41 @@ def retrying(
             raise Retry(defer=delay) from error
 
     return run
+
+
+def _report_start(ctx: JobContext, function: str) -> job_events.JobStarted | None:
+    if not job_events.listening():  # no event objects at all when nobody listens
+        return None
+    started = job_events.JobStarted(
+        job_id=ctx["job_id"],
+        function=function,
+        job_try=ctx["job_try"],
+        enqueued_at=ctx["enqueue_time"].timestamp(),
+        started_at=job_events.now(),
+    )
+    job_events.emit(started)
+    return started
+
+
+def _report_end(
+    started: job_events.JobStarted | None,
+    outcome: job_events.Outcome,
+    error: BaseException | None,
+) -> None:
+    if started is None:
+        return
+    job_events.emit(
+        job_events.JobFinished(
+            job_id=started.job_id,
+            function=started.function,
+            job_try=started.job_try,
+            enqueued_at=started.enqueued_at,
+            started_at=started.started_at,
+            finished_at=job_events.now(),
+            outcome=outcome,
+            error=None if error is None else f"{type(error).__name__}: {error}",
+        )
+    )
 
 
 async def _record_abort(ctx: JobContext) -> None:
