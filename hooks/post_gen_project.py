@@ -20,6 +20,7 @@ FALKORDB = {"cache_backend": {"falkordb"}}
 NO_QUEUE = {"cache_backend": {"none"}}
 API = {"api_framework": {"fastapi"}}
 QUEUE_AND_API = {**QUEUE, **API}
+QUEUE_WITHOUT_API = {**QUEUE, "api_framework": {"none"}}
 
 # Every optional path, and the answers that keep it; other answers remove it.
 KEEP_FOR = {
@@ -54,6 +55,9 @@ KEEP_FOR = {
     "tests/test_api_jobs.py": QUEUE_AND_API,
     "tests/test_api_server.py": QUEUE_AND_API,
     "compose.yaml": QUEUE,
+    "deploy/kubernetes": QUEUE,
+    "deploy/kubernetes/base/api.yaml": QUEUE_AND_API,
+    "deploy/kubernetes/components/keda/worker-metrics.yaml": QUEUE_WITHOUT_API,
     "docs/background-tasks.md": QUEUE,
     "docs/background-tasks-off.md": NO_QUEUE,
     "docs/deployment.md": QUEUE,

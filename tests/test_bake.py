@@ -92,6 +92,20 @@ QUEUE_AND_API_ONLY = [
     "tests/test_api_jobs.py",
     "tests/test_api_server.py",
 ]
+KUBERNETES_QUEUE_ONLY = [
+    "deploy/kubernetes/base/kustomization.yaml",
+    "deploy/kubernetes/base/worker.yaml",
+    "deploy/kubernetes/base/redis-access.yaml",
+    "deploy/kubernetes/components/keda/kustomization.yaml",
+    "deploy/kubernetes/components/keda/scaledobject.yaml",
+    "deploy/kubernetes/components/hpa-cpu/kustomization.yaml",
+    "deploy/kubernetes/components/hpa-cpu/hpa.yaml",
+    "deploy/kubernetes/overlays/dev/kustomization.yaml",
+    "deploy/kubernetes/overlays/dev/namespace.yaml",
+    "deploy/kubernetes/overlays/dev/redis.yaml",
+    "deploy/kubernetes/overlays/prod/kustomization.yaml",
+KUBERNETES_QUEUE_AND_API_ONLY = ["deploy/kubernetes/base/api.yaml"]
+KUBERNETES_QUEUE_WITHOUT_API_ONLY = ["deploy/kubernetes/components/keda/worker-metrics.yaml"]
 NEVER = ["docs/background-tasks-off.md", "docs/deployment-plain.md"]
 
 # Leftover template syntax. `just` and GitHub Actions use {{ }} legitimately, so look for the
@@ -117,6 +131,9 @@ def test_files_match_the_variant(project: Path, combination: Combination) -> Non
     (expected if combination.cache_backend == "falkordb" else unexpected).extend(FALKORDB_ONLY)
     (expected if api else unexpected).extend(API_ONLY)
     (expected if queue and api else unexpected).extend(QUEUE_AND_API_ONLY)
+    (expected if queue else unexpected).extend(KUBERNETES_QUEUE_ONLY)
+    (expected if queue and api else unexpected).extend(KUBERNETES_QUEUE_AND_API_ONLY)
+    (expected if queue and not api else unexpected).extend(KUBERNETES_QUEUE_WITHOUT_API_ONLY)
 
     missing = [p for p in expected if not (project / p.format(package=package)).is_file()]
     present = [p for p in unexpected if (project / p.format(package=package)).exists()]
@@ -142,6 +159,9 @@ def test_the_manifest_names_every_path_the_hook_prunes() -> None:
         *QUEUE_AND_API_ONLY,
         *EVERY_VARIANT,
         *NEVER,
+        *KUBERNETES_QUEUE_AND_API_ONLY,
+        *KUBERNETES_QUEUE_WITHOUT_API_ONLY,
+        "deploy/kubernetes",
         "src/{package}/infrastructure",
         "src/{package}/api",
     }
@@ -181,6 +201,7 @@ def test_toml_yaml_and_json_files_parse(project: Path) -> None:
             tomllib.loads(path.read_text())
         elif path.suffix in {".yml", ".yaml"}:
             yaml.safe_load(path.read_text())
+            list(yaml.safe_load_all(path.read_text()))  # Kubernetes files hold several documents
         elif path.suffix == ".json":
             json.loads(path.read_text())
         elif path.suffix == ".py":

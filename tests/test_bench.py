@@ -157,3 +157,22 @@ def test_bench_peers_adds_a_row_per_peer() -> None:
         assert labels == ["generated worker", "plain arq, same tuning", "taskiq, list broker"]
     taskiq = rows_after(output, WORKER_TABLES[0])[-1]
     assert "BRPOP blocked" in taskiq[4]  # how it waits, from CLIENT LIST
+
+
+def test_keda_sizing_prints_its_inputs_the_queue_over_time_and_a_summary() -> None:
+    result = subprocess.run(
+        [sys.executable, "bench/keda_sizing.py", "--duration", "300", "--burst-rate", "2000"],
+        cwd=TEMPLATE_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("inputs: throughput=800, target=200, min_replicas=1")
+    rows = [line.split() for line in lines if line.strip()[:1].isdigit()]
+    assert [int(row[0]) for row in rows] == list(range(0, 300, 15))  # one row per KEDA poll
+    workers = [int(row[3]) for row in rows]
+    assert workers[0] == 1  # the minimum before the burst at 60 s
+    assert max(workers) == 10  # 2,000 jobs/s need more than the 800/s one worker drains
+    assert lines[-1].startswith("wait at each poll: p50 ")

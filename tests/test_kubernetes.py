@@ -1,0 +1,239 @@
+"""The baked Kubernetes manifests (deploy/kubernetes/), checked without a cluster: kustomize
+renders every overlay, kubernetes-validate checks each object against the Kubernetes schemas in
+strict mode (no unknown fields), KEDA's ScaledObject is checked against KEDA's own CRD schema
+(tests/schemas/), and the properties the workloads must keep are asserted one by one."""
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+from .conftest import QUEUE_COMBINATIONS, TEMPLATE_ROOT
+
+pytestmark = pytest.mark.parametrize("combination", QUEUE_COMBINATIONS, ids=lambda c: c.id)
+
+KUBERNETES = Path("deploy/kubernetes")
+# The oldest Kubernetes the manifests are meant for, and the newest kubernetes-validate knows.
+KUBERNETES_VERSIONS = ("1.29.0", kubernetes_validate.latest_version())
+KEDA_CRD = TEMPLATE_ROOT / "tests/schemas/keda.sh_scaledobjects-v2.20.2.yaml"
+
+
+def kustomize(folder: Path) -> list[dict[str, Any]]:
+    """The objects `kubectl kustomize folder` renders."""
+    kubectl = shutil.which("kubectl")
+    assert kubectl, "kubectl is needed (Debian's kubectl package; .ci/run installs it)"
+    rendered = subprocess.run(
+        [kubectl, "kustomize", str(folder)], capture_output=True, text=True, check=False
+    )
+    assert rendered.returncode == 0, rendered.stderr
+    return [document for document in yaml.safe_load_all(rendered.stdout) if document]
+
+
+def by_kind(objects: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
+    return {item["metadata"]["name"]: item for item in objects if item["kind"] == kind}
+
+
+def keda_schema() -> dict[str, Any]:
+    crd = yaml.safe_load(KEDA_CRD.read_text())
+    [version] = [v for v in crd["spec"]["versions"] if v["name"] == "v1alpha1"]
+    return strict(version["schema"]["openAPIV3Schema"])
+
+
+def strict(schema: dict[str, Any]) -> dict[str, Any]:
+    """The schema with unknown fields refused, as `kubectl apply --validate=strict` refuses them
+    (a CRD's schema leaves them to the API server, which would drop a misspelt field silently)."""
+    schema = {
+        key: strict(value) if isinstance(value, dict) and key != "properties" else value
+        for key, value in schema.items()
+    }
+    if "properties" in schema:
+        schema["properties"] = {name: strict(sub) for name, sub in schema["properties"].items()}
+        if not schema.get("x-kubernetes-preserve-unknown-fields"):
+            schema.setdefault("additionalProperties", False)
+    return schema
+
+
+def validate(objects: list[dict[str, Any]]) -> None:
+    for item in objects:
+        if item["apiVersion"].startswith("keda.sh/"):
+            jsonschema.validate(item, keda_schema())
+            continue
+        for version in KUBERNETES_VERSIONS:
+            kubernetes_validate.validate(item, version, strict=True)
+
+
+def overlay(project: Path, name: str) -> list[dict[str, Any]]:
+    return kustomize(project / KUBERNETES / "overlays" / name)
+
+
+def container(deployment: dict[str, Any]) -> dict[str, Any]:
+    [only] = deployment["spec"]["template"]["spec"]["containers"]
+    return only
+
+
+def config_of(objects: list[dict[str, Any]]) -> dict[str, str]:
+    [config] = by_kind(objects, "ConfigMap").values()
+    return config["data"]
+
+
+def test_every_overlay_renders_and_every_object_is_valid(project: Path) -> None:
+    for name in ("dev", "prod"):
+        objects = overlay(project, name)
+        assert objects
+        validate(objects)
+
+
+def test_the_hpa_on_cpu_alternative_renders_and_is_valid(project: Path, tmp_path: Path) -> None:
+    # prod with the other component, as docs/deployment.md tells a cluster without KEDA.
+    prod = project / KUBERNETES / "overlays/prod/kustomization.yaml"
+    without_keda = tmp_path / "prod-hpa"
+    shutil.copytree(project / KUBERNETES, without_keda / KUBERNETES)
+    kustomization = without_keda / KUBERNETES / "overlays/prod/kustomization.yaml"
+    text = prod.read_text().replace("- ../../components/keda", "- ../../components/hpa-cpu")
+    kustomization.write_text(text)
+
+    objects = kustomize(kustomization.parent)
+    validate(objects)
+    [hpa] = by_kind(objects, "HorizontalPodAutoscaler").values()
+    assert hpa["spec"]["scaleTargetRef"]["name"].endswith("-worker")
+    assert not by_kind(objects, "ScaledObject")
+
+
+def test_workers_run_the_image_unprivileged_and_stop_within_their_grace(project: Path) -> None:
+    objects = overlay(project, "prod")
+    [worker] = [d for name, d in by_kind(objects, "Deployment").items() if name.endswith("-worker")]
+    pod = worker["spec"]["template"]["spec"]
+    worker_container = container(worker)
+    dockerfile = (project / "Dockerfile").read_text()
+
+    user = re.search(r"^USER (\d+):(\d+)$", dockerfile, re.MULTILINE)
+    assert user, "the Dockerfile's USER must be numeric"
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == int(user.group(1))
+    assert worker_container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert worker_container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert worker_container["securityContext"]["capabilities"]["drop"] == ["ALL"]
+    assert worker_container["image"].startswith("registry.example.com/")
+    assert worker_container["resources"]["requests"]
+    assert worker_container["resources"]["limits"]["memory"]
+
+    # The same command as the image's default and compose's worker.
+    compose = yaml.safe_load((project / "compose.yaml").read_text())
+    assert worker_container["command"] == compose["services"]["worker"]["command"]
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert worker_container[probe]["exec"]["command"][-2:] == ["worker-check", "--this-host"]
+
+    grace = int(config_of(objects)["WORKER_SHUTDOWN_GRACE"])
+    assert pod["terminationGracePeriodSeconds"] > grace + 5  # the grace, then cancel and close
+    assert worker["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+
+    labels = worker["spec"]["template"]["metadata"]["labels"]
+    assert worker["spec"]["selector"]["matchLabels"] == labels
+    spread = pod["topologySpreadConstraints"]
+    assert {c["topologyKey"] for c in spread} == {
+        "kubernetes.io/hostname",
+        "topology.kubernetes.io/zone",
+    }
+    assert all(c["labelSelector"]["matchLabels"] == labels for c in spread)
+    [budget] = [
+        b for n, b in by_kind(objects, "PodDisruptionBudget").items() if n.endswith("-worker")
+    ]
+    assert budget["spec"]["selector"]["matchLabels"] == labels
+
+
+def test_redis_url_comes_from_a_secret_and_only_the_app_reaches_redis(project: Path) -> None:
+    for name in ("dev", "prod"):
+        objects = overlay(project, name)
+        assert "REDIS_URL" not in config_of(objects)
+        for deployment in by_kind(objects, "Deployment").values():
+            [redis_url] = [e for e in container(deployment)["env"] if e["name"] == "REDIS_URL"]
+            assert redis_url["valueFrom"]["secretKeyRef"]["key"] == "REDIS_URL"
+
+        [policy] = by_kind(objects, "NetworkPolicy").values()
+        assert (
+            policy["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "redis"
+        )
+        [rule] = policy["spec"]["ingress"]
+        [source] = rule["from"]
+        allowed = {
+            tuple(e["values"])
+            for e in source["podSelector"]["matchExpressions"]
+            if e["key"] == "app.kubernetes.io/component"
+        }
+        apps = {
+            d["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"]
+            for d in by_kind(objects, "Deployment").values()
+        }
+        assert allowed == {tuple(sorted(apps, key=["worker", "api"].index))}
+        assert rule["ports"] == [{"protocol": "TCP", "port": 6379}]
+
+    dev = overlay(project, "dev")
+    [server] = by_kind(dev, "StatefulSet").values()
+    assert (
+        server["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"] == "redis"
+    )
+    [secret] = by_kind(dev, "Secret").values()
+    assert secret["metadata"]["namespace"] == by_kind(dev, "Namespace").popitem()[0]
+    assert not by_kind(overlay(project, "prod"), "Secret")  # prod reads one made out of band
+
+
+def test_keda_scales_workers_on_jobs_that_are_ready_to_run(project: Path) -> None:
+    objects = overlay(project, "prod")
+    [scaled] = by_kind(objects, "ScaledObject").values()
+    [trigger] = scaled["spec"]["triggers"]
+    deployments = by_kind(objects, "Deployment")
+
+    assert scaled["spec"]["scaleTargetRef"]["name"] in deployments
+    assert 1 <= scaled["spec"]["minReplicaCount"] < scaled["spec"]["maxReplicaCount"]
+    assert scaled["spec"]["fallback"]["replicas"] >= scaled["spec"]["minReplicaCount"]
+    assert trigger["type"] == "metrics-api"
+    assert trigger["metricType"] == "AverageValue"  # KEDA's fallback needs it
+    metadata = trigger["metadata"]
+    assert metadata["format"] == "prometheus"
+    assert int(metadata["targetValue"]) > 0
+
+    # The gauge exists, for this queue, and is served where the URL points.
+    metric = re.fullmatch(r'(\w+)\{queue="([^"]+)"\}', metadata["valueLocation"])
+    assert metric, metadata["valueLocation"]
+    assert metric.group(1) == "arq_queue_jobs_waiting"
+    package = next((project / "src").iterdir())
+    assert f'"{metric.group(1)}"' in (package / "infrastructure/metrics.py").read_text()
+    assert metric.group(2) == config_of(objects)["QUEUE_NAME"]
+
+    url = re.fullmatch(
+        r"http://([\w-]+)\.([\w-]+)\.svc\.cluster\.local:(\d+)/metrics", metadata["url"]
+    )
+    assert url, metadata["url"]
+    service_name, namespace, port = url.groups()
+    service = by_kind(objects, "Service")[service_name]
+    assert service["metadata"]["namespace"] == namespace
+    assert [p["port"] for p in service["spec"]["ports"]] == [int(port)]
+    target = service["spec"]["selector"]["app.kubernetes.io/component"]
+    served_by = next(
+        d
+        for d in deployments.values()
+        if d["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"] == target
+    )
+    assert int(port) in [p["containerPort"] for p in container(served_by)["ports"]]
+    if target == "worker":  # the workers serve the gauges only with metrics on
+        assert config_of(objects)["WORKER_METRICS_PORT"] == port
+
+
+def test_the_api_is_probed_on_its_health_routes(project: Path, combination) -> None:
+    if combination.context.get("api_framework") == "none":
+        assert not (project / KUBERNETES / "base/api.yaml").exists()
+        return
+    objects = overlay(project, "prod")
+    [api] = [d for name, d in by_kind(objects, "Deployment").items() if name.endswith("-api")]
+    api_container = container(api)
+    assert api_container["livenessProbe"]["httpGet"]["path"] == "/health/live"
+    assert api_container["readinessProbe"]["httpGet"]["path"] == "/health/ready"
+    compose = yaml.safe_load((project / "compose.yaml").read_text())
+    assert api_container["command"] == compose["services"]["api"]["command"]
+    assert api_container["securityContext"]["readOnlyRootFilesystem"] is True
