@@ -46,6 +46,7 @@ KEEP_FOR = {
     "tests/test_redis_server.py": QUEUE,
     "tests/fault_jobs.py": QUEUE,
     "tests/test_graph.py": FALKORDB,
+    "tests/test_worker_logs.py": QUEUE,
     f"{PACKAGE}/api": API,
     "docs/api.md": API,
     f"{PACKAGE}/api/jobs.py": QUEUE_AND_API,

@@ -25,6 +25,7 @@ QUEUE_ONLY = [
     "src/{package}/infrastructure/job_handle.py",
     "src/{package}/infrastructure/job_types.py",
     "src/{package}/infrastructure/job_writes.py",
+    "src/{package}/infrastructure/job_events.py",
     "src/{package}/infrastructure/depth.py",
     "src/{package}/infrastructure/retries.py",
     "src/{package}/infrastructure/serialization.py",
@@ -51,6 +52,7 @@ QUEUE_ONLY = [
     "tests/test_bad_input.py",
     "tests/test_security.py",
     "tests/fault_jobs.py",
+    "tests/test_worker_logs.py",
 ]
 FALKORDB_ONLY = ["src/{package}/infrastructure/graph.py", "tests/test_graph.py"]
 EVERY_VARIANT = [
@@ -68,12 +70,17 @@ EVERY_VARIANT = [
     "docs/background-tasks.md",
     "docs/deployment.md",
     "docs/updates.md",
+    "docs/logging.md",
     "src/{package}/__init__.py",
     "src/{package}/__main__.py",
     "src/{package}/config.py",
+    "src/{package}/logs.py",
+    "src/{package}/error_tracking.py",
     "src/{package}/py.typed",
     "tests/test_config.py",
     "tests/test_main.py",
+    "tests/test_logs.py",
+    "tests/test_error_tracking.py",
 ]
 # With api_framework=fastapi: in every such project, and in those with a queue too.
 API_ONLY = [

@@ -8,8 +8,12 @@ import sys
 from pydantic import ValidationError
 
 from .config import describe_invalid_settings, get_settings
+from .error_tracking import init_error_tracking
 {%- if cookiecutter.cache_backend != "none" %}
 from .infrastructure.connection import RedisUnavailableError, close_pool, connect, redis_location
+{%- endif %}
+from .logs import configure_logging
+{%- if cookiecutter.cache_backend != "none" %}
 
 
 async def check_queue() -> None:
@@ -23,6 +27,8 @@ def main() -> None:
         settings = get_settings()
     except ValidationError as error:
         sys.exit(describe_invalid_settings(error))
+    configure_logging(settings.log_level, settings.log_format)
+    init_error_tracking()
 {%- if cookiecutter.cache_backend != "none" %}
     try:
         asyncio.run(check_queue())

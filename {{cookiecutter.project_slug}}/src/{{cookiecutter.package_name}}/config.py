@@ -8,9 +8,9 @@ from functools import lru_cache
 from typing import {% if cookiecutter.cache_backend != "none" %}Annotated, {% endif %}Literal
 
 {% if cookiecutter.cache_backend != "none" -%}
-from pydantic import Field, FilePath, RedisDsn, ValidationError, field_validator
+from pydantic import Field, FilePath, RedisDsn, SecretStr, ValidationError, field_validator
 {% else -%}
-from pydantic import {% if cookiecutter.api_framework == "fastapi" %}Field, {% endif %}ValidationError
+from pydantic import Field, SecretStr, ValidationError
 {% endif -%}
 from pydantic_settings import BaseSettings, {% if cookiecutter.cache_backend != "none" %}NoDecode, {% endif %}SettingsConfigDict
 
@@ -21,6 +21,12 @@ class Settings(BaseSettings):
     app_name: str = "{{ cookiecutter.project_name }}"
     environment: Literal["development", "test", "production"] = "development"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # "text" for people (the default), "json" for a log shipper: one object per line (logs.py).
+    log_format: Literal["text", "json"] = "text"
+    # Error tracking (error_tracking.py): on when a DSN is set. The traces sample rate is the
+    # share of {% if cookiecutter.cache_backend != "none" %}jobs{% if cookiecutter.api_framework == "fastapi" %} and requests{% endif %}{% else %}requests{% endif %} traced for performance, 0 (errors only) to 1.
+    sentry_dsn: SecretStr | None = None
+    sentry_traces_sample_rate: float = Field(default=0, ge=0, le=1)
 {%- if cookiecutter.api_framework == "fastapi" %}
 
     # The web API (api/). The largest request body it reads, in bytes: a larger one is refused

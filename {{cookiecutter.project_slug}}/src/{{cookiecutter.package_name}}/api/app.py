@@ -26,6 +26,8 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..config import get_settings
+from ..error_tracking import init_error_tracking
+from ..logs import configure_logging
 {%- if cookiecutter.cache_backend != "none" %}
 from ..queue import RedisUnavailableError, close_task_pool
 from . import examples, health, jobs
@@ -113,6 +115,8 @@ def create_app() -> FastAPI:
     """The API, configured from the settings (config.py); every error is a problem document
     (problems.py)."""
     settings = get_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    init_error_tracking()
     app = FastAPI(
         title=settings.app_name,
 {%- if cookiecutter.cache_backend != "none" %}

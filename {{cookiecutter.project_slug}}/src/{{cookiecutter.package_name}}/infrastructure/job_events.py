@@ -61,8 +61,10 @@ _listeners: list[Listener] = []
 
 
 def listen(listener: Listener) -> Callable[[], None]:
-    """Call `listener` with every event from now on; returns a function that stops it."""
-    _listeners.append(listener)
+    """Call `listener` with every event from now on (once, however often it is added); returns a
+    function that stops it."""
+    if listener not in _listeners:
+        _listeners.append(listener)
     return lambda: _listeners.remove(listener) if listener in _listeners else None
 
 
@@ -80,3 +82,20 @@ def emit(event: JobStarted | JobFinished) -> None:
 
 def now() -> float:
     return time.time()
+
+
+def log_finished(event: JobStarted | JobFinished) -> None:
+    """A listener that logs one line per finished try, with its outcome and `duration_ms` as
+    fields (the worker adds it with LOG_FORMAT=json, where arq's own lines carry no duration)."""
+    if isinstance(event, JobFinished):
+        logger.info(
+            "job finished: %s",
+            event.outcome,
+            extra={
+                "job_id": event.job_id,
+                "function": event.function,
+                "try": event.job_try,
+                "duration_ms": round(event.duration_seconds * 1000, 3),
+                "outcome": event.outcome,
+            },
+        )

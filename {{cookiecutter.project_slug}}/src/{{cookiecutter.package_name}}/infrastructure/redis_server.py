@@ -320,10 +320,12 @@ class QuietShutdown(logging.Filter):
 
 
 def _dev_log_config() -> dict[str, Any]:
-    """arq's log settings, less its shutdown announcements."""
+    """arq's log settings, less its shutdown announcements; applied on top of the project's
+    (logs.py), so arq's lines go through this handler only."""
     config = default_log_config(verbose=False)
     config["filters"] = {"quiet_shutdown": {"()": QuietShutdown}}
     config["handlers"]["arq.standard"]["filters"] = ["quiet_shutdown"]
+    config["loggers"]["arq"]["propagate"] = False
     return config
 
 

@@ -19,6 +19,8 @@ from arq import Retry
 from redis.exceptions import RedisError
 
 from ..config import get_settings
+from ..error_tracking import capture_job_failure
+from ..logs import job_fields
 from . import dead_letters, job_events
 from .job_handle import mark_aborted
 from .job_types import JobContext, JobFunction
@@ -52,6 +54,10 @@ def retrying(
 
     @functools.wraps(job)
     async def run(ctx: JobContext, *args: Any, **kwargs: Any) -> Any:
+        # Every line logged during this try names the job (logs.py).
+        fields = job_fields.set(
+            {"job_id": ctx["job_id"], "function": job.__name__, "try": ctx["job_try"]}
+        )
         started = _report_start(ctx, job.__name__)
         try:
             result = await _run_try(ctx, *args, **kwargs)
@@ -64,6 +70,8 @@ def retrying(
         except Exception as error:
             _report_end(started, "failed", error)
             raise
+        finally:
+            job_fields.reset(fields)
         _report_end(started, "complete", None)
         return result
 
@@ -170,3 +178,4 @@ async def _record_dead_letter(
     logger.error(
         "%s failed for good after %d tries: dead letter recorded", letter.job_id, letter.tries
     )
+    capture_job_failure(error, letter.job_id, function, letter.tries)

@@ -12,7 +12,10 @@ import inspect
 import logging
 
 from ..config import get_settings
+from ..error_tracking import init_error_tracking
 from ..jobs import example_task, {% if cookiecutter.cache_backend == "falkordb" %}record_visit, {% endif %}report_queue_depth
+from ..logs import configure_logging, logging_configured
+from . import job_events
 from .client import (
     JobArgumentError,
     UnknownTaskError,
@@ -46,24 +49,16 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-def log_to_terminal(level: str) -> None:
-    """Show this project's log records next to arq's, in arq's format.
-
-    The `arq` command configures logging for arq's own logger only: without this, the jobs'
-    `logger.info(...)` lines would go nowhere. The level is `LOG_LEVEL`.
-    """
-    project_logger = logging.getLogger(__name__.partition(".")[0])
-    if not project_logger.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s: %(message)s", datefmt="%H:%M:%S"))
-        project_logger.addHandler(handler)
-    project_logger.setLevel(level)
-
-
 async def on_worker_startup(ctx: JobContext) -> None:
     """Runs once when a worker starts: put shared clients for your jobs into `ctx` here."""
     settings = get_settings()
-    log_to_terminal(settings.log_level)
+    if not logging_configured():
+        # The `arq` command configures only arq's logger: without this, the jobs' own lines
+        # would go nowhere. (The project's entry point, worker.py, has done it already.)
+        configure_logging(settings.log_level, settings.log_format)
+    init_error_tracking()
+    if settings.log_format == "json":
+        job_events.listen(job_events.log_finished)
     ctx["queue_name"] = settings.queue_name
     ctx["heartbeat"] = heartbeat = Heartbeat(
         ctx["redis"], settings.queue_name, settings.worker_health_check_interval

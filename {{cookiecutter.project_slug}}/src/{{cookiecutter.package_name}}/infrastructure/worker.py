@@ -52,11 +52,14 @@ import time
 from typing import Any
 
 from arq.constants import in_progress_key_prefix
-from arq.logs import default_log_config
 from arq.utils import import_string, timestamp_ms
 from arq.worker import Worker as ArqWorker
 from arq.worker import get_kwargs
 from redis.commands.core import AsyncScript
+
+from ..config import get_settings
+from ..error_tracking import init_error_tracking
+from ..logs import configure_logging
 
 # The longest a worker with free slots waits before it looks at the queue again, in seconds.
 FALLBACK_POLL_SECONDS = 1.0
@@ -335,12 +338,11 @@ def main(argv: list[str] | None = None) -> None:
         "--custom-log-dict", metavar="PATH", help="dotted path of a logging dictConfig, as arq's"
     )
     args = parser.parse_args(argv)
-    log_config = (
-        import_string(args.custom_log_dict)
-        if args.custom_log_dict
-        else default_log_config(args.verbose)
-    )
-    logging.config.dictConfig(log_config)  # as the arq command does
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_format, verbose=args.verbose)
+    if args.custom_log_dict:  # on top, as the arq command applies it
+        logging.config.dictConfig(import_string(args.custom_log_dict))
+    init_error_tracking()  # before the worker exists: sentry-sdk wraps its job runs
     use_uvloop_if_installed()
     overrides = {"burst": True} if args.burst else {}
     create_worker(import_string(args.settings), **overrides).run()
