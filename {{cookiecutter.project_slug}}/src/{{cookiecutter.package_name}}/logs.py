@@ -102,8 +102,9 @@ def configure_logging(level: str, log_format: LogFormat{% if cookiecutter.cache_
     """Send this process's log lines to stderr in `log_format`, through one handler on the root
     logger; calling it again replaces that handler.
 
-    The project's loggers log at `level`{% if cookiecutter.cache_backend != "none" %}, arq's at INFO (DEBUG when `verbose`; when None, as
-    before: DEBUG if the `arq` command's `--verbose` set it){% endif %}, anything else at WARNING and up.
+    The project's loggers log at `level`{% if cookiecutter.cache_backend != "none" %}, arq's at INFO (DEBUG when `verbose`; when None, at
+    the level it has: the `arq` command's, or WARNING for a worker built in-process){% endif %}, anything
+    else at WARNING and up.
     Text is `12:00:01: message`{% if cookiecutter.cache_backend != "none" %} (arq's format){% endif %}. {% if cookiecutter.cache_backend != "none" %}arq's own handler is removed, so that its lines
     come out once, in this format. {% endif %}In JSON mode the servers' own loggers (uvicorn's access
     lines, ...) also write through this handler, so every line is JSON. Other handlers on the
@@ -125,9 +126,8 @@ def configure_logging(level: str, log_format: LogFormat{% if cookiecutter.cache_
     logging.getLogger(__name__.partition(".")[0]).setLevel(level)
 {%- if cookiecutter.cache_backend != "none" %}
     arq_logger = logging.getLogger("arq")
-    if verbose is None:
-        verbose = arq_logger.level == logging.DEBUG
-    arq_logger.setLevel(logging.DEBUG if verbose else logging.INFO)
+    if verbose is not None:
+        arq_logger.setLevel(logging.DEBUG if verbose else logging.INFO)
     _write_through_root(arq_logger)
 {%- endif %}
     if log_format == "json":
