@@ -314,7 +314,8 @@ async def run_worker_process(
 ) -> None:
     """A worker process's part, its worker built: say "ready"; on "go" run `start()` (the
     worker's run, to its end); on "stop" (or the end of stdin) call `stop(that run)`, then report
-    `{"done": jobs ended, "waits_ms": [...]}`. Anything else the process prints goes to stderr:
+    `{"done": jobs ended, "waits_ms": [...], "cpu_s": the process's CPU seconds from "go" to
+    "stop"}`. Anything else the process prints goes to stderr:
     stdout is for these lines only."""
     tell = protocol_output()
     loop = asyncio.get_running_loop()
@@ -322,14 +323,16 @@ async def run_worker_process(
         tell("ready")
         if (await loop.run_in_executor(None, sys.stdin.readline)).strip() != "go":
             return
+        cpu_at_go = time.process_time()
         running = asyncio.ensure_future(start())
         told = loop.run_in_executor(None, sys.stdin.readline)
         await asyncio.wait({running, told}, return_when=asyncio.FIRST_COMPLETED)
+        cpu_s = time.process_time() - cpu_at_go
         if running.done():
             running.result()  # raises what stopped it
             raise RuntimeError("the worker stopped before it was told to")
         await stop(running)
-        tell(json.dumps({"done": recorder.done, "waits_ms": recorder.waits_ms}))
+        tell(json.dumps({"done": recorder.done, "waits_ms": recorder.waits_ms, "cpu_s": cpu_s}))
     except BaseException:
         traceback.print_exc()
         os._exit(1)  # a thread may still wait on stdin: do not wait for it
@@ -452,8 +455,9 @@ async def drain_in_processes(
     redis_url: str, driver: QueueDriver, kind: str, jobs: int, processes: int, timeout: float
 ) -> dict[str, float]:
     """`jobs` jobs of `kind` queued, then drained by `processes` worker processes: jobs/s from
-    "go" to the last job's end, and Redis commands per job from before the processes start to
-    after they exit (their start-up and shutdown in: the queueing out)."""
+    "go" to the last job's end; Redis commands per job from before the processes start to
+    after they exit (their start-up and shutdown in: the queueing out); and the worker
+    processes' CPU time per job in µs, from "go" to "stop" (where they report it)."""
     redis = await RedisConnection.open(redis_url)
     try:
         await redis.call("FLUSHDB")
@@ -464,11 +468,17 @@ async def drain_in_processes(
             async with WorkerProcesses(commands, Path(folder)) as workers:
                 started = await workers.go()
                 ended = await workers.wait_for(jobs, timeout)
-                await workers.stop()
+                reports = await workers.stop()
         spent = calls_between(before, await redis.command_calls())
     finally:
         await redis.close()
-    return {"jobs_per_s": jobs / (ended - started), "commands_per_job": sum(spent.values()) / jobs}
+    drained = {
+        "jobs_per_s": jobs / (ended - started),
+        "commands_per_job": sum(spent.values()) / jobs,
+    }
+    if all("cpu_s" in report for report in reports):
+        drained["cpu_us_per_job"] = sum(report["cpu_s"] for report in reports) / jobs * 1e6
+    return drained
 
 
 async def idle_and_latency(

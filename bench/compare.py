@@ -6,6 +6,7 @@
                                    [--workers 1,2,4 [--noop-jobs 5000] [--io-jobs 2000]
                                     [--idle-seconds 10] [--peers [saq,streaq,taskiq]]
                                     [--workers-only]]
+    uv run python bench/compare.py --metrics [--rounds 5] [--noop-jobs 5000] [--io-jobs 2000]
 
 Bakes the default project into a scratch folder, `uv sync`s it (bytecode compiled, as the
 Dockerfile does: otherwise each worker start would compile its imports again on a machine with
@@ -126,6 +127,20 @@ on a machine with at least 8 usable cores only (else "skipped", with the count),
 with 4 workers / with 1 ≥ 3.7, and more than SAQ's with 4 (the ratio of the two, per round).
 The line above the tables gives the cores this process may use (its CPU affinity).
 
+With `--metrics`, only this (the figures above are left out): the generated worker, in a worker
+process as for `--workers`, with metrics off (`WORKER_METRICS_PORT` unset) and on (set: the
+worker serves /metrics and counts every try, infrastructure/metrics.py), one process each,
+side by side in each round (the order rotated by one per round):
+
+12. drain: `--noop-jobs` no-op jobs, and `--io-jobs` 10 ms jobs, as in 8.; the metrics-on worker
+   reads its own /metrics once the jobs are done and fails the run unless it counted every one
+   of them (so the run measured metrics that were on). The goal: jobs/s with metrics on /
+   jobs/s with metrics off, the median of the per-round ratios, ≥ 0.97 for both kinds of job;
+13. the worker process's CPU time per job (`time.process_time()` from "go" to "stop", its
+   metrics server's thread included), and its ratio off / on: the jobs/s ratio of a worker
+   held by its CPU. Other load on the machine moves it far less than it moves wall-clock rates:
+   on a shared machine, read this row beside the first.
+
 Rates are medians over rounds; ratios are the median of the per-round ratios (both figures of a
 ratio come from the same round, so a slow round weighs on both). Progress goes to stderr;
 a machine line and the Markdown tables go to stdout.
@@ -141,11 +156,13 @@ import json
 import os
 import platform
 import random
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import warnings
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -224,6 +241,9 @@ NOOP_RATIO_GOAL = 1.0  # no-op jobs/s against plain arq, same tuning, one worker
 COMMANDS_GROWTH_GOAL = 1.2  # commands per no-op job, 4 workers against 1
 SCALE_GOAL = 3.7  # no-op jobs/s, 4 workers against 1
 SCALE_CORES = 8  # the scale goals need this many cores
+# --metrics: the generated worker with metrics on, against the same worker with them off.
+WORKER_METRICS = "generated worker, metrics on"
+METRICS_RATIO_GOAL = 0.97  # jobs/s with metrics on / off
 
 
 def say(message: str) -> None:
@@ -260,6 +280,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--workers-only", action="store_true", help="--workers: leave out the default figures"
     )
+    parser.add_argument(
+        "--metrics",
+        action="store_true",
+        help="only the generated worker with metrics off and on, side by side",
+    )
+    # A worker process of --metrics: serve metrics on this port (WORKER_METRICS_PORT).
+    parser.add_argument("--metrics-port", type=int, help=argparse.SUPPRESS)
     # Set by the outside half: the Celery venv's Python and bench/celery_drain.py.
     parser.add_argument("--celery-python", help=argparse.SUPPRESS)
     parser.add_argument("--celery-script", help=argparse.SUPPRESS)
@@ -273,7 +300,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--slots", help=argparse.SUPPRESS)
     parser.add_argument("--slot", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.workers is None and (args.peers or args.workers_only):
+    if args.workers is None and (args.peers or args.workers_only) and not args.metrics:
         args.workers = [1, 2, 4]
     return args
 
@@ -328,6 +355,9 @@ def run_inside(
     if celery is not None:
         arguments += ["--celery-python", str(celery), "--celery-script", str(CELERY_SCRIPT)]
     timeout = RUN_TIMEOUT_SECONDS
+    if args.metrics:
+        arguments += ["--metrics", "--noop-jobs", str(args.noop_jobs)]
+        arguments += ["--io-jobs", str(args.io_jobs)]
     if args.workers:
         arguments += ["--workers", ",".join(map(str, args.workers))]
         arguments += ["--noop-jobs", str(args.noop_jobs), "--io-jobs", str(args.io_jobs)]
@@ -368,6 +398,9 @@ def print_table(report: dict[str, Any], bakes: dict[str, float], elapsed: float)
         print()
     if "queues" in r:
         print_worker_tables(meta, r["queues"])
+        print()
+    if "metrics" in r:
+        print_metrics_table(meta, r["metrics"])
         print()
     print(f"total run time {elapsed:.0f} s")
 
@@ -552,6 +585,47 @@ def print_worker_tables(meta: dict[str, Any], queues: dict[str, dict[str, Any]])
         print(f"| {goal} | {value} | {target} | {outcome} |")
 
 
+def print_metrics_table(meta: dict[str, Any], queues: dict[str, Any]) -> None:
+    """--metrics' table: the generated worker with metrics off and on, and the goal, in jobs/s;
+    then in the worker's CPU time per job, which other load on the machine moves far less than
+    it moves wall-clock rates (its ratio is off / on: the jobs/s of a worker held by its CPU)."""
+    print(
+        f"--metrics: {meta['usable_cpus']} CPU cores usable ({meta['cpus']} in the machine); "
+        f"generated worker: {meta['worker_loop']}; one worker process, max_jobs 10; "
+        f"{meta['noop_jobs']} no-op and {meta['io_jobs']} 10 ms jobs per drain"
+    )
+    print()
+    print(
+        f"| job kind | figure | {WORKER} (min-max) | {WORKER_METRICS} (min-max) "
+        "| ratio, metrics on against off (each round) | target | verdict |"
+    )
+    print("|---|---|---:|---:|---:|---:|---|")
+    for kind, name in ((NOOP, "no-op"), (IO, "10 ms I/O")):
+        key = f"{kind}:1"
+        off, on = (queues[label]["drains"][key] for label in (WORKER, WORKER_METRICS))
+        for figure, field in (
+            ("jobs/s", "jobs_per_s"),
+            ("worker CPU µs per job", "cpu_us_per_job"),
+        ):
+            cells = []
+            for runs in (off, on):
+                values = [run[field] for run in runs]
+                cells.append(
+                    f"{statistics.median(values):.0f} ({min(values):.0f}-{max(values):.0f})"
+                )
+            tops, bottoms = [run[field] for run in on], [run[field] for run in off]
+            if field == "cpu_us_per_job":  # less CPU is more jobs: off / on
+                tops, bottoms = bottoms, tops
+            ratios = paired_ratios(tops, bottoms)
+            ratio = statistics.median(ratios)
+            target, outcome = verdict(ratio, METRICS_RATIO_GOAL, True)
+            rounds = ", ".join(f"{each:.3f}" for each in ratios)
+            print(
+                f"| {name} | {figure} | {' | '.join(cells)} | {ratio:.3f} ({rounds}) "
+                f"| {target} | {outcome} |"
+            )
+
+
 def worker_goals(meta: dict[str, Any], queues: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     """The issue's goals for the generated worker: (goal, value, target, verdict), as text."""
     goals: list[tuple[str, str, str, str]] = []
@@ -615,12 +689,12 @@ def outside(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     environment = tool_environment()
     bakes = {}
-    if not args.workers_only:
+    if not (args.workers_only or args.metrics):
         say(f"bake time, {args.bake_runs} runs per backend")
         bakes = bake_times(args.bake_runs)
     with tempfile.TemporaryDirectory(prefix="cookiecutter-arq-compare-") as scratch:
         celery = None
-        if args.celery and not args.workers_only:
+        if args.celery and not (args.workers_only or args.metrics):
             from celery_drain import celery_python  # beside this file, standard library only
 
             say("a venv for Celery")
@@ -904,9 +978,10 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
             checks: list[float] = []
             drivers = queue_drivers(package, tasks, arq_pool)
             found: dict[str, dict[str, Any]] = {}
+            metrics_found: dict[str, dict[str, Any]] = {}
             for index in range(args.rounds):
                 say(f"round {index + 1} of {args.rounds}")
-                if not args.workers_only:
+                if not (args.workers_only or args.metrics):
                     for label in rotated(CONFIGURATIONS, index):
                         queue_pool, drainer = drainers[label]
                         drained = await drain(project_pool, queue_pool, drainer, args.jobs)
@@ -941,6 +1016,8 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
                             celery_runs[pool].append(run)
                 if args.workers:
                     await workers_round(args, index, server.url, drivers, found)
+                if args.metrics:
+                    await metrics_round(args, index, server.url, drivers, metrics_found)
             info = await project_pool.info("server")
         finally:
             await arq_pool.aclose()
@@ -957,7 +1034,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         }
 
     results: dict[str, Any] = {}
-    if not args.workers_only:
+    if not (args.workers_only or args.metrics):
         results = {
             "drain": {
                 label: {**summary(runs), "ceiling": ceilings[label]}
@@ -973,6 +1050,8 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         results["celery"] = celery_runs
     if args.workers:
         results["queues"] = found
+    if args.metrics:
+        results["metrics"] = metrics_found
     meta = {
         "arq": arq.VERSION,
         "redis": info["redis_version"],
@@ -1116,6 +1195,39 @@ async def workers_round(
         add_served(entry, report)
 
 
+async def metrics_round(
+    args: argparse.Namespace,
+    index: int,
+    redis_url: str,
+    drivers: dict[str, QueueDriver],
+    found: dict[str, dict[str, Any]],
+) -> None:
+    """Round `index` of --metrics: the generated worker with metrics off and on, one process
+    each, no-op and 10 ms jobs; added to `found` as workers_round adds its drains."""
+    plain = drivers[WORKER]
+    port = free_port()
+    with_metrics = [*plain.worker_command, "--metrics-port", str(port)]
+    both = {
+        WORKER: plain,
+        WORKER_METRICS: QueueDriver(with_metrics, plain.enqueue, plain.enqueue_stamp),
+    }
+    for kind, jobs in ((NOOP, args.noop_jobs), (IO, args.io_jobs)):
+        for label in rotated(tuple(both), index):
+            drained = await drain_in_processes(
+                redis_url, both[label], kind, jobs, 1, PEER_TIMEOUT_SECONDS
+            )
+            say(f"  {label}, {jobs} {kind} jobs: {drained['jobs_per_s']:.0f} jobs/s")
+            entry = found.setdefault(label, {"drains": {}})
+            entry["drains"].setdefault(f"{kind}:1", []).append(drained)
+
+
+def free_port() -> int:
+    """A TCP port free on the loopback now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 def add_served(entry: dict[str, Any], served: dict[str, Any]) -> None:
     """One idle_and_latency() run into a queue's figures."""
     entry["waits_ms"] += served["waits_ms"]
@@ -1161,6 +1273,9 @@ async def queue_worker(args: argparse.Namespace) -> None:
 
     global RECORDER
     RECORDER = JobRecorder(args.slots, args.slot)
+    if args.metrics_port:  # read once, when tasks.py is imported: set it first
+        os.environ["WORKER_METRICS_PORT"] = str(args.metrics_port)
+        os.environ["WORKER_METRICS_HOST"] = "127.0.0.1"
     tasks = importlib.import_module(f"{args.inside}.infrastructure.tasks")
     if args.queue_worker == "generated":
         worker = generated_worker(args.inside, tasks)
@@ -1173,6 +1288,8 @@ async def queue_worker(args: argparse.Namespace) -> None:
         )
 
     async def stop(running: "asyncio.Future[Any]") -> None:
+        if args.metrics_port:
+            await check_metrics_counted(args.metrics_port)
         running.cancel()  # the poll loop; the jobs' tasks finish (their results are written)
         with contextlib.suppress(asyncio.CancelledError):
             await running
@@ -1180,6 +1297,27 @@ async def queue_worker(args: argparse.Namespace) -> None:
         await worker.close()
 
     await run_worker_process(worker.async_run, stop, RECORDER)
+
+
+async def check_metrics_counted(port: int) -> None:
+    """In a --metrics worker process: its /metrics counted every job that ended, else raise."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    def scrape() -> str:
+        url = f"http://127.0.0.1:{port}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return str(response.read().decode())
+
+    text = await asyncio.to_thread(scrape)
+    completed = sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "arq_jobs_completed_total"
+    )
+    assert RECORDER is not None
+    if completed != RECORDER.done:
+        raise RuntimeError(f"/metrics counted {completed:g} jobs completed, {RECORDER.done} ended")
 
 
 def inside(args: argparse.Namespace) -> int:

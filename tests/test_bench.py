@@ -51,6 +51,32 @@ def test_bench_prints_every_figure_with_celery() -> None:
         assert float(value) > 0, line
 
 
+@pytest.mark.slow
+def test_bench_metrics_prints_both_kinds_of_job_with_metrics_off_and_on() -> None:
+    sizes = "--rounds 1 --noop-jobs 200 --io-jobs 100"
+    result = subprocess.run(
+        [sys.executable, "bench/compare.py", "--metrics", *sizes.split()],
+        cwd=TEMPLATE_ROOT,
+        env={**os.environ, "UV_PYTHON_DOWNLOADS": "never"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    table = [line for line in result.stdout.splitlines() if line.startswith("| ")]
+    rows = [line.split("|")[1:3] for line in table[1:]]  # after the header
+    assert [(kind.strip(), figure.strip()) for kind, figure in rows] == [
+        ("no-op", "jobs/s"),
+        ("no-op", "worker CPU µs per job"),
+        ("10 ms I/O", "jobs/s"),
+        ("10 ms I/O", "worker CPU µs per job"),
+    ]
+    for line in table[1:]:
+        figures = [float(line.split("|")[cell].split()[0]) for cell in (3, 4, 5)]
+        assert min(figures) > 0, line  # metrics off, on, and their ratio
+        assert "≥ 0.97" in line
+
+
 # Every row bench/api.py prints, whatever the figures.
 API_ROWS = (
     "POST /examples |",

@@ -629,6 +629,11 @@ def compose_override(built: Built, redis_port: int, api_port: int) -> dict[str, 
         )
         override[name]["image"] = built.name
         override[name]["environment"] = {"REDIS_URL": url}
+    # The worker's metrics (0.0.0.0:9100 in compose.yaml): on the host's network, loopback only.
+    override["worker"]["environment"] |= {
+        "WORKER_METRICS_HOST": "127.0.0.1",
+        "WORKER_METRICS_PORT": str(free_port()),
+    }
     override["api"]["command"] = api_command(built, api_port)
     override["api"]["healthcheck"] = {
         "test": Override(

@@ -6,7 +6,7 @@ import asyncio
 
 from {{ cookiecutter.package_name }}.infrastructure.tasks import WorkerSettings as ProjectSettings
 from {{ cookiecutter.package_name }}.infrastructure.tasks import job
-from {{ cookiecutter.package_name }}.queue import JobContext
+from {{ cookiecutter.package_name }}.queue import JobContext, PermanentError
 
 
 async def sleepy(ctx: JobContext, name: str, seconds: float, retry_seconds: float = 0.1) -> str:
@@ -24,6 +24,11 @@ async def numbered(ctx: JobContext, number: int, fail_first_try: bool = False) -
     return number
 
 
+async def refuses(ctx: JobContext) -> None:
+    """A job that fails for good on its first try (a dead letter)."""
+    raise PermanentError("refused")
+
+
 async def counted(ctx: JobContext, number: int) -> None:
     """A no-op job that counts its runs, in the hash `runs`."""
     await ctx["redis"].hincrby("runs", str(number), 1)
@@ -32,6 +37,12 @@ async def counted(ctx: JobContext, number: int) -> None:
 # No cron jobs: a minute tick would add a job to the queue counts these tests check.
 WorkerSettings = {
     **vars(ProjectSettings),
-    "functions": (*ProjectSettings.functions, job(sleepy), job(numbered), job(counted)),
+    "functions": (
+        *ProjectSettings.functions,
+        job(sleepy),
+        job(numbered),
+        job(counted),
+        job(refuses),
+    ),
     "cron_jobs": (),
 }

@@ -1,9 +1,15 @@
-"""Queue depth (depth.py): waiting, deferred and running jobs, counted apart."""
+"""Queue depth (depth.py): waiting, deferred and running jobs, counted apart; and the snapshot
+the metrics read (`queue_stats`), with dead letters and live workers, without a SCAN."""
 
 import asyncio
+import time
+from datetime import UTC, datetime
 
 from arq.connections import ArqRedis
 
+from {{ cookiecutter.package_name }}.infrastructure import dead_letters
+from {{ cookiecutter.package_name }}.infrastructure.depth import QueueStats, queue_stats
+from {{ cookiecutter.package_name }}.infrastructure.heartbeat import live_workers_key, running_prefix
 from {{ cookiecutter.package_name }}.infrastructure.serialization import deserialize
 from {{ cookiecutter.package_name }}.infrastructure.tasks import WorkerSettings
 from {{ cookiecutter.package_name }}.jobs import report_queue_depth
@@ -44,3 +50,65 @@ async def test_the_depth_report_counts_itself_as_running_not_waiting(
     assert reports
     # On an idle queue: nothing waits; the one running job is the report itself.
     assert [(report["waiting"], report["running"]) for report in reports] == [(0, 1)] * len(reports)
+
+
+async def scans(pool: ArqRedis) -> int:
+    """SCAN commands the server has run so far."""
+    stats = await pool.info("commandstats")
+    return int(stats.get("cmdstat_scan", {}).get("calls", 0))
+
+
+async def test_queue_stats_counts_jobs_dead_letters_and_live_workers_without_a_scan(
+    task_pool: ArqRedis, running_worker: RunningWorker
+) -> None:
+    queue = WorkerSettings.queue_name
+    await task_pool.enqueue_job("sleeps")
+    letter = dead_letters.DeadLetter(
+        job_id="dead-1",
+        function="example_task",
+        args=[],
+        kwargs={},
+        error_type="PermanentError",
+        error="refused",
+        tries=1,
+        enqueued_at=datetime.now(UTC),
+        failed_at=datetime.now(UTC),
+    )
+    await dead_letters.add(task_pool, queue, letter, limit=10)
+    workers_jobs = [job(sleeps), *WorkerSettings.functions]
+    async with running_worker(functions=workers_jobs, cron_jobs=[], max_jobs=1):
+        await wait_until_started(task_pool)
+        for n in range(2):
+            await enqueue_task("example_task", message=f"waits {n}")
+            await enqueue_task("example_task", message=f"later {n}", _defer_by=60)
+        await asyncio.sleep(0.1)  # the worker lists its running job within 10 ms
+        scans_before = await scans(task_pool)
+        stats = await queue_stats(task_pool, queue)
+        scans_after = await scans(task_pool)
+        depth = await queue_depth(task_pool, queue)
+
+    assert stats == QueueStats(waiting=2, deferred=2, running=1, dead_letters=1, live_workers=1)
+    assert (stats.waiting, stats.deferred, stats.running) == (
+        depth.waiting,
+        depth.deferred,
+        depth.running,
+    )
+    assert scans_after == scans_before
+    # A worker that stops leaves the live workers at once.
+    assert (await queue_stats(task_pool, queue)).live_workers == 0
+
+
+async def test_queue_stats_leaves_out_a_worker_whose_heartbeat_expired(
+    task_pool: ArqRedis,
+) -> None:
+    queue = WorkerSettings.queue_name
+    queued = await enqueue_task("example_task", message="claimed by a dead worker")
+    assert queued is not None
+    now_ms = int(time.time() * 1000)
+    # A worker killed mid-job: its last beat has expired, its running-list is still there.
+    await task_pool.zadd(live_workers_key(queue), {"gone:1:abcdef": now_ms - 1})
+    await task_pool.sadd(running_prefix(queue) + "gone:1:abcdef", queued.job_id)  # type: ignore[misc]
+
+    stats = await queue_stats(task_pool, queue)
+
+    assert (stats.live_workers, stats.running, stats.waiting) == (0, 0, 1)

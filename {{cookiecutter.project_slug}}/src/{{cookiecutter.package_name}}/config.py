@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     # Seconds DELETE /jobs/{id} waits for a running job to be cancelled by its worker; a job still
     # running then gets 202 (the abort stands, the worker cancels it on its next poll).
     api_abort_wait: float = Field(default=1, ge=0)
+    # The dashboard at /dashboard (api/dashboard/) is served only when this is set; it asks for
+    # it with HTTP Basic (any user name). Its forms are signed with a key derived from it.
+    dashboard_password: SecretStr | None = Field(default=None, min_length=1)
 {%- endif %}
 {%- endif %}
 {%- if cookiecutter.cache_backend != "none" %}
@@ -77,6 +80,10 @@ class Settings(BaseSettings):
     worker_reconnect_seconds: float = Field(default=60, ge=0)
     # Each worker's heartbeat period; `just worker-check` notices a dead worker within it + 2 s.
     worker_health_check_interval: float = Field(default=10, gt=0)
+    # Prometheus metrics of each worker at http://HOST:PORT/metrics (metrics.py); off when the
+    # port is unset. 0.0.0.0 in a container, so that Prometheus can reach it (compose.yaml).
+    worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    worker_metrics_host: str = "127.0.0.1"
     # The largest job (its arguments as JSON) `enqueue_task` accepts: Redis holds every queued job
     # in memory, so a runaway argument is refused, not queued.
     job_max_bytes: int = Field(default=1_048_576, ge=1)

@@ -30,7 +30,7 @@ from ..error_tracking import init_error_tracking
 from ..logs import configure_logging
 {%- if cookiecutter.cache_backend != "none" %}
 from ..queue import RedisUnavailableError, close_task_pool
-from . import examples, health, jobs
+from . import dashboard, examples, health, jobs, metrics
 from .dependencies import task_pool
 {%- else %}
 from . import health
@@ -132,6 +132,9 @@ def create_app() -> FastAPI:
 {%- if cookiecutter.cache_backend != "none" %}
     app.include_router(examples.router)
     app.include_router(jobs.router)
+    app.include_router(metrics.router)
+    if settings.dashboard_password is not None:  # else /dashboard is a plain 404
+        app.include_router(dashboard.router)
 {%- endif %}
     document_problems_as_problem_json(app.openapi())  # the schema app.openapi() serves from now
     freeze_startup_objects()

@@ -1,11 +1,14 @@
 """Operator commands for the queue, behind `just worker-check`, `just dead-letters`,
-`just requeue <id>` and `just purge-dead-letters` (and `ping`, which `just worker` runs first):
+`just requeue <id>`, `just purge-dead-letters`, `just metrics` and `just queue-stats` (and
+`ping`, which `just worker` runs first):
 
     uv run python -m {{ cookiecutter.package_name }}.infrastructure.cli ping
     uv run python -m {{ cookiecutter.package_name }}.infrastructure.cli worker-check [--this-host]
     uv run python -m {{ cookiecutter.package_name }}.infrastructure.cli dead-letters
     uv run python -m {{ cookiecutter.package_name }}.infrastructure.cli requeue JOB_ID
     uv run python -m {{ cookiecutter.package_name }}.infrastructure.cli purge-dead-letters [--yes]
+    uv run python -m {{ cookiecutter.package_name }}.infrastructure.cli metrics
+    uv run python -m {{ cookiecutter.package_name }}.infrastructure.cli queue-stats [--watch [--interval SECONDS]]
 
 Exit codes: 0 done (worker-check: at least one worker alive), 1 the answer is "no" (no worker
 alive, no such dead letter, purge not confirmed), 2 Redis cannot be reached or a setting is invalid.
@@ -16,6 +19,8 @@ import asyncio
 import socket
 import sys
 from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 from redis.asyncio import Redis
@@ -23,8 +28,13 @@ from redis.exceptions import RedisError
 
 from ..config import describe_invalid_settings, get_settings
 from . import dead_letters
+from .activity import OUTCOMES, QueueCounts, queue_counts
 from .connection import RedisUnavailableError, close_pool, connect, redis_location
+from .depth import queue_stats
 from .heartbeat import MARGIN_SECONDS, live_workers
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 
 async def ping(redis: Redis, args: argparse.Namespace) -> int:
@@ -95,6 +105,58 @@ async def purge_dead_letters(redis: Redis, args: argparse.Namespace) -> int:
     return 0
 
 
+async def print_metrics(redis: Redis, args: argparse.Namespace) -> int:
+    # Imported here: prometheus-client is for this command only, the others start without it.
+    from .metrics import render_queue_stats
+
+    queue_name = get_settings().queue_name
+    stats = await queue_stats(redis, queue_name)
+    sys.stdout.write(render_queue_stats(stats, queue_name).decode())
+    return 0
+
+
+async def print_queue_stats(redis: Redis, args: argparse.Namespace) -> int:
+    """The dashboard's counts as a table; with --watch, redrawn in place until Ctrl-C."""
+    # Imported here: rich is for this command only, the others start without it.
+    from rich.console import Console
+    from rich.live import Live
+
+    queue_name = get_settings().queue_name
+    console = Console()
+    if not args.watch:
+        console.print(queue_stats_table(queue_name, await queue_counts(redis, queue_name)))
+        return 0
+    with Live(console=console, auto_refresh=False) as live:
+        while True:
+            table = queue_stats_table(queue_name, await queue_counts(redis, queue_name))
+            live.update(table, refresh=True)
+            await asyncio.sleep(args.interval)
+
+
+def queue_stats_table(queue_name: str, counts: QueueCounts) -> "Table":
+    from rich.table import Table
+
+    stats = counts.stats
+    table = Table(title=f"queue {queue_name} at {datetime.now():%H:%M:%S}", title_justify="left")
+    table.add_column("")
+    table.add_column("now", justify="right")
+    table.add_column("", justify="right")
+    table.add_row("waiting", str(stats.waiting), "")
+    table.add_row("deferred", str(stats.deferred), "")
+    table.add_row("running", str(stats.running), "")
+    table.add_row(
+        "dead letters", str(stats.dead_letters), "", style="red" if stats.dead_letters else ""
+    )
+    table.add_row(
+        "live workers", str(stats.live_workers), "", style="" if stats.live_workers else "red"
+    )
+    table.add_section()
+    table.add_row("tries ended", "last minute", "last 15 minutes", style="bold")
+    for outcome in OUTCOMES:
+        table.add_row(outcome, str(counts.last_minute[outcome]), str(counts.last_window[outcome]))
+    return table
+
+
 def _confirm(question: str) -> bool:
     if not sys.stdin.isatty():
         return False
@@ -102,6 +164,16 @@ def _confirm(question: str) -> bool:
 
 
 Command = Callable[[Redis, argparse.Namespace], Awaitable[int]]
+
+
+def positive_seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = 0
+    if not seconds > 0:
+        raise argparse.ArgumentTypeError(f"not a number of seconds above 0: {text!r}")
+    return seconds
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -125,6 +197,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     purge = commands.add_parser("purge-dead-letters", help="delete every dead letter")
     purge.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     purge.set_defaults(run=purge_dead_letters)
+
+    metrics = commands.add_parser(
+        "metrics", help="print the queue's gauges in Prometheus's text format"
+    )
+    metrics.set_defaults(run=print_metrics)
+
+    stats = commands.add_parser("queue-stats", help="the queue's counts, as the dashboard shows")
+    stats.add_argument("--watch", action="store_true", help="redraw until Ctrl-C")
+    stats.add_argument(
+        "--interval", type=positive_seconds, default=2.0, help="seconds between redraws (2)"
+    )
+    stats.set_defaults(run=print_queue_stats)
     return parser.parse_args(argv)
 
 
@@ -151,7 +235,10 @@ def main(argv: list[str] | None = None) -> int:
     except ValidationError as error:
         print(describe_invalid_settings(error), file=sys.stderr)
         return 2
-    return asyncio.run(run(args.run, args))
+    try:
+        return asyncio.run(run(args.run, args))
+    except KeyboardInterrupt:  # Ctrl-C: how `queue-stats --watch` ends
+        return 0 if getattr(args, "watch", False) else 130
 
 
 if __name__ == "__main__":

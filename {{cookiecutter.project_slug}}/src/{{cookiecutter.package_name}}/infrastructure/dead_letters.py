@@ -57,6 +57,12 @@ async def all_letters(redis: Redis, queue_name: str) -> list[DeadLetter]:
     return [DeadLetter.from_bytes(item) for item in raw]
 
 
+async def newest(redis: Redis, queue_name: str, limit: int) -> list[DeadLetter]:
+    """The `limit` newest records, newest first."""
+    raw = await redis.lrange(dead_letter_key(queue_name), 0, limit - 1)  # type: ignore[misc]
+    return [DeadLetter.from_bytes(item) for item in raw]
+
+
 async def take(redis: Redis, queue_name: str, job_id: str) -> DeadLetter | None:
     """Remove the record of `job_id` and return it; None if there is none (or another took it)."""
     key = dead_letter_key(queue_name)

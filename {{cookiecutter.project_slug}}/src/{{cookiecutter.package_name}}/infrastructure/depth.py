@@ -6,6 +6,13 @@ plain ZCARD counts all three as "waiting". Here the set is split at now, and the
 those the workers list as running (heartbeat.py), found in either part: a job the project's
 worker claimed is scored when its in-progress mark expires (worker.py), one an `arq` worker runs
 keeps its score.
+
+`queue_depth` finds the running-lists with SCAN, which walks the whole keyspace. `queue_stats`,
+read at every metrics scrape and by the dashboard, adds dead letters and live workers and finds
+the running-lists through the live workers' sorted set instead (heartbeat.py): its cost grows
+with the live workers and their running jobs, never with the queue's length (ZCOUNT: O(log N))
+or the number of keys in Redis. Three round trips: the counts, then the running ids (SUNION of
+the live workers' lists), then their scores (ZMSCORE); none when no worker is alive.
 """
 
 import time
@@ -13,7 +20,8 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
-from .heartbeat import escape_glob, running_prefix
+from .dead_letters import dead_letter_key
+from .heartbeat import escape_glob, live_workers_key, running_prefix
 
 
 @dataclass(frozen=True)
@@ -47,4 +55,48 @@ async def queue_depth(redis: Redis, queue_name: str) -> QueueDepth:
         waiting=max(0, due - running_due),
         deferred=max(0, later - running_later),
         running=running_due + running_later,
+    )
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    """A snapshot of one queue: jobs `waiting` to start, `deferred` to later, `running`; records
+    in its dead-letter list; workers with a current heartbeat."""
+
+    waiting: int
+    deferred: int
+    running: int
+    dead_letters: int
+    live_workers: int
+
+
+async def queue_stats(redis: Redis, queue_name: str) -> QueueStats:
+    """Count `queue_name`'s jobs, dead letters and live workers, without a SCAN.
+
+    Running jobs are those the live workers list (within 10 ms of their start, as for
+    `queue_depth`); a worker that died stops counting, and so do its jobs, once its heartbeat
+    has expired. Raises redis-py's errors when Redis is out of reach.
+    """
+    now_ms = int(time.time() * 1000)
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.zcount(queue_name, "-inf", now_ms)
+        pipe.zcount(queue_name, f"({now_ms}", "+inf")
+        pipe.llen(dead_letter_key(queue_name))
+        pipe.zrangebyscore(live_workers_key(queue_name), now_ms, "+inf")
+        due, later, dead_letters, workers = await pipe.execute()
+    running_due = running_later = 0
+    if workers:
+        names = [worker.decode() if isinstance(worker, bytes) else worker for worker in workers]
+        lists = [running_prefix(queue_name) + name for name in names]
+        running_ids = sorted(await redis.sunion(lists))  # type: ignore[misc]
+        scores = await redis.zmscore(queue_name, running_ids) if running_ids else []
+        # A listed job no longer in the queue has just finished: it is none of the three.
+        running_due = sum(1 for score in scores if score is not None and score <= now_ms)
+        running_later = sum(1 for score in scores if score is not None and score > now_ms)
+    return QueueStats(
+        waiting=max(0, due - running_due),
+        deferred=max(0, later - running_later),
+        running=running_due + running_later,
+        dead_letters=dead_letters,
+        live_workers=len(workers),
     )

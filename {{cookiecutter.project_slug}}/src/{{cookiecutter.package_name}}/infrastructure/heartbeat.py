@@ -16,6 +16,11 @@ they are due again at once, and the next claim runs them. The price: a worker th
 longer than its heartbeat lifetime (a blocked event loop) may see its job start a second time
 elsewhere. Jobs must be idempotent, as arq already asks.
 
+Each beat also scores the worker in one sorted set per queue, `<queue>:live-workers`, by when
+its key expires: counting or listing live workers is then a ZCOUNT or a ZRANGEBYSCORE, not a
+SCAN of the keyspace (depth.py's `queue_stats`, read at every metrics scrape). Each beat drops
+the members whose time has passed.
+
 Once per interval each worker also drops abort requests for ids that have no job (job_handle.py):
 arq never trims its abort set, and a stale request would drop a later job given the same id.
 
@@ -51,12 +56,14 @@ GATHER_SECONDS = 0.01
 
 @dataclass(frozen=True)
 class WorkerBeat:
-    """What a live worker says about itself."""
+    """What a live worker says about itself; `beat_at` is its latest beat (None from a worker
+    of an older version)."""
 
     queue: str
     host: str
     pid: int
     started_at: str
+    beat_at: str | None = None
 
 
 def key_prefix(queue_name: str) -> str:
@@ -65,6 +72,11 @@ def key_prefix(queue_name: str) -> str:
 
 def running_prefix(queue_name: str) -> str:
     return f"{queue_name}:running:"
+
+
+def live_workers_key(queue_name: str) -> str:
+    """The sorted set of live workers' identities, scored by when each one's key expires (ms)."""
+    return f"{queue_name}:live-workers"
 
 
 # Atomic, so that of two workers reaping the same dead worker only one releases its jobs, and
@@ -174,18 +186,16 @@ class Heartbeat:
         self.redis = redis
         self.queue_name = queue_name
         self.interval = interval
-        identity = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
-        self.key = key_prefix(queue_name) + identity
-        self.running_key = running_prefix(queue_name) + identity
+        self.identity = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self.key = key_prefix(queue_name) + self.identity
+        self.running_key = running_prefix(queue_name) + self.identity
         self.running_jobs = RunningJobs(redis, self.running_key)
-        self.payload = json.dumps(
-            {
-                "queue": queue_name,
-                "host": socket.gethostname(),
-                "pid": os.getpid(),
-                "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            }
-        )
+        self.about = {
+            "queue": queue_name,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -198,7 +208,10 @@ class Heartbeat:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         await self.running_jobs.written()  # or a late write would bring the list back
-        await self.redis.delete(self.key, self.running_key)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.delete(self.key, self.running_key)
+            pipe.zrem(live_workers_key(self.queue_name), self.identity)
+            await pipe.execute()
 
     def job_started(self, job_id: str) -> None:
         self.running_jobs.add(job_id)
@@ -226,7 +239,15 @@ class Heartbeat:
 
     async def _beat(self) -> None:
         lifetime_ms = int((self.interval + MARGIN_SECONDS) * 1000)
-        await self.redis.set(self.key, self.payload, px=lifetime_ms)
+        beat_at = datetime.now(UTC).isoformat(timespec="seconds")
+        payload = json.dumps({**self.about, "beat_at": beat_at})
+        now_ms = int(time.time() * 1000)
+        live = live_workers_key(self.queue_name)
+        async with self.redis.pipeline(transaction=False) as pipe:  # one round trip
+            pipe.set(self.key, payload, px=lifetime_ms)
+            pipe.zadd(live, {self.identity: now_ms + lifetime_ms})
+            pipe.zremrangebyscore(live, "-inf", now_ms)  # workers that stopped beating
+            await pipe.execute()
 
     async def _beat_forever(self) -> None:
         while True:

@@ -16,6 +16,7 @@ from ..error_tracking import init_error_tracking
 from ..jobs import example_task, {% if cookiecutter.cache_backend == "falkordb" %}record_visit, {% endif %}report_queue_depth
 from ..logs import configure_logging, logging_configured
 from . import job_events
+from .activity import ActivityRecorder
 from .client import (
     JobArgumentError,
     UnknownTaskError,
@@ -64,6 +65,19 @@ async def on_worker_startup(ctx: JobContext) -> None:
         ctx["redis"], settings.queue_name, settings.worker_health_check_interval
     )
     await heartbeat.start()
+    # The record of finished jobs the dashboard and `just queue-stats` read (activity.py).
+    ctx["activity"] = activity = ActivityRecorder(ctx["redis"], settings.queue_name)
+    activity.start()
+    if settings.worker_metrics_port is not None:
+        from .metrics import WorkerMetrics  # here: prometheus-client only when metrics are on
+
+        ctx["metrics"] = WorkerMetrics.start(
+            ctx.get("worker"),
+            settings.worker_metrics_host,
+            settings.worker_metrics_port,
+            ctx["redis"],
+            settings.queue_name,
+        )
     logger.info("worker started on queue %s (heartbeat %s)", settings.queue_name, heartbeat.key)
 
 
@@ -80,6 +94,9 @@ async def after_job_end(ctx: JobContext) -> None:
 async def on_worker_shutdown(ctx: JobContext) -> None:
     """Runs once when a worker stops: close what `on_worker_startup` opened."""
     await ctx["heartbeat"].stop()
+    await ctx["activity"].stop()
+    if ctx.get("metrics") is not None:
+        await ctx["metrics"].stop()
     await close_sentinel_connections(ctx["redis"])  # arq closes the pool itself
     logger.info("worker on queue %s stopped", ctx["queue_name"])
 

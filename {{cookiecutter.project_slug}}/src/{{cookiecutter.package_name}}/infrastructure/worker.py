@@ -132,6 +132,8 @@ class Worker(ArqWorker):
         self._functions_starting: set[str] = set()
         self._on_job_start = self.on_job_start
         self.on_job_start = self._job_function_starting
+        # For on_worker_startup: the per-worker metrics read its slots (metrics.py).
+        self.ctx["worker"] = self
 
     async def _job_function_starting(self, ctx: dict[str, Any]) -> None:
         self._functions_starting.add(ctx["job_id"])

@@ -1,0 +1,47 @@
+// The dashboard's only script: it refreshes the live part of the page, and asks before a
+// destructive form is sent. The HTML it swaps in is rendered and escaped by the server (Jinja2);
+// this script never builds markup from data.
+"use strict";
+
+(function () {
+  const live = document.getElementById("live");
+  const updated = document.getElementById("updated");
+  const every = Number(live.dataset.refreshMs) || 2000;
+  let inFlight = false;
+
+  async function refresh() {
+    if (inFlight || document.hidden) {
+      return;
+    }
+    inFlight = true;
+    try {
+      const response = await fetch(live.dataset.src, {
+        credentials: "same-origin",
+        headers: { Accept: "text/html" },
+      });
+      if (!response.ok) {
+        throw new Error("HTTP " + response.status);
+      }
+      const fresh = new DOMParser().parseFromString(await response.text(), "text/html");
+      live.replaceChildren(...fresh.body.childNodes);
+      updated.textContent = "updated " + new Date().toLocaleTimeString();
+      updated.classList.remove("stale");
+    } catch (error) {
+      updated.textContent = "not updated (" + error.message + "): retrying";
+      updated.classList.add("stale");
+    } finally {
+      inFlight = false;
+    }
+  }
+
+  setInterval(refresh, every);
+  document.addEventListener("visibilitychange", refresh);
+
+  // Forms marked data-confirm (purge, abort) ask first.
+  document.addEventListener("submit", function (event) {
+    const question = event.target.dataset.confirm;
+    if (question && !window.confirm(question)) {
+      event.preventDefault();
+    }
+  });
+})();

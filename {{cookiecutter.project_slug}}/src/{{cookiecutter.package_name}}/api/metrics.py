@@ -1,0 +1,25 @@
+"""`GET /metrics`: the queue-level gauges in Prometheus's text format, for Prometheus to scrape.
+
+Waiting, deferred and running jobs, dead letters and live workers (infrastructure/metrics.py
+names them), read from Redis at each request without a SCAN (depth.py's `queue_stats`). Like
+the health checks it needs no `authorize`: it shows counts only, and Prometheus scrapes from
+inside the deployment. It is left out of the OpenAPI schema: it is not JSON, and no client of
+the API calls it. Redis out of reach is a 503 problem, as on every route.
+
+The per-function counters and histograms are the workers' own (`WORKER_METRICS_PORT`); the
+API's process has none to add.
+"""
+
+from fastapi import APIRouter, Response
+
+from ..infrastructure.depth import queue_stats
+from ..infrastructure.metrics import CONTENT_TYPE, render_queue_stats
+from .dependencies import AppSettings, TaskPool
+
+router = APIRouter()
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics(pool: TaskPool, settings: AppSettings) -> Response:
+    stats = await queue_stats(pool, settings.queue_name)
+    return Response(render_queue_stats(stats, settings.queue_name), media_type=CONTENT_TYPE)

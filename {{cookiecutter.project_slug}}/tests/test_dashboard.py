@@ -1,0 +1,364 @@
+"""The dashboard (api/dashboard/) without a browser: the app in process, the test Redis, real
+workers. Its login, its forms' protection, its escaping, its JSON and its actions."""
+
+import asyncio
+import contextlib
+import re
+import time
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
+from html import unescape
+
+import httpx
+import pytest
+from arq.connections import ArqRedis
+from fastapi import FastAPI
+
+from {{ cookiecutter.package_name }}.api.app import create_app
+from {{ cookiecutter.package_name }}.api.dashboard import security
+from {{ cookiecutter.package_name }}.config import get_settings
+from {{ cookiecutter.package_name }}.infrastructure import activity, dead_letters
+from {{ cookiecutter.package_name }}.infrastructure.tasks import WorkerSettings
+from {{ cookiecutter.package_name }}.queue import JobContext, PermanentError, enqueue_task, get_job, job
+
+from .conftest import Configure, RunningWorker, RunWorker
+
+PASSWORD = "correct horse battery staple"
+SCRIPT = "<script>alert('x')</script>"
+ESCAPED = "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;"
+
+
+async def fails_with_markup(ctx: JobContext, text: str) -> None:
+    raise PermanentError(text)
+
+
+# The project's jobs and the one above; the tests queue the latter with arq's own enqueue_job.
+FUNCTIONS = [*WorkerSettings.functions, job(fails_with_markup)]
+
+
+@contextlib.asynccontextmanager
+async def serving(app: FastAPI, auth: tuple[str, str] | None) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of `app`, in process, with the app's lifespan run around it."""
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://testserver", auth=auth) as client,
+    ):
+        yield client
+
+
+@pytest.fixture(autouse=True)
+def settings_read_afresh() -> Iterator[None]:
+    yield
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+async def dashboard(task_pool: ArqRedis, configure: Configure) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of an app with the dashboard on, logged in (any user name)."""
+    configure(DASHBOARD_PASSWORD=PASSWORD)
+    async with serving(create_app(), auth=("operator", PASSWORD)) as client:
+        yield client
+
+
+def token_in(page: str) -> str:
+    match = re.search(r'name="token" value="([^"]+)"', page)
+    assert match is not None, "the page has no form token"
+    return match.group(1)
+
+
+async def add_dead_letter(pool: ArqRedis, job_id: str, message: str, error: str) -> None:
+    now = datetime.now(UTC)
+    letter = dead_letters.DeadLetter(
+        job_id, "example_task", [], {"message": message}, "PermanentError", error, 3, now, now
+    )
+    await dead_letters.add(pool, get_settings().queue_name, letter, limit=1000)
+
+
+async def test_the_dashboard_is_not_there_without_a_password(task_pool: ArqRedis) -> None:
+    async with serving(create_app(), auth=("operator", PASSWORD)) as client:
+        page = await client.get("/dashboard")
+        data = await client.get("/dashboard/snapshot.json")
+        schema = (await client.get("/openapi.json")).json()
+
+    assert (page.status_code, data.status_code) == (404, 404)
+    assert not any(path.startswith("/dashboard") for path in schema["paths"])
+
+
+@pytest.mark.parametrize("auth", [None, ("operator", "wrong"), ("operator", PASSWORD + "x")])
+async def test_every_dashboard_route_needs_the_password(
+    task_pool: ArqRedis, configure: Configure, auth: tuple[str, str] | None
+) -> None:
+    configure(DASHBOARD_PASSWORD=PASSWORD)
+    async with serving(create_app(), auth=auth) as client:
+        answers = [
+            await client.get("/dashboard"),
+            await client.get("/dashboard/live"),
+            await client.get("/dashboard/snapshot.json"),
+            await client.get("/dashboard/static/dashboard.js"),
+            await client.post("/dashboard/dead-letters/purge", data={"token": "x"}),
+        ]
+
+    assert [answer.status_code for answer in answers] == [401] * 5
+    assert answers[0].headers["www-authenticate"].startswith('Basic realm="dashboard"')
+    assert "DASHBOARD_PASSWORD" in answers[0].json()["detail"]
+    assert PASSWORD not in answers[0].text
+
+
+async def test_a_malformed_authorization_header_is_a_401(
+    task_pool: ArqRedis, configure: Configure
+) -> None:
+    configure(DASHBOARD_PASSWORD=PASSWORD)
+    async with serving(create_app(), auth=None) as client:
+        answer = await client.get("/dashboard", headers={"Authorization": "Basic %%%"})
+
+    assert answer.status_code == 401
+
+
+async def test_the_page_and_its_files_are_served_with_a_strict_policy(
+    dashboard: httpx.AsyncClient,
+) -> None:
+    page = await dashboard.get("/dashboard")
+    script = await dashboard.get("/dashboard/static/dashboard.js")
+    style = await dashboard.get("/dashboard/static/dashboard.css")
+    other = await dashboard.get("/dashboard/static/secrets.txt")
+
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    assert 'name="viewport"' in page.text  # phone width
+    assert script.status_code == 200
+    assert script.headers["content-type"].startswith("text/javascript")
+    assert "innerHTML" not in script.text
+    assert style.status_code == 200
+    assert other.status_code == 404
+
+
+async def test_the_snapshot_shows_workers_counts_chart_and_jobs(
+    dashboard: httpx.AsyncClient, task_pool: ArqRedis, run_burst_worker: RunWorker
+) -> None:
+    done = await enqueue_task("example_task", message="one")
+    assert done is not None
+    await task_pool.enqueue_job("fails_with_markup", "broken")
+    await run_burst_worker(functions=FUNCTIONS, cron_jobs=[])
+    await enqueue_task("example_task", message="later", _defer_by=60)
+
+    snapshot = (await dashboard.get("/dashboard/snapshot.json")).json()
+
+    assert set(snapshot) == {
+        "queue",
+        "taken_at",
+        "counts",
+        "workers",
+        "chart",
+        "recent",
+        "failures",
+        "dead_letters",
+    }
+    assert snapshot["queue"] == get_settings().queue_name
+    counts = snapshot["counts"]
+    assert (counts["waiting"], counts["deferred"], counts["running"]) == (0, 1, 0)
+    assert (counts["dead_letters"], counts["workers"]) == (1, 0)  # the burst worker has stopped
+    assert counts["last_minute"] == {"complete": 1, "retried": 0, "failed": 1, "aborted": 0}
+    assert len(snapshot["chart"]) == 90
+    assert set(snapshot["chart"][-1]) == {
+        "start",
+        "complete",
+        "retried",
+        "failed",
+        "aborted",
+        "depth",
+    }
+    assert sum(bucket["complete"] for bucket in snapshot["chart"]) == 1
+    [failure] = snapshot["failures"]
+    assert failure["error"] == "PermanentError: broken"
+    assert failure["outcome"] == "failed"
+    assert {job["job_id"] for job in snapshot["recent"]} == {done.job_id, failure["job_id"]}
+    recent = next(job for job in snapshot["recent"] if job["job_id"] == done.job_id)
+    assert set(recent) == {
+        "job_id",
+        "function",
+        "outcome",
+        "try",
+        "duration_seconds",
+        "error",
+        "finished_at",
+        "worker",
+    }
+    assert (recent["function"], recent["outcome"], recent["try"]) == ("example_task", "complete", 1)
+    [letter] = snapshot["dead_letters"]
+    assert (letter["job_id"], letter["error"]) == (failure["job_id"], "broken")
+
+
+async def test_the_snapshot_lists_live_workers_with_their_beat(
+    dashboard: httpx.AsyncClient, running_worker: RunningWorker
+) -> None:
+    async with running_worker(cron_jobs=[]):
+        for _ in range(100):  # until it has started
+            snapshot = (await dashboard.get("/dashboard/snapshot.json")).json()
+            if snapshot["workers"]:
+                break
+            await asyncio.sleep(0.05)
+
+    [worker] = snapshot["workers"]
+    assert set(worker) == {"host", "pid", "started_at", "beat_at", "running"}
+    assert worker["beat_at"] is not None
+    assert snapshot["counts"]["workers"] == 1
+
+
+async def test_job_text_is_escaped_everywhere_it_is_shown(
+    dashboard: httpx.AsyncClient, task_pool: ArqRedis, run_burst_worker: RunWorker
+) -> None:
+    shown = await enqueue_task("example_task", message=SCRIPT)
+    assert shown is not None
+    await task_pool.enqueue_job("fails_with_markup", SCRIPT)
+    await add_dead_letter(task_pool, "letter-1", SCRIPT, SCRIPT)
+    await run_burst_worker(functions=FUNCTIONS, cron_jobs=[])
+
+    page = (await dashboard.get("/dashboard", params={"job": shown.job_id})).text
+    live = (await dashboard.get("/dashboard/live")).text
+
+    # In the lookup: the argument and the result; in the live part: the dead letters' arguments
+    # and errors, the recent failure's error.
+    assert page.count(ESCAPED) >= 2
+    assert live.count(ESCAPED) >= 3
+    for html in (page, live):
+        assert "<script>alert" not in html
+    # The only script element is the dashboard's own.
+    assert re.findall(r"<script[^>]*>", page) == [
+        '<script src="/dashboard/static/dashboard.js" defer>'
+    ]
+    assert f"Processed: {SCRIPT}" in unescape(page)
+
+
+async def test_a_form_post_without_a_good_token_is_refused(
+    dashboard: httpx.AsyncClient, task_pool: ArqRedis
+) -> None:
+    await add_dead_letter(task_pool, "letter-1", "hi", "boom")
+    page = (await dashboard.get("/dashboard")).text
+    token = token_in(page)
+    settings = get_settings()
+    forged = f"{int(time.time())}.{'0' * 64}"
+    expired = security.form_token(settings, now=time.time() - security.TOKEN_SECONDS - 5)
+
+    answers = [
+        await dashboard.post("/dashboard/dead-letters/purge"),
+        await dashboard.post("/dashboard/dead-letters/purge", data={"token": ""}),
+        await dashboard.post("/dashboard/dead-letters/purge", data={"token": forged}),
+        await dashboard.post("/dashboard/dead-letters/purge", data={"token": expired}),
+        await dashboard.post("/dashboard/dead-letters/purge", data={"token": "not.a-token"}),
+        await dashboard.post(
+            "/dashboard/dead-letters/purge",
+            data={"token": token},
+            headers={"Origin": "https://attacker.example"},
+        ),
+        await dashboard.post(
+            "/dashboard/dead-letters/purge",
+            data={"token": token},
+            headers={"Sec-Fetch-Site": "cross-site"},
+        ),
+        await dashboard.post("/dashboard/dead-letters/letter-1/requeue", data={"token": forged}),
+    ]
+
+    assert [answer.status_code for answer in answers] == [403] * 8
+    assert answers[-1].headers["content-type"] == "application/problem+json"
+    assert await dead_letters.count(task_pool, settings.queue_name) == 1
+
+
+async def test_a_token_from_another_password_is_refused(
+    dashboard: httpx.AsyncClient, task_pool: ArqRedis, configure: Configure
+) -> None:
+    await add_dead_letter(task_pool, "letter-1", "hi", "boom")
+    configure(DASHBOARD_PASSWORD="an older password")
+    old_token = security.form_token(get_settings())
+    configure(DASHBOARD_PASSWORD=PASSWORD)
+
+    answer = await dashboard.post("/dashboard/dead-letters/purge", data={"token": old_token})
+
+    assert answer.status_code == 403
+
+
+async def test_purge_deletes_every_dead_letter(
+    dashboard: httpx.AsyncClient, task_pool: ArqRedis
+) -> None:
+    for number in range(3):
+        await add_dead_letter(task_pool, f"letter-{number}", "hi", "boom")
+    token = token_in((await dashboard.get("/dashboard")).text)
+
+    answer = await dashboard.post(
+        "/dashboard/dead-letters/purge",
+        data={"token": token},
+        headers={"Origin": "http://testserver"},
+    )
+    page = await dashboard.get(answer.headers["location"])
+
+    assert (answer.status_code, answer.headers["location"]) == (303, "/dashboard?notice=purged")
+    assert await dead_letters.count(task_pool, get_settings().queue_name) == 0
+    assert "Dead letters purged." in page.text
+
+
+async def test_requeue_puts_the_dead_letter_back_on_the_queue(
+    dashboard: httpx.AsyncClient, task_pool: ArqRedis
+) -> None:
+    await add_dead_letter(task_pool, "letter-1", "again", "boom")
+    token = token_in((await dashboard.get("/dashboard")).text)
+
+    answer = await dashboard.post("/dashboard/dead-letters/letter-1/requeue", data={"token": token})
+    again = await dashboard.post("/dashboard/dead-letters/letter-1/requeue", data={"token": token})
+    page = await dashboard.get(answer.headers["location"])
+
+    assert answer.status_code == 303
+    match = re.fullmatch(r"/dashboard\?notice=requeued&job=([0-9a-f]+)", answer.headers["location"])
+    assert match is not None
+    new_job = await get_job(match.group(1))
+    assert await new_job.status() == "queued"
+    assert (await new_job.info()).kwargs == {"message": "again"}  # type: ignore[union-attr]
+    assert await dead_letters.count(task_pool, get_settings().queue_name) == 0
+    assert "requeued" in page.text
+    assert match.group(1) in page.text
+    assert again.headers["location"] == "/dashboard?notice=no-dead-letter&job=letter-1"
+
+
+async def test_abort_removes_a_queued_job(dashboard: httpx.AsyncClient) -> None:
+    queued = await enqueue_task("example_task", message="later", _defer_by=60)
+    assert queued is not None
+    page = (await dashboard.get("/dashboard", params={"job": queued.job_id})).text
+    assert "Abort" in page
+    assert "deferred" in page
+
+    answer = await dashboard.post(
+        f"/dashboard/jobs/{queued.job_id}/abort", data={"token": token_in(page)}
+    )
+    again = await dashboard.post(
+        f"/dashboard/jobs/{queued.job_id}/abort", data={"token": token_in(page)}
+    )
+
+    assert answer.headers["location"] == f"/dashboard?notice=aborted&job={queued.job_id}"
+    assert await queued.status() == "aborted"
+    assert again.headers["location"] == f"/dashboard?notice=finished&job={queued.job_id}"
+
+
+async def test_looking_up_a_bad_or_unknown_id_says_so(dashboard: httpx.AsyncClient) -> None:
+    bad = await dashboard.get("/dashboard", params={"job": "no spaces <b>"})
+    unknown = await dashboard.get("/dashboard", params={"job": "never-queued"})
+    made_up = await dashboard.get("/dashboard", params={"notice": "<b>anything</b>"})
+
+    assert "Not a job id" in bad.text
+    assert "<b>" not in bad.text
+    assert "No job <code>never-queued</code>" in unknown.text
+    assert "anything" not in made_up.text  # only the notices the dashboard knows are shown
+
+
+async def test_the_live_part_counts_what_workers_recorded(
+    dashboard: httpx.AsyncClient, task_pool: ArqRedis, run_burst_worker: RunWorker
+) -> None:
+    for number in range(5):
+        await enqueue_task("example_task", message=str(number))
+    await run_burst_worker(cron_jobs=[])
+
+    live = (await dashboard.get("/dashboard/live")).text
+
+    assert re.search(r"<dt>Done / min</dt><dd>5</dd>", live)
+    assert live.count('class="complete"') >= 1  # a bar in the chart
+    assert len(await activity.recent_jobs(task_pool, get_settings().queue_name)) == 5
