@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import redis
 from arq.connections import ArqRedis, RedisSettings
 
 from {{ cookiecutter.package_name }}.config import get_settings
+from {{ cookiecutter.package_name }}.infrastructure import dead_letters
 from {{ cookiecutter.package_name }}.infrastructure.redis_server import LocalRedisServer
 from {{ cookiecutter.package_name }}.infrastructure.tasks import (
     WorkerSettings,
@@ -206,3 +208,20 @@ def worker_processes(
     workers.stop_all()
     for index in range(len(workers.started)):
         print(f"--- worker {index}", *workers.log(index).splitlines()[-15:], sep="\n")
+
+
+async def add_dead_letter(pool: ArqRedis, job_id: str = "dead-1") -> None:
+    """Record one dead letter on the project's queue, as a job of `example_task` that failed."""
+    now = datetime.now(UTC)
+    letter = dead_letters.DeadLetter(
+        job_id=job_id,
+        function="example_task",
+        args=[],
+        kwargs={},
+        error_type="PermanentError",
+        error="refused",
+        tries=1,
+        enqueued_at=now,
+        failed_at=now,
+    )
+    await dead_letters.add(pool, get_settings().queue_name, letter, limit=10)

@@ -3,11 +3,9 @@ the metrics read (`queue_stats`), with dead letters and live workers, without a 
 
 import asyncio
 import time
-from datetime import UTC, datetime
 
 from arq.connections import ArqRedis
 
-from {{ cookiecutter.package_name }}.infrastructure import dead_letters
 from {{ cookiecutter.package_name }}.infrastructure.depth import QueueStats, queue_stats
 from {{ cookiecutter.package_name }}.infrastructure.heartbeat import live_workers_key, running_prefix
 from {{ cookiecutter.package_name }}.infrastructure.serialization import deserialize
@@ -15,7 +13,7 @@ from {{ cookiecutter.package_name }}.infrastructure.tasks import WorkerSettings
 from {{ cookiecutter.package_name }}.jobs import report_queue_depth
 from {{ cookiecutter.package_name }}.queue import QueueDepth, cron_job, enqueue_task, job, queue_depth
 
-from .conftest import RunningWorker, sleeps, wait_until_started
+from .conftest import RunningWorker, add_dead_letter, sleeps, wait_until_started
 
 
 async def test_waiting_deferred_and_running_jobs_are_counted_apart(
@@ -63,18 +61,7 @@ async def test_queue_stats_counts_jobs_dead_letters_and_live_workers_without_a_s
 ) -> None:
     queue = WorkerSettings.queue_name
     await task_pool.enqueue_job("sleeps")
-    letter = dead_letters.DeadLetter(
-        job_id="dead-1",
-        function="example_task",
-        args=[],
-        kwargs={},
-        error_type="PermanentError",
-        error="refused",
-        tries=1,
-        enqueued_at=datetime.now(UTC),
-        failed_at=datetime.now(UTC),
-    )
-    await dead_letters.add(task_pool, queue, letter, limit=10)
+    await add_dead_letter(task_pool)
     workers_jobs = [job(sleeps), *WorkerSettings.functions]
     async with running_worker(functions=workers_jobs, cron_jobs=[], max_jobs=1):
         await wait_until_started(task_pool)

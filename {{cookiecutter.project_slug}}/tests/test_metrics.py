@@ -9,7 +9,6 @@ import socket
 import subprocess
 import sys
 import urllib.request
-from datetime import UTC, datetime
 
 import pytest
 from arq.connections import ArqRedis
@@ -29,8 +28,19 @@ from {{ cookiecutter.package_name }}.infrastructure.redis_server import LocalRed
 from {{ cookiecutter.package_name }}.infrastructure.tasks import WorkerSettings
 from {{ cookiecutter.package_name }}.queue import enqueue_task{% if cookiecutter.api_framework == "fastapi" %}, job{% endif %}
 
-from .conftest import Configure, RunningWorker, WorkerProcesses{% if cookiecutter.api_framework == "fastapi" %}, sleeps, wait_until_started
-from .test_api_health import serving{% endif %}
+from .conftest import (
+    Configure,
+    RunningWorker,
+    WorkerProcesses,
+    add_dead_letter,
+{%- if cookiecutter.api_framework == "fastapi" %}
+    sleeps,
+    wait_until_started,
+{%- endif %}
+)
+{%- if cookiecutter.api_framework == "fastapi" %}
+from .test_api_health import serving
+{%- endif %}
 
 FAULT_JOBS = "tests.fault_jobs.WorkerSettings"
 QUEUE = WorkerSettings.queue_name
@@ -204,18 +214,7 @@ async def queue_with_one_of_each(pool: ArqRedis) -> None:
     await enqueue_task("example_task", message="waits 1")
     await enqueue_task("example_task", message="waits 2")
     await enqueue_task("example_task", message="later", _defer_by=60)
-    letter = dead_letters.DeadLetter(
-        job_id="dead-1",
-        function="example_task",
-        args=[],
-        kwargs={},
-        error_type="PermanentError",
-        error="refused",
-        tries=1,
-        enqueued_at=datetime.now(UTC),
-        failed_at=datetime.now(UTC),
-    )
-    await dead_letters.add(pool, QUEUE, letter, limit=10)
+    await add_dead_letter(pool)
 
 
 async def test_just_metrics_prints_the_queue_gauges(
