@@ -1,7 +1,11 @@
 """Bad input to `enqueue_task` is refused with a clear error, nothing is queued, and no other
 job is lost."""
 
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -103,3 +107,33 @@ async def test_bad_input_loses_no_other_job(
         "Processed: before",
         "Processed: after",
     ]
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["-m", "{{ cookiecutter.package_name }}.infrastructure.worker"],
+        ["-m", "arq", "{{ cookiecutter.package_name }}.infrastructure.tasks.WorkerSettings"],
+{%- if cookiecutter.api_framework == "fastapi" %}
+        ["-m", "uvicorn", "{{ cookiecutter.package_name }}.api.app:create_app", "--factory", "--port", "0"],
+{%- endif %}
+    ],
+    ids=["worker", "arq command"{% if cookiecutter.api_framework == "fastapi" %}, "API"{% endif %}],
+)
+def test_a_bad_setting_stops_each_entry_point_with_one_line(command: list[str]) -> None:
+    environment = {**os.environ, "WORKER_METRICS_PORT": "0", "LOG_FORMAT": "yaml"}
+    result = subprocess.run(
+        [sys.executable, *command],
+        cwd=Path(__file__).parents[1],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    [line] = [line for line in result.stderr.splitlines() if "invalid settings" in line]
+    assert "WORKER_METRICS_PORT: Input should be greater than or equal to 1" in line
+    assert "LOG_FORMAT: Input should be 'text' or 'json'" in line

@@ -106,6 +106,15 @@ def get_settings() -> Settings:
     return Settings()
 
 
+def settings_or_exit() -> Settings:
+    """The settings, for a process's entry point: invalid ones end the process with one line
+    naming each bad variable (exit status 1), not a traceback."""
+    try:
+        return get_settings()
+    except ValidationError as error:
+        raise SystemExit(describe_invalid_settings(error)) from None
+
+
 def describe_invalid_settings(error: ValidationError) -> str:
     """One line naming each bad variable and what is wrong, without its value (it may be secret)."""
     problems = [f"{str(problem['loc'][0]).upper()}: {problem['msg']}" for problem in error.errors()]

@@ -25,7 +25,7 @@ from fastapi.routing import APIRoute
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..config import get_settings
+from ..config import settings_or_exit
 from ..error_tracking import init_error_tracking
 from ..logs import configure_logging
 {%- if cookiecutter.cache_backend != "none" %}
@@ -114,7 +114,7 @@ class BodySizeLimit:
 def create_app() -> FastAPI:
     """The API, configured from the settings (config.py); every error is a problem document
     (problems.py)."""
-    settings = get_settings()
+    settings = settings_or_exit()  # a bad setting: one line, not a traceback from uvicorn
     configure_logging(settings.log_level, settings.log_format)
     init_error_tracking()
     app = FastAPI(

@@ -11,7 +11,7 @@ as they always were (`from {{ cookiecutter.package_name }}.infrastructure.tasks 
 import inspect
 import logging
 
-from ..config import get_settings
+from ..config import get_settings, settings_or_exit
 from ..error_tracking import init_error_tracking
 from ..jobs import example_task, {% if cookiecutter.cache_backend == "falkordb" %}record_visit, {% endif %}report_queue_depth
 from ..logs import configure_logging, logging_configured
@@ -101,7 +101,8 @@ async def on_worker_shutdown(ctx: JobContext) -> None:
     logger.info("worker on queue %s stopped", ctx["queue_name"])
 
 
-_settings = get_settings()
+# Read when the `arq` command (or worker.py) imports this module: a bad setting ends it here.
+_settings = settings_or_exit()
 
 
 class WorkerSettings:

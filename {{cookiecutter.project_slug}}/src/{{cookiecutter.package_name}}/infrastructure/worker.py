@@ -57,7 +57,7 @@ from arq.worker import Worker as ArqWorker
 from arq.worker import get_kwargs
 from redis.commands.core import AsyncScript
 
-from ..config import get_settings
+from ..config import settings_or_exit
 from ..error_tracking import init_error_tracking
 from ..logs import configure_logging
 
@@ -340,7 +340,7 @@ def main(argv: list[str] | None = None) -> None:
         "--custom-log-dict", metavar="PATH", help="dotted path of a logging dictConfig, as arq's"
     )
     args = parser.parse_args(argv)
-    settings = get_settings()
+    settings = settings_or_exit()
     configure_logging(settings.log_level, settings.log_format, verbose=args.verbose)
     if args.custom_log_dict:  # on top, as the arq command applies it
         logging.config.dictConfig(import_string(args.custom_log_dict))
