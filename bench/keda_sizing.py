@@ -4,11 +4,15 @@
                                        [--base-rate 50] [--burst-rate 4000] [--burst-seconds 120]
                                        [--burst-every 600] [--duration 1500] [--startup 20]
 
-The baked project's KEDA ScaledObject (deploy/kubernetes/components/keda/) asks for
-`ceil(waiting / target)` workers, between `--min` and `--max`, where `waiting` is the gauge
-`arq_queue_jobs_waiting` (jobs due and not started). This script replays a workload second by
-second through the same rule and prints the queue over time, so that a user can choose
-`targetValue`, `minReplicaCount` and `maxReplicaCount` before deploying.
+The baked project's KEDA ScaledObject (deploy/kubernetes/components/keda/) has two triggers and
+asks for the larger answer, between `--min` and `--max`: `ceil(waiting / target)` workers, where
+`waiting` is the gauge `arq_queue_jobs_waiting` (jobs due and not started), and as many workers
+as are busy (`arq_queue_jobs_running` over WORKER_MAX_JOBS; here, the workers needed to carry
+the jobs finished in the last second). This script replays a workload second by second through
+that rule and prints the queue over time, so that a user can choose `targetValue`,
+`minReplicaCount` and `maxReplicaCount` before deploying. Its defaults are the ScaledObject's
+settings as the template writes them; it does not read the manifest, so pass yours if you
+changed them.
 
 The model, with the ScaledObject's defaults:
 - jobs arrive at `--base-rate` per second, and at `--burst-rate` for `--burst-seconds` every
@@ -21,12 +25,15 @@ The model, with the ScaledObject's defaults:
   recommendation of the last `--stabilization` seconds (300), by at most 2 pods a minute;
 - a new worker takes `--startup` seconds (20) from being asked for to taking jobs: scheduling,
   container start, Python start, the first heartbeat;
-- a job's wait is estimated as the backlog when it arrives over the capacity then (Little's law),
-  and reported at each KEDA poll; "worker-minutes" counts requested workers, which is what a
-  cluster bills.
+- with `--min 0`, KEDA itself starts the first worker (0 to 1) and the HPA takes over from there;
+- the columns, one row per KEDA poll: `arrive/s`, jobs arriving per second; `waiting`, the backlog
+  KEDA reads; `workers`, requested; `ready`, taking jobs; `wait s`, a job's estimated wait, the
+  backlog over the ready workers' capacity (Little's law; `inf` with none ready);
+  "worker-minutes" counts requested workers, which is what a cluster bills.
 
-It models the rule, not a cluster: no node autoscaling delay, no image pull, and the
-throughput of every worker is the same. Progress and the table go to stdout.
+It models the rule, not a cluster: no node autoscaling delay, no image pull, no fallback (KEDA
+holds 4 workers when it cannot read the gauges), and the throughput of every worker is the
+same. The table goes to stdout; bad inputs end it with one line and exit status 2.
 """
 
 import argparse
@@ -69,10 +76,12 @@ def arrival_rate(inputs: Inputs, second: int) -> float:
     return inputs.burst_rate if in_burst else inputs.base_rate
 
 
-def desired_replicas(inputs: Inputs, waiting: float) -> int:
-    """KEDA's AverageValue rule: one worker per `target` waiting jobs, within the bounds."""
-    wanted = math.ceil(waiting / inputs.target) if waiting > 0 else 0
-    return max(inputs.min_replicas, min(inputs.max_replicas, wanted))
+def desired_replicas(inputs: Inputs, waiting: float, finished_per_second: float) -> int:
+    """KEDA's AverageValue rule on each trigger, the larger answer, within the bounds: one worker
+    per `target` waiting jobs; and the workers the jobs finished in the last second kept busy."""
+    for_backlog = math.ceil(waiting / inputs.target)
+    busy = math.ceil(finished_per_second / inputs.throughput - 1e-9)
+    return max(inputs.min_replicas, min(inputs.max_replicas, max(for_backlog, busy)))
 
 
 def scale(
@@ -83,6 +92,8 @@ def scale(
     pods a minute. `history` holds (second, recommendation) pairs, the newest last."""
     wanted = history[-1][1]
     if wanted > current:
+        if current == 0:
+            return 1  # KEDA's activation; the HPA cannot scale from zero
         return min(wanted, current + max(current, 4))
     stabilized = max(count for second, count in history if now - second < inputs.stabilization)
     if stabilized < current and now - last_down >= 60:
@@ -103,10 +114,11 @@ def simulate(inputs: Inputs) -> list[Sample]:
         capacity = ready * inputs.throughput
         rate = arrival_rate(inputs, second)
         waiting += rate
-        waiting -= min(waiting, capacity)
+        finished = min(waiting, capacity)
+        waiting -= finished
         if second % inputs.polling:
             continue
-        history.append((second, desired_replicas(inputs, waiting)))
+        history.append((second, desired_replicas(inputs, waiting, finished)))
         new = scale(inputs, requested, history, second, last_down)
         if new < requested:
             last_down = second
@@ -140,6 +152,22 @@ def main() -> None:
     parser.add_argument("--startup", type=int, default=20, help="s from asked for to ready")
     parser.add_argument("--stabilization", type=int, default=300, help="scale-down window, s")
     inputs = Inputs(**vars(parser.parse_args()))
+    problems = [
+        f"--{name.replace('_', '-')} must be at least {least}"
+        for name, least in (
+            ("throughput", 1),
+            ("target", 1),
+            ("polling", 1),
+            ("burst_every", 1),
+            ("duration", 1),
+            ("max", 1),
+        )
+        if getattr(inputs, "max_replicas" if name == "max" else name) < least
+    ]
+    if inputs.min_replicas < 0 or inputs.min_replicas > inputs.max_replicas:
+        problems.append("--min must be between 0 and --max")
+    if problems:
+        parser.error("; ".join(problems))
 
     print("inputs: " + ", ".join(f"{key}={value}" for key, value in vars(inputs).items()))
     samples = simulate(inputs)

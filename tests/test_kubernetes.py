@@ -133,8 +133,8 @@ def test_workers_run_the_image_unprivileged_and_stop_within_their_grace(project:
     assert pod["terminationGracePeriodSeconds"] > grace + 5  # the grace, then cancel and close
     assert worker["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
 
-    labels = worker["spec"]["template"]["metadata"]["labels"]
-    assert worker["spec"]["selector"]["matchLabels"] == labels
+    labels = worker["spec"]["selector"]["matchLabels"]
+    assert labels.items() <= worker["spec"]["template"]["metadata"]["labels"].items()
     spread = pod["topologySpreadConstraints"]
     assert {c["topologyKey"] for c in spread} == {
         "kubernetes.io/hostname",
@@ -183,46 +183,64 @@ def test_redis_url_comes_from_a_secret_and_only_the_app_reaches_redis(project: P
     assert not by_kind(overlay(project, "prod"), "Secret")  # prod reads one made out of band
 
 
-def test_keda_scales_workers_on_jobs_that_are_ready_to_run(project: Path) -> None:
+def test_keda_scales_workers_on_jobs_ready_to_run_and_keeps_busy_ones(project: Path) -> None:
     objects = overlay(project, "prod")
     [scaled] = by_kind(objects, "ScaledObject").values()
-    [trigger] = scaled["spec"]["triggers"]
     deployments = by_kind(objects, "Deployment")
+    config = config_of(objects)
 
     assert scaled["spec"]["scaleTargetRef"]["name"] in deployments
+    assert "replicas" not in deployments[scaled["spec"]["scaleTargetRef"]["name"]]["spec"]
     assert 1 <= scaled["spec"]["minReplicaCount"] < scaled["spec"]["maxReplicaCount"]
     assert scaled["spec"]["fallback"]["replicas"] >= scaled["spec"]["minReplicaCount"]
-    assert trigger["type"] == "metrics-api"
-    assert trigger["metricType"] == "AverageValue"  # KEDA's fallback needs it
-    metadata = trigger["metadata"]
-    assert metadata["format"] == "prometheus"
-    assert int(metadata["targetValue"]) > 0
+    gauges = {}
+    for trigger in scaled["spec"]["triggers"]:
+        assert trigger["type"] == "metrics-api"
+        assert trigger["metricType"] == "AverageValue"  # KEDA's fallback needs it
+        metadata = trigger["metadata"]
+        assert metadata["format"] == "prometheus"
+        metric = re.fullmatch(r'(\w+)\{queue="([^"]+)"\}', metadata["valueLocation"])
+        assert metric, metadata["valueLocation"]
+        assert metric.group(2) == config["QUEUE_NAME"]
+        gauges[metric.group(1)] = int(metadata["targetValue"])
+        check_served(project, objects, metadata["url"], metric.group(1))
 
-    # The gauge exists, for this queue, and is served where the URL points.
-    metric = re.fullmatch(r'(\w+)\{queue="([^"]+)"\}', metadata["valueLocation"])
-    assert metric, metadata["valueLocation"]
-    assert metric.group(1) == "arq_queue_jobs_waiting"
+    # Jobs due and not started (not ZCARD, which counts deferred and running jobs too), and the
+    # running ones, one worker per WORKER_MAX_JOBS of them.
+    assert set(gauges) == {"arq_queue_jobs_waiting", "arq_queue_jobs_running"}
+    assert gauges["arq_queue_jobs_waiting"] > 0
+    assert gauges["arq_queue_jobs_running"] == int(config["WORKER_MAX_JOBS"])
+
+
+def check_served(project: Path, objects: list[dict[str, Any]], url: str, metric: str) -> None:
+    """The gauge exists in the project, and `url` names a Service, port and pods that serve it."""
     package = next((project / "src").iterdir())
-    assert f'"{metric.group(1)}"' in (package / "infrastructure/metrics.py").read_text()
-    assert metric.group(2) == config_of(objects)["QUEUE_NAME"]
-
-    url = re.fullmatch(
-        r"http://([\w-]+)\.([\w-]+)\.svc\.cluster\.local:(\d+)/metrics", metadata["url"]
-    )
-    assert url, metadata["url"]
-    service_name, namespace, port = url.groups()
+    assert f'"{metric}"' in (package / "infrastructure/metrics.py").read_text()
+    parts = re.fullmatch(r"http://([\w-]+)\.([\w-]+)\.svc\.cluster\.local:(\d+)/metrics", url)
+    assert parts, url
+    service_name, namespace, port = parts.groups()
     service = by_kind(objects, "Service")[service_name]
     assert service["metadata"]["namespace"] == namespace
     assert [p["port"] for p in service["spec"]["ports"]] == [int(port)]
     target = service["spec"]["selector"]["app.kubernetes.io/component"]
     served_by = next(
         d
-        for d in deployments.values()
+        for d in by_kind(objects, "Deployment").values()
         if d["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"] == target
     )
     assert int(port) in [p["containerPort"] for p in container(served_by)["ports"]]
     if target == "worker":  # the workers serve the gauges only with metrics on
         assert config_of(objects)["WORKER_METRICS_PORT"] == port
+
+
+def test_every_object_and_pod_names_the_project(project: Path) -> None:
+    slug = next(iter(by_kind(overlay(project, "prod"), "Deployment"))).rsplit("-", 1)[0]
+    for name in ("dev", "prod"):
+        for item in overlay(project, name):
+            assert item["metadata"]["labels"]["app.kubernetes.io/part-of"] == slug
+            template = item.get("spec", {}).get("template")
+            if template:
+                assert template["metadata"]["labels"]["app.kubernetes.io/part-of"] == slug
 
 
 def test_the_api_is_probed_on_its_health_routes(project: Path, combination) -> None:

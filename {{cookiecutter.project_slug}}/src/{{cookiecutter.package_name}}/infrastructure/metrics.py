@@ -24,10 +24,15 @@ that `rate()` sees its first job and a ratio of two counters is never missing a 
 
 The queue-level gauges, labelled `queue` (`arq_queue_jobs_waiting`, `_deferred`, `_running`,
 `arq_queue_dead_letters`, `arq_queue_live_workers`), are read from Redis when they are asked
-for (depth.py's `queue_stats`, no SCAN) and rendered by `render_queue_stats`: the API serves
+for (depth.py's `queue_stats`, no SCAN) and rendered by `render_queue_stats`:
+{%- if cookiecutter.api_framework == "fastapi" %} the API serves
 them at `/metrics` (api/metrics.py), `just metrics` prints them. Each worker's `/metrics` has
 them too, as it last read them (every QUEUE_STATS_SECONDS): where there is no API, that is
 where Prometheus and KEDA find the backlog.
+{%- else %} `just metrics`
+prints them. Each worker's `/metrics` has them too, as it last read them (every
+QUEUE_STATS_SECONDS): that is where Prometheus and KEDA find the backlog.
+{%- endif %}
 
 prometheus-client adds about 50 ms to a worker's start: tasks.py imports this module only when
 metrics are on.
