@@ -5,7 +5,8 @@ jobs stay in it, and so do deferred ones (`_defer_by`, cron ticks ahead, retries
 plain ZCARD counts all three as "waiting". Here the set is split at now, and the running jobs are
 those the workers list as running (heartbeat.py), found in either part: a job the project's
 worker claimed is scored when its in-progress mark expires (worker.py), one an `arq` worker runs
-keeps its score.
+keeps its score. "Running" includes the few jobs a worker has read ahead to start as soon as a
+slot frees (worker.py's READ_AHEAD_SHARE): they have left the queue for that worker.
 
 `queue_depth` finds the running-lists with SCAN, which walks the whole keyspace. `queue_stats`,
 read at every metrics scrape and by the dashboard, adds dead letters and live workers and finds

@@ -97,7 +97,7 @@ QUEUE_STATS_SECONDS = 5.0
 QUEUE_GAUGES = (
     ("waiting", "arq_queue_jobs_waiting", "Jobs due to start, not started yet"),
     ("deferred", "arq_queue_jobs_deferred", "Jobs queued to start later (deferred, retry backoff)"),
-    ("running", "arq_queue_jobs_running", "Jobs the live workers are running"),
+    ("running", "arq_queue_jobs_running", "Jobs the live workers run or have read to run next"),
     ("dead_letters", "arq_queue_dead_letters", "Records in the dead-letter list"),
     ("live_workers", "arq_queue_live_workers", "Workers whose heartbeat is current"),
 )
@@ -196,13 +196,15 @@ class WorkerSlots(Collector):
         self.worker = worker
 
     def collect(self) -> Iterator[Metric]:
+        running = self.worker.running_functions
         yield GaugeMetricFamily(
-            "arq_worker_jobs_running", "Jobs this worker is running", value=self.worker.job_counter
+            "arq_worker_jobs_running", "Jobs this worker is running", value=running
         )
+        free = self.worker.max_jobs - running if self.worker.allow_pick_jobs else 0
         yield GaugeMetricFamily(
             "arq_worker_free_slots",
             "Jobs this worker could start now (0 while it shuts down)",
-            value=self.worker.free_slots(),
+            value=free,
         )
 
 
