@@ -70,7 +70,7 @@ templates.filters.update(text=as_text, clock=clock, duration=duration)
 
 # What `?notice=` may say after an action; the page shows no other text from the query.
 NOTICES = {
-    "requeued": "Dead letter {job} requeued: the new job is shown below.",
+    "requeued": "Dead letter requeued as job {job}, shown below.",
     "no-dead-letter": "No dead letter {job}: requeued or purged already?",
     "not-requeued": "Dead letter {job} could not be requeued (its job is no longer registered, "
     "or its arguments no longer fit); it stays listed.",
