@@ -17,9 +17,10 @@ changed them.
 The model, with the ScaledObject's defaults:
 - jobs arrive at `--base-rate` per second, and at `--burst-rate` for `--burst-seconds` every
   `--burst-every` seconds (the first burst at 60 s);
-- every ready worker finishes up to `--throughput` jobs per second. The default, 800, is what one
-  worker process drained of 10 ms I/O-bound jobs in bench/compare.py on 2 cores (830/s, see
-  docs/benchmarks.md); short jobs reach about 1,400/s; give your own job's figure;
+- every ready worker finishes up to `--throughput` jobs per second. The default, 800, is a
+  little under what one worker process drained of 10 ms I/O-bound jobs in bench/compare.py on
+  2 cores (935/s, docs/benchmarks.md), for headroom; no-op jobs reach about 2,000/s; give your
+  own job's figure;
 - KEDA reads the gauge every `--polling` seconds (15); the HPA then scales up at once, by
   100% or 4 pods per 15 s, whichever is more, and scales down only to the highest
   recommendation of the last `--stabilization` seconds (300), by at most 2 pods a minute;
