@@ -20,6 +20,7 @@ from arq.connections import ArqRedis, RedisSettings
 
 from {{ cookiecutter.package_name }}.config import get_settings
 from {{ cookiecutter.package_name }}.infrastructure import dead_letters
+from {{ cookiecutter.package_name }}.infrastructure.depth import queue_stats
 from {{ cookiecutter.package_name }}.infrastructure.redis_server import LocalRedisServer
 from {{ cookiecutter.package_name }}.infrastructure.tasks import (
     WorkerSettings,
@@ -208,6 +209,16 @@ def worker_processes(
     workers.stop_all()
     for index in range(len(workers.started)):
         print(f"--- worker {index}", *workers.log(index).splitlines()[-15:], sep="\n")
+
+
+async def wait_until_listed(pool: ArqRedis, running: int) -> None:
+    """Wait up to 5 s until the live workers list `running` jobs as running (heartbeat.py): the
+    jobs they run and those they have read ahead (worker.py)."""
+    for _ in range(250):
+        if (await queue_stats(pool, get_settings().queue_name)).running >= running:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"the workers did not list {running} running jobs within 5 s")
 
 
 async def add_dead_letter(pool: ArqRedis, job_id: str = "dead-1") -> None:

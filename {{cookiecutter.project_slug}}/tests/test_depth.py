@@ -13,7 +13,13 @@ from {{ cookiecutter.package_name }}.infrastructure.tasks import WorkerSettings
 from {{ cookiecutter.package_name }}.jobs import report_queue_depth
 from {{ cookiecutter.package_name }}.queue import QueueDepth, cron_job, enqueue_task, job, queue_depth
 
-from .conftest import RunningWorker, add_dead_letter, sleeps, wait_until_started
+from .conftest import (
+    RunningWorker,
+    add_dead_letter,
+    sleeps,
+    wait_until_listed,
+    wait_until_started,
+)
 
 
 async def test_waiting_deferred_and_running_jobs_are_counted_apart(
@@ -27,7 +33,7 @@ async def test_waiting_deferred_and_running_jobs_are_counted_apart(
         for n in range(2):
             await enqueue_task("example_task", message=f"waits {n}")
             await enqueue_task("example_task", message=f"later {n}", _defer_by=60)
-        await asyncio.sleep(0.1)  # the worker lists its running job within 10 ms
+        await wait_until_listed(task_pool, 2)  # the job running, and the one read ahead
 
         depth = await queue_depth(task_pool, WorkerSettings.queue_name)
 
@@ -69,7 +75,7 @@ async def test_queue_stats_counts_jobs_dead_letters_and_live_workers_without_a_s
         for n in range(2):
             await enqueue_task("example_task", message=f"waits {n}")
             await enqueue_task("example_task", message=f"later {n}", _defer_by=60)
-        await asyncio.sleep(0.1)  # the worker lists its running job within 10 ms
+        await wait_until_listed(task_pool, 2)  # the job running, and the one read ahead
         scans_before = await scans(task_pool)
         stats = await queue_stats(task_pool, queue)
         scans_after = await scans(task_pool)

@@ -35,6 +35,7 @@ from .conftest import (
     add_dead_letter,
 {%- if cookiecutter.api_framework == "fastapi" %}
     sleeps,
+    wait_until_listed,
     wait_until_started,
 {%- endif %}
 )
@@ -288,7 +289,7 @@ async def test_the_api_serves_the_queue_gauges_read_at_each_request(
     async with running_worker(functions=[job(sleeps), *WorkerSettings.functions], max_jobs=1):
         await wait_until_started(task_pool)
         await queue_with_one_of_each(task_pool)
-        await asyncio.sleep(0.1)  # the worker lists its running job within 10 ms
+        await wait_until_listed(task_pool, 2)  # the job running, and the one read ahead
         async with serving(create_app()) as client:
             response = await client.get("/metrics")
 
