@@ -87,7 +87,9 @@ def configure(monkeypatch: pytest.MonkeyPatch) -> Configure:
 
 def make_worker(redis_url: str, **overrides: Any) -> Worker:
     """The project's worker built from `WorkerSettings`, as `just worker` builds it, with
-    test-friendly overrides."""
+    test-friendly overrides. No cron jobs unless a test passes `cron_jobs`: a tick that falls
+    due during a test (every minute, at second 0) would run beside its jobs and change its
+    counts."""
     return create_worker(
         # As a dict: arq's settings Protocol rejects concrete job signatures, and a dict of
         # the class's own attributes is exactly what arq reads from it anyway.
@@ -96,6 +98,7 @@ def make_worker(redis_url: str, **overrides: Any) -> Worker:
             "redis_settings": RedisSettings.from_dsn(redis_url),
             "poll_delay": 0.01,
             "handle_signals": False,
+            "cron_jobs": (),
             **overrides,
         },
     )

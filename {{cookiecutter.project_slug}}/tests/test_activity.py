@@ -52,7 +52,10 @@ async def test_a_worker_records_each_finished_try_newest_first(
     await task_pool.enqueue_job("fails_for_good", "no such user", _job_id="bad")
     await task_pool.enqueue_job("fails_once", _job_id="flaky")
 
-    await run_burst_worker(functions=[job(succeeds), job(fails_for_good), job(fails_once)])
+    # No cron: a tick due during the test would be recorded too.
+    await run_burst_worker(
+        functions=[job(succeeds), job(fails_for_good), job(fails_once)], cron_jobs=[]
+    )
 
     recent = await activity.recent_jobs(task_pool, queue())
     failures = await activity.recent_jobs(task_pool, queue(), failures=True)
@@ -82,7 +85,7 @@ async def test_the_buckets_count_outcomes_and_sample_the_depth(
         await task_pool.enqueue_job("succeeds", number)
     await task_pool.enqueue_job("fails_for_good", "nope")
 
-    await run_burst_worker(functions=[job(succeeds), job(fails_for_good)])
+    await run_burst_worker(functions=[job(succeeds), job(fails_for_good)], cron_jobs=[])
     before = activity.bucket_start(time.time())
     window = await activity.buckets(task_pool, queue())
     counts = await activity.queue_counts(task_pool, queue(), window=window)
@@ -102,7 +105,7 @@ async def test_the_buckets_count_outcomes_and_sample_the_depth(
 async def test_the_record_costs_no_redis_command_per_job(
     task_pool: ArqRedis, running_worker: RunningWorker
 ) -> None:
-    async with running_worker(functions=[job(succeeds)]):
+    async with running_worker(functions=[job(succeeds)], cron_jobs=[]):
         await asyncio.sleep(0.2)  # started, and its first writes done
         pushes_before = await commands(task_pool, "lpush")
         started = time.monotonic()
@@ -130,7 +133,7 @@ async def test_an_idle_worker_still_samples_the_depth(
     task_pool: ArqRedis, running_worker: RunningWorker
 ) -> None:
     await task_pool.enqueue_job("succeeds", 1, _defer_by=60)  # deferred: never due here
-    async with running_worker(functions=[job(succeeds)]):
+    async with running_worker(functions=[job(succeeds)], cron_jobs=[]):
         await asyncio.sleep(activity.WRITE_SECONDS + 0.5)
         window = await activity.buckets(task_pool, queue())
 
