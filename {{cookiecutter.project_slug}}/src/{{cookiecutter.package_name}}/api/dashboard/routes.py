@@ -46,6 +46,10 @@ templates = jinja2.Environment(
     loader=jinja2.FileSystemLoader(HERE / "templates"),
     autoescape=True,  # every value a template shows is escaped; none is marked safe
     undefined=jinja2.StrictUndefined,
+    # Statements as [% ... %]: the project came from a Jinja template itself (cookiecutter),
+    # and its usual statement braces in a generated file read as text it forgot to render.
+    block_start_string="[%",
+    block_end_string="%]",
 )
 
 
