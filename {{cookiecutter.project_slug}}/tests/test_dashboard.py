@@ -2,6 +2,7 @@
 workers. Its login, its forms' protection, its escaping, its JSON and its actions."""
 
 import asyncio
+import base64
 import contextlib
 import re
 import time
@@ -105,14 +106,214 @@ async def test_every_dashboard_route_needs_the_password(
     assert PASSWORD not in answers[0].text
 
 
+class Clock:
+    """security.clock, moved on by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    moved_by_hand = Clock()
+    monkeypatch.setattr(security, "clock", moved_by_hand, raising=False)
+    return moved_by_hand
+
+
+def client_of(app: FastAPI, address: str, auth: tuple[str, str] | None) -> httpx.AsyncClient:
+    """A client of `app` (lifespan run already) calling from `address`."""
+    transport = httpx.ASGITransport(app=app, client=(address, 40000))
+    return httpx.AsyncClient(transport=transport, base_url="http://testserver", auth=auth)
+
+
+async def test_wrong_passwords_lock_the_client_address_out_for_a_minute(
+    task_pool: ArqRedis, configure: Configure, clock: Clock
+) -> None:
+    configure(DASHBOARD_PASSWORD=PASSWORD)
+    app = create_app()
+    async with (
+        app.router.lifespan_context(app),
+        client_of(app, "203.0.113.7", ("operator", "guess")) as guesser,
+        client_of(app, "203.0.113.7", ("operator", PASSWORD)) as same_address,
+        client_of(app, "198.51.100.2", ("operator", PASSWORD)) as elsewhere,
+    ):
+        guesses = [
+            (await guesser.get("/dashboard")).status_code for _ in range(security.LOGIN_FAILURES)
+        ]
+        locked = await same_address.get("/dashboard")
+        guessing_on = await guesser.get("/dashboard/snapshot.json")
+        clock.now += 45
+        still_locked = await same_address.get("/dashboard/live")
+        other_address = await elsewhere.get("/dashboard")
+        clock.now += 15
+        unlocked = await same_address.get("/dashboard")
+
+    assert guesses == [401] * security.LOGIN_FAILURES
+    assert locked.status_code == 429
+    assert locked.headers["retry-after"] == "60"
+    assert "try again in 60 s" in locked.json()["detail"]
+    assert PASSWORD not in locked.text
+    assert guessing_on.status_code == 429  # no more guesses while locked out
+    assert (still_locked.status_code, still_locked.headers["retry-after"]) == (429, "15")
+    assert other_address.status_code == 200
+    assert unlocked.status_code == 200
+
+
+async def test_failures_spread_out_or_without_a_password_do_not_lock_out(
+    task_pool: ArqRedis, configure: Configure, clock: Clock
+) -> None:
+    configure(DASHBOARD_PASSWORD=PASSWORD)
+    app = create_app()
+    async with (
+        app.router.lifespan_context(app),
+        client_of(app, "203.0.113.7", ("operator", "typo")) as typo,
+        client_of(app, "203.0.113.7", None) as no_credentials,
+        client_of(app, "203.0.113.7", ("operator", PASSWORD)) as operator,
+    ):
+        # A browser's first request carries no credentials: that is a challenge, not a guess.
+        challenges = [(await no_credentials.get("/dashboard")).status_code for _ in range(30)]
+        typos = []
+        for _ in range(3 * security.LOGIN_FAILURES):  # one every 7 s: 8 at most in a minute
+            typos.append((await typo.get("/dashboard")).status_code)
+            clock.now += 7
+        answer = await operator.get("/dashboard")
+
+    assert challenges == [401] * 30
+    assert typos == [401] * 3 * security.LOGIN_FAILURES
+    assert answer.status_code == 200
+
+
+def basic(credentials: bytes) -> bytes:
+    return b"Basic " + base64.b64encode(credentials)
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        b"Basic %%%",  # not base64
+        b"Basic \xc2\xb2\xc2\xb2",  # not ASCII
+        b"Basic \xff\xfe",  # not UTF-8 either
+        b"Basic " + base64.b64encode(b"operator:" + PASSWORD.encode())[:-1],  # bad padding
+        basic(b"operator:\xff\xfe"),  # a password that is not UTF-8
+        basic(PASSWORD.encode()),  # no user name separator
+        b"Basic",
+        b"Basic ",
+        b"Bearer " + base64.b64encode(PASSWORD.encode()),
+    ],
+)
 async def test_a_malformed_authorization_header_is_a_401(
-    task_pool: ArqRedis, configure: Configure
+    task_pool: ArqRedis, configure: Configure, header: bytes
 ) -> None:
     configure(DASHBOARD_PASSWORD=PASSWORD)
     async with serving(create_app(), auth=None) as client:
-        answer = await client.get("/dashboard", headers={"Authorization": "Basic %%%"})
+        answer = await client.get("/dashboard", headers={b"Authorization": header})
 
     assert answer.status_code == 401
+
+
+# Form tokens that are not `<digits>.<64 hex digits>`: none may get further than a 403.
+MALFORMED_TOKENS = [
+    "².x",  # a digit to str.isdigit, not to int()
+    "1².x",
+    "\u0661\u0662\u0663.x",  # Arabic-Indic digits: int() takes them
+    f"{int(time.time())}.{'é' * 64}",  # a signature that is not ASCII
+    f"{int(time.time())}.{'\uff10' * 64}",  # full-width digits
+    f"{int(time.time())}.\x00",
+    "9" * 5000 + ".x",  # past int()'s 4300-digit limit
+    f"-{int(time.time())}.{'0' * 64}",
+    f" {int(time.time())}.{'0' * 64}",
+    "." * 64,
+    "x" * 4000,
+]
+
+
+async def test_a_malformed_form_token_is_a_403(
+    dashboard: httpx.AsyncClient, task_pool: ArqRedis
+) -> None:
+    await add_dead_letter(task_pool, "letter-1", "hi", "boom")
+    answers = {
+        token: await dashboard.post("/dashboard/dead-letters/purge", data={"token": token})
+        for token in MALFORMED_TOKENS
+    }
+    raw_bodies = [b"token=\xff\xfe", b"token=%ff%fe", b"token=%", b"=&&token", b"\x00"]
+    for body in raw_bodies:
+        answers[repr(body)] = await dashboard.post(
+            "/dashboard/dead-letters/letter-1/requeue",
+            content=body,
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+
+    assert {token[:20]: answer.status_code for token, answer in answers.items()} == {
+        token[:20]: 403 for token in answers
+    }
+    assert await dead_letters.count(task_pool, get_settings().queue_name) == 1
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ({b"Origin": b"http://[::1"}, 403),  # urlsplit: "Invalid IPv6 URL"
+        ({b"Origin": b"http://testserver:99999999"}, 403),
+        ({b"Origin": b"http://t\xc3\xa9stserver"}, 403),
+        ({b"Origin": b"null"}, 403),
+        ({b"Content-Type": b"multipart/form-data; boundary=x"}, 415),
+        ({b"Content-Type": b"application/x-www-form-urlencoded; charset=\xff"}, 303),  # ignored
+    ],
+)
+async def test_malformed_headers_on_a_form_post_are_refused(
+    dashboard: httpx.AsyncClient, headers: dict[bytes, bytes], status: int
+) -> None:
+    token = security.form_token(get_settings())
+
+    answer = await dashboard.post(
+        "/dashboard/dead-letters/purge", content=f"token={token}", headers=headers
+    )
+
+    assert answer.status_code == status
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/dashboard?job=%C2%B2",
+        "/dashboard?job=%ff%fe",
+        "/dashboard?job=a%00b",
+        "/dashboard?job=" + "a" * 5000,
+        "/dashboard?job=%",
+        "/dashboard?notice=%ff&job=x",
+        "/dashboard?notice=requeued&job=%7B0%7D%7Bjob%7D",
+        "/dashboard?notice=requeued&job=%7Bjob.__class__%7D",
+        "/dashboard/live?x=%ff",
+        "/dashboard/snapshot.json?%ff=%fe",
+        "/dashboard/static/%ff",
+        "/dashboard/static/..%2F..%2Froutes.py",
+    ],
+)
+async def test_malformed_query_parameters_are_never_a_server_error(
+    dashboard: httpx.AsyncClient, target: str
+) -> None:
+    answer = await dashboard.get(target)
+
+    assert answer.status_code in (200, 404)
+
+
+@pytest.mark.parametrize(
+    "job_id", ["%C2%B2", "%ff", "a%00b", "a" * 129, "a%20b", "..%2F..%2Fsecret", "%3Cb%3E"]
+)
+async def test_a_malformed_job_id_in_an_action_is_a_4xx(
+    dashboard: httpx.AsyncClient, job_id: str
+) -> None:
+    token = security.form_token(get_settings())
+
+    answers = [
+        await dashboard.post(f"/dashboard/jobs/{job_id}/abort", data={"token": token}),
+        await dashboard.post(f"/dashboard/dead-letters/{job_id}/requeue", data={"token": token}),
+    ]
+
+    assert all(400 <= answer.status_code < 500 for answer in answers), answers
 
 
 async def test_the_page_and_its_files_are_served_with_a_strict_policy(
