@@ -1,19 +1,26 @@
-"""The worker's loop (worker.py): woken by `enqueue_task`, on time for deferred jobs, within the
-fallback for jobs queued without a wake-up, and claims that leave arq's retry timing as it was.
+"""The worker's loop (worker.py): woken by every way the project enqueues (`enqueue_task`, the
+pool's `enqueue_job`, a job's `ctx["redis"].enqueue_job`), on time for deferred jobs, within the
+fallback for jobs a foreign arq client queues, and claims that leave arq's retry timing as it was.
 
 The bounds below are far from the typical figures (a woken job starts about a millisecond
 after it is queued; bench/compare.py measures that): they tell a wake-up from a fallback poll.
 """
 
 import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
-from arq.connections import ArqRedis
+import pytest
+from arq import create_pool
+from arq.connections import ArqRedis, RedisSettings
 
+from {{ cookiecutter.package_name }}.infrastructure.job_writes import wake_key
 from {{ cookiecutter.package_name }}.infrastructure.redis_server import LocalRedisServer
+from {{ cookiecutter.package_name }}.infrastructure.serialization import deserialize, serialize
 from {{ cookiecutter.package_name }}.infrastructure.tasks import WorkerSettings
-from {{ cookiecutter.package_name }}.infrastructure.worker import FALLBACK_POLL_SECONDS, wake_key
-from {{ cookiecutter.package_name }}.queue import JobStatus, Retry, enqueue_task, job
+from {{ cookiecutter.package_name }}.infrastructure.worker import FALLBACK_POLL_SECONDS
+from {{ cookiecutter.package_name }}.jobs import example_task
+from {{ cookiecutter.package_name }}.queue import Job, JobStatus, Retry, enqueue_task, get_job, job
 
 from .conftest import RunningWorker, make_worker
 
@@ -29,13 +36,62 @@ async def seconds_to_start(queued: Any) -> float:
     return waited
 
 
-async def test_each_job_queued_leaves_a_wake_up_token(task_pool: ArqRedis) -> None:
+@pytest.fixture
+async def foreign_pool(redis_server: LocalRedisServer) -> AsyncIterator[ArqRedis]:
+    """A pool made by arq's own `create_pool`, as another service would: it knows no tokens."""
+    pool = await create_pool(
+        RedisSettings.from_dsn(redis_server.url),
+        job_serializer=serialize,
+        job_deserializer=deserialize,
+        default_queue_name=WorkerSettings.queue_name,
+    )
+    yield pool
+    await pool.aclose()
+
+
+async def test_each_job_the_project_queues_leaves_a_wake_up_token(
+    task_pool: ArqRedis, foreign_pool: ArqRedis
+) -> None:
     await enqueue_task("example_task", message="now")
     await enqueue_task("example_task", message="later", _defer_by=60)
-    await task_pool.enqueue_job("example_task", message="arq's client")  # knows no tokens
+    await task_pool.enqueue_job("example_task", message="the pool's own enqueue_job")
+    await foreign_pool.enqueue_job("example_task", message="arq's client")  # knows no tokens
 
     wake = wake_key(WorkerSettings.queue_name)
-    assert await task_pool.llen(wake) == 2  # type: ignore[misc]
+    assert await task_pool.llen(wake) == 3  # type: ignore[misc]
+
+
+async def test_a_job_queued_with_the_pool_s_enqueue_job_starts_at_once(
+    task_pool: ArqRedis, running_worker: RunningWorker
+) -> None:
+    # The form arq's docs show: `(await get_task_pool()).enqueue_job(...)`.
+    async with running_worker():
+        await asyncio.sleep(0.2)  # idle: waiting for a wake-up
+        for n in range(3):
+            queued = await task_pool.enqueue_job("example_task", message=f"pool {n}")
+            assert queued is not None
+            assert await queued.result(timeout=5) == f"Processed: pool {n}"
+            assert await seconds_to_start(queued) < WOKEN_WITHIN_SECONDS
+            assert isinstance(queued, Job)  # the project's handle, with its truthful status()
+            await asyncio.sleep(0.3)
+
+
+async def queues_a_follow_up(ctx: dict[str, Any]) -> str:
+    follow_up = await ctx["redis"].enqueue_job("example_task", message="follow-up")
+    return str(follow_up.job_id)
+
+
+async def test_a_job_queued_from_inside_a_job_starts_at_once(
+    task_pool: ArqRedis, running_worker: RunningWorker
+) -> None:
+    async with running_worker(functions=[job(queues_a_follow_up), job(example_task)]):
+        await asyncio.sleep(0.2)
+        queued = await task_pool.enqueue_job("queues_a_follow_up")
+        assert queued is not None
+        follow_up_id = await queued.result(timeout=5)
+        follow_up = await get_job(follow_up_id)
+        assert await follow_up.result(timeout=5) == "Processed: follow-up"
+        assert await seconds_to_start(follow_up) < WOKEN_WITHIN_SECONDS
 
 
 async def test_an_idle_worker_starts_a_queued_job_at_once(
@@ -55,11 +111,11 @@ async def test_an_idle_worker_starts_a_queued_job_at_once(
 
 
 async def test_a_job_queued_by_arq_s_own_client_starts_within_the_fallback(
-    task_pool: ArqRedis, running_worker: RunningWorker
+    task_pool: ArqRedis, foreign_pool: ArqRedis, running_worker: RunningWorker
 ) -> None:
     async with running_worker():
         await asyncio.sleep(0.2)
-        queued = await task_pool.enqueue_job("example_task", message="no token")
+        queued = await foreign_pool.enqueue_job("example_task", message="no token")
         assert queued is not None
         assert await queued.result(timeout=FALLBACK_POLL_SECONDS + 2) == "Processed: no token"
 

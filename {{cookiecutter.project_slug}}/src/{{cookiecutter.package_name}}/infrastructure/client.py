@@ -31,9 +31,8 @@ from ..config import get_settings
 from . import dead_letters
 from .connection import close_pool, connect, unavailable
 from .job_handle import Job
-from .job_writes import job_writer
+from .job_writes import job_writer, wake_key
 from .serialization import deserialize, serialize_at_most
-from .worker import wake_key
 
 T = TypeVar("T")
 

@@ -83,7 +83,8 @@ def cron_job(
     """
     # arq's cron() defaults to one try: pass the number `retrying()` counts with.
     tries = max_tries if max_tries is not None else get_settings().worker_max_tries
-    run = retrying(coroutine, max_tries=tries, timeout=timeout)
+    name = CRON_PREFIX + coroutine.__name__
+    run = retrying(coroutine, max_tries=tries, timeout=timeout, registered_as=name)
 
     @functools.wraps(coroutine)
     async def once_per_tick(ctx: JobContext) -> Any:
@@ -102,7 +103,7 @@ def cron_job(
 
     return cron(
         once_per_tick,
-        name=CRON_PREFIX + coroutine.__name__,
+        name=name,
         max_tries=tries,
         timeout=_backstop(timeout),
         **schedule,

@@ -22,14 +22,23 @@ command per job.
 Each write is still its own script, so one job's answer (0 for an id already known, or an
 error) never touches the others. If the connection fails, every caller of that pipeline gets the
 error, as each would have one by one.
+
+Jobs queued the way arq's docs show wake a worker too: every pool the project makes is a
+`JobPool` (`get_task_pool()`, and the worker's `ctx["redis"]`, with which a job queues follow-up
+work), whose `enqueue_job` is arq's followed by the same token. Only a foreign arq client (its own
+`create_pool`) pushes none; its jobs start within the worker's fallback poll (worker.py).
 """
 
 import asyncio
 import hashlib
 import weakref
+from datetime import datetime, timedelta
+from typing import Any
 
 from arq.connections import ArqRedis
 from redis.exceptions import NoScriptError
+
+from .job_handle import Job
 
 # KEYS: the job, its result, the queue, the queue's wake-up list (worker.py).
 # ARGV: the job's lifetime (ms), payload, score, id.
@@ -44,6 +53,14 @@ if redis.call('LPUSH', KEYS[4], '1') > 64 then redis.call('RPOP', KEYS[4]) end
 return 1
 """
 ENQUEUE_JOB_SHA = hashlib.sha1(ENQUEUE_JOB.encode(), usedforsecurity=False).hexdigest()
+# How many wake-up tokens a queue's list keeps (as ENQUEUE_JOB above).
+WAKE_TOKENS_KEPT = 64
+
+
+def wake_key(queue_name: str) -> str:
+    """The list a worker with free slots waits on: one token per job queued (worker.py)."""
+    return f"{queue_name}:wake"
+
 
 JobWrite = tuple[str, str, str, str, str, str, str, str]
 
@@ -115,3 +132,46 @@ def job_writer(pool: ArqRedis) -> JobWriter:
     if writer is None:
         writer = _writers[pool] = JobWriter(pool)
     return writer
+
+
+class JobPool(ArqRedis):
+    """arq's pool, whose `enqueue_job` also wakes a waiting worker: what `get_task_pool()` and a
+    job's `ctx["redis"]` are. Its `enqueue_job` returns the project's `Job` (job_handle.py)."""
+
+    async def enqueue_job(
+        self,
+        function: str,
+        *args: Any,
+        _job_id: str | None = None,
+        _queue_name: str | None = None,
+        _defer_until: datetime | None = None,
+        _defer_by: int | float | timedelta | None = None,
+        _expires: int | float | timedelta | None = None,
+        _job_try: int | None = None,
+        **kwargs: Any,
+    ) -> Job | None:
+        queue_name = _queue_name or self.default_queue_name
+        job = await super().enqueue_job(
+            function,
+            *args,
+            _job_id=_job_id,
+            _queue_name=queue_name,
+            _defer_until=_defer_until,
+            _defer_by=_defer_by,
+            _expires=_expires,
+            _job_try=_job_try,
+            **kwargs,
+        )
+        if job is None:  # an id already known: nothing queued, nobody to wake
+            return None
+        async with self.pipeline(transaction=False) as pipe:
+            pipe.lpush(wake_key(queue_name), "1")
+            pipe.ltrim(wake_key(queue_name), 0, WAKE_TOKENS_KEPT - 1)
+            await pipe.execute()
+        return Job(job.job_id, self, _queue_name=queue_name, _deserializer=self.job_deserializer)
+
+
+def job_pool(pool: ArqRedis) -> JobPool:
+    """`pool` as a `JobPool`: the same object, connections and settings (it adds no state)."""
+    pool.__class__ = JobPool
+    return pool  # type: ignore[return-value]  # mypy cannot follow the class change

@@ -9,7 +9,9 @@ A failed job's result is its exception: it is stored as its type name and messag
 `JobFailed`, so a client can show why a job failed without importing the worker's code. An aborted
 job's result is the `CancelledError` arq stores for it; it is read back as `JobAborted`, an ordinary
 `Exception`: a `CancelledError` raised from `result()` would look like the caller itself being
-cancelled, and `except Exception` (and a web framework) would let it through.
+cancelled, and `except Exception` (and a web framework) would let it through. An exception's
+message is stored redacted and capped (redaction.py): no credentials, at most ERROR_TEXT_LIMIT
+characters.
 """
 
 import json
@@ -18,6 +20,8 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
+
+from ..redaction import error_message
 
 # One reserved key marks a tagged value: {"__type__": "datetime", "value": "2026-01-01T00:00:00"}.
 TYPE_KEY = "__type__"
@@ -55,7 +59,11 @@ def _encode(value: Any) -> dict[str, Any]:
     if isinstance(value, JobAborted):
         return {TYPE_KEY: "exception", "error_type": ABORTED_ERROR_TYPE, "message": str(value)}
     if isinstance(value, BaseException):
-        return {TYPE_KEY: "exception", "error_type": type(value).__name__, "message": str(value)}
+        return {
+            TYPE_KEY: "exception",
+            "error_type": type(value).__name__,
+            "message": error_message(value),
+        }
     raise TypeError(f"{type(value).__name__} is not JSON-serializable: {value!r}")
 
 

@@ -30,6 +30,7 @@ from .connection import close_sentinel_connections, redis_settings
 from .functions import TIMEOUT_BACKSTOP_SECONDS, cron_job, job, release_retried_tick
 from .heartbeat import Heartbeat
 from .job_types import JobContext
+from .job_writes import job_pool
 from .serialization import serialize
 from .unreadable import UNREADABLE_JOB, deserialize_job, reject_unreadable_job
 
@@ -58,6 +59,8 @@ async def on_worker_startup(ctx: JobContext) -> None:
         # would go nowhere. (The project's entry point, worker.py, has done it already.)
         configure_logging(settings.log_level, settings.log_format)
     init_error_tracking()
+    # Jobs that queue follow-up work with ctx["redis"].enqueue_job wake a worker (job_writes.py).
+    ctx["redis"] = job_pool(ctx["redis"])
     if settings.log_format == "json":
         job_events.listen(job_events.log_finished)
     ctx["queue_name"] = settings.queue_name

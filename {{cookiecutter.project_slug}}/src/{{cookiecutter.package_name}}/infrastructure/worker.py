@@ -44,6 +44,15 @@ loop: it honours the same in-progress keys, so both kinds of worker can share a 
 lacks is the above: it polls every `WORKER_POLL_DELAY`, so jobs start up to that much later, and
 it scales out as arq does.
 
+Tries are counted as arq counts them, when a job is read; a job this worker gives back without
+running its function (read ahead, then the worker stops; cancelled before it started) has that
+try taken back, so it never fails with "max retries exceeded" having never run. A job for a
+function this worker lacks waits for a worker that has it (missing_functions.py). A job arq fails
+without running it (its tries used up by workers that died, expired, aborted before it started)
+is reported like any other try's end (job_events.py), and one whose tries ran out becomes a dead
+letter. The counts arq logs (`j_failed`, the shutdown line) leave out aborted jobs, as the
+metrics and the dashboard do.
+
 Aborting a running job, cron, health records and the retry rules are arq's, unchanged: abort
 requests are read every `WORKER_POLL_DELAY` while jobs run (not at all while none does: a queued
 job is aborted without a worker, job_handle.py), and cron and the health record are looked at
@@ -59,7 +68,8 @@ import math
 import time
 from typing import Any
 
-from arq.constants import in_progress_key_prefix
+from arq.constants import in_progress_key_prefix, retry_key_prefix
+from arq.jobs import JobResult, deserialize_result
 from arq.utils import import_string, timestamp_ms
 from arq.worker import Worker as ArqWorker
 from arq.worker import get_kwargs
@@ -68,6 +78,11 @@ from redis.commands.core import AsyncScript
 from ..config import settings_or_exit
 from ..error_tracking import init_error_tracking
 from ..logs import configure_logging
+from . import job_events
+from .job_writes import wake_key
+from .missing_functions import FunctionTable, wait_for_function
+from .retries import record_dead_letter
+from .serialization import JobAborted, JobFailed, deserialize
 
 # The longest a worker with free slots waits before it looks at the queue again, in seconds.
 FALLBACK_POLL_SECONDS = 1.0
@@ -120,11 +135,6 @@ return claimed
 """
 
 
-def wake_key(queue_name: str) -> str:
-    """The list `enqueue_task` pushes a token onto for each job due now."""
-    return f"{queue_name}:wake"
-
-
 class Worker(ArqWorker):
     """arq's worker, with the loop described in this module's docstring.
 
@@ -153,11 +163,19 @@ class Worker(ArqWorker):
         self.on_job_end = self._job_function_ended
         # For on_worker_startup: the per-worker metrics read its slots (metrics.py).
         self.ctx["worker"] = self
+        # Jobs whose try arq has counted (it has called on_job_start): given back unrun, the
+        # try is taken back.
+        self._tries_counted: set[str] = set()
+        self.functions = FunctionTable(self.functions, wait_for_function)
+        # arq counts an abort as a failure (jobs_failed); here it counts as an abort.
+        self.jobs_aborted = 0
+        self.aborting_tasks = AbortingJobs(self)
 
     async def _job_function_starting(self, ctx: dict[str, Any]) -> None:
         """arq's on_job_start: the job is read. List it as running (the project's hook), wait for
         a function slot, then let arq run the function."""
         job_id = ctx["job_id"]
+        self._tries_counted.add(job_id)
         if self._on_job_start is not None:
             await self._on_job_start(ctx)
         await self._function_slots.acquire()  # cancelled here: run_job gives the job back
@@ -216,18 +234,47 @@ class Worker(ArqWorker):
             # job: its function never ran. Give the job back, due at once, instead of leaving it
             # claimed until its in-progress mark expires; and end this task normally, so that
             # arq's close() (which gathers the job tasks) completes.
-            await asyncio.shield(self.give_back(job_id, score))
+            await asyncio.shield(self.give_back(job_id, score, job_id in self._tries_counted))
         finally:
             self._free_function_slot(job_id)  # if arq did not reach on_job_end
             del self._scores_before_claim[job_id]
             self._functions_starting.discard(job_id)
+            self._tries_counted.discard(job_id)
 
-    async def give_back(self, job_id: str, score: int) -> None:
-        """Undo a claim: the job is due again at `score`, and no longer in progress."""
+    async def give_back(self, job_id: str, score: int, try_counted: bool) -> None:
+        """Undo a claim: the job is due again at `score`, no longer in progress, and (with
+        `try_counted`) with the try arq counted when it read the job taken back."""
         async with self.pool.pipeline(transaction=True) as pipe:
             pipe.zadd(self.queue_name, {job_id: score}, xx=True)
             pipe.delete(in_progress_key_prefix + job_id)
+            if try_counted:
+                pipe.decr(retry_key_prefix + job_id)
             await pipe.execute()
+
+    async def finish_failed_job(self, job_id: str, result_data: bytes | None) -> None:
+        """arq fails a job without running its function: report that try's end, and record a
+        dead letter when the job's tries were used up (by workers that died running it)."""
+        await super().finish_failed_job(job_id, result_data)
+        if result_data is None:
+            return
+        result = deserialize_result(result_data, deserializer=deserialize)
+        if isinstance(result.result, JobAborted):
+            self.jobs_aborted += 1  # arq counted it in jobs_failed
+            self.jobs_failed -= 1
+        _report_unrun(job_id, result)
+        if _tries_used_up(result):
+            ctx = {
+                "redis": self.pool,
+                "job_id": job_id,
+                "job_try": result.job_try - 1,  # arq counted one more, and ran nothing
+                "enqueue_time": result.enqueue_time,
+            }
+            assert isinstance(result.result, JobFailed)
+            error = TriesUsedUp(result.result.message)
+            await record_dead_letter(ctx, result.function, result.args, result.kwargs, error)
+
+    def _jobs_started(self) -> int:
+        return super()._jobs_started() + self.jobs_aborted
 
     async def finish_job(
         self,
@@ -239,21 +286,46 @@ class Worker(ArqWorker):
         incr_score: int | None,
         keep_in_progress: float | None,
     ) -> None:
-        if not finish:
-            # To run again: arq counts a retry's delay from the job's score before the claim
-            # (its ZINCRBY), and a retry without delay must be due now, not when the claim ends.
-            # Its in-progress mark still stands, so no claim takes it before arq's write below.
-            score = self._scores_before_claim[job_id]
-            await self.pool.zadd(self.queue_name, {job_id: score}, xx=True)
-        await super().finish_job(
-            job_id,
-            finish,
-            result_data,
-            result_timeout_s,
-            keep_result_forever,
-            incr_score,
-            keep_in_progress,
-        )
+        """Write the job's outcome (arq's), keeping the job claimed while the write waits.
+
+        A write Redis refuses for want of memory is tried again until it goes through
+        (connection.py's `ReconnectingRetry`), for as long as memory stays full. Meanwhile the
+        job's in-progress mark is renewed (PEXPIRE, which Redis takes even then), so that no
+        worker runs the job again when the mark would have expired: it runs once, and its
+        outcome is written once memory frees.
+        """
+
+        async def keep_claimed() -> None:
+            lifetime_ms = int(self.in_progress_timeout_s * 1000)
+            # At least 10 s of the mark is left when a job ends (arq's margin over its time
+            # limit); the first renewal comes after 5 s at most, and a quick write needs none.
+            while True:
+                await asyncio.sleep(min(5.0, self.in_progress_timeout_s / 3))
+                await self.pool.pexpire(in_progress_key_prefix + job_id, lifetime_ms)
+
+        renewals = asyncio.create_task(keep_claimed())
+        try:
+            if not finish:
+                # To run again: arq counts a retry's delay from the job's score before the claim
+                # (its ZINCRBY), and a retry without delay must be due now, not when the claim
+                # ends. Its in-progress mark still stands, so no claim takes it before arq's
+                # write below.
+                score = self._scores_before_claim[job_id]
+                await self.pool.zadd(self.queue_name, {job_id: score}, xx=True)
+            await super().finish_job(
+                job_id,
+                finish,
+                result_data,
+                result_timeout_s,
+                keep_result_forever,
+                incr_score,
+                keep_in_progress,
+            )
+        finally:
+            renewals.cancel()
+            # A renewal that failed (Redis away for good) changes nothing for the write above.
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await renewals
 
     @property
     def running_functions(self) -> int:
@@ -346,6 +418,55 @@ class Worker(ArqWorker):
         # redis-py types the timeout as int; Redis takes fractions of a second since 6.0.
         token = await self.pool.brpop([wake_key(self.queue_name)], timeout=timeout)  # type: ignore[misc, arg-type]
         return token is not None
+
+
+class TriesUsedUp(Exception):
+    """arq found the job's tries used up when it read it: the workers that ran it died."""
+
+
+class AbortingJobs(set[str]):
+    """arq's `aborting_tasks`: the ids of running jobs it cancelled for an abort. arq removes an
+    id when the job ends aborted and counts it as failed; this counts it as aborted instead."""
+
+    def __init__(self, worker: Worker) -> None:
+        super().__init__()
+        self.worker = worker
+
+    def remove(self, job_id: str) -> None:
+        super().remove(job_id)
+        self.worker.jobs_aborted += 1
+        self.worker.jobs_failed -= 1
+
+
+def _tries_used_up(result: JobResult) -> bool:
+    # arq's words for it, in the version pinned (arq.worker.Worker.run_job).
+    return (
+        isinstance(result.result, JobFailed)
+        and result.result.error_type == "JobExecutionFailed"
+        and result.result.message.startswith("max ")
+        and result.result.message.endswith(" retries exceeded")
+    )
+
+
+def _report_unrun(job_id: str, result: JobResult) -> None:
+    """The try arq ended without running the job, told as any try's end (job_events.py): no
+    JobStarted, as no function started."""
+    if not job_events.listening():
+        return
+    now = job_events.now()
+    aborted = isinstance(result.result, JobAborted)
+    job_events.emit(
+        job_events.JobFinished(
+            job_id=job_id,
+            function=result.function,
+            job_try=result.job_try,
+            enqueued_at=result.enqueue_time.timestamp(),
+            started_at=now,  # it never started: it took no time
+            finished_at=now,
+            outcome="aborted" if aborted else "failed",
+            error=None if aborted else str(result.result),
+        )
+    )
 
 
 def create_worker(settings: Any = None, **overrides: Any) -> Worker:
