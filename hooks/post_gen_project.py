@@ -104,15 +104,25 @@ def remove_empty_folders(root: Path) -> None:
             folder.rmdir()
 
 
-def print_next_steps() -> None:
+def next_steps(answers: dict[str, str], project_slug: str) -> str:
+    """The message printed after a bake: what to run first, and what `just dev` (or, without a
+    queue, `just api`) starts for these answers, as the project's justfile runs it."""
     steps = ["uv sync", "uv run just check", "uv run just test"]
-    if kept(QUEUE):
-        steps.append("uv run just dev        # local Redis + worker; Ctrl-C stops both")
-    print(f"\nCreated {PROJECT_SLUG}. Next steps:\n")
-    print(f"    cd {PROJECT_SLUG}")
-    for step in steps:
-        print(f"    {step}")
-    print("\nSee README.md and docs/background-tasks.md.\n")
+    server = "FalkorDB" if answers["cache_backend"] == "falkordb" else "Redis"
+    api = "the API on http://127.0.0.1:8000"
+    if answers["cache_backend"] == "none":
+        if answers["api_framework"] == "fastapi":
+            steps.append(f"uv run just api        # {api}; Ctrl-C stops it")
+    elif answers["api_framework"] == "fastapi":
+        steps.append(
+            f"uv run just dev        # local {server}, a worker and {api}; Ctrl-C stops all three"
+        )
+    else:
+        steps.append(f"uv run just dev        # local {server} and a worker; Ctrl-C stops both")
+    lines = [f"Created {project_slug}. Next steps:", "", f"    cd {project_slug}"]
+    lines += [f"    {step}" for step in steps]
+    lines += ["", "See README.md and docs/background-tasks.md."]
+    return "\n" + "\n".join(lines) + "\n"
 
 
 def main() -> None:
@@ -123,7 +133,7 @@ def main() -> None:
     for source, target in RENAME_FOR.get(ANSWERS["cache_backend"], {}).items():
         (project / source).replace(project / target)
     remove_empty_folders(project)
-    print_next_steps()
+    print(next_steps(ANSWERS, PROJECT_SLUG))
 
 
 if __name__ == "__main__":
