@@ -10,11 +10,13 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any, cast
 
 {% if cookiecutter.api_framework == "fastapi" -%}
 import httpx
@@ -41,6 +43,8 @@ FAULT_JOBS = "tests.fault_jobs.WorkerSettings"
 # Generous: the machine may be busy. No test measures time; a stop "at once" only has to come
 # well before a 600 s grace period would end.
 WAIT_SECONDS = 60.0
+# How long a refusal or an orphan's end may take: a start-up, not a timeout of the command's own.
+PROMPTLY_SECONDS = 20.0
 LONG_GRACE = "600"
 
 
@@ -63,6 +67,8 @@ class Dev:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+        # Stopped with the test run, however that ends, as it stops its own children.
+        self.watcher = redis_server.Watcher(self.process, grace=WAIT_SECONDS)
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -91,6 +97,7 @@ class Dev:
 
     def close(self) -> None:
         """Stop what a failed test left running: Ctrl-C twice, then SIGKILL."""
+        self.watcher.release()
         for _ in range(2):
             if self.process.poll() is None:
                 self.ctrl_c()
@@ -200,6 +207,44 @@ def test_dev_refuses_a_taken_port_before_it_starts_anything(
             # No worker reached the other server: only this test's connection, and no keys.
             assert len(other_client.client_list()) == 1
             assert other_client.dbsize() == 0
+
+
+# Every port `just dev` would listen on, and the setting or flag its refusal must name.
+HELD_PORTS = [
+    "REDIS_URL",
+    "WORKER_METRICS_PORT",
+{%- if cookiecutter.api_framework == "fastapi" %}
+    "--api",
+{%- endif %}
+]
+
+
+@pytest.mark.parametrize("setting", HELD_PORTS)
+def test_dev_says_at_once_in_one_line_which_port_is_taken_and_what_changes_it(
+    folder: Folder, start: Callable[..., Dev], setting: str
+) -> None:
+    with socket.socket() as holder:  # any listener, not only a Redis
+        holder.bind(("127.0.0.1", folder.port if setting == "REDIS_URL" else 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        args = ["--worker", "--reload"]
+        if setting == "WORKER_METRICS_PORT":
+            folder.configure(WORKER_METRICS_PORT=str(port))
+{%- if cookiecutter.api_framework == "fastapi" %}
+        args += ["--api", str(port if setting == "--api" else free_port())]
+{%- endif %}
+        dev = start(*args)
+
+        try:
+            code = dev.process.wait(timeout=PROMPTLY_SECONDS)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"still running:\n{dev.output()}") from None
+    assert code == 1
+    [line] = [line for line in dev.output().splitlines() if f"port {port}" in line]
+    assert line.startswith(f"error: port {port} on 127.0.0.1 is in use")
+    assert setting in line
+    assert "Redis is ready" not in dev.output()
+    assert not (folder.path / ".redis-data").exists()
 
 
 def test_a_server_is_never_ready_on_a_port_another_server_holds(
@@ -346,6 +391,93 @@ async def test_dev_restarts_the_worker_with_the_new_code_when_a_file_changes(
         assert await job.result(timeout=WAIT_SECONDS) == "v2"
     dev.ctrl_c()
     assert dev.exit_code() == 0
+
+
+def descendants(pid: int) -> list[int]:
+    """The processes `pid` started, and theirs (`ps`, as on Linux and macOS)."""
+    table = subprocess.run(
+        ["ps", "-A", "-o", "pid=,ppid="], capture_output=True, text=True, check=True
+    ).stdout
+    children: dict[int, list[int]] = {}
+    for row in table.splitlines():
+        child, parent = map(int, row.split())
+        children.setdefault(parent, []).append(child)
+    found: list[int] = []
+    waiting = [pid]
+    while waiting:
+        for child in children.get(waiting.pop(), []):
+            found.append(child)
+            waiting.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Whether `pid` runs: a zombie (ended, not yet reaped by whoever adopted it) does not."""
+    ps = subprocess.run(["ps", "-o", "stat=", "-p", str(pid)], capture_output=True, text=True)
+    state = ps.stdout.strip()
+    return state != "" and not state.startswith("Z")
+
+
+def assert_all_end(pids: list[int]) -> None:
+    """Wait up to PROMPTLY_SECONDS for every one of `pids` to end; kill those left, and fail."""
+    deadline = time.monotonic() + PROMPTLY_SECONDS
+    while [pid for pid in pids if alive(pid)] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = [pid for pid in pids if alive(pid)]
+    for pid in left:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    assert left == [], f"still running {PROMPTLY_SECONDS} s after their parent was killed"
+
+
+# A test session's stand-in: it starts a server as the `redis_server` fixture does, then waits.
+SERVER_PARENT = f"""
+import time
+from {redis_server.__name__} import LocalRedisServer
+
+server = LocalRedisServer().start()
+print(server.port, flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_test_server_ends_when_the_process_that_started_it_is_killed() -> None:
+    command = [sys.executable, "-c", SERVER_PARENT]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as parent:
+        try:
+            assert parent.stdout is not None
+            port = int(parent.stdout.readline())
+            with redis.Redis(port=port) as client:
+                server_pid = int(cast(dict[str, Any], client.info())["process_id"])
+            assert server_pid in descendants(parent.pid)
+        finally:
+            parent.kill()  # SIGKILL: no `finally`, no atexit, nothing of the parent's runs
+
+    assert_all_end([server_pid])
+    assert not port_is_open(port)
+
+
+def test_dev_s_server_worker_and_api_end_when_dev_is_killed(
+    folder: Folder, start: Callable[..., Dev]
+) -> None:
+{%- if cookiecutter.api_framework == "fastapi" %}
+    dev = start("--worker", "--reload", "--api", str(free_port()))
+    dev.wait_for("Application startup complete")
+{%- else %}
+    dev = start("--worker", "--reload")
+    dev.wait_for("Redis is ready")
+{%- endif %}
+    folder.wait_for_worker()
+    started = descendants(dev.process.pid)
+    assert len(started) >= 2  # at least the server and the worker
+
+    dev.process.kill()
+    dev.process.wait()
+
+    assert_all_end(started)
+    assert not port_is_open(folder.port)
+
+
 {%- if cookiecutter.api_framework == "fastapi" %}
 
 

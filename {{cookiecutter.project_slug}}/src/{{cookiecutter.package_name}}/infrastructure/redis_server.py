@@ -12,11 +12,28 @@ built for that server, so the pair is used together even when another `redis-ser
 The server listens on 127.0.0.1 only. The tests' servers persist nothing. `just redis` and
 `just dev` keep their data and log in `.redis-data/` (git-ignored), in an append-only file as
 production does, so the queue, the results and the dead letters survive a restart: delete the
-folder to start empty. They refuse to start when the port is taken, and a server counts as ready
-only when the process started here answers, never another server on the same port.
+folder to start empty. A server counts as ready only when the process started here answers,
+never another server on the same port. Before starting anything, they check every port they
+would listen on, and a taken one stops them at once with one line that names the port and the
+setting that moves it: REDIS_URL, WORKER_METRICS_PORT{% if cookiecutter.api_framework == "fastapi" %}, `--api` for the API{% endif %}.
 
     uv run python -m {{ cookiecutter.package_name }}.infrastructure.redis_server                    # just redis
+{%- if cookiecutter.api_framework == "fastapi" %}
+    uv run python -m {{ cookiecutter.package_name }}.infrastructure.redis_server --worker --reload --api  # just dev
+{%- else %}
     uv run python -m {{ cookiecutter.package_name }}.infrastructure.redis_server --worker --reload  # just dev
+{%- endif %}
+
+Nothing started here outlives the process that started it, however that process ends (a test
+run stopped with SIGTERM or SIGKILL, a CI time limit, a closed terminal). Each child (the
+server; for `just dev` also the worker{% if cookiecutter.api_framework == "fastapi" %} and the API{% endif %}) comes with a `Watcher`: a small
+Python process that blocks reading a pipe only this process holds open. The kernel closes the
+pipe when this process ends, by any signal; the watcher then stops the child's process group
+(SIGTERM, SIGKILL after its grace). redis-server has no option to watch its parent, and Linux's
+PR_SET_PDEATHSIG fires when the starting *thread* ends, not the process, and does not exist on
+macOS; a pipe works the same on both. The one gap: a child forked from this process without
+`exec` (multiprocessing's "fork") holds the pipe too, and the server then lives until that
+child ends as well.
 
 How `just dev` stops: the worker runs in a session of its own, so a terminal's Ctrl-C reaches this
 process (and `uv` and `just`, which wait for it), never the worker. The first Ctrl-C (or SIGTERM,
@@ -80,6 +97,8 @@ TICK_SECONDS = 0.1
 REPEAT_WINDOW_SECONDS = 1.0
 # 128 + SIGINT, as a shell reports an interrupted command: the exit code of a forced stop.
 FORCED_STOP_EXIT_CODE = 130
+# How long a server gets to stop on SIGTERM before it is killed.
+SERVER_STOP_SECONDS = 5.0
 {%- if cookiecutter.api_framework == "fastapi" %}
 # What `just dev --api` serves beside the worker: the web API, on 127.0.0.1.
 API_APP = f"{PACKAGE_DIR.name}.api.app:create_app"
@@ -99,6 +118,58 @@ class PortInUseError(RedisServerError):
     def __init__(self, port: int) -> None:
         super().__init__(f"port {port} on 127.0.0.1 is in use")
         self.port = port
+
+
+# What a watcher runs (see the module docstring): wait for the end of the pipe on its stdin, then
+# stop the process group given (SIGTERM, then SIGKILL after the grace in seconds). It ignores
+# Ctrl-C; it runs in a session of its own, so nothing aimed at its parent's group reaches it.
+WATCHER = """
+import os, signal, sys, time
+group, grace = int(sys.argv[1]), float(sys.argv[2])
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+sys.stdin.buffer.read()
+def send(signum):
+    try:
+        os.killpg(group, signum)
+        return True
+    except OSError:
+        return False
+deadline = time.monotonic() + grace
+if send(signal.SIGTERM):
+    while send(0) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    send(signal.SIGKILL)
+"""
+
+
+class Watcher:
+    """Stops `process`'s group once this process ends, however it ends (see the module
+    docstring); `release` ends the watch, for a child this process stops itself.
+
+    `process` must lead its own process group (`start_new_session=True`).
+    """
+
+    def __init__(self, process: "subprocess.Popen[bytes]", grace: float) -> None:
+        read_end, self._write_end = os.pipe()  # neither end is inherited by other children
+        try:
+            # -I -S: no site, no environment: a quick start that nothing of the project's affects.
+            self._process: subprocess.Popen[bytes] | None = subprocess.Popen(
+                [sys.executable, "-I", "-S", "-c", WATCHER, str(process.pid), str(grace)],
+                stdin=read_end,
+                stdout=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        finally:
+            os.close(read_end)
+
+    def release(self) -> None:
+        """End the watch, leaving the child alone: call it before stopping the child, and once
+        the child has been reaped (its process id may then be another process's)."""
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait()
+            os.close(self._write_end)
+            self._process = None
 
 
 def server_command() -> list[str]:
@@ -135,13 +206,13 @@ def free_port() -> int:
         return port
 
 
-def port_in_use(port: int) -> bool:
-    """Whether another process listens on 127.0.0.1:`port` (or on all addresses)."""
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether another process listens on `host`:`port` (or on all addresses)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         # As redis-server binds: an old connection still in TIME_WAIT does not make the port busy.
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            probe.bind(("127.0.0.1", port))
+            probe.bind((host, port))
         except OSError as error:
             return error.errno == errno.EADDRINUSE
     return False
@@ -173,6 +244,7 @@ class LocalRedisServer:
         self.log_path = (data_dir or self._workdir) / "redis-server.log"
         self._log_start = 0  # where this start's lines begin in the log
         self._process: subprocess.Popen[bytes] | None = None
+        self._watcher: Watcher | None = None
 
     @property
     def url(self) -> str:
@@ -202,6 +274,7 @@ class LocalRedisServer:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+        self._watcher = Watcher(self._process, SERVER_STOP_SECONDS)
         self._wait_until_ready()
         return self
 
@@ -246,8 +319,10 @@ class LocalRedisServer:
         return self._process.wait()
 
     def stop(self) -> None:
+        if self._watcher is not None:
+            self._watcher.release()
         if self._process is not None:
-            _stop_process(self._process, signal.SIGTERM, timeout=5)
+            _stop_process(self._process, signal.SIGTERM, timeout=SERVER_STOP_SECONDS)
         shutil.rmtree(self._workdir, ignore_errors=True)
 
     def __enter__(self) -> Self:
@@ -343,8 +418,11 @@ class DevWorker:
     def __init__(self, redis_url: str, settings_path: str) -> None:
         self.redis_url = redis_url
         self.settings_path = settings_path
-        self.queue_name = get_settings().queue_name
+        settings = get_settings()
+        self.queue_name = settings.queue_name
+        self.stop_seconds = settings.worker_shutdown_grace + SHUTDOWN_MARGIN_SECONDS
         self.process: subprocess.Popen[bytes] | None = None
+        self._watcher: Watcher | None = None
 
     def start(self) -> None:
         log_config = f"{__package__}.redis_server.DEV_LOG_CONFIG"
@@ -354,10 +432,17 @@ class DevWorker:
             env={**os.environ, "REDIS_URL": self.redis_url},
             start_new_session=True,
         )
+        self._watcher = Watcher(self.process, self.stop_seconds)
 
     @property
     def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
+        if self.process is None:
+            return False
+        if self.process.poll() is None:
+            return True
+        if self._watcher is not None:  # reaped: its process id is free for another process
+            self._watcher.release()
+        return False
 
     def running_jobs(self) -> int | None:
         """How many jobs the worker is running, or None if Redis can't say."""
@@ -393,6 +478,8 @@ class DevWorker:
         it waits out its mark.
         """
         assert self.process is not None
+        if self._watcher is not None:
+            self._watcher.release()
         self.process.kill()
         self.process.wait()
         released = 0
@@ -438,6 +525,7 @@ class DevApi:
         self.process = subprocess.Popen(
             command, env={**os.environ, "REDIS_URL": redis_url}, start_new_session=True
         )
+        self._watcher = Watcher(self.process, API_STOP_SECONDS)
 
     def exited(self) -> int | None:
         return self.process.poll()
@@ -445,6 +533,7 @@ class DevApi:
     def stop(self, *, at_once: bool = False) -> None:
         """SIGTERM (uvicorn finishes the requests in flight), then SIGKILL after
         API_STOP_SECONDS; at once with `at_once`."""
+        self._watcher.release()
         if at_once and self.process.poll() is None:
             self.process.kill()
         _stop_process(self.process, signal.SIGTERM, timeout=API_STOP_SECONDS)
@@ -631,6 +720,49 @@ def port_in_use_message(port: int, command: str) -> str:
     )
 
 
+def taken_ports(
+    args: argparse.Namespace, redis_port: int, metrics_port: int | None, metrics_host: str
+) -> list[str]:
+    """One line for each port this command would listen on that another process holds (or
+    that two of its settings share), naming the setting or flag that moves it; [] if none."""
+    command = "just dev" if args.worker else "just redis"
+    # (port, host, what listens there, how to move it); Redis only if started here.
+    wanted: list[tuple[int, str, str, str]] = []
+    if not os.environ.get("REDIS_URL"):
+        wanted.append((redis_port, "127.0.0.1", "Redis", "REDIS_URL"))
+{%- if cookiecutter.api_framework == "fastapi" %}
+    if args.api is not None:
+        wanted.append((args.api, "127.0.0.1", "the API", "--api"))
+{%- endif %}
+    if args.worker and metrics_port is not None:
+        wanted.append((metrics_port, metrics_host, "the worker's metrics", "WORKER_METRICS_PORT"))
+    lines = []
+    for index, (port, host, user, setting) in enumerate(wanted):
+        shared = [other for other in wanted[:index] if other[0] == port]
+        if shared:
+            lines.append(
+                f"port {port} is set for {shared[0][2]} ({shared[0][3]}) and for {user} "
+                f"({setting}), so nothing was started: give one of them another port"
+            )
+        elif port_in_use(port, host):
+            lines.append(_port_in_use_line(port, host, setting, command))
+    return lines
+
+
+def _port_in_use_line(port: int, host: str, setting: str, command: str) -> str:
+    if setting == "REDIS_URL":
+        return port_in_use_message(port, command)
+    if setting == "--api":
+        return (
+            f"port {port} on {host} is in use (another API?), so nothing was started: stop it, "
+            f"or pass another port with --api: uv run just dev --api {free_port()}"
+        )
+    return (
+        f"port {port} on {host} is in use, so nothing was started: the worker serves its "
+        f"metrics there; stop what holds it, or set {setting} to another port (or unset it) in .env"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--worker", action="store_true", help="also run an arq worker (just dev)")
@@ -672,13 +804,6 @@ def main(argv: list[str] | None = None) -> int:
 {%- if cookiecutter.api_framework == "fastapi" %}
     if args.api is not None and not args.worker:
         parser.error("--api needs --worker")
-    if args.api is not None and port_in_use(args.api):
-        print(
-            f"error: port {args.api} on 127.0.0.1 is in use (another API?), so nothing was "
-            f"started: stop it, or pass another port: uv run just dev --api {args.api + 1}",
-            file=sys.stderr,
-        )
-        return 1
 {%- endif %}
     if args.reload:
         try:
@@ -692,9 +817,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {describe_invalid_settings(error)}", file=sys.stderr)
         return 2
 
+    port = settings.redis_url.port or 6379
+    taken = taken_ports(args, port, settings.worker_metrics_port, settings.worker_metrics_host)
+    for line in taken:
+        print(f"error: {line}", file=sys.stderr)
+    if taken:
+        return 1
     stop_requests = StopRequests()
     try:
-        return _serve(args, stop_requests, port=settings.redis_url.port or 6379)
+        return _serve(args, stop_requests, port=port)
     finally:
         stop_requests.outlive_echoes()
 
