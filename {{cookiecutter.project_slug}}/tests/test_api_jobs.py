@@ -20,7 +20,7 @@ from {{ cookiecutter.package_name }}.config import get_settings
 from {{ cookiecutter.package_name }}.infrastructure.job_handle import abort_mark_key
 from {{ cookiecutter.package_name }}.infrastructure.redis_server import LocalRedisServer
 from {{ cookiecutter.package_name }}.infrastructure.tasks import WorkerSettings as ProjectSettings
-from {{ cookiecutter.package_name }}.queue import JobContext, PermanentError, job
+from {{ cookiecutter.package_name }}.queue import JobContext, PermanentError, get_job, job
 
 from .conftest import Configure, WorkerProcesses
 
@@ -233,6 +233,44 @@ async def test_the_same_idempotency_key_gives_the_same_job(
     assert other.json()["job_id"] != first.json()["job_id"]
     assert await task_pool.zcard(get_settings().queue_name) == 2
     assert (await client.get(first.json()["status_url"])).json()["status"] == "queued"
+
+
+async def test_an_idempotency_key_sent_again_with_another_body_is_409_and_queues_nothing(
+    client: httpx.AsyncClient, task_pool: ArqRedis
+) -> None:
+    key = {"Idempotency-Key": "0d6c4b0e-35b4-4bd4-8d0e-4d1a3f7e9b21"}
+    first = await client.post("/examples", json={"message": "refund 10"}, headers=key)
+    other = await client.post("/examples", json={"message": "refund 1000"}, headers=key)
+    # The same request, written differently, is the same request.
+    json_type = {**key, "content-type": "application/json"}
+    same = await client.post("/examples", content=b'{ "message" : "refund 10" }', headers=json_type)
+
+    assert first.status_code == same.status_code == 202
+    assert same.json() == first.json()
+    assert (other.status_code, other.headers["content-type"]) == (409, PROBLEM)
+    assert "Idempotency-Key" in other.json()["detail"]
+    assert first.json()["job_id"] not in other.text  # a guessed key does not reveal the job
+    assert await task_pool.zcard(get_settings().queue_name) == 1
+    info = await (await get_job(first.json()["job_id"])).info()
+    assert info is not None
+    assert info.kwargs["message"] == "refund 10"
+
+
+async def test_an_idempotency_key_is_checked_against_its_job_once_the_job_has_finished(
+    client: httpx.AsyncClient, worker_processes: WorkerProcesses
+) -> None:
+    key = {"Idempotency-Key": "9a8f1f0e-0c7b-4f57-a3c8-2f9e0c6d1b44"}
+    worker_processes.start(WORKER_SETTINGS)
+    first = await client.post("/examples", json={"message": "ship it"}, headers=key)
+    await wait_for_status(client, first.json()["job_id"], "complete", "failed", "aborted")
+
+    same = await client.post("/examples", json={"message": "ship it"}, headers=key)
+    other = await client.post("/examples", json={"message": "ship it twice"}, headers=key)
+
+    assert (same.status_code, same.json()) == (202, first.json())
+    assert (other.status_code, other.headers["content-type"]) == (409, PROBLEM)
+    done = (await client.get(first.json()["status_url"])).json()
+    assert (done["status"], done["result"]) == ("complete", "Processed: ship it")
 
 
 @pytest.mark.parametrize("key", ["has space", "x" * 256, "tab\there"])

@@ -2,24 +2,26 @@
 (jobs.py) and answers 202 with the job's id and where to follow it (`GET /jobs/{job_id}`).
 
 Copy it for each job clients may start: one route per job, each with a body of its own that
-pydantic checks. No route takes the name of a job from the request, so a client can start only
-what a route offers, with arguments that route has checked.
+pydantic checks, and `start_job()` to queue it. No route takes the name of a job from the
+request, so a client can start only what a route offers, with arguments that route has checked.
 
 An `Idempotency-Key` header makes a retried request safe: the job id is derived from the key, and
 arq queues no second job with an id it still knows, so the same key gives the same job (and the
-same answer) while that job is queued, runs, or its result is kept (`WORKER_KEEP_RESULT`). The
-body of a repeat is not compared with the first one's.
+same answer) while that job is queued, runs, or its result is kept (`WORKER_KEEP_RESULT`). A key
+sent again with other arguments is refused with 409, as payment APIs (Stripe) do, rather than
+answered with a job that does something else (`start_job()`).
 """
 
 import hashlib
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
 
-from ..queue import enqueue_task
+from ..infrastructure.serialization import deserialize, serialize
+from ..queue import enqueue_task, get_job
 from .dependencies import authorize, task_pool
 from .jobs import job_path
 from .problems import problem_responses
@@ -50,8 +52,9 @@ IDEMPOTENCY_KEY_PARAMETER = {
     "name": "Idempotency-Key",
     "in": "header",
     "required": False,
-    "description": "1-255 visible ASCII characters (no spaces), e.g. a UUID: a repeat with the "
-    "same key gets the same job instead of a second one.",
+    "description": "1-255 visible ASCII characters (no spaces): a random UUID, since the job "
+    "id is derived from it. A repeat with the same key and body gets the same job instead of a "
+    "second one; the same key with another body gets 409.",
     "schema": IDEMPOTENCY_KEY.json_schema(),
 }
 
@@ -94,6 +97,55 @@ def accepted(request: Request, job_id: str) -> JSONResponse:
     return JSONResponse(body, status_code=202, headers={"Location": status_url})
 
 
+async def start_job(request: Request, function: str, **arguments: Any) -> JSONResponse:
+    """Queue job `function` with keyword `arguments`, honouring the request's Idempotency-Key,
+    and answer 202 (`accepted`).
+
+    With a key, the job id is derived from it (`idempotent_job_id`), and a repeat gets the job
+    the first request queued while arq still knows that id. The repeat's arguments are compared
+    with the ones that job was queued with, which arq keeps with the job and then with its
+    result: the fingerprint lives exactly as long as the id does, with nothing more to store.
+    Other arguments raise `HTTPException` 409, which names neither the job nor its arguments, so
+    that a guessed key reveals nothing. Also raises `RequestValidationError` (422) for a
+    malformed key, and `RedisUnavailableError` (503).
+    """
+    key = idempotency_key(request)
+    if key is None:
+        job = await enqueue_task(function, **arguments)
+        assert job is not None  # None only for a `_job_id` that is taken
+        return accepted(request, job.job_id)
+    job_id = idempotent_job_id(function, key)
+    queued = None
+    # Twice: the job this key started can finish and be forgotten (its result not kept, or
+    # expired) between the enqueue that found it and the read of its arguments.
+    for _ in range(2):
+        if await enqueue_task(function, _job_id=job_id, **arguments) is not None:
+            return accepted(request, job_id)
+        queued = await queued_arguments(job_id)
+        if queued is not None:
+            break
+    # The arguments as the job's stored ones were read back: through JSON (serialization.py).
+    if queued != (function, [], deserialize(serialize(arguments))):
+        raise HTTPException(
+            409,
+            "this Idempotency-Key was used for a request with another body: send that body "
+            "again to get its job, or a new key (a random UUID) for a new job",
+        )
+    return accepted(request, job_id)
+
+
+async def queued_arguments(job_id: str) -> tuple[str, list[Any], dict[str, Any]] | None:
+    """The function, positional and keyword arguments of the job `job_id` as arq keeps them
+    (from its result once it has finished), or None if there is no such job (any more)."""
+    job = await get_job(job_id)
+    # info() reads the result, then the queued job: a job that finished in between is in
+    # neither read, but its result is there now.
+    info = await job.info() or await job.result_info()
+    if info is None:
+        return None
+    return info.function, list(info.args), info.kwargs
+
+
 @router.post(
     "/examples",
     status_code=202,
@@ -102,23 +154,16 @@ def accepted(request: Request, job_id: str) -> JSONResponse:
     dependencies=[Depends(task_pool)],
     responses={
         202: {
-            "description": "Queued (or queued already, for a repeated Idempotency-Key).",
+            "description": "Queued (or queued already, for a repeated Idempotency-Key and body).",
             "headers": {
                 "Location": {"description": "The job's `status_url`.", "schema": {"type": "string"}}
             },
         },
-        # 400: a body that is not UTF-8 JSON at all.
-        **problem_responses(400, 413, 422, 503),
+        # 400: a body that is not UTF-8 JSON at all; 409: an Idempotency-Key used with another.
+        **problem_responses(400, 409, 413, 422, 503),
     },
     openapi_extra={"parameters": [IDEMPOTENCY_KEY_PARAMETER]},
 )
 async def submit_example(body: ExampleRequest, request: Request) -> JSONResponse:
     """Queue `example_task` with this message; 202 with the job's id and status URL."""
-    key = idempotency_key(request)
-    job_id = None if key is None else idempotent_job_id("example_task", key)
-    job = await enqueue_task("example_task", message=body.message, _job_id=job_id)
-    if job is not None:
-        job_id = job.job_id
-    # else: a repeat, and the job this key started is still known; answer with it.
-    assert job_id is not None  # enqueue_task returns None only for a job id given to it
-    return accepted(request, job_id)
+    return await start_job(request, "example_task", message=body.message)
