@@ -4,7 +4,16 @@ gets when its request is invalid or Redis is away."""
 
 import asyncio
 import contextlib
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,7 +27,7 @@ from {{ cookiecutter.package_name }}.api.dependencies import authorize
 from {{ cookiecutter.package_name }}.api.examples import idempotent_job_id
 from {{ cookiecutter.package_name }}.config import get_settings
 from {{ cookiecutter.package_name }}.infrastructure.job_handle import abort_mark_key
-from {{ cookiecutter.package_name }}.infrastructure.redis_server import LocalRedisServer
+from {{ cookiecutter.package_name }}.infrastructure.redis_server import LocalRedisServer, free_port
 from {{ cookiecutter.package_name }}.infrastructure.tasks import WorkerSettings as ProjectSettings
 from {{ cookiecutter.package_name }}.queue import JobContext, PermanentError, get_job, job
 
@@ -392,3 +401,133 @@ async def test_job_routes_ask_authorize_and_the_health_checks_do_not(
         assert response.json()["detail"] == "a valid bearer token is required"
     assert ready.status_code == 200
     assert queued == 0
+
+
+PROJECT = Path(__file__).parents[1]
+
+
+# What the README's commands are run against: its URL, and the job id of the last POST.
+README_BASE_URL = "http://127.0.0.1:8000"
+README_JOB_ID = "<job_id>"
+
+
+def readme_api_commands() -> list[tuple[str, str]]:
+    """The README's curl commands, in order, each with the answer it shows: the `# {...}`
+    line under it (`...` stands for any text, `<job_id>` for the last POST's job id)."""
+    text = (PROJECT / "README.md").read_text()
+    lines = [
+        line.strip()
+        for block in re.findall(r"```bash\n(.*?)```", text, re.DOTALL)
+        for line in block.splitlines()
+    ]
+    commands = []
+    for line, after in zip(lines, [*lines[1:], ""], strict=True):
+        if line.startswith("curl "):
+            assert after.startswith("# {"), f"the README shows no answer under {line!r}"
+            commands.append((line, after.removeprefix("# ")))
+    return commands
+
+
+def shown_answer(answer: str, job_id: str | None) -> re.Pattern[str]:
+    pattern = re.escape(answer.replace(README_JOB_ID, job_id or README_JOB_ID))
+    return re.compile(pattern.replace(re.escape("..."), ".*"))
+
+
+def text_of(log: Path) -> str:
+    return log.read_text(errors="replace")
+
+
+@contextlib.asynccontextmanager
+async def uvicorn_server(log_path: Path, **environment: str) -> AsyncIterator[str]:
+    """A real uvicorn process serving `create_app` on a free loopback port; yields its URL once
+    it answers /health/live (up to 30 s), and stops it after."""
+    port = free_port()
+    command = [sys.executable, "-m", "uvicorn", f"{create_app.__module__}:create_app", "--factory"]
+    with log_path.open("wb") as log_file:
+        server = await asyncio.create_subprocess_exec(
+            *command,
+            *("--host", "127.0.0.1", "--port", str(port)),
+            env={**os.environ, **environment},
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient(base_url=url) as client:
+            for _ in range(600):
+                assert server.returncode is None, text_of(log_path)
+                with contextlib.suppress(httpx.TransportError):  # not listening yet
+                    if (await client.get("/health/live")).status_code == 200:
+                        break
+                await asyncio.sleep(0.05)
+            else:
+                raise AssertionError("uvicorn did not answer within 30 s")
+        yield url
+    finally:
+        if server.returncode is None:
+            server.send_signal(signal.SIGTERM)
+            try:
+                async with asyncio.timeout(15):
+                    await server.wait()
+            except TimeoutError:
+                server.kill()
+                await server.wait()
+
+
+def method_of(argv: list[str]) -> str:
+    return argv[argv.index("-X") + 1] if "-X" in argv else "GET"
+
+
+async def run_curl(argv: list[str]) -> str:
+    """Run curl; its output, or an AssertionError after 30 s or on a non-zero exit."""
+    curl = await asyncio.create_subprocess_exec(
+        *argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        async with asyncio.timeout(30):
+            output, errors = await curl.communicate()
+    except TimeoutError:
+        curl.kill()
+        await curl.wait()
+        raise AssertionError(f"{shlex.join(argv)} did not finish within 30 s") from None
+    assert curl.returncode == 0, f"{shlex.join(argv)} exited {curl.returncode}: {errors!r}"
+    return output.decode()
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="the README's commands need curl")
+async def test_the_readme_s_api_commands_answer_as_it_shows(
+    redis_server: LocalRedisServer,
+    task_pool: ArqRedis,
+    worker_processes: WorkerProcesses,
+    tmp_path: Path,
+) -> None:
+    commands = readme_api_commands()
+    methods = [method_of(shlex.split(command, comments=True)) for command, _ in commands]
+    assert {"POST", "GET", "DELETE"} <= set(methods)
+    worker_processes.start()  # the project's own worker, as `just dev` starts it
+    # A loaded machine may take longer than the default 1 s to cancel a running job; the
+    # README's answer is the same, only later.
+    log = tmp_path / "uvicorn.log"
+    async with uvicorn_server(log, REDIS_URL=redis_server.url, API_ABORT_WAIT="30") as url:
+        job_id = None
+        for command, answer in commands:
+            argv = shlex.split(command.replace(README_BASE_URL, url), comments=True)
+            if job_id is not None:
+                argv = [arg.replace(README_JOB_ID, job_id) for arg in argv]
+            assert README_JOB_ID not in shlex.join(argv), f"{command!r} runs before any POST"
+            # A GET is run again until it shows the README's answer, as a reader would: the
+            # job is queued, then runs, then has its result.
+            deadline = asyncio.get_running_loop().time() + 30
+            while True:
+                output = await run_curl(argv)
+                if method_of(argv) == "POST":
+                    job_id = json.loads(output)["job_id"]
+                shown = shown_answer(answer, job_id).fullmatch(output)
+                if shown or method_of(argv) != "GET":
+                    break
+                if asyncio.get_running_loop().time() > deadline:
+                    break
+                await asyncio.sleep(0.1)
+            assert shown_answer(answer, job_id).fullmatch(output), (
+                f"{command}\nanswered {output}\nnot {answer}\n{text_of(log)}"
+            )

@@ -8,6 +8,7 @@ retries with backoff and dead letters, and enqueue it with
 `{{ cookiecutter.package_name }}.queue`. See docs/background-tasks.md.
 """
 
+import asyncio
 import dataclasses
 import logging
 
@@ -19,9 +20,15 @@ from .queue import JobContext, queue_depth
 logger = logging.getLogger(__name__)
 
 
-async def example_task(ctx: JobContext, message: str = "Hello!") -> str:
-    """Echo a message back: the job the docs, the demo and the tests enqueue."""
+async def example_task(ctx: JobContext, message: str = "Hello!", *, seconds: float = 0) -> str:
+    """Echo a message back, after `seconds` standing in for real work (none by default).
+
+    The job the docs, the demo and the tests enqueue; `seconds` leaves time to follow it, or to
+    abort it as the README shows.
+    """
     logger.info("example_task %s (try %s): %s", ctx["job_id"], ctx["job_try"], message)
+    if seconds > 0:
+        await asyncio.sleep(seconds)
     return f"Processed: {message}"
 
 

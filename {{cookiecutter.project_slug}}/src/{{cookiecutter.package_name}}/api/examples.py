@@ -30,11 +30,19 @@ router = APIRouter(tags=["examples"], dependencies=[Depends(authorize)])
 
 
 class ExampleRequest(BaseModel):
-    """What `example_task` needs: the message to process."""
+    """What `example_task` needs: the message to process, and how long the job takes."""
 
     model_config = ConfigDict(extra="forbid")
 
     message: str = Field(min_length=1, max_length=1000, examples=["Hello!"])
+    # strict: a number, not `true` or "5" read as one.
+    seconds: float = Field(
+        default=0,
+        ge=0,
+        le=60,
+        strict=True,
+        description="How long the job works before it answers (0-60): time to follow or abort it.",
+    )
 
 
 class JobAccepted(BaseModel):
@@ -166,4 +174,4 @@ async def queued_arguments(job_id: str) -> tuple[str, list[Any], dict[str, Any]]
 )
 async def submit_example(body: ExampleRequest, request: Request) -> JSONResponse:
     """Queue `example_task` with this message; 202 with the job's id and status URL."""
-    return await start_job(request, "example_task", message=body.message)
+    return await start_job(request, "example_task", message=body.message, seconds=body.seconds)
