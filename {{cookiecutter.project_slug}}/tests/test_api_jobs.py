@@ -12,7 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +21,13 @@ import pytest
 from arq.connections import ArqRedis
 from arq.constants import abort_jobs_ss
 from fastapi import FastAPI, HTTPException
+from pydantic import Field, SecretStr, ValidationError
 
+from {{ cookiecutter.package_name }}.api import dependencies
 from {{ cookiecutter.package_name }}.api.app import create_app
-from {{ cookiecutter.package_name }}.api.dependencies import authorize
+from {{ cookiecutter.package_name }}.api.dependencies import authorize, current_settings
 from {{ cookiecutter.package_name }}.api.examples import idempotent_job_id
-from {{ cookiecutter.package_name }}.config import get_settings
+from {{ cookiecutter.package_name }}.config import Settings, get_settings
 from {{ cookiecutter.package_name }}.infrastructure.job_handle import abort_mark_key
 from {{ cookiecutter.package_name }}.infrastructure.redis_server import LocalRedisServer, free_port
 from {{ cookiecutter.package_name }}.infrastructure.tasks import WorkerSettings as ProjectSettings
@@ -404,6 +406,64 @@ async def test_job_routes_ask_authorize_and_the_health_checks_do_not(
 
 
 PROJECT = Path(__file__).parents[1]
+
+
+def documented_bearer_check() -> tuple[type[Settings], Callable[..., Any]]:
+    """docs/api.md's bearer check, as its Authentication section says to write it: the settings
+    with its field added to config.py's `Settings`, and its `authorize`, run in the namespace of
+    api/dependencies.py as if pasted there."""
+    docs = (PROJECT / "docs" / "api.md").read_text()
+    section = docs.split("\n## Authentication\n", 1)[1].split("\n## ", 1)[0]
+    field, code = re.findall(r"```python\n(.*?)```", section, re.DOTALL)
+    settings: dict[str, Any] = {"Settings": Settings, "SecretStr": SecretStr, "Field": Field}
+    exec(f"class TokenSettings(Settings):\n{field}", settings)
+    namespace = dict(vars(dependencies))
+    exec(code, namespace)
+    return settings["TokenSettings"], namespace["authorize"]
+
+
+async def test_the_bearer_check_docs_api_md_shows_guards_every_job_route(
+    task_pool: ArqRedis, configure: Configure
+) -> None:
+    token_settings_type, documented_authorize = documented_bearer_check()
+    configure(API_TOKEN="")
+    with pytest.raises(ValidationError, match="api_token"):
+        token_settings_type()  # an empty token would let a request without one through
+    configure(API_TOKEN="s3cret-token")
+
+    async def token_settings() -> Settings:
+        return token_settings_type()  # api_token from API_TOKEN
+
+    app = create_app()
+    app.dependency_overrides[authorize] = documented_authorize
+    app.dependency_overrides[current_settings] = token_settings
+    routes = [("POST", "/examples"), ("GET", "/jobs/some-job"), ("DELETE", "/jobs/some-job")]
+    refused_credentials: list[dict[str, Any]] = [
+        {},
+        {"Authorization": "Bearer wrong-token"},
+        {"Authorization": "Basic czNjcmV0LXRva2Vu"},
+        {"Authorization": "Bearer s3cret-tökén".encode("latin-1")},  # not ASCII: no 500
+    ]
+    async with serving(app) as client:
+        refused = [
+            await client.request(method, path, json={"message": "hi"}, headers=headers)
+            for method, path in routes
+            for headers in refused_credentials
+        ]
+        ready = await client.get("/health/ready")
+        token = {"Authorization": "Bearer s3cret-token"}
+        allowed = [
+            await client.request(method, path, json={"message": "hi"}, headers=token)
+            for method, path in routes
+        ]
+        queued = await task_pool.zcard(get_settings().queue_name)
+
+    for response in refused:
+        assert (response.status_code, response.headers["content-type"]) == (401, PROBLEM)
+        assert response.headers["www-authenticate"] == "Bearer"
+    assert ready.status_code == 200
+    assert [response.status_code for response in allowed] == [202, 404, 404]
+    assert queued == 1
 
 
 # What the README's commands are run against: its URL, and the job id of the last POST.

@@ -95,28 +95,17 @@ async def authorize() -> None:
     """Decide whether the caller may use a route: the one place to plug in real authentication.
 {%- if cookiecutter.cache_backend != "none" %}
 
-    It allows every request. The job routes depend on it (examples.py, jobs.py); the health
-    checks do not. To require a bearer token, for instance, add `api_token: SecretStr` to
-    config.py and write here:
+    It allows every request: until you change it, the job routes that depend on it (examples.py,
+    jobs.py) are open to anyone who can reach the API. The health checks do not depend on it.
 {%- else %}
 
     It allows every request. Routes that act on data should depend on it, with
-    `APIRouter(dependencies=[Depends(authorize)])`; the health checks do not. To require a
-    bearer token, for instance, add `api_token: SecretStr` to config.py and write here:
+    `APIRouter(dependencies=[Depends(authorize)])`; the health checks do not.
 {%- endif %}
 
-        bearer = HTTPBearer(auto_error=False)  # from fastapi.security
-
-        async def authorize(
-            credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-            settings: AppSettings,
-        ) -> None:
-            expected = settings.api_token.get_secret_value()
-            if credentials is None or not secrets.compare_digest(credentials.credentials, expected):
-                raise HTTPException(
-                    401, "a valid bearer token is required", headers={"WWW-Authenticate": "Bearer"}
-                )
-
-    The 401 is sent as a problem document, as every error is (problems.py). Return the caller's
-    identity when routes need it{% if cookiecutter.cache_backend != "none" %}, and then scope Idempotency-Keys by it too (examples.py){% endif %}.
+    To require a bearer token, write here what docs/api.md (Authentication) shows{% if cookiecutter.cache_backend != "none" %};
+    tests/test_api_jobs.py runs that very code against the job routes{% endif %}. A 401 or 403
+    raised here is sent as a problem document, as every error is (problems.py). Return the
+    caller's identity when routes need it{% if cookiecutter.cache_backend != "none" %}, and then scope Idempotency-Keys by it too
+    (examples.py){% endif %}.
     """
