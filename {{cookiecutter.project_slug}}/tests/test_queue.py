@@ -17,6 +17,7 @@ def test_the_public_names_are_exactly_these() -> None:
         "PermanentError",
         "QueueDepth",
         "RedisUnavailableError",
+        "RequeueRefused",
         "ResultNotFound",
         "Retry",
         "UnknownTaskError",
@@ -27,6 +28,7 @@ def test_the_public_names_are_exactly_these() -> None:
         "get_task_pool",
         "job",
         "queue_depth",
+        "requeue_blocker",
         "requeue_dead_letter",
         "run_sync",
     ]
@@ -39,6 +41,7 @@ ERRORS = [
     queue.JobFailed,
     queue.PermanentError,
     queue.RedisUnavailableError,
+    queue.RequeueRefused,
     queue.ResultNotFound,
     queue.UnknownTaskError,
 ]

@@ -7,14 +7,17 @@ after it is queued; bench/compare.py measures that): they tell a wake-up from a 
 """
 
 import asyncio
+import signal
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from arq import create_pool
 from arq.connections import ArqRedis, RedisSettings
+from arq.constants import retry_key_prefix
 
-from {{ cookiecutter.package_name }}.infrastructure.job_writes import wake_key
+from {{ cookiecutter.package_name }}.infrastructure.job_writes import JobPool, wake_key
+from {{ cookiecutter.package_name }}.infrastructure.missing_functions import waiting_since_key
 from {{ cookiecutter.package_name }}.infrastructure.redis_server import LocalRedisServer
 from {{ cookiecutter.package_name }}.infrastructure.serialization import deserialize, serialize
 from {{ cookiecutter.package_name }}.infrastructure.tasks import WorkerSettings
@@ -22,10 +25,11 @@ from {{ cookiecutter.package_name }}.infrastructure.worker import FALLBACK_POLL_
 from {{ cookiecutter.package_name }}.jobs import example_task
 from {{ cookiecutter.package_name }}.queue import Job, JobStatus, Retry, enqueue_task, get_job, job
 
-from .conftest import RunningWorker, make_worker
+from .conftest import RunningWorker, WorkerProcesses, make_worker, wait_until_listed
 
 # Well under the fallback poll: a job that starts this soon was woken, not found by a poll.
 WOKEN_WITHIN_SECONDS = FALLBACK_POLL_SECONDS / 4
+QUEUE = WorkerSettings.queue_name
 
 
 async def seconds_to_start(queued: Any) -> float:
@@ -169,3 +173,59 @@ async def test_a_job_cancelled_before_its_function_ran_is_given_back(
     await running  # ends normally: arq's close() gathers it
 
     assert await queued.status() == JobStatus.queued
+
+
+FAULT_JOBS = "tests.fault_jobs.WorkerSettings"
+
+
+async def wait_for(condition: Any, seconds: float, what: str) -> None:
+    """Wait until the coroutine function `condition` returns true, for up to `seconds`."""
+    for _ in range(int(seconds / 0.05)):
+        if await condition():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{what}: not within {seconds} s")
+
+
+async def test_a_job_read_ahead_then_given_back_at_shutdown_keeps_its_try(
+    task_pool: JobPool, worker_processes: WorkerProcesses
+) -> None:
+    # One function slot, held by a 3 s job; the next job, with one try allowed, is read ahead.
+    first = worker_processes.start(FAULT_JOBS, WORKER_MAX_JOBS="1", WORKER_MAX_TRIES="1")
+    holder = await task_pool.enqueue_job("sleepy", "holder", 3)
+    await wait_for(lambda: task_pool.exists("starts:holder"), 10, "the 3 s job started")
+    read_ahead = await task_pool.enqueue_job("counted", 1)
+    assert holder is not None
+    assert read_ahead is not None
+    await wait_until_listed(task_pool, running=2)
+
+    first.send_signal(signal.SIGTERM)  # the 3 s job finishes; the one read ahead is given back
+    assert await asyncio.to_thread(first.wait, 15) == 0
+    assert await holder.status() == JobStatus.complete
+    assert await read_ahead.status() == JobStatus.queued
+    assert await task_pool.get(retry_key_prefix + read_ahead.job_id) in (None, b"0")
+
+    worker_processes.start(FAULT_JOBS, WORKER_MAX_JOBS="1", WORKER_MAX_TRIES="1")
+    await read_ahead.result(timeout=10)  # before: "max 1 retries exceeded", never run
+    assert await task_pool.hget("runs", "1") == b"1"  # type: ignore[misc]
+
+
+async def test_a_job_for_a_function_this_worker_lacks_waits_for_one_that_has_it(
+    task_pool: JobPool, worker_processes: WorkerProcesses
+) -> None:
+    # A rolling deploy: the running worker predates `counted`, a newer client queues it.
+    worker_processes.start()  # the project's own WorkerSettings: no `counted`
+    queued = await task_pool.enqueue_job("counted", 7)
+    assert queued is not None
+    waiting_since = waiting_since_key(QUEUE, queued.job_id)
+    await wait_for(lambda: task_pool.exists(waiting_since), 10, "offered")
+    await asyncio.sleep(1.5)  # offered again at least once
+    assert await queued.status() in (JobStatus.queued, JobStatus.deferred, JobStatus.in_progress)
+    assert "is not registered on this worker" in worker_processes.log(0)
+
+    worker_processes.start(FAULT_JOBS)  # the new version, with `counted`
+    await queued.result(timeout=45)
+    assert await task_pool.hget("runs", "7") == b"1"  # type: ignore[misc]
+    result = await queued.result_info()
+    assert result is not None
+    assert result.job_try == 1  # the looks that found no function used no try

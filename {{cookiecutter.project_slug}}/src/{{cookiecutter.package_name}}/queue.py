@@ -13,11 +13,13 @@ from arq.jobs import ResultNotFound
 
 from .infrastructure.client import (
     JobArgumentError,
+    RequeueRefused,
     UnknownTaskError,
     close_task_pool,
     enqueue_task,
     get_job,
     get_task_pool,
+    requeue_blocker,
     requeue_dead_letter,
     run_sync,
 )
@@ -40,6 +42,7 @@ __all__ = [
     "PermanentError",
     "QueueDepth",
     "RedisUnavailableError",
+    "RequeueRefused",
     "ResultNotFound",
     "Retry",
     "UnknownTaskError",
@@ -50,6 +53,7 @@ __all__ = [
     "get_task_pool",
     "job",
     "queue_depth",
+    "requeue_blocker",
     "requeue_dead_letter",
     "run_sync",
 ]

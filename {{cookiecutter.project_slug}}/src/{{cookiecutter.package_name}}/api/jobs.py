@@ -18,7 +18,8 @@ from arq.jobs import JobResult
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..queue import Job, JobAborted, JobFailed, JobStatus
+from ..infrastructure.job_handle import outcome_of
+from ..queue import Job, JobStatus
 from .dependencies import AppSettings, JobHandle, TaskPool, authorize
 from .problems import problem_responses
 
@@ -46,7 +47,8 @@ class JobView(BaseModel):
     job_id: str
     function: str
     status: Literal["queued", "deferred", "in_progress", "complete", "failed", "aborted"]
-    # The try running now, waiting to run, or (once finished) the last one; 1 for the first.
+    # The try running now, waiting to run, or (once finished) the last one; 1 for the first,
+    # 0 for a job aborted before it started.
     job_try: int = Field(alias="try")
     enqueued_at: datetime
     started_at: datetime | None
@@ -97,27 +99,21 @@ async def read_view(job: Job, pool: ArqRedis) -> JobView | None:
 
 
 def finished_view(job_id: str, result: JobResult) -> JobView:
+    """A finished job, read as `Job.status()` reads it (job_handle.py's `outcome_of`)."""
+    outcome = outcome_of(result)
     view = JobView(
         job_id=job_id,
         function=result.function,
-        status="complete",
-        job_try=result.job_try,
+        status=outcome.status.value,
+        job_try=outcome.tries,
         enqueued_at=result.enqueue_time,
-        started_at=result.start_time,
+        started_at=result.start_time if outcome.started else None,
         finished_at=result.finish_time,
     )
-    outcome = result.result
-    if result.success:
-        view.result = outcome
-    elif isinstance(outcome, JobAborted):
-        view.status = "aborted"
-        view.error = JobError(type="JobAborted", message=str(outcome))
-    elif isinstance(outcome, JobFailed):
-        view.status = "failed"
-        view.error = JobError(type=outcome.error_type, message=outcome.message)
-    else:  # a failure written by another serializer
-        view.status = "failed"
-        view.error = JobError(type=type(outcome).__name__, message=str(outcome))
+    if outcome.status is JobStatus.complete:
+        view.result = result.result
+    else:
+        view.error = JobError(type=outcome.error_type or "", message=outcome.message or "")
     return view
 
 

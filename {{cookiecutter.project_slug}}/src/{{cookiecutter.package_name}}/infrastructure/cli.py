@@ -11,7 +11,8 @@
     uv run python -m {{ cookiecutter.package_name }}.infrastructure.cli queue-stats [--watch [--interval SECONDS]]
 
 Exit codes: 0 done (worker-check: at least one worker alive), 1 the answer is "no" (no worker
-alive, no such dead letter, purge not confirmed), 2 Redis cannot be reached or a setting is invalid.
+alive, no such dead letter, purge not confirmed), 2 Redis cannot be reached or refuses the command
+(out of memory, a read-only replica, ...: one line says which), or a setting is invalid.
 """
 
 import argparse
@@ -29,7 +30,14 @@ from redis.exceptions import RedisError
 from ..config import describe_invalid_settings, get_settings
 from . import dead_letters
 from .activity import OUTCOMES, QueueCounts, queue_counts
-from .connection import RedisUnavailableError, close_pool, connect, redis_location
+from .connection import (
+    RedisUnavailableError,
+    close_pool,
+    connect,
+    redis_location,
+    unavailable,
+    write_refusal,
+)
 from .depth import queue_stats
 from .heartbeat import MARGIN_SECONDS, live_workers
 
@@ -40,6 +48,9 @@ if TYPE_CHECKING:
 async def ping(redis: Redis, args: argparse.Namespace) -> int:
     server = await redis.info("server")
     print(f"Redis {server['redis_version']} answers at {redis_location()}")
+    refusal = await write_refusal(redis)
+    if refusal is not None:  # a worker still starts, and waits until Redis takes its writes
+        print(f"but it would refuse writes now: {refusal.message}", file=sys.stderr)
     return 0
 
 
@@ -65,23 +76,39 @@ async def worker_check(redis: Redis, args: argparse.Namespace) -> int:
 async def list_dead_letters(redis: Redis, args: argparse.Namespace) -> int:
     queue_name = get_settings().queue_name
     letters = await dead_letters.all_letters(redis, queue_name)
+    from .tasks import requeue_blocker  # as in requeue(): tasks.py reads the settings
+
     print(f"{len(letters)} dead letter(s) on queue {queue_name}")
     for letter in letters:
+        blocker = requeue_blocker(letter)
         print(
             f"  {letter.job_id}  {letter.function}  tries={letter.tries}  "
             f"failed={letter.failed_at:%Y-%m-%d %H:%M:%S}  {letter.error_type}: {letter.error}\n"
-            f"      args={letter.args!r} kwargs={letter.kwargs!r}"
+            f"      args={letter.args!r} kwargs={letter.kwargs!r}\n"
+            f"      {requeue_hint(letter.job_id, blocker)}"
         )
     return 0
 
 
+def requeue_hint(job_id: str, blocker: str | None) -> str:
+    if blocker is None:
+        return f"requeue: just requeue {job_id}"
+    return f"cannot be requeued: {blocker}"
+
+
 async def requeue(redis: Redis, args: argparse.Namespace) -> int:
     # Imported here: tasks.py reads the settings on import, and main() checks them first.
-    from .tasks import JobArgumentError, UnknownTaskError, close_task_pool, requeue_dead_letter
+    from .tasks import (
+        JobArgumentError,
+        RequeueRefused,
+        UnknownTaskError,
+        close_task_pool,
+        requeue_dead_letter,
+    )
 
     try:
         job = await requeue_dead_letter(args.job_id)
-    except (LookupError, UnknownTaskError, JobArgumentError) as error:
+    except (LookupError, RequeueRefused, UnknownTaskError, JobArgumentError) as error:
         # The record stays (or is put back) when it cannot be queued.
         print(str(error).strip("'\""), file=sys.stderr)
         return 1
@@ -221,8 +248,10 @@ async def run(command: Command, args: argparse.Namespace) -> int:
         return 2
     try:
         return await command(redis, args)
-    except (RedisError, OSError) as error:
-        print(f"lost Redis at {redis_location()}: {error}", file=sys.stderr)
+    except (RedisError, OSError) as error:  # RedisUnavailableError too (requeue's enqueue)
+        # connection.py's line: the cause (out of reach, out of memory, read-only, ...) and
+        # what to check, never the password.
+        print(unavailable(error), file=sys.stderr)
         return 2
     finally:
         await close_pool(redis)

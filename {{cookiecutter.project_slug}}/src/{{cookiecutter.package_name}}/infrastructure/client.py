@@ -31,13 +31,14 @@ from ..config import get_settings
 from . import dead_letters
 from .connection import close_pool, connect, unavailable
 from .job_handle import Job
-from .job_writes import job_writer, wake_key
+from .job_types import UNREADABLE_JOB
+from .job_writes import JobPool, job_writer, wake_key
 from .serialization import deserialize, serialize_at_most
 
 T = TypeVar("T")
 
 # One pool per event loop, with the generator that closes it; an entry goes with its loop.
-_pools: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[ArqRedis, AsyncGenerator[None, None]]]" = weakref.WeakKeyDictionary()
+_pools: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[JobPool, AsyncGenerator[None, None]]]" = weakref.WeakKeyDictionary()
 
 
 class UnknownTaskError(ValueError):
@@ -48,7 +49,7 @@ class JobArgumentError(TypeError):
     """Raised by `enqueue_task` for arguments that cannot be serialized; nothing is queued."""
 
 
-async def get_task_pool(*, retries: int | None = None) -> ArqRedis:
+async def get_task_pool(*, retries: int | None = None) -> JobPool:
     """The running event loop's pool, created on first use from `REDIS_URL` (see connection.py).
 
     `retries` overrides `REDIS_CONNECT_RETRIES` when the pool has to be opened: the web API
@@ -74,7 +75,7 @@ async def get_task_pool(*, retries: int | None = None) -> ArqRedis:
     return _pools[loop][0]
 
 
-def open_task_pool() -> ArqRedis | None:
+def open_task_pool() -> JobPool | None:
     """The running event loop's pool if it is open already, else None; no I/O."""
     entry = _pools.get(asyncio.get_running_loop())
     return None if entry is None else entry[0]
@@ -124,6 +125,19 @@ async def enqueue_task(
         raise JobArgumentError(f"cannot enqueue {name!r}: {mismatch}")
     if _defer_until is not None and _defer_by is not None:
         raise JobArgumentError(f"cannot enqueue {name!r}: give _defer_until or _defer_by, not both")
+    return await _enqueue(name, args, kwargs, _job_id, _defer_by, _defer_until, _expires)
+
+
+async def _enqueue(
+    name: str,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    _job_id: str | None = None,
+    _defer_by: int | float | timedelta | None = None,
+    _defer_until: datetime | None = None,
+    _expires: int | float | timedelta | None = None,
+) -> Job | None:
+    """Write the job, its name and arguments already checked (`enqueue_task`)."""
     pool = await get_task_pool()
     job_id = _job_id or uuid4().hex
     enqueued_ms = timestamp_ms()
@@ -153,7 +167,7 @@ async def enqueue_task(
         queued = await job_writer(pool).write(write)
     except SerializationError as error:
         raise JobArgumentError(f"cannot enqueue {name!r}: {error.__cause__}") from error
-    except (RedisError, OSError) as error:  # Redis went away after the pool was made
+    except (RedisError, OSError) as error:  # away, out of memory, read-only: connection.py names it
         raise unavailable(error) from error
     return _handle(job_id, pool) if queued else None
 
@@ -195,18 +209,53 @@ def _handle(job_id: str, pool: ArqRedis) -> Job:
     return Job(job_id, pool, _queue_name=get_settings().queue_name, _deserializer=deserialize)
 
 
+class RequeueRefused(ValueError):
+    """A dead letter that cannot be queued again; the message says why. Its record stays."""
+
+
+def requeue_signatures() -> dict[str, inspect.Signature]:
+    """What a dead letter may be requeued as: the jobs clients enqueue, and the cron jobs."""
+    from .tasks import REQUEUE_SIGNATURES  # as task_signatures()
+
+    return REQUEUE_SIGNATURES
+
+
+def requeue_blocker(letter: dead_letters.DeadLetter) -> str | None:
+    """Why `requeue_dead_letter` would refuse `letter`, or None if it can be requeued: what the
+    CLI's and the dashboard's listings show beside each dead letter."""
+    if letter.function == UNREADABLE_JOB:
+        return "its payload could not be read, so there is no job to run again"
+    signature = requeue_signatures().get(letter.function)
+    if signature is None:
+        return (
+            f"no job named {letter.function!r} is registered in this version: "
+            "requeue it from a version that has it"
+        )
+    try:
+        signature.bind(None, *letter.args, **letter.kwargs)  # None for ctx
+    except TypeError as error:
+        return f"its arguments no longer fit {letter.function}: {error}"
+    return None
+
+
 async def requeue_dead_letter(job_id: str) -> Job:
     """Put a dead-lettered job back on the queue as a new job; its record is removed.
 
-    Raises LookupError if there is no record for `job_id` (or it was already requeued).
+    Raises LookupError if there is no record for `job_id` (or it was already requeued), and
+    RequeueRefused (the record stays) for one `requeue_blocker` names a reason for.
     """
     pool = await get_task_pool()
     queue_name = get_settings().queue_name
+    listed = [letter for letter in await dead_letters.all_letters(pool, queue_name)]
+    found = next((letter for letter in listed if letter.job_id == job_id), None)
+    reason = None if found is None else requeue_blocker(found)
+    if reason is not None:
+        raise RequeueRefused(f"cannot requeue {job_id}: {reason}")
     letter = await dead_letters.take(pool, queue_name, job_id)
     if letter is None:
         raise LookupError(f"no dead letter for job {job_id!r} (already requeued or purged?)")
     try:
-        job = await enqueue_task(letter.function, *letter.args, **letter.kwargs)
+        job = await _enqueue(letter.function, tuple(letter.args), letter.kwargs)
     except Exception:
         await dead_letters.add(pool, queue_name, letter, get_settings().dead_letter_limit)
         raise

@@ -12,3 +12,6 @@ JobContext = dict[str, Any]
 
 # What `job()` and `cron_job()` register: `async def name(ctx, ...) -> result`.
 JobFunction = Callable[..., Awaitable[Any]]
+
+# The function a worker runs in place of a job whose payload it cannot read (unreadable.py).
+UNREADABLE_JOB = "reject_unreadable_job"

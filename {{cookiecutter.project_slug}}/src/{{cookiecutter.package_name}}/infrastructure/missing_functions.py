@@ -6,7 +6,7 @@ the newer workers never see it. Here the worker's function table answers an unkn
 `wait_for_function` instead, which gives the job back, due again after a short delay, without
 using one of its tries, so that a worker with the function runs it. Only once it has waited
 WORKER_MISSING_FUNCTION_WAIT seconds (from the first time a worker found it lacked the function)
-does it fail, as a dead letter whose error names the function.
+does it fail, as a dead letter whose error names the function: that last look is its one try.
 
 Each give-back is a try that ends `retried` with a `FunctionNotFound` error (job_events.py): the
 metrics count it under the function's name and the dashboard lists it with the recent failures.
@@ -56,11 +56,11 @@ def wait_for_function(name: str) -> Function:
         async with redis.pipeline(transaction=True) as pipe:
             pipe.set(key, str(time.time()), nx=True, ex=int(wait_seconds) + 86_400)
             pipe.get(key)
-            # arq counted a try when it read the job: it ran nothing, so take it back.
-            pipe.decr(retry_key_prefix + ctx["job_id"])
-            _, since, _ = await pipe.execute()
+            _, since = await pipe.execute()
         waited = time.time() - float(since)
         if waited < wait_seconds:
+            # arq counted a try when it read the job: it ran nothing, so take it back.
+            await redis.decr(retry_key_prefix + ctx["job_id"])
             delay = min(LONGEST_DELAY_SECONDS, max(SHORTEST_DELAY_SECONDS, waited / 10))
             error = FunctionNotFound(
                 f"function {name!r} is not registered on this worker; the job waits for a worker "
@@ -74,9 +74,8 @@ def wait_for_function(name: str) -> Function:
             f"function {name!r} is not registered on any worker that took the job in "
             f"{waited:.0f} s (WORKER_MISSING_FUNCTION_WAIT is {wait_seconds:.0f} s)"
         )
-        # arq's count, less the try it has just counted: the tries the job ran (none here).
-        ran = {**ctx, "job_try": ctx["job_try"] - 1}
-        await record_dead_letter(ran, name, args, kwargs, error)
+        # This last look counts as the job's try: it fails, as every reader says (try 1).
+        await record_dead_letter(ctx, name, args, kwargs, error)
         await redis.delete(key)
         report_end(started, "failed", error)
         raise error

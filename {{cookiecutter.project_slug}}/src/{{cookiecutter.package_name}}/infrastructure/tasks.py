@@ -19,24 +19,27 @@ from . import job_events
 from .activity import ActivityRecorder
 from .client import (
     JobArgumentError,
+    RequeueRefused,
     UnknownTaskError,
     close_task_pool,
     enqueue_task,
     get_job,
     get_task_pool,
+    requeue_blocker,
     requeue_dead_letter,
 )
 from .connection import close_sentinel_connections, redis_settings
 from .functions import TIMEOUT_BACKSTOP_SECONDS, cron_job, job, release_retried_tick
 from .heartbeat import Heartbeat
-from .job_types import JobContext
+from .job_types import UNREADABLE_JOB, JobContext
 from .job_writes import job_pool
 from .serialization import serialize
-from .unreadable import UNREADABLE_JOB, deserialize_job, reject_unreadable_job
+from .unreadable import deserialize_job, reject_unreadable_job
 
 __all__ = [
     "TASK_SIGNATURES",
     "JobArgumentError",
+    "RequeueRefused",
     "UnknownTaskError",
     "WorkerSettings",
     "close_task_pool",
@@ -45,6 +48,7 @@ __all__ = [
     "get_job",
     "get_task_pool",
     "job",
+    "requeue_blocker",
     "requeue_dead_letter",
 ]
 
@@ -149,4 +153,8 @@ TASK_SIGNATURES = {
     function.name: inspect.signature(function.coroutine)
     for function in WorkerSettings.functions
     if function.name != UNREADABLE_JOB
+}
+# What a dead letter may be requeued as: those, and the cron jobs (`cron:<name>`).
+REQUEUE_SIGNATURES = TASK_SIGNATURES | {
+    cron.name: inspect.signature(cron.coroutine) for cron in WorkerSettings.cron_jobs
 }

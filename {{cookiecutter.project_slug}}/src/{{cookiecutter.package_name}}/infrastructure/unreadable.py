@@ -9,11 +9,10 @@ handed to `reject_unreadable_job`, which fails at once with the reason, so the j
 import time
 from typing import Any
 
-from .job_types import JobContext
+from .job_types import UNREADABLE_JOB, JobContext
 from .retries import PermanentError
 from .serialization import deserialize
 
-UNREADABLE_JOB = "reject_unreadable_job"
 PREVIEW_BYTES = 80
 
 

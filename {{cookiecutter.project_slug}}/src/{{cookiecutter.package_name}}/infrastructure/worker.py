@@ -69,7 +69,7 @@ import time
 from typing import Any
 
 from arq.constants import in_progress_key_prefix, retry_key_prefix
-from arq.jobs import JobResult, deserialize_result
+from arq.jobs import JobResult, deserialize_result, serialize_result
 from arq.utils import import_string, timestamp_ms
 from arq.worker import Worker as ArqWorker
 from arq.worker import get_kwargs
@@ -79,10 +79,11 @@ from ..config import settings_or_exit
 from ..error_tracking import init_error_tracking
 from ..logs import configure_logging
 from . import job_events
+from .job_handle import NO_TRY, enqueue_time_ms
 from .job_writes import wake_key
 from .missing_functions import FunctionTable, wait_for_function
 from .retries import record_dead_letter
-from .serialization import JobAborted, JobFailed, deserialize
+from .serialization import JobAborted, JobFailed, deserialize, serialize
 
 # The longest a worker with free slots waits before it looks at the queue again, in seconds.
 FALLBACK_POLL_SECONDS = 1.0
@@ -254,13 +255,17 @@ class Worker(ArqWorker):
     async def finish_failed_job(self, job_id: str, result_data: bytes | None) -> None:
         """arq fails a job without running its function: report that try's end, and record a
         dead letter when the job's tries were used up (by workers that died running it)."""
-        await super().finish_failed_job(job_id, result_data)
         if result_data is None:
+            await super().finish_failed_job(job_id, result_data)
             return
         result = deserialize_result(result_data, deserializer=deserialize)
         if isinstance(result.result, JobAborted):
+            # Its id was in arq's abort set when arq read it: aborted before it started.
             self.jobs_aborted += 1  # arq counted it in jobs_failed
             self.jobs_failed -= 1
+            result.job_try = NO_TRY
+            result_data = _serialized(job_id, result)
+        await super().finish_failed_job(job_id, result_data)
         _report_unrun(job_id, result)
         if _tries_used_up(result):
             ctx = {
@@ -445,6 +450,24 @@ def _tries_used_up(result: JobResult) -> bool:
         and result.result.error_type == "JobExecutionFailed"
         and result.result.message.startswith("max ")
         and result.result.message.endswith(" retries exceeded")
+    )
+
+
+def _serialized(job_id: str, result: JobResult) -> bytes | None:
+    return serialize_result(
+        result.function,
+        result.args,
+        result.kwargs,
+        result.job_try,
+        enqueue_time_ms(result.enqueue_time),
+        result.success,
+        result.result,
+        enqueue_time_ms(result.start_time),
+        enqueue_time_ms(result.finish_time),
+        f"{job_id}:{result.function}",
+        result.queue_name,
+        job_id=job_id,
+        serializer=serialize,
     )
 
 
