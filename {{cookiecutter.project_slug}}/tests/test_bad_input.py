@@ -137,3 +137,46 @@ def test_a_bad_setting_stops_each_entry_point_with_one_line(command: list[str]) 
     [line] = [line for line in result.stderr.splitlines() if "invalid settings" in line]
     assert "WORKER_METRICS_PORT: Input should be greater than or equal to 1" in line
     assert "LOG_FORMAT: Input should be 'text' or 'json'" in line
+
+
+# Issue 9's REDIS_URL: a raw "@" and "/" in the password made a URL parser show most of it.
+MISWRITTEN_URL, ITS_PASSWORD = "redis://:Xy@zz/Secretpart9@127.0.0.1:46379/0", "Xy@zz/Secretpart9"
+
+
+@pytest.mark.parametrize(
+    ("command", "exit_code"),
+    [
+        (["-m", "{{ cookiecutter.package_name }}.infrastructure.worker"], 1),
+        (["-m", "arq", "{{ cookiecutter.package_name }}.infrastructure.tasks.WorkerSettings"], 1),
+        (["-m", "{{ cookiecutter.package_name }}.infrastructure.cli", "ping"], 2),
+{%- if cookiecutter.api_framework == "fastapi" %}
+        (["-m", "uvicorn", "{{ cookiecutter.package_name }}.api.app:create_app", "--factory", "--port", "0"], 1),
+{%- endif %}
+    ],
+    ids=["worker", "arq command", "CLI"{% if cookiecutter.api_framework == "fastapi" %}, "API"{% endif %}],
+)
+def test_a_miswritten_redis_url_stops_each_entry_point_without_showing_the_password(
+    command: list[str], exit_code: int
+) -> None:
+    result = subprocess.run(
+        [sys.executable, *command],
+        cwd=Path(__file__).parents[1],
+        env={**os.environ, "REDIS_URL": MISWRITTEN_URL},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert result.returncode == exit_code
+    assert "Traceback" not in result.stderr
+    [line] = [line for line in result.stderr.splitlines() if "invalid settings" in line]
+    assert "REDIS_URL: " in line
+    assert "percent-encode" in line
+    output = result.stdout + result.stderr
+    pieces = {
+        ITS_PASSWORD[i:j]
+        for i in range(len(ITS_PASSWORD))
+        for j in range(i + 3, len(ITS_PASSWORD) + 1)
+    }
+    assert not {piece for piece in pieces if piece in output}, output

@@ -71,6 +71,67 @@ def test_invalid_settings_are_described_in_one_line_without_their_values(
     assert "\n" not in message
 
 
+{%- if cookiecutter.cache_backend != "none" %}
+
+
+def pieces(secret: str) -> set[str]:
+    """Every part of `secret` 3 characters long or longer: none may be shown."""
+    return {secret[i:j] for i in range(len(secret)) for j in range(i + 3, len(secret) + 1)}
+
+
+# REDIS_URLs a URL parser reads without complaint but wrongly, each with its password: a part of
+# the password becomes the host, port, database or query, and would be shown as such.
+MISWRITTEN_URLS = [
+    ("redis://:Xy@zz/Secretpart9@127.0.0.1:46379/0", "Xy@zz/Secretpart9"),  # issue 9's
+    ("redis://app:Qv7@Wk2@redis.internal:6379/0", "Qv7@Wk2"),  # a raw @
+    ("redis://:Jd8/Hm3z@redis.internal:6379/1", "Jd8/Hm3z"),  # a raw /
+    ("redis://:Tq4?Lp9x@redis.internal:6379/0", "Tq4?Lp9x"),  # a raw ?
+    ("redis://:Zn5#Rc6w@redis.internal:6379/0", "Zn5#Rc6w"),  # a raw #
+    ("redis://:Dr5@Lw8:Ny3@redis.internal/0", "Dr5@Lw8:Ny3"),  # a raw @ and :
+    ("rediss://:Gk2%Wq8v@redis.internal:6380/0", "Gk2%Wq8v"),  # a % that encodes nothing
+    ("redis://:Vb6@redis.internal:Kp7Lm/0", "Kp7Lm"),  # a port that is not a number
+    ("redis://:Vb6@redis.internal:6379/Yc4Rt", "Yc4Rt"),  # a path that is not a database
+    ("redis://:Vb6@redis.internal:6379/0?Wm9Fs", "Wm9Fs"),  # a query arq does not read
+]
+
+
+@pytest.mark.parametrize(("url", "password"), MISWRITTEN_URLS)
+def test_a_miswritten_redis_url_is_refused_without_showing_any_part_of_it(
+    monkeypatch: pytest.MonkeyPatch, url: str, password: str
+) -> None:
+    monkeypatch.setenv("REDIS_URL", url)
+    with pytest.raises(ValidationError) as raised:
+        Settings(_env_file=None)
+
+    message = describe_invalid_settings(raised.value)
+    assert message.startswith("invalid settings (environment or .env): REDIS_URL: ")
+    assert "\n" not in message
+    if password not in ("Kp7Lm", "Yc4Rt", "Wm9Fs"):
+        assert "percent-encode special characters in the user and password" in message
+    # Not in the line, nor in the error itself (a traceback prints it).
+    for shown in (message, str(raised.value), repr(raised.value)):
+        assert not {piece for piece in pieces(password) if piece in shown}, shown
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://localhost",
+        "redis://localhost:6379/0",
+        "redis://redis.internal:6379/",
+        "rediss://app:p%40ss%2Fw%3Fr%23d@redis.internal:6380/2",
+        "redis://:pass:with:colons@127.0.0.1:6379/1",
+        "redis://[::1]:6379/0",
+        "redis://localhost:6379?db=3",
+    ],
+)
+def test_well_written_redis_urls_are_taken(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    monkeypatch.setenv("REDIS_URL", url)
+
+    assert Settings(_env_file=None).redis_url.scheme in ("redis", "rediss")
+{%- endif %}
+
+
 def test_env_example_lists_every_setting_with_its_default() -> None:
     example = (Path(__file__).parents[1] / ".env.example").read_text()
     # NAME=default, or "# NAME=example" for a setting that is off unless set.

@@ -17,6 +17,7 @@ import redis
 import trustme
 from arq import create_pool
 from arq.connections import ArqRedis
+from pydantic import RedisDsn, ValidationError
 
 from {{ cookiecutter.package_name }}.config import Settings
 from {{ cookiecutter.package_name }}.infrastructure import connection
@@ -24,6 +25,7 @@ from {{ cookiecutter.package_name }}.infrastructure.connection import (
     ReconnectingRetry,
     RedisUnavailableError,
     connect,
+    describe_redis_error,
     redis_location,
     redis_settings,
 )
@@ -150,13 +152,62 @@ async def test_password_and_database_from_the_url(
         assert database_3.exists(f"arq:job:{job.job_id}")
 
 
-async def test_a_password_that_breaks_the_url_says_to_encode_it(
+async def test_a_password_that_breaks_the_url_is_refused_with_the_settings(
     password_server: LocalRedisServer, configure: Configure
 ) -> None:
+    """Refused when the settings are read, at every entry point's start (config.py), never
+    read wrongly: a raw "@", "/", "?" or "#" in the password would move part of it into the
+    host, port or path, which messages show."""
     configure(REDIS_URL=f"redis://:{PASSWORD}@127.0.0.1:{password_server.port}/0")
 
-    with pytest.raises(RedisUnavailableError, match="URL-encode special characters"):
+    with pytest.raises(ValidationError, match="percent-encode special characters") as raised:
         await connect(retries=0)
+    assert PASSWORD not in str(raised.value)
+
+
+def test_a_url_arq_cannot_read_says_to_encode_it_and_shows_none_of_it() -> None:
+    """`redis_settings` given settings that were not validated (built with `model_construct`):
+    arq's own error quotes the part it could not read, here the password's."""
+    settings = Settings.model_construct(redis_url=RedisDsn("redis://127.0.0.1:6379/Jd8Hm3z"))
+
+    with pytest.raises(ValueError, match="percent-encode special characters") as raised:
+        redis_settings(settings)
+    assert "Jd8Hm3z" not in str(raised.value)
+
+
+# Passwords that need encoding, encoded: where Redis is, in messages and logs, shows none.
+ODD_PASSWORDS = ["Xy@zz/Secretpart9", "Qv7:Wk2?Lp#", "%Tq4 Lp9x%"]
+
+
+@pytest.mark.parametrize("password", ODD_PASSWORDS)
+def test_no_message_or_log_line_shows_any_part_of_the_password(password: str) -> None:
+    encoded = quote(password, safe="")
+    pieces = {
+        password[i:j] for i in range(len(password)) for j in range(i + 3, len(password) + 1)
+    } | {encoded[i:j] for i in range(len(encoded)) for j in range(i + 6, len(encoded) + 1)}
+    url = f"redis://app:{encoded}@redis.internal:6379/0"
+    for settings in (
+        Settings(_env_file=None, redis_url=url),
+        Settings(_env_file=None, redis_url=url, redis_sentinels="127.0.0.1:26379,10.0.0.2:26379"),
+    ):
+        retry = redis_settings(settings, reconnect_for=10).retry  # none with sentinels
+        shown = [
+            redis_location(settings),
+            *([retry.outage.location] if isinstance(retry, ReconnectingRetry) else []),
+            *(
+                describe_redis_error(error, settings).message
+                for error in (
+                    redis.ConnectionError("Error 111 connecting to redis.internal:6379."),
+                    redis.AuthenticationError("invalid username-password pair"),
+                    redis.exceptions.OutOfMemoryError("command not allowed"),
+                    redis.ReadOnlyError("You can't write against a read only replica."),
+                    ValueError("bad port"),
+                )
+            ),
+        ]
+        assert redis_settings(settings).password == password  # taken whole, decoded
+        for line in shown:
+            assert not {piece for piece in pieces if piece in line}, line
 
 
 async def test_a_wrong_password_names_the_setting_to_check(

@@ -4,6 +4,9 @@ Every field maps to the upper-case environment variable of the same name, e.g. `
 `.env.example` lists them with their defaults.
 """
 
+{% if cookiecutter.cache_backend != "none" -%}
+import re
+{% endif -%}
 from functools import lru_cache
 from typing import {% if cookiecutter.cache_backend != "none" %}Annotated, {% endif %}Literal
 
@@ -15,8 +18,56 @@ from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, {% if cookiecutter.cache_backend != "none" %}NoDecode, {% endif %}SettingsConfigDict
 
 
+{%- if cookiecutter.cache_backend != "none" %}
+
+# The parts of a Redis URL as written, before any URL parser splits it where it likes: a raw
+# "@", "/", "?" or "#" in the password moves the host, port and path to inside it.
+_URL_PARTS = re.compile(
+    r"^[A-Za-z][A-Za-z0-9+.-]*://(?P<authority>[^/?#]*)(?P<path>[^?#]*)(?P<rest>.*)$", re.DOTALL
+)
+_HOST_PORT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[^:\[\]]*)(:(?P<port>.*))?$", re.DOTALL)
+_ENCODED = re.compile(r"^([^%]|%[0-9A-Fa-f]{2})*$", re.DOTALL)
+_ENCODE_IT = (
+    "percent-encode special characters in the user and password "
+    "(@ as %40, / as %2F, ? as %3F, # as %23, : as %3A, % as %25)"
+)
+
+
+def redis_url_problem(url: str) -> str | None:
+    """Why `url`, as written, is not a Redis URL that means what it says, or None if it is.
+
+    Catches what a URL parser reads without complaint but wrongly (a raw "@" or "/" in the
+    password makes a part of the password the host, port or database): a second "@", an "@"
+    after the host, a port that is not a number, a path other than /<database number>, a query
+    other than ?db=<number>, a "%" that encodes nothing. The answer shows no part of the URL: any
+    part of it may be the password.
+    """
+    parts = _URL_PARTS.match(url)
+    if parts is None:
+        return None  # no "scheme://": pydantic's own check refuses it
+    authority, path, rest = parts["authority"], parts["path"], parts["rest"]
+    if "@" in path + rest or authority.count("@") > 1:
+        return f"its password (or user) holds a raw @, /, ? or #: {_ENCODE_IT}"
+    user_info, _, host_port = authority.rpartition("@")
+    if not _ENCODED.match(user_info):
+        return f"its password (or user) holds a % that encodes nothing: {_ENCODE_IT}"
+    host = _HOST_PORT.match(host_port)
+    if host is None or (host["port"] is not None and not host["port"].isdigit()):
+        return f"the port is not a number (if the password holds a raw : or @, {_ENCODE_IT})"
+    if path not in ("", "/") and not re.fullmatch(r"/\d+", path):
+        return f"the path must be /<database number> (if the password holds a raw /, {_ENCODE_IT})"
+    if rest and not re.fullmatch(r"\?db=\d+", rest):
+        return "only ?db=<database number> may follow the path (arq reads nothing else)"
+    return None
+{%- endif %}
+
+
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+    # Values are never shown in validation errors, not even in a traceback: REDIS_URL, SENTRY_DSN
+    # and the passwords are secrets.
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", hide_input_in_errors=True
+    )
 
     app_name: str = "{{ cookiecutter.project_name }}"
     environment: Literal["development", "test", "production"] = "development"
@@ -72,6 +123,9 @@ class Settings(BaseSettings):
     # Backoff between tries: doubles from `base`, never above `cap`, with jitter (retries.py).
     worker_retry_base: float = Field(default=1, gt=0)
     worker_retry_cap: float = Field(default=300, gt=0)
+    # A job for a function this worker lacks (a newer client, mid-deploy) is given back, without
+    # using a try, for a worker that has it; after this long it becomes a dead letter.
+    worker_missing_function_wait: float = Field(default=3600, ge=0)
     # On SIGTERM/SIGINT a worker takes no new job and gives running ones this long to finish,
     # then cancels them (they are retried). Keep compose's stop_grace_period above it.
     worker_shutdown_grace: int = Field(default=20, ge=0)
@@ -89,6 +143,14 @@ class Settings(BaseSettings):
     job_max_bytes: int = Field(default=1_048_576, ge=1)
     # Jobs that failed for good are kept for inspection, newest first, up to this many.
     dead_letter_limit: int = Field(default=1000, ge=1)
+
+    @field_validator("redis_url", mode="before")
+    @classmethod
+    def _refuse_a_misread_url(cls, value: object) -> object:
+        problem = redis_url_problem(value) if isinstance(value, str) else None
+        if problem is not None:
+            raise ValueError(f"not usable as written, {problem}")
+        return value
 
     @field_validator("redis_sentinels", mode="before")
     @classmethod

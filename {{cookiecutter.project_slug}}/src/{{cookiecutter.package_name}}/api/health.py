@@ -3,8 +3,10 @@
 `GET /health/live` answers 200 as long as the process serves requests, and does no I/O: point
 liveness probes at it, so that {% if cookiecutter.cache_backend != "none" %}a Redis outage{% else %}a slow dependency{% endif %} never gets the API restarted.
 {%- if cookiecutter.cache_backend != "none" %}
-`GET /health/ready` answers 200 when Redis replies to a PING within `API_READY_TIMEOUT` seconds,
-else 503 with the reason: point readiness probes at it. Its body counts the live workers
+`GET /health/ready` answers 200 when Redis replies to a PING within `API_READY_TIMEOUT` seconds
+and would take a write, else 503 with the reason (connection.py's line for it: out of reach, out
+of memory (used_memory past maxmemory, from INFO), a read-only replica): point readiness probes
+at it. Its body counts the live workers
 (heartbeat.py), but no worker does not make the API unready: jobs wait in the queue until a
 worker starts, so alert on the count instead.
 {%- else %}
@@ -22,7 +24,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 {%- if cookiecutter.cache_backend != "none" %}
 
-from ..infrastructure.connection import unavailable
+from ..infrastructure.connection import RedisUnavailableError, unavailable, write_refusal
 from ..infrastructure.heartbeat import live_workers
 from ..queue import get_task_pool
 from .dependencies import AppSettings
@@ -54,16 +56,20 @@ async def live() -> Liveness:
 
 @router.get("/ready", responses=problem_responses(503))
 async def ready(settings: AppSettings) -> Readiness:
-    """Redis answers within `API_READY_TIMEOUT` seconds; the body counts the live workers."""
+    """Redis answers within `API_READY_TIMEOUT` seconds and would take a write (it is not out
+    of memory, nor a read-only replica); the body counts the live workers."""
     # The pool is opened here rather than through `TaskPool`, so that the time limit covers
     # connecting too (REDIS_CONNECT_TIMEOUT alone allows 5 s).
     try:
         async with asyncio.timeout(settings.api_ready_timeout) as time_limit:
             pool = await get_task_pool(retries=0)
             await pool.ping()
+            refusal = await write_refusal(pool)
     except TimeoutError as error:  # asyncio's, and socket timeouts, alike
         reason = TimeoutError(f"no answer within {settings.api_ready_timeout:g} s")
         raise unavailable(reason) from error
+    if refusal is not None:
+        raise RedisUnavailableError(refusal.message, refusal.kind)
     # Counting scans the keyspace (heartbeat.py), which a large Redis answers slower than a
     # PING; readiness does not depend on it.
     try:

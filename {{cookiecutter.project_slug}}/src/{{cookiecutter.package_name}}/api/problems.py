@@ -5,7 +5,8 @@
 `title` is the status's standard phrase, as RFC 9457 asks of the type `about:blank`; `detail`
 says what went wrong with this request; a 422 adds `errors`, one entry per invalid part of the
 request. `EXCEPTION_HANDLERS` turns into one: an `HTTPException` (a route's, or Starlette's for
-an unknown path or method), an invalid request (422){% if cookiecutter.cache_backend != "none" %}, Redis out of reach (503){% endif %}.
+an unknown path or method), an invalid request (422){% if cookiecutter.cache_backend != "none" %}, Redis out of reach or refusing
+the request's commands (503: out of memory, a read-only replica, ...; connection.py names each){% endif %}.
 `UnexpectedErrors` makes a 500 of any other exception: its traceback is logged, never sent.
 Routes list their problems in OpenAPI with `problem_responses()`.
 """
@@ -20,8 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 {%- if cookiecutter.cache_backend != "none" %}
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import RedisError
 {%- endif %}
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
@@ -146,8 +146,19 @@ async def invalid_request(request: Request, error: RequestValidationError) -> Re
 
 
 async def redis_unavailable(request: Request, error: Exception) -> Response:
-    """Redis out of reach, as a 503 with the one-line reason (which never shows the password)."""
-    reason = error if isinstance(error, RedisUnavailableError) else unavailable(error)
+    """A Redis error, as a 503 with its one-line reason from connection.py (the cause and what
+    to check; never the password, nor the command's data). An error reply of no known kind
+    ("refused": a WRONGTYPE, say) is a bug here, not Redis's state: a 500, logged."""
+    reason = unavailable(error)
+    if reason.kind == "refused":
+        logger.error(
+            "unexpected Redis error in %s %s: %s",
+            request.method,
+            request.url.path,
+            reason,
+            exc_info=error,
+        )
+        return problem_response(500, "the server met an unexpected error; it is logged")
     return problem_response(503, str(reason))
 {%- endif %}
 
@@ -161,9 +172,8 @@ EXCEPTION_HANDLERS: dict[int | type[Exception], ExceptionHandler] = {
 {%- if cookiecutter.cache_backend != "none" %}
     # Raised when the pool cannot be opened, and by `enqueue_task`.
     RedisUnavailableError: redis_unavailable,
-    # Raised by commands on an open pool while Redis is away (BusyLoadingError included).
-    RedisConnectionError: redis_unavailable,
-    RedisTimeoutError: redis_unavailable,
+    # Raised by commands on an open pool: Redis away, or refusing (OOM, READONLY, BUSY, ...).
+    RedisError: redis_unavailable,
 {%- endif %}
 }
 
