@@ -105,6 +105,26 @@ def test_bench_api_prints_every_row() -> None:
     assert "CPUs" in machine and "shared by the server, Redis and the load generator" in machine
 
 
+@pytest.mark.slow
+def test_bench_wake_paths_prints_a_row_per_way_of_queueing() -> None:
+    result = subprocess.run(
+        [sys.executable, "bench/wake_paths.py", "--jobs", "3"],
+        cwd=TEMPLATE_ROOT,
+        env={**os.environ, "UV_PYTHON_DOWNLOADS": "never"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [line.split(" | ")[0] for line in result.stdout.splitlines() if line.startswith("| ")]
+    assert rows[2:] == [
+        "| enqueue_task()",
+        "| get_task_pool().enqueue_job()",
+        '| ctx["redis"].enqueue_job() in a job',
+        "| arq's own create_pool (foreign client)",
+    ]
+
+
 # The tables `--workers` prints (their first cells), and the goals judged for the generated worker.
 WORKER_TABLES = (
     "| queue | 10 ms I/O jobs/s | enqueue-to-start p50 / p99 ms | idle worker, Redis commands/s "
