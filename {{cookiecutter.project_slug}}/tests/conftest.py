@@ -21,7 +21,7 @@ from arq.connections import ArqRedis, RedisSettings
 from {{ cookiecutter.package_name }}.config import get_settings
 from {{ cookiecutter.package_name }}.infrastructure import dead_letters
 from {{ cookiecutter.package_name }}.infrastructure.depth import queue_stats
-from {{ cookiecutter.package_name }}.infrastructure.redis_server import LocalRedisServer
+from {{ cookiecutter.package_name }}.infrastructure.redis_server import LocalRedisServer, Watcher
 from {{ cookiecutter.package_name }}.infrastructure.tasks import (
     WorkerSettings,
     close_task_pool,
@@ -161,6 +161,7 @@ class WorkerProcesses:
         self.environment = environment
         self.logs = logs
         self.started: list[subprocess.Popen[bytes]] = []
+        self.watchers: list[Watcher] = []
 
     def start(
         self,
@@ -179,8 +180,11 @@ class WorkerProcesses:
                 env={**self.environment, **variables},
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                start_new_session=True,  # a group of its own, for the watcher to stop
             )
         self.started.append(worker)
+        # Stopped even if this test run is killed (redis_server.py's Watcher).
+        self.watchers.append(Watcher(worker, grace=5))
         return worker
 
     def log_path(self, index: int) -> Path:
@@ -190,10 +194,11 @@ class WorkerProcesses:
         return self.log_path(index).read_text(errors="replace")
 
     def stop_all(self) -> None:
-        for worker in self.started:
+        for worker, watcher in zip(self.started, self.watchers, strict=True):
             if worker.poll() is None:
                 worker.kill()
             worker.wait()
+            watcher.release()
 
 
 @pytest.fixture
