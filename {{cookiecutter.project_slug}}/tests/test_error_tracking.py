@@ -117,6 +117,28 @@ def test_an_error_logged_with_its_exception_becomes_an_event(sentry_inbox: Sentr
     event = sentry_inbox.wait_for("tracked-error-42")
     assert b"LookupError" in event
     assert b'"environment":"test"' in event.replace(b" ", b"")
+
+
+def test_an_event_carries_no_credentials_or_secret_settings(sentry_inbox: SentryInbox) -> None:
+    run_python(
+        "import logging, sentry_sdk\n"
+        "from {{ cookiecutter.package_name }}.error_tracking import init_error_tracking\n"
+        "assert init_error_tracking()\n"
+        "url = 'postgres://app:Pg-S3cret-77@db.internal/app'\n"
+        "try:\n"
+        "    raise ConnectionError(f'cannot reach {url}; redacted-error-43 Dash-S3cret-88')\n"
+        "except ConnectionError:\n"
+        "    logging.getLogger('{{ cookiecutter.package_name }}').exception('lost %s', url)\n"
+        "sentry_sdk.flush()\n",
+        SENTRY_DSN=sentry_inbox.dsn,
+        DASHBOARD_PASSWORD="Dash-S3cret-88",
+    )
+    event = sentry_inbox.wait_for("redacted-error-43")
+    assert b"postgres://***@db.internal/app" in event
+    assert b"Pg-S3cret-77" not in event
+{%- if cookiecutter.api_framework == "fastapi" %}
+    assert b"Dash-S3cret-88" not in event  # the value of a secret setting, DASHBOARD_PASSWORD
+{%- endif %}
 {%- if cookiecutter.api_framework == "fastapi" %}
 
 

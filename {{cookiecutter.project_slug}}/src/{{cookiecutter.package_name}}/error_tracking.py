@@ -20,6 +20,9 @@ project's worker (worker.py) would report nothing. retries.py's own lines (a try
 the dead-letter line) are left out: the event says it.
 {%- endif %}
 
+Every event and breadcrumb is redacted before it is sent (redaction.py): no URL credentials, no
+secret setting's value, whatever text or local variable holds them.
+
 `SENTRY_TRACES_SAMPLE_RATE` (0 to 1, default 0: errors only) samples performance traces; the
 environment is `ENVIRONMENT`.
 """
@@ -27,6 +30,7 @@ environment is `ENVIRONMENT`.
 import functools
 
 from .config import get_settings
+from .redaction import redacted
 {%- if cookiecutter.cache_backend != "none" %}
 
 # The logger of retries.py, whose lines repeat what `capture_job_failure` reports.
@@ -71,6 +75,9 @@ def init_error_tracking() -> bool:
 {%- endif %}
         # Job arguments, request bodies and headers may hold personal data: not sent.
         send_default_pii=False,
+        # Credentials and secret settings out of every text an event carries (redaction.py).
+        before_send=lambda event, hint: redacted(event),
+        before_breadcrumb=lambda crumb, hint: redacted(crumb),
     )
 {%- if cookiecutter.cache_backend != "none" %}
     ignore_logger(DEAD_LETTER_LOGGER)  # capture_job_failure() reports those jobs

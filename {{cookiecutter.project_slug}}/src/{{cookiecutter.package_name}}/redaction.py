@@ -18,6 +18,7 @@ job and sent with every refresh of the dashboard). The log keeps up to LOG_TEXT_
 """
 
 import re
+from typing import Any
 from urllib.parse import quote, unquote
 
 from pydantic import AnyUrl, SecretStr
@@ -81,3 +82,15 @@ def error_text(error: BaseException, limit: int = ERROR_TEXT_LIMIT) -> str:
     """The error as "<type>: <message>", redacted and capped (the type alone without a message)."""
     message = error_message(error, limit)
     return f"{type(error).__name__}: {message}" if message else type(error).__name__
+
+
+def redacted(value: Any) -> Any:
+    """`value` with every string in it redacted, dicts and lists walked: for a Sentry event, whose
+    exception values, messages, breadcrumbs and local variables may all hold a secret."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {key: redacted(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [redacted(item) for item in value]
+    return value
