@@ -127,6 +127,34 @@ async def test_readiness_gives_up_after_api_ready_timeout_and_recovers(
     assert frozen.status_code == 503
     assert "no answer within 0.2 s" in frozen.json()["detail"]
     assert thawed.status_code == 200
+
+
+async def test_readiness_says_when_redis_answers_but_would_refuse_writes(
+    configure: Configure,
+) -> None:
+    """A read-only replica answers every PING (a failover DNS has not followed yet): not ready,
+    with the reason. A full Redis: tests/test_redis_errors.py."""
+    with LocalRedisServer() as server:
+        configure(REDIS_URL=f"redis://:{quote(PASSWORD, safe='')}@127.0.0.1:{server.port}/0")
+        with redis.Redis(port=server.port) as direct:
+            direct.config_set("requirepass", PASSWORD)
+        with redis.Redis(port=server.port, password=PASSWORD) as direct:
+            async with serving(create_app()) as client:
+                direct.replicaof("127.0.0.1", free_port())
+                replica = await client.get("/health/ready")
+                direct.replicaof("NO", "ONE")
+                promoted = await client.get("/health/ready")
+
+    assert (replica.status_code, replica.headers["content-type"]) == (
+        503,
+        "application/problem+json",
+    )
+    detail = replica.json()["detail"]
+    assert detail.startswith(f"Redis at redis://:***@127.0.0.1:{server.port}/0 refused a write: ")
+    assert "read-only replica" in detail
+    assert "REDIS_SENTINELS" in detail
+    assert quote(PASSWORD, safe="") not in detail
+    assert (promoted.status_code, promoted.json()) == (200, {"status": "ready", "workers": 0})
 {%- else %}
 
 
