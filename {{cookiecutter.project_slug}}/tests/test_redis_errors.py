@@ -23,6 +23,7 @@ import redis
 from arq import create_pool
 from arq.connections import ArqRedis
 from arq.constants import in_progress_key_prefix, result_key_prefix
+from redis.asyncio import Redis as AsyncRedis
 from redis.exceptions import BusyLoadingError, OutOfMemoryError, RedisError, ResponseError
 
 {% if cookiecutter.api_framework == "fastapi" -%}
@@ -34,6 +35,7 @@ from {{ cookiecutter.package_name }}.infrastructure.connection import (
     RedisUnavailableError,
     describe_redis_error,
     redis_settings,
+    write_refusal,
 )
 from {{ cookiecutter.package_name }}.infrastructure.redis_server import LocalRedisServer, free_port
 from {{ cookiecutter.package_name }}.infrastructure.serialization import deserialize
@@ -334,6 +336,26 @@ async def test_other_error_replies_are_raised_at_once_on_a_worker_pool(
         assert time.monotonic() - started < 0.5
     finally:
         await pool.aclose()
+
+
+async def test_a_user_whose_acl_denies_info_is_not_taken_for_a_refusing_redis(
+    small_redis: LocalRedisServer,
+) -> None:
+    """/health/ready and `cli ping` read INFO (in @dangerous) to tell a full Redis or a
+    replica: a user without it cannot tell, and is not called unusable for that."""
+    with redis.Redis(port=small_redis.port) as admin:
+        admin.acl_setuser(
+            "app",
+            enabled=True,
+            passwords=["+app-pw"],
+            keys=["*"],
+            commands=["+@all", "-@dangerous"],
+        )
+    client = AsyncRedis(port=small_redis.port, username="app", password="app-pw")
+    try:
+        assert await write_refusal(client) is None
+    finally:
+        await client.aclose()
 
 
 async def test_jobs_are_queued_and_run_after_redis_lost_its_scripts(

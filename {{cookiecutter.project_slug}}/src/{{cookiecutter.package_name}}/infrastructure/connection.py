@@ -454,11 +454,15 @@ def unavailable(error: Exception) -> RedisUnavailableError:
 async def write_refusal(redis: Redis) -> RedisProblem | None:
     """Why Redis would refuse a write now, from INFO, though it answers: out of memory
     (used_memory past maxmemory, with maxmemory-policy noeviction) or a read-only replica;
-    None if it would take one. One round trip."""
-    async with redis.pipeline(transaction=False) as pipe:
-        pipe.info("memory")
-        pipe.info("replication")
-        memory, replication = await pipe.execute()
+    None if it would take one, or cannot tell: a user whose ACL denies INFO (it is in
+    @dangerous), a managed server that renamed it. One round trip."""
+    try:
+        async with redis.pipeline(transaction=False) as pipe:
+            pipe.info("memory")
+            pipe.info("replication")
+            memory, replication = await pipe.execute()
+    except ResponseError:  # NOPERM, unknown command: not a reason to call Redis unusable
+        return None
     maxmemory = int(memory.get("maxmemory", 0))
     counted = int(memory.get("used_memory", 0)) - int(memory.get("mem_not_counted_for_evict", 0))
     if maxmemory and counted > maxmemory and memory.get("maxmemory_policy") == "noeviction":
