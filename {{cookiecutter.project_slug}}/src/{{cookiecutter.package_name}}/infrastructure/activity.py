@@ -31,11 +31,28 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from . import job_events
 from .depth import QueueStats, queue_stats
-from .heartbeat import WorkerBeat, key_prefix, live_workers_key, running_prefix
+from .heartbeat import (
+    WorkerBeat,
+    key_prefix,
+    live_identities,
+    live_workers_key,
+    read_beat,
+    running_prefix,
+)
+from .records import (
+    is_wrong_type,
+    read_list,
+    read_or_skip,
+    reply_or,
+    skip,
+    text,
+    timestamp,
+    typed,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +112,11 @@ class FinishedJob:
 
     @classmethod
     def from_json(cls, data: bytes | str) -> "FinishedJob":
-        return cls(**json.loads(data))
+        """The record `to_json` wrote; raises ValueError (records.py's Unreadable, or a decoding
+        error) for anything else."""
+        record = typed(cls, json.loads(data))
+        timestamp(record.finished_at)
+        return record
 
 
 @dataclass(frozen=True)
@@ -225,8 +246,10 @@ async def recent_jobs(
     most `limit` (RECENT_LIMIT are kept). Each worker adds its own in batches: the list is in
     the order of the writes, and sorted here by when each try ended."""
     key = failures_key(queue_name) if failures else recent_key(queue_name)
-    raw = await redis.lrange(key, 0, limit - 1)  # type: ignore[misc]
-    records = [FinishedJob.from_json(item) for item in raw]
+    # One that cannot be read is skipped, and the next read in its place (records.py).
+    records = [
+        record for _, record in await read_list(redis, "recent", key, FinishedJob.from_json, limit)
+    ]
     return sorted(records, key=lambda record: record.finished_at, reverse=True)
 
 
@@ -238,15 +261,38 @@ async def buckets(redis: Redis, queue_name: str, now: float | None = None) -> li
     async with redis.pipeline(transaction=False) as pipe:
         for start in starts:
             pipe.hgetall(bucket_key(queue_name, start))
-        fields: list[dict[bytes, bytes]] = await pipe.execute()
+        replies = await pipe.execute(raise_on_error=False)
     return [
-        Bucket(
-            start=start,
-            **{outcome: int(counts.get(outcome.encode(), 0)) for outcome in OUTCOMES},
-            depth=int(counts[b"depth"]) if b"depth" in counts else None,
-        )
-        for start, counts in zip(starts, fields, strict=True)
+        read_bucket(queue_name, start, reply_or("bucket", bucket_key(queue_name, start), reply, {}))
+        for start, reply in zip(starts, replies, strict=True)
     ]
+
+
+def read_bucket(queue_name: str, start: int, counts: dict[bytes, bytes]) -> Bucket:
+    """A bucket from its hash; a count that is not a whole number of tries is read as none (and
+    skipped, records.py), a depth as unknown."""
+    numbers: dict[str, int | None] = {}
+    for name in (*OUTCOMES, "depth"):
+        value = counts.get(name.encode())
+        if value is None:
+            numbers[name] = None
+            continue
+        try:
+            number = int(value)
+            if number < 0:
+                raise ValueError(f"{number} is below 0")
+        except ValueError as error:  # also UnicodeDecodeError
+            skip("bucket", bucket_key(queue_name, start), error, value)
+            number = None
+        numbers[name] = number
+    return Bucket(
+        start=start,
+        complete=numbers["complete"] or 0,
+        retried=numbers["retried"] or 0,
+        failed=numbers["failed"] or 0,
+        aborted=numbers["aborted"] or 0,
+        depth=numbers["depth"],
+    )
 
 
 @dataclass(frozen=True)
@@ -262,23 +308,38 @@ async def worker_statuses(redis: Redis, queue_name: str) -> list[WorkerStatus]:
     from its running-list (at most heartbeat.py's GATHER_SECONDS behind). Two round trips: the
     live workers' sorted set, then each one's heartbeat and running-list."""
     now_ms = int(time.time() * 1000)
-    identities = await redis.zrangebyscore(live_workers_key(queue_name), now_ms, "+inf")
+    live = live_workers_key(queue_name)
+    try:
+        members = await redis.zrangebyscore(live, now_ms, "+inf")
+    except ResponseError as error:
+        if not is_wrong_type(error):
+            raise
+        skip("live-workers", live, error)
+        return []
+    identities = live_identities(queue_name, members)
     if not identities:
         return []
     async with redis.pipeline(transaction=False) as pipe:
-        for identity in identities:
-            name = identity.decode() if isinstance(identity, bytes) else identity
+        for name in identities:
             pipe.get(key_prefix(queue_name) + name)
             pipe.smembers(running_prefix(queue_name) + name)
-        replies = await pipe.execute()
-    statuses = [
-        WorkerStatus(
-            beat=WorkerBeat(**json.loads(payload)),
-            running=sorted(job_id.decode() for job_id in running),
-        )
-        for payload, running in zip(replies[::2], replies[1::2], strict=True)
-        if payload is not None  # stopped since its last beat
-    ]
+        replies = await pipe.execute(raise_on_error=False)
+    # A heartbeat or running-list that cannot be read is skipped (records.py): its worker
+    # without the one, its job without the other.
+    statuses = []
+    for name, payload, running in zip(identities, replies[::2], replies[1::2], strict=True):
+        beat_key, running_key = key_prefix(queue_name) + name, running_prefix(queue_name) + name
+        payload = reply_or("heartbeat", beat_key, payload, None)
+        beat = None if payload is None else read_or_skip("heartbeat", beat_key, read_beat, payload)
+        if beat is None:  # stopped since its last beat, or unreadable
+            continue
+        job_ids = []
+        for job_id in reply_or("running", running_key, running, set()):
+            try:
+                job_ids.append(text(job_id))
+            except UnicodeDecodeError as error:
+                skip("running", running_key, error, job_id)
+        statuses.append(WorkerStatus(beat=beat, running=sorted(job_ids)))
     return sorted(statuses, key=lambda status: status.beat.started_at)
 
 

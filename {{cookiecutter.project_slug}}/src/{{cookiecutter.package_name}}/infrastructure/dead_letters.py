@@ -11,7 +11,9 @@ from datetime import datetime
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
+from .records import is_wrong_type, read_list, skip, typed
 from .serialization import deserialize, serialize
 
 # redis-py types its list commands as `Awaitable[T] | T` (one signature for the sync and async
@@ -35,7 +37,9 @@ class DeadLetter:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "DeadLetter":
-        return cls(**deserialize(data))
+        """The record `to_bytes` wrote; raises ValueError (records.py's Unreadable, or a
+        decoding error) for bytes of any other shape."""
+        return typed(cls, deserialize(data))
 
 
 def dead_letter_key(queue_name: str) -> str:
@@ -52,30 +56,43 @@ async def add(redis: Redis, queue_name: str, letter: DeadLetter, limit: int) -> 
 
 
 async def all_letters(redis: Redis, queue_name: str) -> list[DeadLetter]:
-    """Every record, newest first."""
-    raw = await redis.lrange(dead_letter_key(queue_name), 0, -1)  # type: ignore[misc]
-    return [DeadLetter.from_bytes(item) for item in raw]
+    """Every record, newest first; those that cannot be read are skipped (records.py)."""
+    return [letter for _, letter in await _read(redis, queue_name, None)]
 
 
 async def newest(redis: Redis, queue_name: str, limit: int) -> list[DeadLetter]:
-    """The `limit` newest records, newest first."""
-    raw = await redis.lrange(dead_letter_key(queue_name), 0, limit - 1)  # type: ignore[misc]
-    return [DeadLetter.from_bytes(item) for item in raw]
+    """The `limit` newest records that can be read (records.py), newest first."""
+    return [letter for _, letter in await _read(redis, queue_name, limit)]
 
 
 async def take(redis: Redis, queue_name: str, job_id: str) -> DeadLetter | None:
     """Remove the record of `job_id` and return it; None if there is none (or another took it)."""
     key = dead_letter_key(queue_name)
-    for raw in await redis.lrange(key, 0, -1):  # type: ignore[misc]
-        letter = DeadLetter.from_bytes(raw)
+    for raw, letter in await _read(redis, queue_name, None):
         # LREM is atomic: of two concurrent takers of one record, only one removes it.
-        if letter.job_id == job_id and await redis.lrem(key, 1, raw):  # type: ignore[misc]
+        if letter.job_id == job_id and await redis.lrem(key, 1, raw):  # type: ignore[misc, arg-type]
             return letter
     return None
 
 
 async def count(redis: Redis, queue_name: str) -> int:
-    return int(await redis.llen(dead_letter_key(queue_name)))  # type: ignore[misc]
+    """How many records the list holds, readable or not; 0 if its key is of another type."""
+    key = dead_letter_key(queue_name)
+    try:
+        return int(await redis.llen(key))  # type: ignore[misc]
+    except ResponseError as error:
+        if not is_wrong_type(error):
+            raise
+        skip("dead-letter", key, error)
+        return 0
+
+
+async def _read(redis: Redis, queue_name: str, limit: int | None) -> list[tuple[bytes, DeadLetter]]:
+    """The `limit` newest records that can be read (None: all), each with its bytes; one that
+    cannot be read, or a key of another type, is skipped (records.py's `read_list`)."""
+    return await read_list(
+        redis, "dead-letter", dead_letter_key(queue_name), DeadLetter.from_bytes, limit
+    )
 
 
 async def purge(redis: Redis, queue_name: str) -> int:

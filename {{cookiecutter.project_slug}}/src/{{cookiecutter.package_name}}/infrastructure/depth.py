@@ -20,9 +20,18 @@ import time
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 from .dead_letters import dead_letter_key
-from .heartbeat import escape_glob, live_workers_key, running_prefix
+from .heartbeat import (
+    escape_glob,
+    live_identities,
+    live_workers_key,
+    running_job_ids,
+    running_prefix,
+    text_or_repr,
+)
+from .records import is_wrong_type, reply_or
 
 
 @dataclass(frozen=True)
@@ -46,9 +55,14 @@ async def queue_depth(redis: Redis, queue_name: str) -> QueueDepth:
         pipe.zcount(queue_name, f"({now_ms}", "+inf")
         for key in running_lists:
             pipe.smembers(key)
-        due, later, *listed = await pipe.execute()
+        replies = await pipe.execute(raise_on_error=False)
+    due, later = (reply_or("queue", queue_name, reply, 0) for reply in replies[:2])
+    listed: list[set[bytes]] = [
+        reply_or("running", text_or_repr(key), reply, set())
+        for key, reply in zip(running_lists, replies[2:], strict=True)
+    ]
     running_ids = sorted(set().union(*listed))
-    scores = await redis.zmscore(queue_name, running_ids) if running_ids else []
+    scores = await queue_scores(redis, queue_name, running_ids)
     # A listed job no longer in the queue has just finished: it is none of the three.
     running_due = sum(1 for score in scores if score is not None and score <= now_ms)
     running_later = sum(1 for score in scores if score is not None and score > now_ms)
@@ -84,13 +98,18 @@ async def queue_stats(redis: Redis, queue_name: str) -> QueueStats:
         pipe.zcount(queue_name, f"({now_ms}", "+inf")
         pipe.llen(dead_letter_key(queue_name))
         pipe.zrangebyscore(live_workers_key(queue_name), now_ms, "+inf")
-        due, later, dead_letters, workers = await pipe.execute()
+        replies = await pipe.execute(raise_on_error=False)
+    # A key of another type counts nothing (records.py): the others are still counted.
+    due, later = (reply_or("queue", queue_name, reply, 0) for reply in replies[:2])
+    dead_letters = reply_or("dead-letter", dead_letter_key(queue_name), replies[2], 0)
+    workers = live_identities(
+        queue_name, reply_or("live-workers", live_workers_key(queue_name), replies[3], [])
+    )
     running_due = running_later = 0
     if workers:
-        names = [worker.decode() if isinstance(worker, bytes) else worker for worker in workers]
-        lists = [running_prefix(queue_name) + name for name in names]
-        running_ids = sorted(await redis.sunion(lists))  # type: ignore[misc]
-        scores = await redis.zmscore(queue_name, running_ids) if running_ids else []
+        lists = [running_prefix(queue_name) + name for name in workers]
+        running_ids = sorted(await running_job_ids(redis, lists))
+        scores = await queue_scores(redis, queue_name, running_ids)
         # A listed job no longer in the queue has just finished: it is none of the three.
         running_due = sum(1 for score in scores if score is not None and score <= now_ms)
         running_later = sum(1 for score in scores if score is not None and score > now_ms)
@@ -101,3 +120,17 @@ async def queue_stats(redis: Redis, queue_name: str) -> QueueStats:
         dead_letters=dead_letters,
         live_workers=len(workers),
     )
+
+
+async def queue_scores(redis: Redis, queue_name: str, job_ids: list[bytes]) -> list[float | None]:
+    """Each job's score in the queue (None: not in it); none if the queue's key is of another
+    type (records.py counts that where the queue is counted)."""
+    if not job_ids:
+        return []
+    try:
+        scores: list[float | None] = await redis.zmscore(queue_name, job_ids)  # type: ignore[arg-type]
+        return scores
+    except ResponseError as error:
+        if not is_wrong_type(error):
+            raise
+        return [None] * len(job_ids)

@@ -43,9 +43,10 @@ from datetime import UTC, datetime
 
 from arq.constants import in_progress_key_prefix
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from .job_handle import drop_stale_abort_requests
+from .records import is_wrong_type, read_or_skip, reply_or, skip, text, typed
 
 logger = logging.getLogger(__name__)
 
@@ -97,8 +98,8 @@ return #job_ids
 
 
 def release_jobs_of_dead_worker(
-    queue_name: str, heartbeat_key: str, running_key: str
-) -> tuple[str, int, str, str, str, str, str]:
+    queue_name: str, heartbeat_key: str | bytes, running_key: str | bytes
+) -> tuple[str, int, str | bytes, str | bytes, str, str, str]:
     """The arguments of the EVAL that runs RELEASE_JOBS_OF_DEAD_WORKER, for any Redis client."""
     now_ms = str(int(time.time() * 1000))
     keys = (heartbeat_key, running_key, queue_name)
@@ -224,15 +225,22 @@ class Heartbeat:
         released = 0
         prefix = running_prefix(self.queue_name)
         async for raw_key in self.redis.scan_iter(match=escape_glob(prefix) + "*", count=500):
-            running_key = raw_key.decode() if isinstance(raw_key, bytes) else raw_key
-            heartbeat_key = key_prefix(self.queue_name) + running_key.removeprefix(prefix)
-            count = await self.redis.eval(  # type: ignore[misc]
-                *release_jobs_of_dead_worker(self.queue_name, heartbeat_key, running_key)
-            )
+            # As bytes: a key that is not UTF-8 is still a key (and any other worker's name).
+            running_key = raw_key.encode() if isinstance(raw_key, str) else raw_key
+            identity = running_key[len(prefix.encode()) :]
+            heartbeat_key = key_prefix(self.queue_name).encode() + identity
+            try:
+                call = release_jobs_of_dead_worker(self.queue_name, heartbeat_key, running_key)
+                count = await self.redis.eval(*call)  # type: ignore[misc, arg-type]
+            except ResponseError as error:  # one key of another type must not stop the rest
+                if not is_wrong_type(error):
+                    raise
+                skip("running", text_or_repr(running_key), error)
+                continue
             if count:
                 logger.warning(
                     "worker %s stopped beating: %d of its jobs will run again",
-                    heartbeat_key.removeprefix(key_prefix(self.queue_name)), count,
+                    text_or_repr(identity), count,
                 )  # fmt: skip
                 released += int(count)
         return released
@@ -269,8 +277,62 @@ async def live_workers(redis: Redis, queue_name: str, host: str | None = None) -
     if not keys:
         return []
     payloads = await redis.mget(keys)
-    # A key can expire between SCAN and MGET: skip the gaps.
-    return [WorkerBeat(**json.loads(payload)) for payload in payloads if payload is not None]
+    # A key can expire between SCAN and MGET: skip the gaps (MGET also reads a key of another
+    # type as a gap). A beat that cannot be read is skipped (records.py).
+    beats = (
+        read_or_skip("heartbeat", text_or_repr(key), read_beat, payload)
+        for key, payload in zip(keys, payloads, strict=True)
+        if payload is not None
+    )
+    return [beat for beat in beats if beat is not None]
+
+
+def read_beat(payload: bytes) -> WorkerBeat:
+    """A heartbeat as `Heartbeat` writes it; raises ValueError (records.py's Unreadable, or
+    a decoding error) for anything else, such as a time that is not ISO 8601."""
+    beat = typed(WorkerBeat, json.loads(payload))
+    for moment in (beat.started_at, beat.beat_at):
+        if moment is not None:
+            datetime.fromisoformat(moment)
+    return beat
+
+
+def live_identities(queue_name: str, members: list[bytes]) -> list[str]:
+    """The identities in `members` of the live-workers set, as text; a member that is not
+    UTF-8 (no worker wrote it) is skipped (records.py)."""
+    identities = []
+    for member in members:
+        try:
+            identities.append(text(member))
+        except UnicodeDecodeError as error:
+            skip("live-workers", live_workers_key(queue_name), error, member)
+    return identities
+
+
+async def running_job_ids(redis: Redis, running_keys: list[str]) -> set[bytes]:
+    """The ids in the running-lists `running_keys`, in one SUNION; a list of another type is
+    skipped (records.py), and then each is read apart, so the others still count."""
+    try:
+        return set(await redis.sunion(running_keys))  # type: ignore[misc]
+    except ResponseError as error:
+        if not is_wrong_type(error):
+            raise
+    async with redis.pipeline(transaction=False) as pipe:
+        for key in running_keys:
+            pipe.smembers(key)
+        replies = await pipe.execute(raise_on_error=False)
+    ids: set[bytes] = set()
+    for key, reply in zip(running_keys, replies, strict=True):
+        ids.update(reply_or("running", key, reply, set()))
+    return ids
+
+
+def text_or_repr(key: bytes | str) -> str:
+    """A key's name for a log line: its text, or its repr when it is not UTF-8."""
+    try:
+        return text(key)
+    except UnicodeDecodeError:
+        return repr(key)
 
 
 def escape_glob(text: str) -> str:

@@ -18,8 +18,11 @@ outcome whatever `keep_result` is. Workers also drop abort requests for ids with
 (`drop_stale_abort_requests`, from the heartbeat), such as those arq's own `Job.abort()` leaves.
 """
 
+import json
 import time
-from datetime import datetime
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -31,12 +34,21 @@ from arq.constants import (
     retry_key_prefix,
 )
 from arq.jobs import Job as ArqJob
-from arq.jobs import deserialize_result, serialize_result
+from arq.jobs import JobDef, JobResult, deserialize_job, deserialize_result, serialize_result
 from arq.utils import poll
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 from ..config import get_settings
-from .serialization import JobAborted, deserialize, serialize
+from .records import (
+    LATEST_TIMESTAMP,
+    PREVIEW_BYTES,
+    Unreadable,
+    is_wrong_type,
+    reply_or,
+    skip,
+)
+from .serialization import JobAborted, JobFailed, deserialize, serialize
 
 # How long an abort request for a running job is kept: longer than any job runs.
 ABORT_MARK_SECONDS = 24 * 3600
@@ -109,6 +121,42 @@ return dropped
 """
 
 
+# The try of a result whose job never started (aborted first): no try ran.
+NO_TRY = 0
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a finished job ended, read from its result: the one reading of a result that
+    `status()`, `result()`, the API's job routes and the dashboard share.
+
+    `status` is complete, failed or aborted; `error_type` and `message` say why it failed or was
+    aborted (None when complete); `tries` counts the tries that ran (0: aborted before it
+    started, so there is no start time either)."""
+
+    status: JobStatus
+    error_type: str | None
+    message: str | None
+    tries: int
+
+    @property
+    def started(self) -> bool:
+        return self.tries > 0
+
+
+def outcome_of(result: JobResult) -> Outcome:
+    """The outcome a finished job's result records (see `Outcome`)."""
+    error = result.result
+    if result.success:
+        return Outcome(JobStatus.complete, None, None, result.job_try)
+    if isinstance(error, JobAborted):
+        return Outcome(JobStatus.aborted, "JobAborted", str(error), result.job_try)
+    if isinstance(error, JobFailed):
+        return Outcome(JobStatus.failed, error.error_type, error.message, result.job_try)
+    # Not written by this project's serializer: arq's own placeholder (a str) or an object.
+    return Outcome(JobStatus.failed, type(error).__name__, str(error), result.job_try)
+
+
 class Job(ArqJob):
     """arq's `Job` with truthful `status()`, `result()` and `abort()` (see the module docstring).
 
@@ -120,16 +168,20 @@ class Job(ArqJob):
     __slots__ = ()
 
     async def status(self) -> JobStatus:  # type: ignore[override]
+        """Where the job is; a job whose result cannot be read is `failed` (see `result_info`)."""
+        result_key = result_key_prefix + self.job_id
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.get(result_key_prefix + self.job_id)
+            pipe.get(result_key)
             pipe.exists(in_progress_key_prefix + self.job_id)
             pipe.zscore(self._queue_name, self.job_id)
-            result, in_progress, score = await pipe.execute()
+            result, in_progress, score = await pipe.execute(raise_on_error=False)
+        if is_wrong_type(result):
+            result = b""  # a result is there, of another type: unreadable
+        elif isinstance(result, BaseException):
+            raise result
+        score = reply_or("queue", self._queue_name, score, None)
         if result is not None:
-            outcome = deserialize_result(result, deserializer=self._deserializer)
-            if outcome.success:
-                return JobStatus.complete
-            return JobStatus.aborted if isinstance(outcome.result, JobAborted) else JobStatus.failed
+            return outcome_of(self._read_result(result)).status
         if in_progress:
             return JobStatus.in_progress
         if score is not None:
@@ -198,7 +250,7 @@ class Job(ArqJob):
             function=job["f"],
             args=tuple(job["a"]),
             kwargs=job["k"],
-            job_try=job.get("t") or 1,
+            job_try=NO_TRY,
             enqueue_time_ms=job["et"],
             success=False,
             result=JobAborted("aborted before it started"),
@@ -211,6 +263,71 @@ class Job(ArqJob):
         )
         assert result is not None  # our serializer writes every exception
         return result.decode()
+
+    async def result_info(self) -> JobResult | None:
+        """The job's result (arq's `JobResult`) if it has finished, else None.
+
+        A result that cannot be read (not JSON, another shape, a key of another type: records.py
+        counts and logs it) reads as a failure, `UnreadableResult`, with what could be read of
+        the function, try and times (times not read are the Unix epoch)."""
+        try:
+            data: bytes | None = await self._redis.get(result_key_prefix + self.job_id)
+        except ResponseError as error:
+            if not is_wrong_type(error):
+                raise
+            data = b""
+        return None if data is None else self._read_result(data)
+
+    async def info(self) -> JobDef | None:
+        """The job's result if it has finished, else the job as queued, else None. A queued job
+        that cannot be read reads as the worker will run it: `reject_unreadable_job` (unreadable.py)."""
+        info: JobDef | None = await self.result_info()
+        if info is None:
+            try:
+                payload: bytes | None = await self._redis.get(job_key_prefix + self.job_id)
+            except ResponseError as error:
+                if not is_wrong_type(error):
+                    raise
+                skip("job", job_key_prefix + self.job_id, error)
+                payload = None
+            if payload is not None:
+                info = self._read_job(payload)
+        if info is not None:
+            score = reply_or("queue", self._queue_name, await self._score(), None)
+            info.score = None if score is None else int(score)
+        return info
+
+    async def _score(self) -> Any:
+        try:
+            return await self._redis.zscore(self._queue_name, self.job_id)
+        except ResponseError as error:
+            return error
+
+    def _read_result(self, data: bytes) -> JobResult:
+        key = result_key_prefix + self.job_id
+        try:
+            if not data:
+                raise Unreadable("the key holds another type of value, or nothing")
+            return read_result(data, self._deserializer or deserialize)
+        except Exception as error:  # whatever the bytes make the reader raise
+            skip("result", key, error, data or None)
+            return unreadable_result(self.job_id, self._queue_name, data, error)
+
+    def _read_job(self, payload: bytes) -> JobDef:
+        try:
+            return read_job(payload, self._deserializer or deserialize)
+        except Exception as error:  # whatever the bytes make the reader raise
+            skip("job", job_key_prefix + self.job_id, error, payload)
+            preview = payload[:PREVIEW_BYTES].decode("utf-8", errors="backslashreplace")
+            return JobDef(
+                function=UNREADABLE_JOB,
+                args=(f"{type(error).__name__}: {error}", preview),
+                kwargs={},
+                job_try=1,
+                enqueue_time=_EPOCH,
+                score=None,
+                job_id=self.job_id,
+            )
 
     async def _result_is_aborted(self) -> bool:
         result = await self.result_info()
@@ -235,3 +352,105 @@ async def drop_stale_abort_requests(redis: Redis) -> int:
     """Remove abort requests for ids that have no job (arq never does); returns how many."""
     dropped: Any = await redis.eval(DROP_STALE_ABORT_REQUESTS, 1, abort_jobs_ss, job_key_prefix)  # type: ignore[misc]
     return int(dropped)
+
+
+class UnreadableResult(JobFailed):
+    """The job has finished, but its result in Redis cannot be read (records.py)."""
+
+    def __init__(self, reason: str, success: bool | None = None) -> None:
+        how = {True: "completed", False: "failed", None: "finished"}[success]
+        super().__init__(
+            "UnreadableResult", f"the job {how}, but its result cannot be read ({reason})"
+        )
+        self.success = success
+
+
+# What the worker runs in place of a job it cannot read (unreadable.py's UNREADABLE_JOB; that
+# module imports the worker's side, which imports this one).
+UNREADABLE_JOB = "reject_unreadable_job"
+_EPOCH = datetime.fromtimestamp(0, UTC)
+_LATEST_MS = LATEST_TIMESTAMP * 1000
+
+
+def read_result(data: bytes, deserializer: Callable[[bytes], Any]) -> JobResult:
+    """A result as arq writes it (`{"t": try, "f": function, "a": args, "k": kwargs, "et": ...,
+    "s": success, "r": result, "st": ..., "ft": ..., "q": ..., "id": ...}`), every field of the
+    type arq writes; raises ValueError (records.py's Unreadable, or a decoding error)."""
+    record = deserializer(data)
+    if not isinstance(record, dict):
+        raise Unreadable(f"a {type(record).__name__}, not an object")
+    checks: dict[str, Callable[[Any], bool]] = {
+        "t": lambda value: _whole(value) and value >= NO_TRY,
+        "f": lambda value: isinstance(value, str),
+        "a": lambda value: isinstance(value, list | tuple),
+        "k": lambda value: isinstance(value, dict),
+        "s": lambda value: isinstance(value, bool),
+        "et": _moment,
+        "st": _moment,
+        "ft": _moment,
+    }
+    for name, fits in checks.items():
+        if name not in record:
+            raise Unreadable(f"no {name!r}")
+        if not fits(record[name]):
+            raise Unreadable(f"{name!r} is {type(record[name]).__name__} {record[name]!r:.40}")
+    return deserialize_result(data, deserializer=lambda _: record)
+
+
+def read_job(payload: bytes, deserializer: Callable[[bytes], Any]) -> JobDef:
+    """A queued job as arq writes it (`{"f": ..., "a": [...], "k": {...}, "t": ..., "et": ...}`);
+    raises ValueError (records.py's Unreadable, or a decoding error) for anything else."""
+    job = deserializer(payload)
+    if not isinstance(job, dict):
+        raise Unreadable(f"a {type(job).__name__}, not an object")
+    if not (
+        isinstance(job.get("f"), str)
+        and isinstance(job.get("a"), list | tuple)
+        and isinstance(job.get("k"), dict)
+        and (job.get("t") is None or (_whole(job["t"]) and job["t"] >= 1))
+        and _moment(job.get("et"))
+    ):
+        raise Unreadable("not an arq job")
+    return deserialize_job(payload, deserializer=lambda _: job)
+
+
+def unreadable_result(job_id: str, queue_name: str, data: bytes, error: BaseException) -> JobResult:
+    """A result that cannot be read, as a failure that says so: with what can be read of it (as
+    JSON, untagged), the rest unknown (the function `<unknown>`, try 1, times the epoch)."""
+    try:
+        fields = json.loads(data) if data else {}
+    except (ValueError, RecursionError):  # also UnicodeDecodeError
+        fields = {}
+    if not isinstance(fields, dict):
+        fields = {}
+
+    def moment(name: str) -> datetime:
+        value: Any = fields.get(name)
+        return datetime.fromtimestamp(value / 1000, UTC) if _moment(value) else _EPOCH
+
+    success = fields.get("s")
+    return JobResult(
+        function=fields["f"] if isinstance(fields.get("f"), str) else "<unknown>",
+        args=(),
+        kwargs={},
+        job_try=fields["t"] if _whole(fields.get("t")) and fields["t"] >= 1 else 1,
+        enqueue_time=moment("et"),
+        score=None,
+        success=False,
+        result=UnreadableResult(
+            f"{type(error).__name__}: {error}"[:200], success if isinstance(success, bool) else None
+        ),
+        start_time=moment("st"),
+        finish_time=moment("ft"),
+        queue_name=queue_name,
+        job_id=job_id,
+    )
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _moment(value: Any) -> bool:
+    """Whether `value` is a time in ms as arq writes it, that a datetime can hold."""
+    return _whole(value) and 0 <= value <= _LATEST_MS
