@@ -1,14 +1,71 @@
-"""Log lines: text by default, one JSON object per line with LOG_FORMAT=json."""
+"""Log lines: text by default, one JSON object per line with LOG_FORMAT=json; in either, one line
+per record, whatever a job or a client sends."""
 
+{%- set queue = cookiecutter.cache_backend != "none" %}
+{%- set api = cookiecutter.api_framework == "fastapi" %}
+
+{% if queue or api -%}
+import asyncio
+{% endif -%}
 import json
 import logging
+{%- if api %}
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+{%- elif queue %}
+import re
+{%- endif %}
 from collections.abc import Iterator
+{%- if api %}
+from pathlib import Path
+{%- endif %}
 
+{% if api -%}
+import httpx
+{% endif -%}
 import pytest
+{%- if queue %}
+from arq.connections import ArqRedis
+{%- endif %}
 
+{% if api -%}
+from {{ cookiecutter.package_name }}.api.app import create_app
+{% endif -%}
+{% if queue -%}
+from {{ cookiecutter.package_name }}.infrastructure.tasks import WorkerSettings as ProjectSettings
+{% endif -%}
 from {{ cookiecutter.package_name }}.logs import configure_logging
+{%- if queue %}
+from {{ cookiecutter.package_name }}.queue import JobContext, PermanentError, job
+
+from .conftest import WorkerProcesses
+{%- endif %}
 
 logger = logging.getLogger("{{ cookiecutter.package_name }}.tests")
+
+# What a job's argument, an error or a request's path might carry to forge a line of its own.
+FORGED = "2026-01-01 ERROR forged"
+{%- if queue %}
+
+
+async def fails_with(ctx: JobContext, text: str) -> None:
+    """Fails with `text`: its first try as a retried error, its second for good."""
+    if ctx["job_try"] == 1:
+        raise ConnectionError(text)
+    raise PermanentError(text)
+
+
+# For worker processes: `python -m <package>.infrastructure.worker tests.test_logs.WorkerSettings`.
+WorkerSettings = {
+    **vars(ProjectSettings),
+    "functions": (*ProjectSettings.functions, job(fails_with)),
+    "cron_jobs": (),
+}
+{%- endif %}
 
 
 @pytest.fixture(autouse=True)
@@ -59,3 +116,108 @@ def test_other_libraries_log_warnings_and_up_through_the_same_handler(
     logging.getLogger("some.library").warning("shown")
     [line] = capsys.readouterr().err.splitlines()
     assert json.loads(line)["message"] == "shown"
+
+
+def test_text_lines_escape_line_breaks_and_control_characters(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    configure_logging("INFO", "text")
+    logger.info("got %s", f"one\n{FORGED}\r\n\x1b[31mred\u2028two\x85three\tfour")
+    try:
+        raise ValueError(f"bad\n{FORGED}")
+    except ValueError:
+        logger.exception("it failed:\n%s", FORGED)
+
+    first, second = capsys.readouterr().err.splitlines()  # splitlines: \x85 and \u2028 too
+    assert first.endswith(f"got one\\n{FORGED}\\r\\n\\x1b[31mred\\u2028two\\x85three\tfour")
+    assert second.endswith(f"ValueError: bad\\n{FORGED}")
+    assert f"it failed:\\n{FORGED}\\nTraceback (most recent call last):\\n" in second
+
+
+def test_json_lines_escape_the_line_breaks_json_leaves_as_they_are(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    configure_logging("INFO", "json")
+    message = f"one\n{FORGED}\u2028two\x85three\u2029"
+    logger.info(message)
+
+    [line] = capsys.readouterr().err.splitlines()
+    assert json.loads(line)["message"] == message
+{%- if queue %}
+
+
+@pytest.mark.parametrize("plain_arq", [False, True], ids=["worker", "arq command"])
+async def test_nothing_a_job_is_given_forges_a_line_of_the_worker_s_log(
+    task_pool: ArqRedis, worker_processes: WorkerProcesses, plain_arq: bool
+) -> None:
+    worker_processes.start("tests.test_logs.WorkerSettings", plain_arq=plain_arq)
+    for _ in range(300):
+        if "worker started on queue" in worker_processes.log(0):
+            break
+        await asyncio.sleep(0.1)
+    done = await task_pool.enqueue_job("example_task", message=f"hi\n{FORGED}")
+    failed = await task_pool.enqueue_job("fails_with", f"boom\n{FORGED}", _defer_by=0)
+    assert done is not None
+    assert failed is not None
+    assert await done.result(timeout=20) == f"Processed: hi\n{FORGED}"
+    with pytest.raises(Exception, match="boom"):
+        await failed.result(timeout=20)
+    await asyncio.sleep(0.3)  # the last lines reach the log
+
+    log = worker_processes.log(0)
+    assert log.count(FORGED) >= 4  # the job's line, the retry, the dead letter, arq's lines
+    lines = log.splitlines()
+    assert not [line for line in lines if line.startswith(FORGED)]
+    # Every line is one record: a time, then its message (tracebacks included).
+    assert [line for line in lines if not re.match(r"\d\d:\d\d:\d\d: ", line)] == []
+{%- endif %}
+{%- if api %}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+async def test_every_line_of_the_api_s_log_is_one_record_in_the_project_s_format(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    log_path = tmp_path / "uvicorn.log"
+    command = [sys.executable, "-m", "uvicorn", f"{create_app.__module__}:create_app", "--factory"]
+    with log_path.open("wb") as log_file:
+        server = await asyncio.create_subprocess_exec(
+            *command,
+            *("--host", "127.0.0.1", "--port", str(port)),
+            env={**os.environ, "LOG_FORMAT": "text"},
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+            for _ in range(300):
+                try:
+                    await client.get("/health/live")
+                    break
+                except httpx.TransportError:
+                    await asyncio.sleep(0.1)
+            missing = await client.get("/health/%0A2026-01-01%20ERROR%20forged%0D%0A")
+        server.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(15):
+            await server.wait()
+    finally:
+        if server.returncode is None:
+            server.kill()
+            await server.wait()
+
+    log = log_path.read_text(errors="replace")
+    assert missing.status_code == 404
+    # uvicorn's access line keeps the path as sent, percent-encoded, and uvicorn refuses a
+    # request line with control characters; its lines come out in the project's format too.
+    assert '"GET /health/%0A2026-01-01%20ERROR%20forged%0D%0A HTTP/1.1" 404' in log
+    lines = log.splitlines()
+    assert not [line for line in lines if line.startswith(FORGED)]
+    assert [line for line in lines if not re.match(r"\d\d:\d\d:\d\d: ", line)] == []
+{%- endif %}

@@ -1,6 +1,6 @@
 """Logging for every entry point{% if cookiecutter.cache_backend != "none" %} (the worker, the `arq` command{% if cookiecutter.api_framework == "fastapi" %}, the API{% endif %}){% elif cookiecutter.api_framework == "fastapi" %} (the API, the command line){% endif %}: text for people, JSON for machines.
 
-`LOG_FORMAT=text` (the default) writes `12:00:01 INFO logger: message`. `LOG_FORMAT=json` writes one
+`LOG_FORMAT=text` (the default) writes `12:00:01: message`. `LOG_FORMAT=json` writes one
 JSON object per line, for a log shipper (Loki, CloudWatch, Datadog, ...):
 
     {"time": "2026-11-30T12:00:01.123Z", "level": "INFO", "logger": "...", "message": "..."}
@@ -12,6 +12,12 @@ each try ends with one "job finished" line that also has its outcome and `durati
 lines about a job (`→`, `←`) carry its id and function.
 {%- endif %}
 `LOG_LEVEL` is the level of the project's own loggers{% if cookiecutter.cache_backend != "none" %}; arq logs at INFO (DEBUG with `--verbose`){% endif %}.
+
+Every record comes out as one line in either format, so nothing a job or a client sends (a job's
+arguments, an error message, a request's path) can forge a log line: text lines write line breaks
+and other control characters as escapes (`\\n`, `\\r`, `\\x1b`, `\\u2028`), tracebacks included;
+JSON escapes them in its strings. The servers' own loggers (uvicorn's access lines, ...) write
+through the same handler, in either format.
 
 A formatter of a few lines is enough for a fixed set of fields: no dependency for it.
 """
@@ -43,13 +49,36 @@ ARQ_JOB_LINES = {
 {%- endif %}
 # The fields a record may carry besides the four every line has, in the order they are written.
 EXTRA_FIELDS = ("job_id", "function", "try", "duration_ms", "outcome")
-# Loggers a server configures for itself (uvicorn, with its own handlers and format): in JSON
-# mode they write through the project's handler instead, so that every line is JSON.
+# Loggers a server configures for itself (uvicorn, with its own handlers and format): they write
+# through the project's handler instead, so that every line is in LOG_FORMAT and on one line.
 SERVER_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
 # The root logger's handler that `configure_logging` installs (and replaces when called again).
 HANDLER_NAME = "{{ cookiecutter.package_name }}"
 TEXT_FORMAT = "%(asctime)s: %(message)s"
 _configured = False
+
+# What would end a line or steer a terminal, as text lines write it: the C0 controls but tab,
+# DEL, the C1 controls (NEL among them), and Unicode's line and paragraph separators.
+_CONTROLS = [*range(0x09), *range(0x0A, 0x20), *range(0x7F, 0xA0), 0x2028, 0x2029]
+TEXT_ESCAPES = {code: f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" for code in _CONTROLS}
+TEXT_ESCAPES |= {0x0A: "\\n", 0x0D: "\\r"}
+# JSON escapes C0 itself; these it writes as they are, and some readers take them as line ends.
+JSON_ESCAPES = {code: f"\\u{code:04x}" for code in _CONTROLS if code >= 0x7F}
+
+
+def one_line(text: str) -> str:
+    """`text` with line breaks and other control characters (but tab) written as escapes."""
+    return text.translate(TEXT_ESCAPES)
+
+
+class TextFormatter(logging.Formatter):
+    """`12:00:01: message`, on one line whatever the message, its arguments or its traceback."""
+
+    def __init__(self) -> None:
+        super().__init__(TEXT_FORMAT, "%H:%M:%S")
+
+    def format(self, record: logging.LogRecord) -> str:
+        return one_line(super().format(record))
 
 
 class JsonFormatter(logging.Formatter):
@@ -70,7 +99,7 @@ class JsonFormatter(logging.Formatter):
                 line[field] = value
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
-        return json.dumps(line, ensure_ascii=False, default=str)
+        return json.dumps(line, ensure_ascii=False, default=str).translate(JSON_ESCAPES)
 {%- if cookiecutter.cache_backend != "none" %}
 
 
@@ -106,16 +135,15 @@ def configure_logging(level: str, log_format: LogFormat{% if cookiecutter.cache_
     the level it has: the `arq` command's, or WARNING for a worker built in-process){% endif %}, anything
     else at WARNING and up.
     Text is `12:00:01: message`{% if cookiecutter.cache_backend != "none" %} (arq's format){% endif %}. {% if cookiecutter.cache_backend != "none" %}arq's own handler is removed, so that its lines
-    come out once, in this format. {% endif %}In JSON mode the servers' own loggers (uvicorn's access
-    lines, ...) also write through this handler, so every line is JSON. Other handlers on the
-    root logger (pytest's, yours) are left alone.
+    come out once, in this format. {% endif %}The servers' own loggers (uvicorn's access lines, ...)
+    also write through this handler, so every line is in `log_format`. Every record is one line:
+    text escapes line breaks and control characters (`one_line`). Other handlers on the root
+    logger (pytest's, yours) are left alone.
     """
     global _configured
     handler = logging.StreamHandler()
     handler.set_name(HANDLER_NAME)
-    handler.setFormatter(
-        JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT, "%H:%M:%S")
-    )
+    handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
 {%- if cookiecutter.cache_backend != "none" %}
     handler.addFilter(JobFieldsFilter())
 {%- endif %}
@@ -130,9 +158,8 @@ def configure_logging(level: str, log_format: LogFormat{% if cookiecutter.cache_
         arq_logger.setLevel(logging.DEBUG if verbose else logging.INFO)
     _write_through_root(arq_logger)
 {%- endif %}
-    if log_format == "json":
-        for name in SERVER_LOGGERS:
-            _write_through_root(logging.getLogger(name))
+    for name in SERVER_LOGGERS:
+        _write_through_root(logging.getLogger(name))
     _configured = True
 
 
