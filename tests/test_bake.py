@@ -48,6 +48,7 @@ QUEUE_ONLY = [
     "tests/test_cron.py",
     "tests/test_cli.py",
     "tests/test_connection.py",
+    "tests/test_redis_errors.py",
     "tests/test_faults.py",
     "tests/test_bad_input.py",
     "tests/test_security.py",

@@ -63,7 +63,7 @@ def redis_url_problem(url: str) -> str | None:
 
 
 class Settings(BaseSettings):
-    # Values are never shown in validation errors, not even in a traceback: REDIS_URL, SENTRY_DSN
+    # Values are never shown in validation errors, not even in a traceback: {% if cookiecutter.cache_backend != "none" %}REDIS_URL, {% endif %}SENTRY_DSN
     # and the passwords are secrets.
     model_config = SettingsConfigDict(
         env_file=".env", env_file_encoding="utf-8", extra="ignore", hide_input_in_errors=True
