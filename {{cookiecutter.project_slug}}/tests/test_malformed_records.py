@@ -519,6 +519,27 @@ async def test_a_queued_job_that_cannot_be_read_shows_as_the_worker_will_run_it(
 {%- endif %}
 
 
+@pytest.mark.parametrize("payload", BAD_BYTES.values(), ids=BAD_BYTES.keys())
+async def test_a_queued_job_that_cannot_be_read_can_be_aborted(
+    task_pool: ArqRedis, payload: bytes
+) -> None:
+    await task_pool.set(job_key_prefix + "unreadable", payload)
+    await task_pool.zadd(queue(), {"unreadable": 1})
+{%- if api %}
+
+    async with serving() as client:
+        response = await client.delete("/jobs/unreadable")
+        assert await task_pool.zscore(queue(), "unreadable") is None
+
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "aborted"
+{%- else %}
+
+    assert await handle("unreadable", task_pool).abort(timeout=1)
+    assert await task_pool.zscore(queue(), "unreadable") is None
+{%- endif %}
+
+
 async def test_good_results_still_read_as_they_did(
     task_pool: ArqRedis, run_burst_worker: RunWorker
 ) -> None:

@@ -203,13 +203,19 @@ class Job(ArqJob):
         when it finished first, or when it still runs after `timeout` (the request stands: the
         worker may still cancel it). An aborted job is not retried and is not a dead letter.
         """
-        payload = await self._redis.get(job_key_prefix + self.job_id)
+        try:
+            payload: bytes | None = await self._redis.get(job_key_prefix + self.job_id)
+        except ResponseError as error:
+            if not is_wrong_type(error):
+                raise
+            payload = b""  # a job of another type: unreadable, and aborted all the same
         if payload is None:  # finished, expired, or never queued: only its result can tell
             return await self._result_is_aborted()
-        enqueued_ms: int = deserialize(payload)["et"]
+        job = self._read_job(payload)  # one that cannot be read as the worker would run it
+        enqueued_ms = enqueue_time_ms(job.enqueue_time)
         started = time.monotonic()
         async for _ in poll(poll_delay):
-            outcome = await self._request_abort(payload, enqueued_ms)
+            outcome = await self._request_abort(job, enqueued_ms)
             if outcome == "aborted":
                 return True
             if outcome == "finished":
@@ -219,7 +225,7 @@ class Job(ArqJob):
                 return False
         raise AssertionError("unreachable: poll() never ends")
 
-    async def _request_abort(self, payload: bytes, enqueued_ms: int) -> str:
+    async def _request_abort(self, job: JobDef, enqueued_ms: int) -> str:
         settings = get_settings()
         keep_ms = round(settings.worker_keep_result * 1000)
         outcome: bytes = await self._redis.eval(  # type: ignore[misc]
@@ -234,7 +240,7 @@ class Job(ArqJob):
             abort_mark_key(self._queue_name, self.job_id),
             self.job_id,
             str(round(time.time() * 1000)),
-            self._aborted_result(payload) if keep_ms > 0 else "",
+            self._aborted_result(job, enqueued_ms) if keep_ms > 0 else "",
             str(keep_ms),
             f"requested:{enqueued_ms}",
             f"aborted:{enqueued_ms}",
@@ -242,21 +248,20 @@ class Job(ArqJob):
         )
         return outcome.decode()
 
-    def _aborted_result(self, payload: bytes) -> str:
+    def _aborted_result(self, job: JobDef, enqueued_ms: int) -> str:
         """The result a worker would store for this job, had it aborted it."""
-        job = deserialize(payload)
         now_ms = round(time.time() * 1000)
         result = serialize_result(
-            function=job["f"],
-            args=tuple(job["a"]),
-            kwargs=job["k"],
+            function=job.function,
+            args=tuple(job.args),
+            kwargs=job.kwargs,
             job_try=NO_TRY,
-            enqueue_time_ms=job["et"],
+            enqueue_time_ms=enqueued_ms,
             success=False,
             result=JobAborted("aborted before it started"),
             start_ms=now_ms,
             finished_ms=now_ms,
-            ref=f"{self.job_id}:{job['f']}",
+            ref=f"{self.job_id}:{job.function}",
             queue_name=self._queue_name,
             job_id=self.job_id,
             serializer=serialize,
