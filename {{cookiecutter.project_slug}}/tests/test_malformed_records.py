@@ -18,7 +18,12 @@ import httpx
 {% endif -%}
 import pytest
 from arq.connections import ArqRedis
-from arq.constants import in_progress_key_prefix, job_key_prefix, result_key_prefix
+from arq.constants import (
+    in_progress_key_prefix,
+    job_key_prefix,
+    result_key_prefix,
+    retry_key_prefix,
+)
 {%- if api %}
 from prometheus_client.parser import text_string_to_metric_families
 {%- endif %}
@@ -538,6 +543,32 @@ async def test_a_queued_job_that_cannot_be_read_can_be_aborted(
     assert await handle("unreadable", task_pool).abort(timeout=1)
     assert await task_pool.zscore(queue(), "unreadable") is None
 {%- endif %}
+
+
+async def test_a_queued_job_of_another_type_reads_as_the_worker_will_run_it(
+    task_pool: ArqRedis,
+) -> None:
+    await task_pool.hset(job_key_prefix + "unreadable", "not", "a string")  # type: ignore[misc]
+    await task_pool.zadd(queue(), {"unreadable": 1})
+
+    info = await handle("unreadable", task_pool).info()
+
+    assert info is not None
+    assert info.function == "reject_unreadable_job"
+
+
+@pytest.mark.parametrize("count", [b"many", b"\xff", b"-1", b"1e3"])
+async def test_a_try_count_that_cannot_be_read_counts_none(
+    task_pool: ArqRedis, count: bytes
+) -> None:
+    await task_pool.set(retry_key_prefix + "counted", count)
+    await task_pool.hset(retry_key_prefix + "hashed", "not", "a count")  # type: ignore[misc]
+    await task_pool.set(retry_key_prefix + "good", b"2")
+
+    assert await handle("counted", task_pool).tries_started() == 0
+    assert await handle("hashed", task_pool).tries_started() == 0
+    assert await handle("good", task_pool).tries_started() == 2
+    assert await handle("none", task_pool).tries_started() == 0
 
 
 async def test_good_results_still_read_as_they_did(

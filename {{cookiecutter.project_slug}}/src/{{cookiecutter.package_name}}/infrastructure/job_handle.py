@@ -45,6 +45,7 @@ from .records import (
     PREVIEW_BYTES,
     Unreadable,
     is_wrong_type,
+    read_or_skip,
     reply_or,
     skip,
 )
@@ -293,14 +294,27 @@ class Job(ArqJob):
             except ResponseError as error:
                 if not is_wrong_type(error):
                     raise
-                skip("job", job_key_prefix + self.job_id, error)
-                payload = None
+                payload = b""  # a job of another type: unreadable
             if payload is not None:
                 info = self._read_job(payload)
         if info is not None:
             score = reply_or("queue", self._queue_name, await self._score(), None)
             info.score = None if score is None else int(score)
         return info
+
+    async def tries_started(self) -> int:
+        """How many tries of the job have started, as arq counts them (`arq:retry:<id>`); 0 when
+        none has, or when the count cannot be read (records.py counts and logs that)."""
+        key = retry_key_prefix + self.job_id
+        try:
+            raw: bytes | None = await self._redis.get(key)
+        except ResponseError as error:
+            if not is_wrong_type(error):
+                raise
+            skip("job", key, error)
+            return 0
+        count = None if raw is None else read_or_skip("job", key, _count, raw)
+        return count or 0
 
     async def _score(self) -> Any:
         try:
@@ -450,6 +464,13 @@ def unreadable_result(job_id: str, queue_name: str, data: bytes, error: BaseExce
         queue_name=queue_name,
         job_id=job_id,
     )
+
+
+def _count(raw: bytes) -> int:
+    count = int(raw)
+    if count < 0:
+        raise Unreadable(f"{count} is below 0")
+    return count
 
 
 def _whole(value: Any) -> bool:
