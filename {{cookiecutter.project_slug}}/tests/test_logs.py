@@ -146,17 +146,22 @@ def test_json_lines_escape_the_line_breaks_json_leaves_as_they_are(
 {%- if queue %}
 
 
-@pytest.mark.parametrize("plain_arq", [False, True], ids=["worker", "arq command"])
+@pytest.mark.parametrize(
+    ("plain_arq", "log_format"),
+    [(False, "text"), (True, "text"), (False, "json")],
+    ids=["worker", "arq command", "worker, json"],
+)
 async def test_nothing_a_job_is_given_forges_a_line_of_the_worker_s_log(
-    task_pool: ArqRedis, worker_processes: WorkerProcesses, plain_arq: bool
+    task_pool: ArqRedis, worker_processes: WorkerProcesses, plain_arq: bool, log_format: str
 ) -> None:
-    worker_processes.start("tests.test_logs.WorkerSettings", plain_arq=plain_arq)
+    settings = "tests.test_logs.WorkerSettings"
+    worker_processes.start(settings, plain_arq=plain_arq, LOG_FORMAT=log_format)
     for _ in range(300):
         if "worker started on queue" in worker_processes.log(0):
             break
         await asyncio.sleep(0.1)
     done = await task_pool.enqueue_job("example_task", message=f"hi\n{FORGED}")
-    failed = await task_pool.enqueue_job("fails_with", f"boom\n{FORGED}", _defer_by=0)
+    failed = await task_pool.enqueue_job("fails_with", f"boom\n{FORGED}")
     assert done is not None
     assert failed is not None
     assert await done.result(timeout=20) == f"Processed: hi\n{FORGED}"
@@ -168,8 +173,11 @@ async def test_nothing_a_job_is_given_forges_a_line_of_the_worker_s_log(
     assert log.count(FORGED) >= 4  # the job's line, the retry, the dead letter, arq's lines
     lines = log.splitlines()
     assert not [line for line in lines if line.startswith(FORGED)]
-    # Every line is one record: a time, then its message (tracebacks included).
-    assert [line for line in lines if not re.match(r"\d\d:\d\d:\d\d: ", line)] == []
+    # Every line is one record (tracebacks included): a time, then its message; or an object.
+    if log_format == "json":
+        assert all("message" in json.loads(line) for line in lines)
+    else:
+        assert [line for line in lines if not re.match(r"\d\d:\d\d:\d\d: ", line)] == []
 {%- endif %}
 {%- if api %}
 
