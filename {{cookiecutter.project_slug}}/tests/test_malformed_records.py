@@ -43,7 +43,7 @@ from {{ cookiecutter.package_name }}.infrastructure.heartbeat import (
     running_prefix,
 )
 from {{ cookiecutter.package_name }}.infrastructure.job_handle import Job, UnreadableResult
-from {{ cookiecutter.package_name }}.infrastructure.serialization import deserialize, serialize
+from {{ cookiecutter.package_name }}.infrastructure.serialization import JobFailed, deserialize, serialize
 from {{ cookiecutter.package_name }}.infrastructure.tasks import WorkerSettings
 from {{ cookiecutter.package_name }}.queue import JobContext, PermanentError, job
 
@@ -460,6 +460,8 @@ async def test_a_job_whose_result_cannot_be_read_reads_as_failed_with_a_note(
     assert result is not None
     assert isinstance(result.result, UnreadableResult)
     assert "result cannot be read" in result.result.message
+    with pytest.raises(UnreadableResult):
+        await job.result(timeout=1)
 {%- if api %}
     async with serving() as client:
         responses = await every_route(client, job_id="unreadable")
@@ -478,6 +480,8 @@ async def test_a_result_of_another_type_reads_as_failed_with_a_note(task_pool: A
     result = await handle("unreadable", task_pool).result_info()
     assert result is not None
     assert isinstance(result.result, UnreadableResult)
+    with pytest.raises(UnreadableResult):
+        await handle("unreadable", task_pool).result(timeout=1)
 {%- if api %}
     async with serving() as client:
         responses = await every_route(client, job_id="unreadable")
@@ -579,6 +583,9 @@ async def test_good_results_still_read_as_they_did(
 
     assert await handle(done, task_pool).status() == "complete"
     assert await handle(failed, task_pool).status() == "failed"
+    assert await handle(done, task_pool).result(timeout=1) == "Processed: good"
+    with pytest.raises(JobFailed, match="for good"):
+        await handle(failed, task_pool).result(timeout=1)
 {%- if api %}
     async with serving() as client:
         completed = (await client.get(f"/jobs/{done}")).json()

@@ -34,7 +34,14 @@ from arq.constants import (
     retry_key_prefix,
 )
 from arq.jobs import Job as ArqJob
-from arq.jobs import JobDef, JobResult, deserialize_job, deserialize_result, serialize_result
+from arq.jobs import (
+    JobDef,
+    JobResult,
+    ResultNotFound,
+    deserialize_job,
+    deserialize_result,
+    serialize_result,
+)
 from arq.utils import poll
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
@@ -188,6 +195,44 @@ class Job(ArqJob):
         if score is not None:
             return JobStatus.deferred if score > time.time() * 1000 else JobStatus.queued
         return JobStatus.not_found
+
+    # The parameters are arq's, so that code written for arq's `Job.result()` keeps working.
+    async def result(
+        self,
+        timeout: float | None = None,  # noqa: ASYNC109
+        *,
+        poll_delay: float = 0.5,
+        pole_delay: float | None = None,
+    ) -> Any:
+        """The job's return value, waiting up to `timeout` seconds (None: no limit) for it,
+        checking every `poll_delay` seconds. Raises what the job raised (JobFailed, JobAborted;
+        `UnreadableResult`, a JobFailed, when its result cannot be read), `asyncio.TimeoutError`,
+        or arq's `ResultNotFound` when there is neither a result nor a queued job."""
+        poll_delay = poll_delay if pole_delay is None else pole_delay
+        async for delay in poll(poll_delay):
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.get(result_key_prefix + self.job_id)
+                pipe.zscore(self._queue_name, self.job_id)
+                data, score = await pipe.execute(raise_on_error=False)
+            if is_wrong_type(data):
+                data = b""  # a result is there, of another type: unreadable
+            elif isinstance(data, BaseException):
+                raise data
+            if data is not None:
+                info = self._read_result(data)
+                if info.success:
+                    return info.result
+                if isinstance(info.result, Exception):
+                    raise info.result
+                raise JobFailed(type(info.result).__name__, str(info.result))
+            if reply_or("queue", self._queue_name, score, None) is None:
+                raise ResultNotFound(
+                    "Not waiting for job result because the job is not in queue. "
+                    "Is the worker function configured to keep result?"
+                )
+            if timeout is not None and delay > timeout:
+                raise TimeoutError
+        raise AssertionError("unreachable: poll() never ends")
 
     # The parameters are arq's, so that code written for arq's `Job.abort()` keeps working.
     async def abort(
