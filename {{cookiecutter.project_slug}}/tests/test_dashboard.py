@@ -7,7 +7,7 @@ import contextlib
 import re
 import time
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from html import unescape
 
 import httpx
@@ -16,7 +16,7 @@ from arq.connections import ArqRedis
 from fastapi import FastAPI
 
 from {{ cookiecutter.package_name }}.api.app import create_app
-from {{ cookiecutter.package_name }}.api.dashboard import security
+from {{ cookiecutter.package_name }}.api.dashboard import security, snapshot
 from {{ cookiecutter.package_name }}.config import get_settings
 from {{ cookiecutter.package_name }}.infrastructure import activity, dead_letters
 from {{ cookiecutter.package_name }}.infrastructure.tasks import WorkerSettings
@@ -563,3 +563,114 @@ async def test_the_live_part_counts_what_workers_recorded(
     assert re.search(r"<dt>Done / min</dt><dd>5</dd>", live)
     assert live.count('class="complete"') >= 1  # a bar in the chart
     assert len(await activity.recent_jobs(task_pool, get_settings().queue_name)) == 5
+
+
+def bucket(
+    start: datetime, complete: int = 0, failed: int = 0, depth: int | None = None
+) -> snapshot.ChartBucket:
+    return snapshot.ChartBucket(
+        start=start, complete=complete, retried=0, failed=failed, aborted=0, depth=depth
+    )
+
+
+def test_the_chart_has_a_time_axis_and_a_scale_for_each_count() -> None:
+    start = datetime(2026, 12, 6, 11, 59, 10, tzinfo=UTC)  # 90 buckets of 10 s: to 12:14:10
+    buckets = [bucket(start + timedelta(seconds=10 * index)) for index in range(90)]
+    buckets[30] = bucket(buckets[30].start, complete=12, failed=2, depth=30)
+    buckets[31] = bucket(buckets[31].start, complete=3, depth=7)
+
+    chart = snapshot.chart(buckets)
+
+    assert [tick.label for tick in chart.time_ticks] == [
+        "12:00",
+        "12:03",
+        "12:06",
+        "12:09",
+        "12:12",
+    ]
+    first = chart.time_ticks[0]
+    assert (first.percent, first.user) == (5.56, 50.0)  # 50 s after the chart's start
+    # Round steps up to at least the largest count: 14 tries, 30 waiting.
+    assert [tick.label for tick in chart.tries_ticks] == ["0", "5", "10", "15"]
+    assert [tick.label for tick in chart.depth_ticks] == ["0", "10", "20", "30"]
+    assert [tick.percent for tick in chart.tries_ticks] == [100, 66.67, 33.33, 0]
+    tallest, _ = chart.bars
+    assert tallest.others_y == 13.33  # 14 on a scale to 15: 200 * (1 - 14 / 15)
+    assert tallest.title == "12:04:10-12:04:20 UTC: 12 completed, 2 retried, failed or aborted"
+    assert chart.depth_points.split()[0] == "305.0,0.0"  # 30 waiting: the top of its scale
+
+
+@pytest.mark.parametrize(
+    ("most", "marks"),
+    [(0, [0, 1]), (3, [0, 1, 2, 3]), (6, [0, 2, 4, 6]), (411, [0, 100, 200, 300, 400, 500])],
+)
+def test_a_count_axis_has_round_steps(most: int, marks: list[int]) -> None:
+    assert snapshot.count_axis(most) == marks
+
+
+async def test_the_live_chart_is_labelled_in_plain_words(
+    dashboard: httpx.AsyncClient, run_burst_worker: RunWorker
+) -> None:
+    for number in range(3):
+        await enqueue_task("example_task", message=str(number))
+    await run_burst_worker(cron_jobs=[])
+
+    live = (await dashboard.get("/dashboard/live")).text
+    chart = live[live.index('<section id="chart">') : live.index('<section id="workers">')]
+
+    def axis(name: str) -> list[str]:
+        [labels] = re.findall(rf'<svg class="{name}"[^>]*>(.*?)</svg>', chart, re.S)
+        return re.findall(r"<text[^>]*>([^<]*)</text>", labels)
+
+    assert "Jobs finished per 10 s" in chart
+    assert "Jobs waiting" in chart
+    assert "times in UTC" in chart
+    assert not re.search(r"top \d", chart)  # "per 10 s, top 14", "waiting (top 0)": gone
+    assert axis("y-axis tries") == ["0", "1", "2", "3"]  # 3 jobs, all in one 10 s
+    assert axis("y-axis depth") == ["0", "1"]
+    times = axis("x-axis")
+    assert len(times) == 5
+    assert all(re.fullmatch(r"\d\d:\d\d", label) for label in times)
+    assert all(int(label[-2:]) % 3 == 0 for label in times)  # every 3 minutes of the clock
+    assert "<title>" in chart  # each bar says its 10 s and its counts on hover
+
+
+async def test_tables_show_job_ids_short_with_the_whole_id_on_hover_and_in_the_link(
+    dashboard: httpx.AsyncClient, task_pool: ArqRedis, run_burst_worker: RunWorker
+) -> None:
+    done = await enqueue_task("example_task", message="one")
+    assert done is not None
+    await task_pool.enqueue_job("fails_with_markup", "broken")
+    await add_dead_letter(task_pool, "a-dead-letter-with-a-long-id-0123456789", "hi", "boom")
+    await run_burst_worker(functions=FUNCTIONS, cron_jobs=[])
+
+    live = (await dashboard.get("/dashboard/live")).text
+    ids = re.findall(
+        r'<a href="/dashboard\?job=([^"]+)"><code class="id" title="([^"]+)">([^<]+)</code></a>',
+        live,
+    )
+
+    assert done.job_id in {shown for _, _, shown in ids}
+    assert "a-dead-letter-with-a-long-id-0123456789" in {shown for _, _, shown in ids}
+    # The link looks the whole id up, the title shows it on hover, the text copies whole: the
+    # style sheet (code.id) shows its first characters.
+    assert all(link == title == shown for link, title, shown in ids)
+    assert len(ids) == len(re.findall(r"\?job=", live))  # every id in a table
+    style = (await dashboard.get("/dashboard/static/dashboard.css")).text
+    assert re.search(r"code\.id \{[^}]*max-width: 12ch;[^}]*text-overflow: ellipsis", style)
+
+
+async def test_long_error_text_is_clipped_with_the_whole_text_on_hover(
+    dashboard: httpx.AsyncClient, task_pool: ArqRedis
+) -> None:
+    error = "the payment service said: " + "no " * 1500
+    await add_dead_letter(task_pool, "letter-1", "x" * 1500, error)
+
+    live = (await dashboard.get("/dashboard/live")).text
+    row = live[live.index('<tr class="dead-letter">') :]
+    row = row[: row.index("</tr>")]
+
+    assert f'<div class="clip" title="PermanentError: {error}">' in row
+    assert re.search(r'<code class="data clip" title="\[\] \{&#34;message&#34;: &#34;x{1500}', row)
+    style = (await dashboard.get("/dashboard/static/dashboard.css")).text
+    assert re.search(r"\.clip \{[^}]*-webkit-line-clamp: 3;[^}]*overflow: hidden", style)

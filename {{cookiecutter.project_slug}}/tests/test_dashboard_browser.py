@@ -7,7 +7,7 @@ other paths. Selenium downloads nothing. The last test saves a screenshot of the
 flowing to `$DASHBOARD_SCREENSHOT` (else into its tmp folder); `DASHBOARD_FLOW_SECONDS` (12)
 sets how long jobs flow first. docs/dashboard.png was made with:
 
-    DASHBOARD_SCREENSHOT=docs/dashboard.png DASHBOARD_FLOW_SECONDS=60 just test-browser -k screenshot
+    DASHBOARD_SCREENSHOT=docs/dashboard.png DASHBOARD_FLOW_SECONDS=150 just test-browser -k screenshot --timeout 300
 """
 
 import asyncio
@@ -16,6 +16,7 @@ import contextlib
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -57,6 +58,9 @@ async def takes_a_while(ctx: JobContext, seconds: float) -> float:
 async def fails_now_and_then(ctx: JobContext, number: int) -> int:
     if number % 23 == 0:
         raise PermanentError(f"order {number} has no address")
+    if number % 37 == 0:
+        lines = ", ".join(f"line {line}: 1 x SKU-{number}-{line} at 9.99" for line in range(40))
+        raise PermanentError(f"order {number} was refused by the warehouse: {lines}")
     if number % 9 == 0 and ctx["job_try"] == 1:
         raise TimeoutError(f"the payment service took too long for order {number}")
     return number
@@ -138,9 +142,11 @@ def log_in(browser: webdriver.Chrome, password: str = PASSWORD) -> None:
 
 def texts(browser: webdriver.Chrome, css: str) -> list[str]:
     """The text of each element matching `css`, read in one go: the page replaces its live part
-    every refresh, and an element found in one call may be gone by the next."""
+    every refresh, and an element found in one call may be gone by the next. An SVG element has
+    no innerText: its textContent, then."""
     found: list[str] = browser.execute_script(
-        "return Array.from(document.querySelectorAll(arguments[0]), e => e.innerText)", css
+        "return Array.from(document.querySelectorAll(arguments[0]), e => e.innerText ?? e.textContent)",
+        css,
     )
     return found
 
@@ -195,24 +201,48 @@ async def test_the_page_shows_a_live_worker_and_the_jobs_it_ran(
     assert "updated" in browser.find_element(By.ID, "updated").text
 
 
-async def test_requeue_moves_a_dead_letter_back_onto_the_queue(
+async def test_a_long_dead_letter_fits_its_row_and_requeue_moves_it_back_onto_the_queue(
     browser: webdriver.Chrome, server: str, task_pool: ArqRedis
 ) -> None:
     queue = get_settings().queue_name
+    job_id = "0123456789abcdef0123456789abcdef"
+    error = "the warehouse refused: " + ", ".join(f"SKU-{line} out of stock" for line in range(300))
     now = datetime.now(UTC)
     letter = dead_letters.DeadLetter(
-        "letter-1", "example_task", [], {"message": "again"}, "TimeoutError", "slow", 3, now, now
+        job_id, "example_task", [], {"message": "again"}, "TimeoutError", error, 3, now, now
     )
     await dead_letters.add(task_pool, queue, letter, limit=1000)
     log_in(browser)
     browser.get(f"{server}/dashboard")
-    await page_shows(browser, "#dead-letters tr.dead-letter", "letter-1")
+    await page_shows(browser, "#dead-letters tr.dead-letter", job_id)
+    shown = browser.execute_script(
+        """const row = document.querySelector('#dead-letters tr.dead-letter');
+        const id = row.querySelector('code.id'), text = row.querySelector('td.error .clip');
+        return {
+          idCut: id.scrollWidth > id.clientWidth, idTitle: id.title, idText: id.textContent,
+          idWidth: id.getBoundingClientRect().width,
+          textCut: text.scrollHeight > text.clientHeight, textTitle: text.title,
+          rowHeight: row.getBoundingClientRect().height,
+          link: row.querySelector('a').getAttribute('href'),
+          overflow: document.documentElement.scrollWidth - document.documentElement.clientWidth,
+        };"""
+    )
 
     browser.execute_script("document.querySelector('#dead-letters tr.dead-letter button').click()")
     notice = await page_shows(browser, ".notice", "requeued")
     new_id = browser.current_url.rsplit("job=", 1)[1]
 
-    assert "letter-1" not in notice
+    # The long id and error fit their row: cut, the whole of each on hover.
+    assert shown["idCut"]
+    assert shown["idWidth"] < 120  # about 12 characters of the 32
+    assert shown["idTitle"] == shown["idText"] == job_id  # on hover, and copied whole
+    assert shown["link"] == f"/dashboard?job={job_id}"
+    assert shown["textCut"]
+    assert shown["textTitle"] == f"TimeoutError: {error}"
+    assert shown["rowHeight"] < 120  # three lines of error text, not 60
+    assert shown["overflow"] == 0
+    # Requeued as a new job.
+    assert job_id not in notice
     assert await dead_letters.count(task_pool, queue) == 0
     assert await task_pool.zscore(queue, new_id) is not None  # on the queue, waiting
     assert texts(browser, "#count-dead-letters") == ["0"]
@@ -236,6 +266,21 @@ async def test_markup_in_a_jobs_argument_and_result_shows_as_text(
     assert browser.execute_script("return window.pwned === undefined") is True
     assert browser.find_elements(By.CSS_SELECTOR, "#job-details b, #job-details script") == []
     assert len(browser.find_elements(By.TAG_NAME, "script")) == 1  # the dashboard's own
+
+
+def overlapping_labels(browser: webdriver.Chrome) -> list[str]:
+    """The chart's axis labels whose boxes overlap another's, or stick out of the section."""
+    found: list[str] = browser.execute_script(
+        """const section = document.querySelector('#chart').getBoundingClientRect();
+        const boxes = Array.from(document.querySelectorAll('#chart .plot text'),
+          e => [e.textContent, e.getBoundingClientRect()]);
+        return boxes.filter(([text, box], index) =>
+          box.left < section.left || box.right > section.right || box.width === 0 ||
+          boxes.some(([, other], j) => j !== index && box.left < other.right &&
+            other.left < box.right && box.top < other.bottom && other.top < box.bottom)
+        ).map(([text]) => text);"""
+    )
+    return found
 
 
 async def jobs_flow(pool: ArqRedis, seconds: float) -> None:
@@ -283,14 +328,22 @@ async def test_a_screenshot_with_jobs_flowing_and_the_page_at_phone_width(
     flowing.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await flowing
+    wide_overlaps = overlapping_labels(browser)
     browser.set_window_size(390, 844)  # a phone
     await asyncio.sleep(0.5)
     overflow = browser.execute_script(
         "return document.documentElement.scrollWidth - document.documentElement.clientWidth"
     )
+    phone_overlaps = overlapping_labels(browser)
 
     assert (await asyncio.to_thread(path.read_bytes)).startswith(b"\x89PNG\r\n\x1a\n")
     assert int(texts(browser, "#count-dead-letters")[0]) > 0
     assert texts(browser, "#chart rect.complete")
+    # Axes: the clock along the bottom, every 3 minutes; the counts up each side.
+    assert len(texts(browser, "#chart .x-axis text")) == 5
+    assert texts(browser, "#chart .y-axis.tries text")[0] == "0"
+    assert texts(browser, "#chart .y-axis.depth text")[0] == "0"
+    assert wide_overlaps == phone_overlaps == []
+    assert re.fullmatch(r"updated \d\d:\d\d:\d\d UTC", texts(browser, "#updated")[0])
     assert texts(browser, "#failures tr.finished")
     assert overflow == 0  # wide tables scroll inside their box, the page does not

@@ -153,60 +153,129 @@ async def read_snapshot(redis: ArqRedis, queue_name: str) -> Snapshot:
 
 class Bar(BaseModel):
     """One bucket's bar in SVG user units: the tries that completed at the bottom, the others
-    (retried, failed, aborted) stacked on them."""
+    (retried, failed, aborted) stacked on them; `title` is its tooltip."""
 
     x: float
     complete_y: float
     complete_height: float
     others_y: float
     others_height: float
+    title: str
+
+
+class Tick(BaseModel):
+    """A mark on an axis: its label, where it is as a percentage of the chart's width (time) or
+    height from the top (counts), for the labels beside the chart, and the same in SVG user
+    units, for the grid line inside it."""
+
+    label: str
+    percent: float
+    user: float
 
 
 class Chart(BaseModel):
-    """The chart's shapes in a WIDTH x HEIGHT box: a bar per bucket with tries, and a line
-    through the depth samples, each scaled to its own maximum (given for the legend)."""
+    """The chart's shapes in a WIDTH x HEIGHT box: a bar per bucket with tries, scaled to the
+    left axis (`tries_ticks`, tries ended per bucket), and a line through the depth samples,
+    scaled to the right axis (`depth_ticks`, jobs waiting); `time_ticks` mark the clock (UTC)."""
 
     bars: list[Bar]
     bar_width: float
     depth_points: str  # an SVG polyline's points, "x,y x,y ..."
-    most_tries: int
-    most_depth: int
+    tries_ticks: list[Tick]
+    depth_ticks: list[Tick]
+    time_ticks: list[Tick]
 
 
 WIDTH, HEIGHT = 900.0, 200.0
+# At most this many steps up a count axis, each 1, 2 or 5 times a power of ten.
+STEPS = 5
+# A time label every this many seconds, on the clock's round minutes.
+TIME_TICK_SECONDS = 180
+
+
+def count_axis(most: int) -> list[int]:
+    """The values marked on a count axis that reaches at least `most`: 0 and round steps
+    (0, 5, 10, 15 for 14; 0, 100, ..., 500 for 411; 0, 1 for 0)."""
+    magnitude = 1
+    while True:
+        for multiple in (1, 2, 5):
+            step = multiple * magnitude
+            if step * STEPS >= most:
+                return [step * index for index in range(max(1, -(-most // step)) + 1)]
+        magnitude *= 10
+
+
+def count_ticks(values: list[int]) -> list[Tick]:
+    top = values[-1]
+    return [
+        Tick(
+            label=str(value),
+            percent=round(100 * (1 - value / top), 2),
+            user=round(HEIGHT * (1 - value / top), 2),
+        )
+        for value in values
+    ]
+
+
+def time_ticks(buckets: list[ChartBucket]) -> list[Tick]:
+    """HH:MM at every TIME_TICK_SECONDS of the clock the buckets span."""
+    if not buckets:
+        return []
+    start = buckets[0].start.timestamp()
+    span = len(buckets) * activity.BUCKET_SECONDS
+    first = -(-int(start) // TIME_TICK_SECONDS) * TIME_TICK_SECONDS
+    return [
+        Tick(
+            label=utc(moment).strftime("%H:%M"),
+            percent=round(100 * (moment - start) / span, 2),
+            user=round(WIDTH * (moment - start) / span, 2),
+        )
+        for moment in range(first, int(start + span) + 1, TIME_TICK_SECONDS)
+    ]
+
+
+def bar_title(bucket: ChartBucket) -> str:
+    until = utc(bucket.start.timestamp() + activity.BUCKET_SECONDS)
+    others = bucket.retried + bucket.failed + bucket.aborted
+    return (
+        f"{bucket.start:%H:%M:%S}-{until:%H:%M:%S} UTC: {bucket.complete} completed, "
+        f"{others} retried, failed or aborted"
+    )
 
 
 def chart(buckets: list[ChartBucket]) -> Chart:
     tries = [
         bucket.complete + bucket.retried + bucket.failed + bucket.aborted for bucket in buckets
     ]
-    most_tries = max(tries, default=0)
-    most_depth = max((bucket.depth or 0 for bucket in buckets), default=0)
+    tries_axis = count_axis(max(tries, default=0))
+    depth_axis = count_axis(max((bucket.depth or 0 for bucket in buckets), default=0))
     step = WIDTH / max(len(buckets), 1)
     bars = []
     for index, (bucket, total) in enumerate(zip(buckets, tries, strict=True)):
         if total:
-            height = HEIGHT * total / most_tries
+            height = HEIGHT * total / tries_axis[-1]
             complete = height * bucket.complete / total
             top = HEIGHT - height
             bars.append(
                 Bar(
-                    x=index * step,
-                    complete_y=top + height - complete,
-                    complete_height=complete,
-                    others_y=top,
-                    others_height=height - complete,
+                    x=round(index * step + step * 0.1, 2),
+                    complete_y=round(top + height - complete, 2),
+                    complete_height=round(complete, 2),
+                    others_y=round(top, 2),
+                    others_height=round(height - complete, 2),
+                    title=bar_title(bucket),
                 )
             )
     points = [
-        (index * step + step / 2, HEIGHT - HEIGHT * bucket.depth / max(most_depth, 1))
+        (index * step + step / 2, HEIGHT - HEIGHT * bucket.depth / depth_axis[-1])
         for index, bucket in enumerate(buckets)
         if bucket.depth is not None
     ]
     return Chart(
         bars=bars,
-        bar_width=step * 0.8,
+        bar_width=round(step * 0.8, 2),
         depth_points=" ".join(f"{x:.1f},{y:.1f}" for x, y in points),
-        most_tries=most_tries,
-        most_depth=most_depth,
+        tries_ticks=count_ticks(tries_axis),
+        depth_ticks=count_ticks(depth_axis),
+        time_ticks=time_ticks(buckets),
     )

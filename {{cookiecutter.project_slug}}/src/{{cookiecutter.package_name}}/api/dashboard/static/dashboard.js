@@ -24,7 +24,9 @@
       }
       const fresh = new DOMParser().parseFromString(await response.text(), "text/html");
       live.replaceChildren(...fresh.body.childNodes);
-      updated.textContent = "updated " + new Date().toLocaleTimeString();
+      // The server's clock, in UTC, as the tables show times: not the browser's.
+      const takenAt = live.querySelector("#taken-at");
+      updated.textContent = "updated " + (takenAt ? takenAt.textContent : "just now");
       updated.classList.remove("stale");
     } catch (error) {
       updated.textContent = "not updated (" + error.message + "): retrying";
