@@ -19,6 +19,9 @@ and other control characters as escapes (`\\n`, `\\r`, `\\x1b`, `\\u2028`), trac
 JSON escapes them in its strings. The servers' own loggers (uvicorn's access lines, ...) write
 through the same handler, in either format.
 
+Both formats redact what they write (redaction.py: no URL credentials, no secret setting's
+value) and cut a message or a traceback at LOG_TEXT_LIMIT characters, saying so.
+
 A formatter of a few lines is enough for a fixed set of fields: no dependency for it.
 """
 
@@ -29,6 +32,8 @@ from contextvars import ContextVar
 {%- endif %}
 from datetime import UTC, datetime
 from typing import Any, Literal
+
+from .redaction import LOG_TEXT_LIMIT, cap, redact
 
 LogFormat = Literal["text", "json"]
 {%- if cookiecutter.cache_backend != "none" %}
@@ -78,7 +83,7 @@ class TextFormatter(logging.Formatter):
         super().__init__(TEXT_FORMAT, "%H:%M:%S")
 
     def format(self, record: logging.LogRecord) -> str:
-        return one_line(super().format(record))
+        return one_line(cap(redact(super().format(record)), LOG_TEXT_LIMIT))
 
 
 class JsonFormatter(logging.Formatter):
@@ -91,14 +96,14 @@ class JsonFormatter(logging.Formatter):
             "time": created.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
             "level": record.levelname,
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": cap(redact(record.getMessage()), LOG_TEXT_LIMIT),
         }
         for field in EXTRA_FIELDS:
             value = getattr(record, field, None)
             if value is not None:
                 line[field] = value
         if record.exc_info:
-            line["exception"] = self.formatException(record.exc_info)
+            line["exception"] = cap(redact(self.formatException(record.exc_info)), LOG_TEXT_LIMIT)
         return json.dumps(line, ensure_ascii=False, default=str).translate(JSON_ESCAPES)
 {%- if cookiecutter.cache_backend != "none" %}
 

@@ -23,7 +23,7 @@ from urllib.parse import quote, unquote
 
 from pydantic import AnyUrl, SecretStr
 
-from .config import get_settings
+from .config import Settings, get_settings
 
 MASK = "***"
 # Error texts kept with a job (result, dead letter), in characters.
@@ -41,11 +41,22 @@ _URL_USERINFO = re.compile(r"""(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^\s'"<>]
 
 def secret_values() -> list[str]:
     """The secret settings' values, longest first (so a secret containing another is masked
-    whole); empty when the settings cannot be read."""
+    whole); empty when the settings cannot be read. Worked out once per settings object (every
+    log line asks)."""
+    global _secrets_of
     try:
         settings = get_settings()
     except Exception:  # a bad setting is reported by its own entry point; redact URLs anyway
         return []
+    if _secrets_of is None or _secrets_of[0] is not settings:
+        _secrets_of = (settings, _secrets_in(settings))
+    return _secrets_of[1]
+
+
+_secrets_of: tuple[Settings, list[str]] | None = None
+
+
+def _secrets_in(settings: Settings) -> list[str]:
     values: set[str] = set()
     for name in type(settings).model_fields:
         value = getattr(settings, name)

@@ -238,7 +238,7 @@ class Worker(ArqWorker):
             await asyncio.shield(self.give_back(job_id, score, job_id in self._tries_counted))
         finally:
             self._free_function_slot(job_id)  # if arq did not reach on_job_end
-            del self._scores_before_claim[job_id]
+            self._scores_before_claim.pop(job_id, None)
             self._functions_starting.discard(job_id)
             self._tries_counted.discard(job_id)
 
