@@ -220,7 +220,7 @@ MALFORMED_TOKENS = [
     "1².x",
     "\u0661\u0662\u0663.x",  # Arabic-Indic digits: int() takes them
     f"{int(time.time())}.{'é' * 64}",  # a signature that is not ASCII
-    f"{int(time.time())}.{'\uff10' * 64}",  # full-width digits
+    f"{int(time.time())}." + "\uff10" * 64,  # full-width digits
     f"{int(time.time())}.\x00",
     "9" * 5000 + ".x",  # past int()'s 4300-digit limit
     f"-{int(time.time())}.{'0' * 64}",
