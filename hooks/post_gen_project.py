@@ -49,6 +49,7 @@ KEEP_FOR = {
     "tests/outcome_jobs.py": QUEUE,
     "tests/test_outcomes.py": QUEUE_AND_API,
     "tests/test_requeue.py": QUEUE,
+    "tests/test_malformed_records.py": QUEUE,
     "tests/test_graph.py": FALKORDB,
     "tests/test_metrics.py": QUEUE,
     f"{PACKAGE}/infrastructure/activity.py": QUEUE,

@@ -21,9 +21,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from {{ cookiecutter.package_name }}.api.app import create_app
 {% endif -%}
 from {{ cookiecutter.package_name }}.infrastructure import dead_letters
+from {{ cookiecutter.package_name }}.infrastructure.depth import queue_stats
 {%- if cookiecutter.api_framework == "fastapi" %}
-from {{ cookiecutter.package_name }}.infrastructure.metrics import CONTENT_TYPE
+from {{ cookiecutter.package_name }}.infrastructure.metrics import CONTENT_TYPE, render_queue_stats
+{%- else %}
+from {{ cookiecutter.package_name }}.infrastructure.metrics import render_queue_stats
 {%- endif %}
+from {{ cookiecutter.package_name }}.infrastructure.records import unreadable_records
 from {{ cookiecutter.package_name }}.infrastructure.redis_server import LocalRedisServer, free_port
 from {{ cookiecutter.package_name }}.infrastructure.tasks import WorkerSettings
 from {{ cookiecutter.package_name }}.queue import enqueue_task{% if cookiecutter.api_framework == "fastapi" %}, job{% endif %}
@@ -279,6 +283,18 @@ async def test_a_worker_serves_the_queue_gauges_as_it_last_read_them(
         "arq_queue_dead_letters": 1,
         "arq_queue_live_workers": 1,
     }
+
+
+async def test_records_that_cannot_be_read_are_counted_by_kind(task_pool: ArqRedis) -> None:
+    await add_dead_letter(task_pool)
+    await task_pool.lpush(dead_letters.dead_letter_key(QUEUE), b"not a dead letter")  # type: ignore[misc]
+    before = unreadable_records().get("dead-letter", 0)
+
+    assert len(await dead_letters.all_letters(task_pool, QUEUE)) == 1  # the bad one skipped
+
+    text = render_queue_stats(await queue_stats(task_pool, QUEUE), QUEUE).decode()
+    assert value(text, "arq_unreadable_records_total", kind="dead-letter") == before + 1
+
 {%- if cookiecutter.api_framework == "fastapi" %}
 
 

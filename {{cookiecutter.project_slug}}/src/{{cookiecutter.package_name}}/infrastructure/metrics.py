@@ -14,6 +14,8 @@ from a thread of its own (prometheus-client's HTTP server):
 - per worker, read from the worker when Prometheus scrapes: `arq_worker_jobs_running` and
   `arq_worker_free_slots` (0 while it shuts down); the project's worker only (worker.py), not
   arq's own `arq` command;
+- `arq_unreadable_records_total` (label `kind`): records in Redis the process skipped because
+  it could not read them (records.py), also on the API's `/metrics`;
 - the process's CPU, memory and garbage collector (prometheus-client's own collectors).
 
 The per-function series are fed by job_events: retries.py reports each try of every job, and
@@ -67,6 +69,7 @@ from redis.exceptions import RedisError
 
 from . import job_events
 from .depth import QueueStats, queue_stats
+from .records import unreadable_records
 
 if TYPE_CHECKING:  # the API and the CLI render queue gauges without importing the worker
     from .worker import Worker
@@ -262,6 +265,7 @@ class WorkerMetrics:
             registry.register(WorkerSlots(worker))
         queue = LastQueueStats(redis, queue_name)
         registry.register(queue)
+        registry.register(UnreadableRecords())
         try:
             server, thread = start_http_server(port, host, registry)
         except OSError as error:
@@ -288,6 +292,21 @@ def function_names(worker: "Worker") -> list[str]:
     return sorted(names)
 
 
+class UnreadableRecords(Collector):
+    """`arq_unreadable_records_total{kind}`: the records in Redis this process's readers could
+    not read and skipped (records.py), by the kind of key (heartbeat, dead-letter, result, ...)."""
+
+    def collect(self) -> Iterator[Metric]:
+        counter = CounterMetricFamily(
+            "arq_unreadable_records",
+            "Records in Redis this process skipped because it could not read them",
+            labels=["kind"],
+        )
+        for kind, count in sorted(unreadable_records().items()):
+            counter.add_metric([kind], count)
+        yield counter
+
+
 class _QueueGauges(Collector):
     def __init__(self, stats: QueueStats, queue_name: str) -> None:
         self.stats = stats
@@ -304,4 +323,5 @@ def render_queue_stats(stats: QueueStats, queue_name: str) -> bytes:
     """The queue-level gauges in Prometheus's text format (CONTENT_TYPE)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_QueueGauges(stats, queue_name))
+    registry.register(UnreadableRecords())
     return generate_latest(registry)
