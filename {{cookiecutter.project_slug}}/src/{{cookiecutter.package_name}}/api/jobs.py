@@ -12,15 +12,13 @@ result. A job whose result has expired (`WORKER_KEEP_RESULT`) is unknown again: 
 from datetime import datetime
 from typing import Any, Literal
 
-from arq.connections import ArqRedis
-from arq.constants import retry_key_prefix
 from arq.jobs import JobResult
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..infrastructure.job_handle import outcome_of
 from ..queue import Job, JobStatus
-from .dependencies import AppSettings, JobHandle, TaskPool, authorize
+from .dependencies import AppSettings, JobHandle, authorize
 from .problems import problem_responses
 
 router = APIRouter(prefix="/jobs", tags=["jobs"], dependencies=[Depends(authorize)])
@@ -67,7 +65,7 @@ def job_path(request: Request, job_id: str) -> str:
     return f"{request.scope.get('root_path', '')}{router.prefix}/{job_id}"
 
 
-async def read_view(job: Job, pool: ArqRedis) -> JobView | None:
+async def read_view(job: Job) -> JobView | None:
     """The job as the API shows it, or None if there is no such job (any more)."""
     info = await job.info()  # its result if it has finished, else what was queued
     if isinstance(info, JobResult):
@@ -85,7 +83,7 @@ async def read_view(job: Job, pool: ArqRedis) -> JobView | None:
         return None
     # arq counts the tries started in a key of its own (`arq:retry:<id>`); the queued job keeps
     # only the try it was enqueued with.
-    started = int(await pool.get(retry_key_prefix + job.job_id) or 0)
+    started = await job.tries_started()
     current = started if status is JobStatus.in_progress else started + 1
     return JobView(
         job_id=job.job_id,
@@ -128,9 +126,9 @@ def no_such_job(job_id: str) -> HTTPException:
     response_model_exclude_unset=True,
     responses=problem_responses(404, 422, 503),
 )
-async def read_job(job: JobHandle, pool: TaskPool) -> JobView:
+async def read_job(job: JobHandle) -> JobView:
     """The job's status, tries and times, and its result or error once it has finished."""
-    view = await read_view(job, pool)
+    view = await read_view(job)
     if view is None:
         raise no_such_job(job.job_id)
     return view
@@ -147,19 +145,17 @@ async def read_job(job: JobHandle, pool: TaskPool) -> JobView:
         **problem_responses(404, 409, 422, 503),
     },
 )
-async def abort_job(
-    job: JobHandle, pool: TaskPool, settings: AppSettings, response: Response
-) -> JobView:
+async def abort_job(job: JobHandle, settings: AppSettings, response: Response) -> JobView:
     """Abort the job: 200 with the job, aborted. A queued or deferred job is removed at once; a
     running one is cancelled by its worker, waited for up to `API_ABORT_WAIT` seconds, else 202
     (the abort stands). 404 for an unknown job, 409 for one that has finished."""
-    before = await read_view(job, pool)
+    before = await read_view(job)
     if before is None:
         raise no_such_job(job.job_id)
     if before.status in FINISHED:
         raise HTTPException(409, f"job {job.job_id!r} has already finished ({before.status})")
     aborted = await job.abort(timeout=settings.api_abort_wait, poll_delay=ABORT_POLL_SECONDS)
-    after = await read_view(job, pool)
+    after = await read_view(job)
     # Aborted after the wait ran out, but before the second read: aborted all the same.
     if aborted or (after is not None and after.status == "aborted"):
         # None: aborted and gone, as results are not kept (WORKER_KEEP_RESULT=0).

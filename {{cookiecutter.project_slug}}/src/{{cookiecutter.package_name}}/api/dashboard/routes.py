@@ -105,9 +105,9 @@ def render_live(request: Request, snapshot: Snapshot, settings: AppSettings) -> 
     )
 
 
-async def look_up(job: Job, pool: TaskPool) -> dict[str, Any] | None:
+async def look_up(job: Job) -> dict[str, Any] | None:
     """The job as GET /jobs/{id} shows it, with the arguments it was queued with."""
-    view: JobView | None = await read_view(job, pool)
+    view: JobView | None = await read_view(job)
     if view is None:
         return None
     info = await job.info()
@@ -132,7 +132,7 @@ async def page(
     looked_up = None
     if job and re.fullmatch(JOB_ID_PATTERN, job) and len(job) <= 128:
         handle = Job(job, pool, _queue_name=settings.queue_name, _deserializer=deserialize)
-        looked_up = await look_up(handle, pool)
+        looked_up = await look_up(handle)
     elif job:
         notice = "bad-id"
     body = templates.get_template("page.html").render(
