@@ -179,6 +179,9 @@ async def test_unreadable_heartbeats_are_skipped_and_the_live_worker_still_count
             identity = f"bad-host:{index}:aaaaaa"
             await task_pool.set(key_prefix(queue()) + identity, payload)
             await task_pool.zadd(live_workers_key(queue()), {identity: 2**52})
+        # A heartbeat key of another type: MGET reads it as no key, GET refuses it.
+        await task_pool.hset(key_prefix(queue()) + "bad-host:x:hash", "not", "a beat")  # type: ignore[misc]
+        await task_pool.zadd(live_workers_key(queue()), {"bad-host:x:hash": 2**52})
         before = skipped("heartbeat")
 
         for _ in range(2):  # read again and again, logged once
@@ -234,7 +237,7 @@ async def test_a_live_worker_whose_name_is_not_utf8_is_skipped(task_pool: ArqRed
         assert skipped("live-workers") > before
 
 
-# Running-lists: the queue's counts{% if api %}, the metrics{% endif %} and the dashboard's workers count the jobs in them.
+# Running-lists: the queue's counts{% if api %}, the metrics and the dashboard's workers{% endif %} read them.
 
 
 async def test_running_lists_of_another_type_or_with_ids_not_utf8_are_skipped(
@@ -282,7 +285,7 @@ async def test_a_dead_worker_s_running_list_of_another_type_does_not_stop_the_ot
     assert score < 2**52
 
 
-# The activity record: the dashboard's recent jobs, failures and chart, `just queue-stats`.
+# The activity record: {% if api %}the dashboard's recent jobs, failures and chart, {% endif %}`just queue-stats`.
 
 
 async def test_unreadable_activity_records_are_skipped_and_the_good_ones_shown(
@@ -510,7 +513,21 @@ async def test_a_result_whose_outcome_is_readable_says_how_the_job_ended(
 {%- endif %}
 
 
-@pytest.mark.parametrize("payload", BAD_BYTES.values(), ids=BAD_BYTES.keys())
+def job_record(**changes: Any) -> bytes:
+    """A queued job as arq writes it, with `changes`."""
+    return json.dumps({"f": "example_task", "a": [], "k": {}, "t": 1, "et": 1, **changes}).encode()
+
+
+BAD_JOBS = {
+    **BAD_BYTES,
+    "a function of another type": job_record(f=7),
+    "a try of another type": job_record(t="1"),
+    "a time out of range": job_record(et=10**30),
+    "no arguments": json.dumps({"f": "example_task", "k": {}, "et": 1}).encode(),
+}
+
+
+@pytest.mark.parametrize("payload", BAD_JOBS.values(), ids=BAD_JOBS.keys())
 async def test_a_queued_job_that_cannot_be_read_shows_as_the_worker_will_run_it(
     task_pool: ArqRedis, payload: bytes
 ) -> None:
