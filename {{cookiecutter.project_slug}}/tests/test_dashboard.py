@@ -521,6 +521,37 @@ async def test_requeue_puts_the_dead_letter_back_on_the_queue(
     assert again.headers["location"] == "/dashboard?notice=no-dead-letter&job=letter-1"
 
 
+async def test_a_dead_letter_that_cannot_be_requeued_says_why_instead_of_a_button(
+    dashboard: httpx.AsyncClient, task_pool: ArqRedis
+) -> None:
+    now = datetime.now(UTC)
+    letter = dead_letters.DeadLetter(
+        "letter-2", "send_invoice", [7], {}, "FunctionNotFound", "not here", 1, now, now
+    )
+    await dead_letters.add(task_pool, get_settings().queue_name, letter, limit=1000)
+    page = (await dashboard.get("/dashboard")).text
+
+    assert "Cannot requeue: no job named &#39;send_invoice&#39; is registered" in page
+    assert "/dead-letters/letter-2/requeue" not in page
+    answer = await dashboard.post(
+        "/dashboard/dead-letters/letter-2/requeue", data={"token": token_in(page)}
+    )
+    assert answer.headers["location"] == "/dashboard?notice=not-requeued&job=letter-2"
+    assert await dead_letters.count(task_pool, get_settings().queue_name) == 1
+
+
+async def test_a_job_aborted_before_it_started_shows_it_never_started(
+    dashboard: httpx.AsyncClient,
+) -> None:
+    queued = await enqueue_task("example_task", message="later", _defer_by=60)
+    assert queued is not None
+    assert await queued.abort()
+    page = (await dashboard.get("/dashboard", params={"job": queued.job_id})).text
+
+    assert "(never started)" in page
+    assert "(try" not in page
+
+
 async def test_abort_removes_a_queued_job(dashboard: httpx.AsyncClient) -> None:
     queued = await enqueue_task("example_task", message="later", _defer_by=60)
     assert queued is not None

@@ -28,7 +28,14 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 
 from ...infrastructure import dead_letters
 from ...infrastructure.serialization import deserialize
-from ...queue import Job, JobArgumentError, UnknownTaskError, requeue_dead_letter
+from ...queue import (
+    Job,
+    JobArgumentError,
+    RequeueRefused,
+    UnknownTaskError,
+    requeue_blocker,
+    requeue_dead_letter,
+)
 from ..dependencies import JOB_ID_PATTERN, AppSettings, JobHandle, JobId, TaskPool
 from ..jobs import FINISHED, JobView, read_view
 from .security import SECURITY_HEADERS, check_form_post, form_token, login
@@ -70,14 +77,15 @@ def duration(seconds: float) -> str:
     return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.1f} s"
 
 
-templates.filters.update(text=as_text, clock=clock, duration=duration)
+templates.filters.update(
+    text=as_text, clock=clock, duration=duration, requeue_blocker=requeue_blocker
+)
 
 # What `?notice=` may say after an action; the page shows no other text from the query.
 NOTICES = {
     "requeued": "Dead letter requeued as job {job}, shown below.",
     "no-dead-letter": "No dead letter {job}: requeued or purged already?",
-    "not-requeued": "Dead letter {job} could not be requeued (its job is no longer registered, "
-    "or its arguments no longer fit); it stays listed.",
+    "not-requeued": "Dead letter {job} could not be requeued (the list says why); it stays listed.",
     "purged": "Dead letters purged.",
     "aborted": "Job {job} aborted.",
     "abort-requested": "Job {job} is running: its worker will cancel it on its next poll.",
@@ -196,7 +204,7 @@ async def requeue(request: Request, job_id: JobId, settings: AppSettings) -> Red
         job = await requeue_dead_letter(job_id)
     except LookupError:
         return back_to_page(request, notice="no-dead-letter", job=job_id)
-    except (UnknownTaskError, JobArgumentError):
+    except (RequeueRefused, UnknownTaskError, JobArgumentError):
         return back_to_page(request, notice="not-requeued", job=job_id)
     return back_to_page(request, notice="requeued", job=job.job_id)
 
