@@ -1,5 +1,5 @@
 """Log lines: text by default, one JSON object per line with LOG_FORMAT=json; in either, one line
-per record, whatever a job or a client sends."""
+per record, whatever{% if cookiecutter.cache_backend != "none" %} a job or{% endif %} a client sends."""
 
 {%- set queue = cookiecutter.cache_backend != "none" %}
 {%- set api = cookiecutter.api_framework == "fastapi" %}
@@ -47,7 +47,7 @@ from .conftest import WorkerProcesses
 
 logger = logging.getLogger("{{ cookiecutter.package_name }}.tests")
 
-# What a job's argument, an error or a request's path might carry to forge a line of its own.
+# What an argument, an error or a request's path might carry to forge a line of its own.
 FORGED = "2026-01-01 ERROR forged"
 {%- if queue %}
 

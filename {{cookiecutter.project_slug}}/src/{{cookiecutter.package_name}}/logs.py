@@ -13,11 +13,11 @@ lines about a job (`→`, `←`) carry its id and function.
 {%- endif %}
 `LOG_LEVEL` is the level of the project's own loggers{% if cookiecutter.cache_backend != "none" %}; arq logs at INFO (DEBUG with `--verbose`){% endif %}.
 
-Every record comes out as one line in either format, so nothing a job or a client sends (a job's
-arguments, an error message, a request's path) can forge a log line: text lines write line breaks
-and other control characters as escapes (`\\n`, `\\r`, `\\x1b`, `\\u2028`), tracebacks included;
-JSON escapes them in its strings. The servers' own loggers (uvicorn's access lines, ...) write
-through the same handler, in either format.
+Every record comes out as one line in either format, so that nothing sent from outside (a
+request's path, an error message{% if cookiecutter.cache_backend != "none" %}, a job's arguments{% endif %}) can forge a log line: text lines
+write line breaks and other control characters as escapes (`\\n`, `\\r`, `\\x1b`, `\\u2028`),
+tracebacks included; JSON escapes them in its strings. The servers' own loggers (uvicorn's access
+lines, ...) write through the same handler, in either format.
 
 Both formats redact what they write (redaction.py: no URL credentials, no secret setting's
 value) and cut a message or a traceback at LOG_TEXT_LIMIT characters, saying so.
