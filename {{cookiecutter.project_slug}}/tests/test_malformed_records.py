@@ -590,6 +590,14 @@ async def test_a_try_count_that_cannot_be_read_counts_none(
     assert await handle("hashed", task_pool).tries_started() == 0
     assert await handle("good", task_pool).tries_started() == 2
     assert await handle("none", task_pool).tries_started() == 0
+{%- if api %}
+
+    await task_pool.enqueue_job("example_task", message="counted", _job_id="counted")
+    async with serving() as client:
+        responses = await every_route(client, job_id="counted")
+    view = responses["/jobs/counted"].json()
+    assert (view["status"], view["try"]) == ("queued", 1)
+{%- endif %}
 
 
 async def test_good_results_still_read_as_they_did(

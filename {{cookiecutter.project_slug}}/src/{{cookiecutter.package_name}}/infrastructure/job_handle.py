@@ -47,6 +47,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from ..config import get_settings
+from .job_types import UNREADABLE_JOB
 from .records import (
     LATEST_TIMESTAMP,
     PREVIEW_BYTES,
@@ -429,9 +430,6 @@ class UnreadableResult(JobFailed):
         self.success = success
 
 
-# What the worker runs in place of a job it cannot read (unreadable.py's UNREADABLE_JOB; that
-# module imports the worker's side, which imports this one).
-UNREADABLE_JOB = "reject_unreadable_job"
 _EPOCH = datetime.fromtimestamp(0, UTC)
 _LATEST_MS = LATEST_TIMESTAMP * 1000
 
