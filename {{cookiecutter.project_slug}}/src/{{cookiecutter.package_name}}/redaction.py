@@ -1,20 +1,24 @@
 """Secrets out of every error text and log line, and a cap on how long an error text is kept.
 
-An exception's message is written by code the project does not control: redis-py, an HTTP
-client, a job that formats a connection string into its error. Whatever it says is stored with
-the job (its result, its dead letter, the dashboard's activity record), shown on the job routes,
-the dashboard and the CLI, logged, and sent to Sentry. So every such text passes through
-`redact()` before it is stored or written, which replaces with `***`:
+An exception's message is written by code the project does not control: a database driver, an
+HTTP client, code that formats a connection string into its error.
+{%- if cookiecutter.cache_backend != "none" %} Whatever it says is stored
+with the job (its result, its dead letter, the dashboard's activity record), shown on the job
+routes, the dashboard and the CLI, logged, and sent to Sentry.
+{%- else %} Whatever it says is logged and
+sent to Sentry.
+{%- endif %}
 
-- the user and password of any URL (`redis://:pw@host` -> `redis://***@host`), also one whose
-  password holds a raw `@` or `/`;
-- the value of every secret setting (each `SecretStr` in config.py: SENTRY_DSN,
-  DASHBOARD_PASSWORD, ...) and the password in every URL setting (REDIS_URL), wherever it appears,
-  as written and percent-decoded.
+So every such text passes through `redact()` first, which replaces with `***`:
 
-`error_text()` is the one way a job's error becomes text: "<type>: <message>", redacted, and cut
-to `limit` characters with a note saying so (a 1 MB message would otherwise be stored with the
-job and sent with every refresh of the dashboard). The log keeps up to LOG_TEXT_LIMIT of it.
+- the user and password of any URL (`postgres://app:pw@host` -> `postgres://***@host`), also
+  one whose password holds a raw `@` or `/`;
+- the value of every secret setting (each `SecretStr` in config.py: SENTRY_DSN, ...) and the
+  password in every URL setting{% if cookiecutter.cache_backend != "none" %} (REDIS_URL){% endif %}, wherever it appears, as written
+  and percent-decoded.
+
+`error_text()` is the one way an error becomes stored text: "<type>: <message>", redacted, and
+cut to `limit` characters with a note saying so. The log keeps up to LOG_TEXT_LIMIT of it.
 """
 
 import re
