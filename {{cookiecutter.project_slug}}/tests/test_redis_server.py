@@ -327,11 +327,19 @@ async def test_a_second_ctrl_c_stops_dev_at_once_and_the_job_runs_again(
     folder: Folder, start: Callable[..., Dev]
 ) -> None:
     folder.configure(WORKER_SHUTDOWN_GRACE=LONG_GRACE)
+{%- if cookiecutter.api_framework == "fastapi" %}
+    # With the API, reloading: uvicorn serves from a child of its own process.
+    api_port = free_port()
+    first = start("--worker", "--worker-settings", FAULT_JOBS, "--reload", "--api", str(api_port))
+    first.wait_for("Application startup complete")
+{%- else %}
     first = start("--worker", "--worker-settings", FAULT_JOBS)
+{%- endif %}
     first.wait_for("Redis is ready")
     async with folder.pool() as pool:
         await pool.enqueue_job("sleepy", "interrupted", 600.0)  # 0.1 s when it runs again
     folder.wait_for_value("starts:interrupted", b"1")
+    started = descendants(first.process.pid)
     first.ctrl_c()
     first.wait_for("stopping: waiting up to")
     # A Ctrl-C less than REPEAT_WINDOW_SECONDS (1 s) after the first counts as the same one.
@@ -341,6 +349,7 @@ async def test_a_second_ctrl_c_stops_dev_at_once_and_the_job_runs_again(
 
     assert first.exit_code() == 130  # within WAIT_SECONDS: long before the grace period ends
     assert "stopped now: 1 running job left to run again" in first.output()
+    assert_all_end(started)  # nothing left holding a port (the API's server process included)
     assert not port_is_open(folder.port)
     # The job stayed on the queue, in the kept data, and the next worker runs it at once.
     second = start("--worker", "--worker-settings", FAULT_JOBS)

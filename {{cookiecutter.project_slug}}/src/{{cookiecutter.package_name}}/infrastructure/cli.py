@@ -28,6 +28,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from ..config import describe_invalid_settings, get_settings
+from ..logs import one_line
 from . import dead_letters
 from .activity import OUTCOMES, QueueCounts, queue_counts
 from .connection import (
@@ -81,11 +82,16 @@ async def list_dead_letters(redis: Redis, args: argparse.Namespace) -> int:
     print(f"{len(letters)} dead letter(s) on queue {queue_name}")
     for letter in letters:
         blocker = requeue_blocker(letter)
+        # Each field on its line, control characters escaped: what a job was given or raised
+        # cannot forge a line of this listing or steer the terminal (logs.one_line).
         print(
-            f"  {letter.job_id}  {letter.function}  tries={letter.tries}  "
-            f"failed={letter.failed_at:%Y-%m-%d %H:%M:%S}  {letter.error_type}: {letter.error}\n"
-            f"      args={letter.args!r} kwargs={letter.kwargs!r}\n"
-            f"      {requeue_hint(letter.job_id, blocker)}"
+            one_line(
+                f"  {letter.job_id}  {letter.function}  tries={letter.tries}  "
+                f"failed={letter.failed_at:%Y-%m-%d %H:%M:%S}  {letter.error_type}: {letter.error}"
+            ),
+            one_line(f"      args={letter.args!r} kwargs={letter.kwargs!r}"),
+            one_line(f"      {requeue_hint(letter.job_id, blocker)}"),
+            sep="\n",
         )
     return 0
 

@@ -360,6 +360,13 @@ def _stop_process(process: "subprocess.Popen[bytes]", stop_signal: int, timeout:
             process.wait()
 
 
+def _kill_group(process: "subprocess.Popen[bytes]") -> None:
+    """SIGKILL `process`'s group (it leads one: `start_new_session=True`), and reap `process`."""
+    with contextlib.suppress(ProcessLookupError):  # the whole group has ended already
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
 class StopRequests:
     """Counts the requests to stop this process: Ctrl-C (SIGINT), SIGTERM and SIGHUP.
 
@@ -534,9 +541,12 @@ class DevApi:
         """SIGTERM (uvicorn finishes the requests in flight), then SIGKILL after
         API_STOP_SECONDS; at once with `at_once`."""
         self._watcher.release()
-        if at_once and self.process.poll() is None:
-            self.process.kill()
+        # uvicorn --reload serves from a child process: kill its whole group, or the child
+        # lives on, still holding the port.
+        if at_once:
+            _kill_group(self.process)
         _stop_process(self.process, signal.SIGTERM, timeout=API_STOP_SECONDS)
+        _kill_group(self.process)  # whatever of the group outlived its leader
 
 
 def run_dev(
