@@ -8,8 +8,10 @@ using one of its tries, so that a worker with the function runs it. Only once it
 WORKER_MISSING_FUNCTION_WAIT seconds (from the first time a worker found it lacked the function)
 does it fail, as a dead letter whose error names the function: that last look is its one try.
 
-Each give-back is a try that ends `retried` with a `FunctionNotFound` error (job_events.py): the
-metrics count it under the function's name and the dashboard lists it with the recent failures.
+The first give-back is reported as a try that ends `retried` with a `FunctionNotFound` error
+(job_events.py), and logged: the metrics count it under the function's name and the dashboard
+lists it with the recent failures. Later looks are not (one job waiting an hour would otherwise
+fill the failure lists); the end, a dead letter, is.
 
 Only the project's worker (worker.py) does this; arq's own loop (`arq ...WorkerSettings`) fails
 such a job at once, as arq does.
@@ -31,9 +33,9 @@ from .retries import record_dead_letter, report_end, report_start
 logger = logging.getLogger(__name__)
 
 # The delay before a job is offered again: a tenth of how long it has waited, within these bounds
-# (seconds), so a short deploy costs seconds and a stuck one a look every half minute.
-SHORTEST_DELAY_SECONDS = 1.0
-LONGEST_DELAY_SECONDS = 30.0
+# (seconds), so a short deploy costs seconds and a stuck one a look a minute.
+SHORTEST_DELAY_SECONDS = 5.0
+LONGEST_DELAY_SECONDS = 60.0
 
 
 class FunctionNotFound(Exception):
@@ -48,7 +50,6 @@ def wait_for_function(name: str) -> Function:
     """The function a worker runs for a job whose function `name` it does not have."""
 
     async def wait(ctx: JobContext, *args: Any, **kwargs: Any) -> None:
-        started = report_start(ctx, name)
         redis = ctx["redis"]
         settings = get_settings()
         key = waiting_since_key(settings.queue_name, ctx["job_id"])
@@ -56,7 +57,7 @@ def wait_for_function(name: str) -> Function:
         async with redis.pipeline(transaction=True) as pipe:
             pipe.set(key, str(time.time()), nx=True, ex=int(wait_seconds) + 86_400)
             pipe.get(key)
-            _, since = await pipe.execute()
+            first_look, since = await pipe.execute()
         waited = time.time() - float(since)
         if waited < wait_seconds:
             # arq counted a try when it read the job: it ran nothing, so take it back.
@@ -67,14 +68,18 @@ def wait_for_function(name: str) -> Function:
                 f"that has it (waiting {waited:.0f} s of WORKER_MISSING_FUNCTION_WAIT "
                 f"{wait_seconds:.0f} s)"
             )
-            logger.warning("%s: %s; offered again in %.1f s", ctx["job_id"], error, delay)
-            report_end(started, "retried", error)
+            if first_look:
+                logger.warning("%s: %s; offered again in %.1f s", ctx["job_id"], error, delay)
+                report_end(report_start(ctx, name), "retried", error)
+            else:
+                logger.debug("%s: %s; offered again in %.1f s", ctx["job_id"], error, delay)
             raise Retry(defer=delay)
         error = FunctionNotFound(
             f"function {name!r} is not registered on any worker that took the job in "
             f"{waited:.0f} s (WORKER_MISSING_FUNCTION_WAIT is {wait_seconds:.0f} s)"
         )
         # This last look counts as the job's try: it fails, as every reader says (try 1).
+        started = report_start(ctx, name)
         await record_dead_letter(ctx, name, args, kwargs, error)
         await redis.delete(key)
         report_end(started, "failed", error)
