@@ -218,7 +218,8 @@ def count_ticks(values: list[int]) -> list[Tick]:
 
 
 def time_ticks(buckets: list[ChartBucket]) -> list[Tick]:
-    """HH:MM at every TIME_TICK_SECONDS of the clock the buckets span."""
+    """HH:MM at every TIME_TICK_SECONDS of the clock the buckets span, its right edge left out:
+    always the same number of labels (5 in 15 minutes), wherever the window starts."""
     if not buckets:
         return []
     start = buckets[0].start.timestamp()
@@ -230,7 +231,7 @@ def time_ticks(buckets: list[ChartBucket]) -> list[Tick]:
             percent=round(100 * (moment - start) / span, 2),
             user=round(WIDTH * (moment - start) / span, 2),
         )
-        for moment in range(first, int(start + span) + 1, TIME_TICK_SECONDS)
+        for moment in range(first, int(start + span), TIME_TICK_SECONDS)
     ]
 
 
