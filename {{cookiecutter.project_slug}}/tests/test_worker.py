@@ -7,6 +7,7 @@ after it is queued; bench/compare.py measures that): they tell a wake-up from a 
 """
 
 import asyncio
+import contextlib
 import signal
 from collections.abc import AsyncIterator
 from typing import Any
@@ -173,6 +174,31 @@ async def test_a_job_cancelled_before_its_function_ran_is_given_back(
     await running  # ends normally: arq's close() gathers it
 
     assert await queued.status() == JobStatus.queued
+
+
+async def test_closing_a_worker_whose_job_is_in_its_after_job_hook_completes(
+    task_pool: ArqRedis, redis_server: LocalRedisServer
+) -> None:
+    # arq's close() cancels every job task and gathers them: one cancelled after its outcome
+    # was written (here, held in the after-job hook) must end normally, or close() raises.
+    in_hook = asyncio.Event()
+
+    async def after_job_end(ctx: dict[str, Any]) -> None:
+        in_hook.set()
+        await asyncio.sleep(30)
+
+    worker = make_worker(redis_server.url, after_job_end=after_job_end)
+    running = asyncio.create_task(worker.async_run())
+    queued = await enqueue_task("example_task", message="done")
+    assert queued is not None
+    await asyncio.wait_for(in_hook.wait(), timeout=5)
+    running.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await running
+
+    await worker.close()  # before: raised the job task's CancelledError
+
+    assert await queued.status() == JobStatus.complete
 
 
 FAULT_JOBS = "tests.fault_jobs.WorkerSettings"

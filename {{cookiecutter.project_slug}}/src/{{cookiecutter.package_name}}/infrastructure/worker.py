@@ -167,6 +167,8 @@ class Worker(ArqWorker):
         # Jobs whose try arq has counted (it has called on_job_start): given back unrun, the
         # try is taken back.
         self._tries_counted: set[str] = set()
+        # Jobs whose outcome arq has written (finish_job): only its after-job hook is left.
+        self._outcomes_written: set[str] = set()
         self.functions = FunctionTable(self.functions, wait_for_function)
         # arq counts an abort as a failure (jobs_failed); here it counts as an abort.
         self.jobs_aborted = 0
@@ -229,6 +231,10 @@ class Worker(ArqWorker):
         try:
             await super().run_job(job_id, score)
         except asyncio.CancelledError:
+            if job_id in self._outcomes_written:
+                # Cancelled (arq's close()) in the hooks after the outcome was written: the job
+                # is done. End normally, so that close(), which gathers the job tasks, completes.
+                return
             if job_id in self._functions_starting:
                 raise  # arq's own handling of a cancelled job did not finish: not ours to undo
             # Cancelled (arq's shutdown cancels every job task) while arq was still reading the
@@ -241,6 +247,7 @@ class Worker(ArqWorker):
             self._scores_before_claim.pop(job_id, None)
             self._functions_starting.discard(job_id)
             self._tries_counted.discard(job_id)
+            self._outcomes_written.discard(job_id)
 
     async def give_back(self, job_id: str, score: int, try_counted: bool) -> None:
         """Undo a claim: the job is due again at `score`, no longer in progress, and (with
@@ -326,6 +333,7 @@ class Worker(ArqWorker):
                 incr_score,
                 keep_in_progress,
             )
+            self._outcomes_written.add(job_id)
         finally:
             renewals.cancel()
             # A renewal that failed (Redis away for good) changes nothing for the write above.
