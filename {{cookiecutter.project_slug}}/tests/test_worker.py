@@ -201,6 +201,34 @@ async def test_closing_a_worker_whose_job_is_in_its_after_job_hook_completes(
     assert await queued.status() == JobStatus.complete
 
 
+async def sleeps_briefly(ctx: dict[str, Any]) -> str:
+    await ctx["redis"].set("sleeps_briefly:started", 1)
+    await asyncio.sleep(0.3)
+    return "slept"
+
+
+async def test_closing_a_worker_while_a_job_s_outcome_is_being_written_completes(
+    task_pool: ArqRedis, redis_server: LocalRedisServer
+) -> None:
+    worker = make_worker(redis_server.url, functions=[job(sleeps_briefly)])
+    running = asyncio.create_task(worker.async_run())
+    queued = await task_pool.enqueue_job("sleeps_briefly")
+    assert queued is not None
+    for _ in range(250):
+        if await task_pool.exists("sleeps_briefly:started"):
+            break
+        await asyncio.sleep(0.02)
+    await task_pool.client_pause(1000, all=False)  # the outcome's write waits until 1 s
+    await asyncio.sleep(0.6)  # the job has ended: its outcome is being written
+    running.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await running
+
+    await worker.close()  # before: raised the job task's CancelledError
+
+    assert await queued.result(timeout=5) == "slept"
+
+
 FAULT_JOBS = "tests.fault_jobs.WorkerSettings"
 
 

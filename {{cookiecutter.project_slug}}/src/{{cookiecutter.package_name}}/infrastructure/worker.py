@@ -167,8 +167,8 @@ class Worker(ArqWorker):
         # Jobs whose try arq has counted (it has called on_job_start): given back unrun, the
         # try is taken back.
         self._tries_counted: set[str] = set()
-        # Jobs whose outcome arq has written (finish_job): only its after-job hook is left.
-        self._outcomes_written: set[str] = set()
+        # The task writing each job's outcome (finish_job, which arq shields), once it starts.
+        self._outcome_writes: dict[str, asyncio.Task[Any] | None] = {}
         self.functions = FunctionTable(self.functions, wait_for_function)
         # arq counts an abort as a failure (jobs_failed); here it counts as an abort.
         self.jobs_aborted = 0
@@ -231,9 +231,14 @@ class Worker(ArqWorker):
         try:
             await super().run_job(job_id, score)
         except asyncio.CancelledError:
-            if job_id in self._outcomes_written:
-                # Cancelled (arq's close()) in the hooks after the outcome was written: the job
-                # is done. End normally, so that close(), which gathers the job tasks, completes.
+            writing = self._outcome_writes.get(job_id)
+            if writing is not None:
+                # Cancelled (arq's close()) once its outcome was being written, or after: arq
+                # shields that write, so it goes on. Let it finish, then end normally, so that
+                # close(), which gathers the job tasks and then closes the pool, completes.
+                if writing is not asyncio.current_task():
+                    with contextlib.suppress(Exception, asyncio.CancelledError):
+                        await asyncio.shield(writing)
                 return
             if job_id in self._functions_starting:
                 raise  # arq's own handling of a cancelled job did not finish: not ours to undo
@@ -247,7 +252,7 @@ class Worker(ArqWorker):
             self._scores_before_claim.pop(job_id, None)
             self._functions_starting.discard(job_id)
             self._tries_counted.discard(job_id)
-            self._outcomes_written.discard(job_id)
+            self._outcome_writes.pop(job_id, None)
 
     async def give_back(self, job_id: str, score: int, try_counted: bool) -> None:
         """Undo a claim: the job is due again at `score`, no longer in progress, and (with
@@ -315,6 +320,7 @@ class Worker(ArqWorker):
                 await asyncio.sleep(min(5.0, self.in_progress_timeout_s / 3))
                 await self.pool.pexpire(in_progress_key_prefix + job_id, lifetime_ms)
 
+        self._outcome_writes[job_id] = asyncio.current_task()
         renewals = asyncio.create_task(keep_claimed())
         try:
             if not finish:
@@ -333,7 +339,6 @@ class Worker(ArqWorker):
                 incr_score,
                 keep_in_progress,
             )
-            self._outcomes_written.add(job_id)
         finally:
             renewals.cancel()
             # A renewal that failed (Redis away for good) changes nothing for the write above.
