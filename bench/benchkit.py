@@ -5,8 +5,8 @@ queue in worker processes of its own, the same way for arq and for the other que
 
 `poll_delay.py`, `compare.py` and `api.py` run in two halves: outside (the template's
 environment) they bake the default project and `uv sync` it, then `run_script_inside` copies the
-script and this module into the project and runs the script there with `--inside`, in the
-project's own venv.
+script and this module (and, for compare.py, its compare_*.py modules) into the project and runs
+the script there with `--inside`, in the project's own venv.
 `celery_drain.py` and `peer_drain.py` import it in the other queues' venvs, so its top level
 imports the standard library only.
 """
@@ -84,14 +84,21 @@ def sync(project: Path, environment: dict[str, str]) -> None:
 
 
 def run_script_inside(
-    project: Path, script: str, arguments: list[str], environment: dict[str, str], timeout: float
+    project: Path,
+    script: str,
+    arguments: list[str],
+    environment: dict[str, str],
+    timeout: float,
+    modules: tuple[str, ...] = (),
 ) -> Any:
-    """Copy `script` and this module into `project`, run the script there with
-    `--inside <package> *arguments` in the project's venv, and return the JSON on its last line."""
+    """Copy `script`, this module and `modules` (files beside the script that it imports, under
+    their own names) into `project`, run the script there with `--inside <package> *arguments`
+    in the project's venv, and return the JSON on its last line."""
     package = json.loads((project / ".cookiecutter.json").read_text())["package_name"]
     copy = project / f"bench_{Path(script).name}"
     shutil.copyfile(script, copy)
-    shutil.copyfile(__file__, project / Path(__file__).name)
+    for module in (__file__, *modules):
+        shutil.copyfile(module, project / Path(module).name)
     run = subprocess.run(
         ["uv", "run", "python", copy.name, "--inside", package, *arguments],
         cwd=project,
