@@ -456,7 +456,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
     package = args.inside
     os.environ["LOG_LEVEL"] = "WARNING"
     config = importlib.import_module(f"{package}.config")
-    redis_server = importlib.import_module(f"{package}.infrastructure.redis_server")
+    redis_server = importlib.import_module(f"{package}.infrastructure.local.redis_server")
     queue = importlib.import_module(f"{package}.queue")
     with redis_server.LocalRedisServer() as server:
         say(f"Redis at {server.url}")

@@ -145,15 +145,15 @@ async def drain_worker(package: str) -> None:
 
 
 def has_worker_module(package: str) -> bool:
-    """Whether the project has its own worker entry point (infrastructure/worker.py)."""
+    """Whether the project has its own worker entry point (infrastructure/worker/loop.py)."""
     return importlib.util.find_spec(f"{package}.infrastructure.worker") is not None
 
 
 def worker_loop(package: str) -> str:
     """Which loop the generated worker runs, for the line above --workers' tables."""
     if has_worker_module(package):
-        return f"{package}.infrastructure.worker.create_worker (the project's loop)"
-    return "arq's create_worker with WorkerSettings (arq's poll loop: no infrastructure/worker.py)"
+        return f"{package}.infrastructure.worker.loop.create_worker (the project's loop)"
+    return "arq's create_worker with WorkerSettings (arq's poll loop: no infrastructure/worker/loop.py)"
 
 
 def queue_drivers(script: str, package: str, tasks: Any, arq_pool: Any) -> dict[str, QueueDriver]:
@@ -184,13 +184,14 @@ def queue_drivers(script: str, package: str, tasks: Any, arq_pool: Any) -> dict[
 
 def generated_worker(package: str, tasks: Any) -> Any:
     """The generated worker as the project runs it, with the bench's jobs added and cron off:
-    its own `create_worker` (infrastructure/worker.py) where the project has one, else arq's
+    its own `create_worker` (infrastructure/worker/loop.py) where the project has one, else arq's
     with the project's WorkerSettings."""
     functions = (*tasks.WorkerSettings.functions, *(tasks.job(job) for job in BENCH_JOBS))
     overrides = {"functions": functions, "cron_jobs": (), "handle_signals": False}
     if has_worker_module(package):
-        module = importlib.import_module(f"{package}.infrastructure.worker")
-        return module.create_worker(**overrides)
+        module = importlib.import_module(f"{package}.infrastructure.worker.loop")
+        tasks = importlib.import_module(f"{package}.infrastructure.tasks")
+        return module.create_worker(tasks.WorkerSettings, **overrides)
     from arq.worker import create_worker
 
     return create_worker({**vars(tasks.WorkerSettings), **overrides})
@@ -200,7 +201,7 @@ def use_project_loop(package: str) -> None:
     """As `just worker` runs the generated worker: on uvloop where the project has it
     (worker.py's main). Called before the worker process's event loop starts."""
     if has_worker_module(package):
-        module = importlib.import_module(f"{package}.infrastructure.worker")
+        module = importlib.import_module(f"{package}.infrastructure.worker.loop")
         getattr(module, "use_uvloop_if_installed", lambda: None)()
 
 

@@ -162,7 +162,7 @@ async def cold_start(tasks: Any, pool: Any, package: str, checks: int) -> tuple[
         (result,) = await wait_for_results([job])
         seconds = result.start_time.timestamp() - started
         check_times = []
-        check = [sys.executable, "-m", f"{package}.infrastructure.cli", "worker-check"]
+        check = [sys.executable, "-m", f"{package}.infrastructure.ops.cli", "worker-check"]
         for _ in range(checks):
             check_started = time.perf_counter()
             run = await asyncio.create_subprocess_exec(*check, stdout=subprocess.DEVNULL)

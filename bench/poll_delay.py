@@ -318,7 +318,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
 
     package = args.inside
     config = importlib.import_module(f"{package}.config")
-    redis_server = importlib.import_module(f"{package}.infrastructure.redis_server")
+    redis_server = importlib.import_module(f"{package}.infrastructure.local.redis_server")
     with redis_server.LocalRedisServer() as server:
         say(f"Redis at {server.url}")
         os.environ["REDIS_URL"] = server.url

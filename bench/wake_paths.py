@@ -99,8 +99,8 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
     package = args.inside
     Path(f"{SETTINGS_MODULE}.py").write_text(SETTINGS.format(package=package))
     config = importlib.import_module(f"{package}.config")
-    redis_server = importlib.import_module(f"{package}.infrastructure.redis_server")
-    serialization = importlib.import_module(f"{package}.infrastructure.serialization")
+    redis_server = importlib.import_module(f"{package}.infrastructure.local.redis_server")
+    serialization = importlib.import_module(f"{package}.infrastructure.store.serialization")
     queue = importlib.import_module(f"{package}.queue")
     with redis_server.LocalRedisServer() as server:
         os.environ["REDIS_URL"] = server.url

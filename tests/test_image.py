@@ -322,7 +322,7 @@ def wait_until(check, seconds: float, what: str) -> Any:
 
 
 def worker_check(built: Built, container: str) -> subprocess.CompletedProcess[str]:
-    cli = f"{built.package}.infrastructure.cli"
+    cli = f"{built.package}.infrastructure.ops.cli"
     return podman(
         "exec", container, "python", "-m", cli, "worker-check", "--this-host", check=False
     )
@@ -451,7 +451,7 @@ def test_worker_in_the_image_runs_a_job_from_the_host_and_checks_itself(
         built.name,
         "python",
         "-m",
-        f"{built.package}.infrastructure.cli",
+        f"{built.package}.infrastructure.ops.cli",
         "worker-check",
         "--this-host",
         check=False,

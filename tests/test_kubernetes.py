@@ -215,7 +215,7 @@ def test_keda_scales_workers_on_jobs_ready_to_run_and_keeps_busy_ones(project: P
 def check_served(project: Path, objects: list[dict[str, Any]], url: str, metric: str) -> None:
     """The gauge exists in the project, and `url` names a Service, port and pods that serve it."""
     package = next((project / "src").iterdir())
-    assert f'"{metric}"' in (package / "infrastructure/metrics.py").read_text()
+    assert f'"{metric}"' in (package / "infrastructure/ops/metrics.py").read_text()
     parts = re.fullmatch(r"http://([\w-]+)\.([\w-]+)\.svc\.cluster\.local:(\d+)/metrics", url)
     assert parts, url
     service_name, namespace, port = parts.groups()

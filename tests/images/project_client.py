@@ -22,7 +22,7 @@ from typing import Any
 
 
 def serve_redis(package: str) -> None:
-    redis_server = importlib.import_module(f"{package}.infrastructure.redis_server")
+    redis_server = importlib.import_module(f"{package}.infrastructure.local.redis_server")
     with redis_server.LocalRedisServer() as server:
         print(server.url, flush=True)
         sys.stdin.read()  # until the test closes it (or exits)

@@ -7,10 +7,16 @@ import sys
 
 from pydantic import ValidationError
 
-from .config import describe_invalid_settings, get_settings
+from .config import get_settings
 from .error_tracking import init_error_tracking
+from .infrastructure.settings import describe_invalid_settings
 {%- if cookiecutter.cache_backend != "none" %}
-from .infrastructure.connection import RedisUnavailableError, close_pool, connect, redis_location
+from .infrastructure.store.connection import (
+    RedisUnavailableError,
+    close_pool,
+    connect,
+    redis_location,
+)
 {%- endif %}
 from .logs import configure_logging
 {%- if cookiecutter.cache_backend != "none" %}

@@ -34,7 +34,7 @@ from .redaction import redacted
 {%- if cookiecutter.cache_backend != "none" %}
 
 # The logger of retries.py, whose lines repeat what `capture_job_failure` reports.
-DEAD_LETTER_LOGGER = f"{__package__}.infrastructure.retries"
+DEAD_LETTER_LOGGER = f"{__package__}.infrastructure.worker.retries"
 {%- endif %}
 
 

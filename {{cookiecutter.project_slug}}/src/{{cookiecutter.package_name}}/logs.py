@@ -38,7 +38,7 @@ from .redaction import LOG_TEXT_LIMIT, cap, redact
 LogFormat = Literal["text", "json"]
 {%- if cookiecutter.cache_backend != "none" %}
 
-# The job the current task runs, set by `retrying()` (infrastructure/retries.py) for each try:
+# The job the current task runs, set by `retrying()` (infrastructure/worker/retries.py) for each try:
 # {"job_id": ..., "function": ..., "try": ...}.
 job_fields: ContextVar[dict[str, Any] | None] = ContextVar("job_fields", default=None)
 

@@ -1,17 +1,18 @@
-"""Everything job authors and clients use, in one place (tests/test_queue.py pins the list).
+"""Everything job authors and clients use, in one place (tests/infrastructure/test_queue.py pins
+the list).
 
-    from {{ cookiecutter.package_name }}.queue import enqueue_task, get_job, JobFailed
+    from {{ cookiecutter.package_name }}.queue import JobContext, enqueue_task, get_job, job
 
-Job authors: `JobContext`, `PermanentError`, `Retry`, and `job()` / `cron_job()` to register a job
-in `WorkerSettings` (infrastructure/tasks.py). Clients: `enqueue_task`, `get_job` and the `Job`
-handle, `run_sync` from synchronous code, `queue_depth`, and the errors. See
-docs/background-tasks.md.
+Job authors: `@job` / `@cron_job` to declare a job where it lives (jobs.py), `JobContext`,
+`PermanentError`, `Retry`. Clients: a declared job's `enqueue(...)` (typed: `Job[R]`), or
+`enqueue_task("name", ...)` by name; `get_job` and the `Job` handle, `run_sync` from synchronous
+code, `queue_depth`, and the errors. See docs/background-tasks.md.
 """
 
 from arq import Retry
 from arq.jobs import ResultNotFound
 
-from .infrastructure.client import (
+from .infrastructure.client.enqueue import (
     JobArgumentError,
     RequeueRefused,
     UnknownTaskError,
@@ -23,21 +24,32 @@ from .infrastructure.client import (
     requeue_dead_letter,
     run_sync,
 )
-from .infrastructure.connection import RedisUnavailableError
-from .infrastructure.depth import QueueDepth, queue_depth
-from .infrastructure.functions import cron_job, job
-from .infrastructure.job_handle import Job, JobStatus
-from .infrastructure.job_types import JobContext, JobFunction
-from .infrastructure.retries import PermanentError
-from .infrastructure.serialization import JobAborted, JobFailed
+from .infrastructure.client.handles import (
+    CronJobHandle,
+    DeclaredJob,
+    JobHandle,
+    UniqueJobHandle,
+    cron_job,
+    job,
+)
+from .infrastructure.job_types import JobContext, JobFunction, PermanentError
+from .infrastructure.registry import DuplicateJobError
+from .infrastructure.store.connection import RedisUnavailableError
+from .infrastructure.store.depth import QueueDepth, queue_depth
+from .infrastructure.store.job_handle import Job, JobStatus
+from .infrastructure.store.serialization import JobAborted, JobFailed
 
 __all__ = [
+    "CronJobHandle",
+    "DeclaredJob",
+    "DuplicateJobError",
     "Job",
     "JobAborted",
     "JobArgumentError",
     "JobContext",
     "JobFailed",
     "JobFunction",
+    "JobHandle",
     "JobStatus",
     "PermanentError",
     "QueueDepth",
@@ -45,6 +57,7 @@ __all__ = [
     "RequeueRefused",
     "ResultNotFound",
     "Retry",
+    "UniqueJobHandle",
     "UnknownTaskError",
     "close_task_pool",
     "cron_job",

@@ -25,15 +25,16 @@ from fastapi.routing import APIRoute
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..config import settings_or_exit
+from ..config import get_settings
 from ..error_tracking import init_error_tracking
+from ..infrastructure.settings import settings_or_exit
 from ..logs import configure_logging
 {%- if cookiecutter.cache_backend != "none" %}
 from ..queue import RedisUnavailableError, close_task_pool
-from . import dashboard, examples, health, jobs, metrics
+from . import dashboard, health, jobs, metrics, routes
 from .dependencies import task_pool
 {%- else %}
-from . import health
+from . import health, routes
 {%- endif %}
 from .problems import (
     EXCEPTION_HANDLERS,
@@ -114,7 +115,8 @@ class BodySizeLimit:
 def create_app() -> FastAPI:
     """The API, configured from the settings (config.py); every error is a problem document
     (problems.py)."""
-    settings = settings_or_exit()  # a bad setting: one line, not a traceback from uvicorn
+    # A bad setting: one line, not a traceback from uvicorn.
+    settings = settings_or_exit(get_settings)
     configure_logging(settings.log_level, settings.log_format)
     init_error_tracking()
     app = FastAPI(
@@ -129,8 +131,9 @@ def create_app() -> FastAPI:
     app.add_middleware(BodySizeLimit, max_bytes=settings.api_max_body_bytes)
     app.add_middleware(UnexpectedErrors)  # added last: the outermost, sees every error
     app.include_router(health.router)
+    for router in routes.ROUTERS:  # yours: api/routes.py
+        app.include_router(router)
 {%- if cookiecutter.cache_backend != "none" %}
-    app.include_router(examples.router)
     app.include_router(jobs.router)
     app.include_router(metrics.router)
     if settings.dashboard_password is not None:  # else /dashboard is a plain 404

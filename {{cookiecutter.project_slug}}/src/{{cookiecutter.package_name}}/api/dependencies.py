@@ -10,7 +10,7 @@ with `app.dependency_overrides[...]`.
 {% if cookiecutter.cache_backend != "none" -%}
 import asyncio
 {% endif -%}
-from typing import Annotated
+from typing import Annotated{% if cookiecutter.cache_backend != "none" %}, Any{% endif %}
 
 {% if cookiecutter.cache_backend != "none" -%}
 from arq.connections import ArqRedis
@@ -21,9 +21,9 @@ from fastapi import Depends
 
 from ..config import Settings, get_settings
 {%- if cookiecutter.cache_backend != "none" %}
-from ..infrastructure.client import open_task_pool
-from ..infrastructure.connection import unavailable
-from ..infrastructure.serialization import deserialize
+from ..infrastructure.client.enqueue import open_task_pool
+from ..infrastructure.store.connection import unavailable
+from ..infrastructure.store.serialization import deserialize
 from ..queue import Job, get_task_pool
 {%- endif %}
 
@@ -82,12 +82,12 @@ JobId = Annotated[
 ]
 
 
-async def job_handle(job_id: JobId, pool: TaskPool, settings: AppSettings) -> Job:
+async def job_handle(job_id: JobId, pool: TaskPool, settings: AppSettings) -> Job[Any]:
     """The `Job` handle (job_handle.py) for the job the path names; it may not exist."""
     return Job(job_id, pool, _queue_name=settings.queue_name, _deserializer=deserialize)
 
 
-JobHandle = Annotated[Job, Depends(job_handle)]
+JobHandle = Annotated[Job[Any], Depends(job_handle)]
 {%- endif %}
 
 

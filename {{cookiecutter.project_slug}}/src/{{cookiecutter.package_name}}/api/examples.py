@@ -20,7 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
 
-from ..infrastructure.serialization import deserialize, serialize
+from ..infrastructure.store.serialization import deserialize, serialize
 from ..queue import enqueue_task, get_job
 from .dependencies import authorize, task_pool
 from .jobs import job_path

@@ -24,8 +24,8 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 {%- if cookiecutter.cache_backend != "none" %}
 
-from ..infrastructure.connection import RedisUnavailableError, unavailable, write_refusal
-from ..infrastructure.heartbeat import live_workers
+from ..infrastructure.store.connection import RedisUnavailableError, unavailable, write_refusal
+from ..infrastructure.store.heartbeat import live_workers
 from ..queue import get_task_pool
 from .dependencies import AppSettings
 from .problems import problem_responses

@@ -16,7 +16,7 @@ from arq.jobs import JobResult
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..infrastructure.job_handle import outcome_of
+from ..infrastructure.store.job_handle import outcome_of
 from ..queue import Job, JobStatus
 from .dependencies import AppSettings, JobHandle, authorize
 from .problems import problem_responses
@@ -65,7 +65,7 @@ def job_path(request: Request, job_id: str) -> str:
     return f"{request.scope.get('root_path', '')}{router.prefix}/{job_id}"
 
 
-async def read_view(job: Job) -> JobView | None:
+async def read_view(job: Job[Any]) -> JobView | None:
     """The job as the API shows it, or None if there is no such job (any more)."""
     info = await job.info()  # its result if it has finished, else what was queued
     if isinstance(info, JobResult):

@@ -1,6 +1,6 @@
 """`GET /metrics`: the queue-level gauges in Prometheus's text format, for Prometheus to scrape.
 
-Waiting, deferred and running jobs, dead letters and live workers (infrastructure/metrics.py
+Waiting, deferred and running jobs, dead letters and live workers (infrastructure/ops/metrics.py
 names them), read from Redis at each request without a SCAN (depth.py's `queue_stats`). Like
 the health checks it needs no `authorize`: it shows counts only, and Prometheus scrapes from
 inside the deployment. It is left out of the OpenAPI schema: it is not JSON, and no client of
@@ -12,8 +12,8 @@ API's process has none to add.
 
 from fastapi import APIRouter, Response
 
-from ..infrastructure.depth import queue_stats
-from ..infrastructure.metrics import CONTENT_TYPE, render_queue_stats
+from ..infrastructure.ops.metrics import CONTENT_TYPE, render_queue_stats
+from ..infrastructure.store.depth import queue_stats
 from .dependencies import AppSettings, TaskPool
 
 router = APIRouter()

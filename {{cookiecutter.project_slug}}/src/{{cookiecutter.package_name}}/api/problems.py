@@ -28,7 +28,7 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 {%- if cookiecutter.cache_backend != "none" %}
 
-from ..infrastructure.connection import RedisUnavailableError, unavailable
+from ..infrastructure.store.connection import RedisUnavailableError, unavailable
 {%- endif %}
 
 logger = logging.getLogger(__name__)

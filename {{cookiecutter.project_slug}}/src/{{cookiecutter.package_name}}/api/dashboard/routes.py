@@ -26,8 +26,8 @@ import jinja2
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 
-from ...infrastructure import dead_letters
-from ...infrastructure.serialization import deserialize
+from ...infrastructure.store import dead_letters
+from ...infrastructure.store.serialization import deserialize
 from ...queue import (
     Job,
     JobArgumentError,
@@ -113,7 +113,7 @@ def render_live(request: Request, snapshot: Snapshot, settings: AppSettings) -> 
     )
 
 
-async def look_up(job: Job) -> dict[str, Any] | None:
+async def look_up(job: Job[Any]) -> dict[str, Any] | None:
     """The job as GET /jobs/{id} shows it, with the arguments it was queued with."""
     view: JobView | None = await read_view(job)
     if view is None:
@@ -139,7 +139,9 @@ async def page(
     snapshot = await read_snapshot(pool, settings.queue_name)
     looked_up = None
     if job and re.fullmatch(JOB_ID_PATTERN, job) and len(job) <= 128:
-        handle = Job(job, pool, _queue_name=settings.queue_name, _deserializer=deserialize)
+        handle: Job[Any] = Job(
+            job, pool, _queue_name=settings.queue_name, _deserializer=deserialize
+        )
         looked_up = await look_up(handle)
     elif job:
         notice = "bad-id"

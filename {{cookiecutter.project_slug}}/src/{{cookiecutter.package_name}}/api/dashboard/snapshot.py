@@ -14,8 +14,9 @@ from typing import Literal
 from arq.connections import ArqRedis
 from pydantic import BaseModel, ConfigDict, Field
 
-from ...infrastructure import activity, dead_letters
-from ...infrastructure.dead_letters import DeadLetter
+from ...infrastructure.ops import activity
+from ...infrastructure.store import dead_letters
+from ...infrastructure.store.dead_letters import DeadLetter
 
 # How many of each list the page shows (the JSON too): enough to see, little to send.
 RECENT_SHOWN = 12

@@ -1,0 +1,4 @@
+"""The client side: what a web app, a script or a job calls to queue jobs and follow them
+(enqueue.py), and the `@job` / `@cron_job` declarations with their typed handles (handles.py).
+It imports the store and the registry, never the worker.
+"""

@@ -1,0 +1,298 @@
+"""The client side of the queue: the pool, enqueueing jobs, and following them by id.
+
+What a web app, a script or a test calls; the worker side is worker/. Nothing here imports the
+jobs: what may be enqueued, and with which arguments, comes from the job registry (registry.py),
+so `jobs.py` can import from `{{ cookiecutter.package_name }}.queue`, which re-exports this.
+
+Event loops: a Redis connection belongs to the event loop that opened it, so each loop gets its
+own pool. `asyncio.run(enqueue_task(...))` works any number of times in one process, and so does
+a call from any thread's loop. Synchronous code (Flask or Django views, scripts) calls
+`run_sync(enqueue_task(...))` instead: one background loop, one pool, shared by every thread.
+"""
+
+import asyncio
+import atexit
+import functools
+import os
+import threading
+import weakref
+from collections.abc import AsyncGenerator, Coroutine
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+from uuid import uuid4
+
+from arq.connections import ArqRedis
+from arq.constants import job_key_prefix, result_key_prefix
+from arq.jobs import SerializationError, serialize_job
+from arq.utils import timestamp_ms, to_ms, to_unix_ms
+from redis.exceptions import RedisError
+
+from ...config import get_settings
+from .. import registry
+from ..job_types import UNREADABLE_JOB
+from ..store import dead_letters
+from ..store.connection import close_pool, connect, unavailable
+from ..store.job_handle import Job
+from ..store.job_writes import JobPool, job_writer, wake_key
+from ..store.serialization import deserialize, serialize_at_most
+
+T = TypeVar("T")
+
+# One pool per event loop, with the generator that closes it; an entry goes with its loop.
+_pools: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[JobPool, AsyncGenerator[None, None]]]" = weakref.WeakKeyDictionary()
+
+
+class UnknownTaskError(ValueError):
+    """Raised by `enqueue_task` for a name no worker would run."""
+
+
+class JobArgumentError(TypeError):
+    """Raised by `enqueue_task` for arguments that cannot be serialized; nothing is queued."""
+
+
+async def get_task_pool(*, retries: int | None = None) -> JobPool:
+    """The running event loop's pool, created on first use from `REDIS_URL` (see connection.py).
+
+    `retries` overrides `REDIS_CONNECT_RETRIES` when the pool has to be opened: the web API
+    passes 0, so that a request made while Redis is down fails at once instead of retrying for
+    seconds, and the first one after Redis is back opens the pool. Raises
+    `RedisUnavailableError`, with a one-line reason, when Redis cannot be reached.
+    """
+    loop = asyncio.get_running_loop()
+    if loop not in _pools:
+        pool = await connect(
+            retries=retries,
+            job_serializer=serialize_at_most(get_settings().job_max_bytes),
+            job_deserializer=deserialize,
+            default_queue_name=get_settings().queue_name,
+        )
+        # Two first callers may race through the await above: keep one pool, close the other.
+        if loop in _pools:
+            await close_pool(pool)
+        else:
+            closer = _closes_when_the_loop_ends(pool)
+            await anext(closer)
+            _pools[loop] = (pool, closer)
+    return _pools[loop][0]
+
+
+def open_task_pool() -> JobPool | None:
+    """The running event loop's pool if it is open already, else None; no I/O."""
+    entry = _pools.get(asyncio.get_running_loop())
+    return None if entry is None else entry[0]
+
+
+async def _closes_when_the_loop_ends(pool: ArqRedis) -> AsyncGenerator[None, None]:
+    """Closes `pool` when it is closed itself: by `close_task_pool()`, or by the loop's own
+    `shutdown_asyncgens()`, which `asyncio.run()` calls before it closes the loop. So a pool
+    opened under `asyncio.run(...)` does not outlive its loop with open connections."""
+    try:
+        yield
+    finally:
+        await close_pool(pool)
+
+
+async def close_task_pool() -> None:
+    """Close the running loop's pool (call it on application shutdown); the next use opens a new one."""
+    entry = _pools.pop(asyncio.get_running_loop(), None)
+    if entry is not None:
+        await entry[1].aclose()
+
+
+async def enqueue_task(
+    name: str,
+    *args: Any,
+    _job_id: str | None = None,
+    _defer_by: int | float | timedelta | None = None,
+    _defer_until: datetime | None = None,
+    _expires: int | float | timedelta | None = None,
+    **kwargs: Any,
+) -> Job[Any] | None:
+    """Queue the job `name` with these arguments and return its `Job` handle (job_handle.py).
+
+    `_job_id` makes the job unique: while a job with that id is queued, running, or its result
+    is still kept, enqueueing it again returns None and queues nothing. `_defer_by` and
+    `_defer_until` delay the start; `_expires` drops the job if it has not started in time.
+    Raises `UnknownTaskError` for a name no worker runs, and `JobArgumentError` for arguments
+    the job does not take, cannot be serialized (see serialization.py) or are larger than
+    `JOB_MAX_BYTES`; in every case nothing is queued.
+    """
+    declared = registry.jobs()
+    if name not in declared:
+        known = ", ".join(sorted(declared))
+        raise UnknownTaskError(
+            f"no job named {name!r} is declared (with @job, in {registry.JOBS_MODULE}); "
+            f"known jobs: {known}"
+        )
+    mismatch = argument_error(name, len(args), tuple(kwargs))
+    if mismatch is not None:
+        raise JobArgumentError(f"cannot enqueue {name!r}: {mismatch}")
+    if _defer_until is not None and _defer_by is not None:
+        raise JobArgumentError(f"cannot enqueue {name!r}: give _defer_until or _defer_by, not both")
+    return await enqueue_checked(name, args, kwargs, _job_id, _defer_by, _defer_until, _expires)
+
+
+async def enqueue_checked(
+    name: str,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    _job_id: str | None = None,
+    _defer_by: int | float | timedelta | None = None,
+    _defer_until: datetime | None = None,
+    _expires: int | float | timedelta | None = None,
+) -> Job[Any] | None:
+    """Write the job, its name and arguments already checked (`enqueue_task`, a `JobHandle`)."""
+    pool = await get_task_pool()
+    job_id = _job_id or uuid4().hex
+    enqueued_ms = timestamp_ms()
+    if _defer_until is not None:
+        score = to_unix_ms(_defer_until)
+    elif _defer_by:
+        score = enqueued_ms + to_ms(_defer_by)
+    else:
+        score = enqueued_ms
+    # As arq: by default a job not started a day after its planned start is dropped.
+    lifetime_ms = to_ms(_expires) or score - enqueued_ms + pool.expires_extra_ms
+    try:
+        payload = serialize_job(
+            name, args, kwargs, None, enqueued_ms, serializer=pool.job_serializer
+        )
+        queue_name = get_settings().queue_name
+        write = (
+            job_key_prefix + job_id,
+            result_key_prefix + job_id,
+            queue_name,
+            wake_key(queue_name),
+            str(lifetime_ms),
+            payload.decode(),  # JSON (serialization.py)
+            str(score),
+            job_id,
+        )
+        queued = await job_writer(pool).write(write)
+    except SerializationError as error:
+        raise JobArgumentError(f"cannot enqueue {name!r}: {error.__cause__}") from error
+    except (RedisError, OSError) as error:  # away, out of memory, read-only: connection.py names it
+        raise unavailable(error) from error
+    return _handle(job_id, pool) if queued else None
+
+
+@functools.lru_cache(maxsize=1024)
+def argument_error(name: str, positional: int, keywords: tuple[str, ...]) -> str | None:
+    """Why `positional` arguments plus these keywords do not fit job `name`, or None if they do.
+
+    Whether arguments fit a signature depends on how many are positional and which keywords are
+    named, never on their values, so the answer is cached per shape: `Signature.bind` on every
+    call cost `enqueue_task` about 3% of its time (the template's bench/compare.py).
+    """
+    placeholders = [None] * positional  # None stands in for arq's ctx and for every value
+    try:
+        registry.jobs()[name].signature.bind(None, *placeholders, **dict.fromkeys(keywords))
+    except TypeError as error:
+        return str(error)
+    return None
+
+
+async def get_job(job_id: str) -> Job[Any]:
+    """The `Job` handle for an id (job_handle.py), read with this project's serializer and queue.
+
+    `await job.status()`, `await job.result(timeout=...)`, `await job.info()`, and
+    `await job.abort()` (a queued job is removed, a running one cancelled).
+    """
+    return _handle(job_id, await get_task_pool())
+
+
+def _handle(job_id: str, pool: ArqRedis) -> Job[Any]:
+    return Job(job_id, pool, _queue_name=get_settings().queue_name, _deserializer=deserialize)
+
+
+class RequeueRefused(ValueError):
+    """A dead letter that cannot be queued again; the message says why. Its record stays."""
+
+
+def requeue_blocker(letter: dead_letters.DeadLetter) -> str | None:
+    """Why `requeue_dead_letter` would refuse `letter`, or None if it can be requeued: what the
+    CLI's and the dashboard's listings show beside each dead letter."""
+    if letter.function == UNREADABLE_JOB:
+        return "its payload could not be read, so there is no job to run again"
+    spec = registry.requeueable().get(letter.function)
+    if spec is None:
+        return (
+            f"no job named {letter.function!r} is registered in this version: "
+            "requeue it from a version that has it"
+        )
+    try:
+        spec.signature.bind(None, *letter.args, **letter.kwargs)  # None for ctx
+    except TypeError as error:
+        return f"its arguments no longer fit {letter.function}: {error}"
+    return None
+
+
+async def requeue_dead_letter(job_id: str) -> Job[Any]:
+    """Put a dead-lettered job back on the queue as a new job; its record is removed.
+
+    Raises LookupError if there is no record for `job_id` (or it was already requeued), and
+    RequeueRefused (the record stays) for one `requeue_blocker` names a reason for.
+    """
+    pool = await get_task_pool()
+    queue_name = get_settings().queue_name
+    listed = [letter for letter in await dead_letters.all_letters(pool, queue_name)]
+    found = next((letter for letter in listed if letter.job_id == job_id), None)
+    reason = None if found is None else requeue_blocker(found)
+    if reason is not None:
+        raise RequeueRefused(f"cannot requeue {job_id}: {reason}")
+    letter = await dead_letters.take(pool, queue_name, job_id)
+    if letter is None:
+        raise LookupError(f"no dead letter for job {job_id!r} (already requeued or purged?)")
+    try:
+        job = await enqueue_checked(letter.function, tuple(letter.args), letter.kwargs)
+    except Exception:
+        await dead_letters.add(pool, queue_name, letter, get_settings().dead_letter_limit)
+        raise
+    assert job is not None  # a new job without _job_id is never a duplicate
+    return job
+
+
+def run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run `coroutine` from synchronous code and return its result (or raise its exception).
+
+        job = run_sync(enqueue_task("example_task", message="Hello!"))
+        status = run_sync(job.status())
+
+    For Flask and Django views, scripts and threads. Every call runs on one event loop in a
+    background thread, so all of them share one pool instead of connecting each time. Raises
+    RuntimeError when called from a running event loop: there, `await` the coroutine.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run_coroutine_threadsafe(coroutine, _background_loop()).result()
+    coroutine.close()
+    raise RuntimeError("run_sync() is for synchronous code: await the coroutine instead")
+
+
+_background: tuple[int, asyncio.AbstractEventLoop] | None = None
+_background_lock = threading.Lock()
+
+
+def _background_loop() -> asyncio.AbstractEventLoop:
+    global _background
+    with _background_lock:
+        # A forked child (a pre-forking web server) inherits the loop but not its thread.
+        if _background is None or _background[0] != os.getpid():
+            loop = asyncio.new_event_loop()
+            thread = threading.Thread(target=loop.run_forever, name="task-queue", daemon=True)
+            thread.start()
+            atexit.register(_stop_background_loop, os.getpid(), loop, thread)
+            _background = (os.getpid(), loop)
+        return _background[1]
+
+
+def _stop_background_loop(
+    owner: int, loop: asyncio.AbstractEventLoop, thread: threading.Thread
+) -> None:
+    if os.getpid() != owner:  # a forked child: the thread is not there
+        return
+    asyncio.run_coroutine_threadsafe(close_task_pool(), loop).result(timeout=5)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(timeout=5)
+    loop.close()

@@ -1,0 +1,238 @@
+"""Declaring jobs: `@job` and `@cron_job`, and the typed handles they return.
+
+    @job(max_tries=5)
+    async def send_receipt(ctx: JobContext, order_id: str) -> str: ...
+
+    queued = await send_receipt.enqueue("A-17")        # Job[str]; mypy checks the arguments
+    later = await send_receipt.options(defer_by=60).enqueue("A-17")
+    once = await send_receipt.options(job_id="receipt-A-17").enqueue("A-17")  # Job[str] | None
+
+Declaring only records a `JobSpec` in the registry (registry.py): no pool, no Redis, nothing
+that could fail at import. The worker's settings (tasks.py) are built from the registry, so a
+new job needs no line anywhere else. A handle's `enqueue(...)` takes exactly the function's
+arguments after `ctx` (PEP 612: `ParamSpec`) and returns `Job[R]`, R being what the function
+returns; `enqueue_task("name", ...)` stays for callers that know only the name. Enqueue options
+go through `options()`, not extra keywords: PEP 612 allows no keyword between `*args: P.args`
+and `**kwargs: P.kwargs` (python/mypy#14832).
+"""
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any, Generic, cast, overload
+
+from arq.cron import cron
+
+from ..job_types import JobContext, JobFn, P, R
+from ..registry import CRON_PREFIX, JobSpec, register
+from ..store.job_handle import Job
+from .enqueue import JobArgumentError, argument_error, enqueue_checked
+
+Delay = int | float | timedelta
+
+
+@dataclass(frozen=True)
+class EnqueueOptions:
+    """How `enqueue` queues: a unique job id, a start delay (seconds or a timedelta) or time,
+    and how long a job not yet started may wait before it is dropped."""
+
+    job_id: str | None = None
+    defer_by: Delay | None = None
+    defer_until: datetime | None = None
+    expires: Delay | None = None
+
+
+class DeclaredJob(Generic[P, R]):
+    """A declared job: call it as the function (`await send_receipt(ctx, "A-17")`, as a job
+    calling another runs it inline), read its `name` and `spec`."""
+
+    def __init__(self, spec: JobSpec, function: JobFn[P, R]) -> None:
+        self.spec = spec
+        self.function = function
+        functools.update_wrapper(self, function)
+
+    @property
+    def name(self) -> str:
+        """The name workers run it by, and `enqueue_task` takes."""
+        return self.spec.name
+
+    async def __call__(self, ctx: JobContext, *args: P.args, **kwargs: P.kwargs) -> R:
+        return await self.function(ctx, *args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name}>"
+
+
+class JobHandle(DeclaredJob[P, R]):
+    """A job clients enqueue: `await handle.enqueue(*args, **kwargs)` -> `Job[R]`."""
+
+    def __init__(
+        self, spec: JobSpec, function: JobFn[P, R], options: EnqueueOptions | None = None
+    ) -> None:
+        super().__init__(spec, function)
+        self._options = options or EnqueueOptions()
+
+    async def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job[R]:
+        """Queue the job with these arguments (checked as by `enqueue_task`: JobArgumentError
+        for any that do not fit, cannot be serialized or exceed JOB_MAX_BYTES, nothing queued)."""
+        queued = await self._enqueue(args, kwargs)
+        assert queued is not None, "only a job with an id of its own can be a duplicate"
+        return queued
+
+    @overload
+    def options(
+        self,
+        *,
+        job_id: None = None,
+        defer_by: Delay | None = None,
+        defer_until: datetime | None = None,
+        expires: Delay | None = None,
+    ) -> "JobHandle[P, R]": ...
+
+    @overload
+    def options(
+        self,
+        *,
+        job_id: str,
+        defer_by: Delay | None = None,
+        defer_until: datetime | None = None,
+        expires: Delay | None = None,
+    ) -> "UniqueJobHandle[P, R]": ...
+
+    def options(
+        self,
+        *,
+        job_id: str | None = None,
+        defer_by: Delay | None = None,
+        defer_until: datetime | None = None,
+        expires: Delay | None = None,
+    ) -> "JobHandle[P, R] | UniqueJobHandle[P, R]":
+        """This handle with enqueue options: `defer_by` (seconds or a timedelta) or
+        `defer_until` (a datetime) delay the start; `expires` drops a job not started in time;
+        `job_id` makes the job unique (see `UniqueJobHandle`)."""
+        if defer_by is not None and defer_until is not None:
+            raise JobArgumentError(f"{self.name}: give defer_until or defer_by, not both")
+        options = replace(
+            self._options,
+            job_id=job_id,
+            defer_by=defer_by,
+            defer_until=defer_until,
+            expires=expires,
+        )
+        if job_id is not None:
+            return UniqueJobHandle(self.spec, self.function, options)
+        return JobHandle(self.spec, self.function, options)
+
+    async def _enqueue(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Job[R] | None:
+        mismatch = argument_error(self.name, len(args), tuple(kwargs))
+        if mismatch is not None:
+            raise JobArgumentError(f"cannot enqueue {self.name!r}: {mismatch}")
+        options = self._options
+        queued = await enqueue_checked(
+            self.name,
+            args,
+            kwargs,
+            options.job_id,
+            options.defer_by,
+            options.defer_until,
+            options.expires,
+        )
+        return cast("Job[R] | None", queued)
+
+
+class UniqueJobHandle(JobHandle[P, R]):
+    """A job enqueued under its own id: while a job with that id is queued, running, or its
+    result is kept, `enqueue` queues nothing and returns None."""
+
+    async def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job[R] | None:  # type: ignore[override]
+        """As `JobHandle.enqueue`, or None (nothing queued) for a duplicate id."""
+        return await self._enqueue(args, kwargs)
+
+
+class CronJobHandle(DeclaredJob[[], R]):
+    """A cron job: workers queue it on its schedule, once per tick however many run it."""
+
+
+@overload
+def job(function: JobFn[P, R], /) -> JobHandle[P, R]: ...
+
+
+@overload
+def job(
+    *, name: str | None = None, max_tries: int | None = None, timeout: float | None = None
+) -> Callable[[JobFn[P, R]], JobHandle[P, R]]: ...
+
+
+def job(
+    function: JobFn[P, R] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    max_tries: int | None = None,
+    timeout: float | None = None,
+) -> JobHandle[P, R] | Callable[[JobFn[P, R]], JobHandle[P, R]]:
+    """Declare a job: `@job`, or `@job(max_tries=5, timeout=30)`.
+
+    `max_tries` (default WORKER_MAX_TRIES) counts every try, the first included; `timeout` is
+    seconds per try (default WORKER_JOB_TIMEOUT); `name` defaults to the function's. Raises
+    ValueError for a limit below its minimum, DuplicateJobError (registry.py) for a name taken.
+    """
+
+    def declare(function: JobFn[P, R]) -> JobHandle[P, R]:
+        spec = JobSpec(
+            name or function.__name__,
+            function,
+            max_tries=_checked_tries(max_tries),
+            timeout=_checked_timeout(timeout),
+        )
+        return JobHandle(register(spec), function)
+
+    return declare if function is None else declare(function)
+
+
+def cron_job(
+    *,
+    name: str | None = None,
+    max_tries: int | None = None,
+    timeout: float | None = None,
+    **schedule: Any,
+) -> Callable[[JobFn[[], R]], CronJobHandle[R]]:
+    """Declare a cron job: `@cron_job(minute={0, 30})`, run once per tick however many workers
+    run it, with the retries, backoff and dead letters of any job.
+
+    `schedule` is arq's `cron()` keywords: `month`, `day`, `weekday`, `hour`, `minute`, `second`
+    (an int or a set), `run_at_startup`, `keep_result`, ...; a keyword arq does not know raises
+    TypeError here, at declaration. `max_tries` and `timeout` are as for `job()`. Its name, in
+    logs and dead letters, is `cron:<function name>`.
+    """
+
+    def declare(function: JobFn[[], R]) -> CronJobHandle[R]:
+        job_name = CRON_PREFIX + (name or function.__name__)
+        try:
+            # arq checks the schedule here: nothing runs, nothing connects.
+            cron(cast(Any, function), name=job_name, **schedule)
+        except (TypeError, ValueError) as error:
+            raise type(error)(f"@cron_job for {function.__name__}: {error}") from None
+        spec = JobSpec(
+            job_name,
+            function,
+            max_tries=_checked_tries(max_tries),
+            timeout=_checked_timeout(timeout),
+            schedule=schedule,
+        )
+        return CronJobHandle(register(spec), function)
+
+    return declare
+
+
+def _checked_tries(max_tries: int | None) -> int | None:
+    if max_tries is not None and max_tries < 1:
+        raise ValueError(f"max_tries must be at least 1 (the first try counts), not {max_tries}")
+    return max_tries
+
+
+def _checked_timeout(timeout: float | None) -> float | None:
+    if timeout is not None and not timeout > 0:
+        raise ValueError(f"timeout must be a number of seconds above 0, not {timeout}")
+    return timeout

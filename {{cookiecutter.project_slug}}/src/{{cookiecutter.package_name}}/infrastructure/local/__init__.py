@@ -1,0 +1,3 @@
+"""A Redis server for development and tests, with no Docker and no system install
+(redis_server.py), and `just dev`'s runner of the server, a worker and the API.
+"""

@@ -1,0 +1,366 @@
+"""What the queue has been doing lately: the record behind `just queue-stats` and the web API's
+dashboard, where the project has one.
+
+Workers write it; readers only read it. In Redis, next to the queue:
+
+- `<queue>:recent`: the last RECENT_LIMIT tries that ended, on any worker, newest first, one JSON
+  object each (`FinishedJob`): id, function, outcome, try, duration, error, when, which worker;
+- `<queue>:recent-failures`: the same for the tries that did not complete (failed, retried,
+  aborted), so that a failure stays in view while thousands of jobs complete after it;
+- `<queue>:activity:<t>`: for the BUCKET_SECONDS starting at Unix time t, how many tries ended in
+  each outcome (complete, retried, failed, aborted: job_events.py), and `depth`, how many jobs
+  were due to start and waiting at the latest sample taken in it. A bucket expires once it is
+  older than WINDOW_SECONDS, the span the chart shows.
+
+A job costs no Redis command: `ActivityRecorder` hears of each try's end through job_events.py,
+notes it in memory, and a background task writes what was noted at most once per WRITE_SECONDS,
+in one pipeline, as heartbeat.py's RunningJobs does. Each write also samples the depth; an idle
+worker samples it once per bucket, so a backlog shows on the chart even while nothing finishes.
+The price: a worker killed with SIGKILL loses what it noted in its last second; a clean stop
+writes it out first.
+"""
+
+import asyncio
+import json
+import logging
+import os
+import socket
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError, ResponseError
+
+from .. import job_events
+from ..store.depth import QueueStats, queue_stats
+from ..store.heartbeat import (
+    WorkerBeat,
+    key_prefix,
+    live_identities,
+    live_workers_key,
+    read_beat,
+    running_prefix,
+)
+from ..store.records import (
+    is_wrong_type,
+    read_list,
+    read_or_skip,
+    reply_or,
+    skip,
+    text,
+    timestamp,
+    typed,
+)
+
+logger = logging.getLogger(__name__)
+
+RECENT_LIMIT = 100
+BUCKET_SECONDS = 10
+WINDOW_SECONDS = 15 * 60
+WRITE_SECONDS = 1.0
+# An error message longer than this is cut: the list is read every couple of seconds.
+ERROR_CHARS = 500
+OUTCOMES: tuple[job_events.Outcome, ...] = ("complete", "retried", "failed", "aborted")
+
+# KEYS: the queue, the bucket; ARGV: now (ms), the bucket's lifetime (s). Atomic, so the count
+# and the write cost one command and no round trip of their own.
+SAMPLE_DEPTH = """
+redis.call('HSET', KEYS[2], 'depth', redis.call('ZCOUNT', KEYS[1], '-inf', ARGV[1]))
+redis.call('EXPIRE', KEYS[2], ARGV[2])
+"""
+
+
+def recent_key(queue_name: str) -> str:
+    return f"{queue_name}:recent"
+
+
+def failures_key(queue_name: str) -> str:
+    return f"{queue_name}:recent-failures"
+
+
+def bucket_key(queue_name: str, start: int) -> str:
+    return f"{queue_name}:activity:{start}"
+
+
+def bucket_start(unix_seconds: float) -> int:
+    """The start of the bucket that holds this moment."""
+    return int(unix_seconds // BUCKET_SECONDS) * BUCKET_SECONDS
+
+
+# A bucket outlives the window by two buckets: the oldest one read is never half gone.
+BUCKET_LIFETIME_SECONDS = WINDOW_SECONDS + 2 * BUCKET_SECONDS
+
+
+@dataclass(frozen=True)
+class FinishedJob:
+    """One try that ended. Times are Unix seconds; `error` is "<type>: <message>" unless it
+    completed; `worker` is "<host>:<pid>"."""
+
+    job_id: str
+    function: str
+    outcome: job_events.Outcome
+    job_try: int
+    duration: float
+    error: str | None
+    finished_at: float
+    worker: str
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> "FinishedJob":
+        """The record `to_json` wrote; raises ValueError (records.py's Unreadable, or a decoding
+        error) for anything else."""
+        record = typed(cls, json.loads(data))
+        timestamp(record.finished_at)
+        return record
+
+
+@dataclass(frozen=True)
+class Bucket:
+    """The tries that ended in the BUCKET_SECONDS from `start` (Unix seconds), by outcome, and
+    the latest depth sample in it (None: no worker took one)."""
+
+    start: int
+    complete: int
+    retried: int
+    failed: int
+    aborted: int
+    depth: int | None
+
+
+class ActivityRecorder:
+    """This worker's part of the record: notes each try's end, writes them in the background.
+
+    `start()` from the worker's startup, `stop()` from its shutdown (tasks.py). Nothing a job
+    does waits for Redis here; a failed write is logged and its notes go into the next one.
+    """
+
+    def __init__(self, redis: Redis, queue_name: str) -> None:
+        self.redis = redis
+        self.queue_name = queue_name
+        self.worker = f"{socket.gethostname()}:{os.getpid()}"
+        self._finished: deque[job_events.JobFinished] = deque(maxlen=RECENT_LIMIT)
+        self._counts: Counter[tuple[int, job_events.Outcome]] = Counter()
+        self._sampled = -1  # the bucket of the latest depth sample
+        self._stop_listening: Callable[[], None] | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._stop_listening = job_events.listen(self.heard)
+        self._task = asyncio.create_task(self._write_forever(), name="activity")
+
+    async def stop(self) -> None:
+        """Stop listening and write what is left."""
+        if self._stop_listening is not None:
+            self._stop_listening()
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        try:
+            await self.write()
+        except (RedisError, OSError) as error:
+            logger.warning("could not write the last of the activity record: %s", error)
+
+    def heard(self, event: job_events.JobStarted | job_events.JobFinished) -> None:
+        """The job_events listener: in the job's own task, so it only notes."""
+        if isinstance(event, job_events.JobFinished):
+            self._finished.append(event)
+            self._counts[bucket_start(event.finished_at), event.outcome] += 1
+
+    async def write(self) -> None:
+        """Send what was noted since the last write, and a depth sample, in one pipeline."""
+        now = time.time()
+        bucket = bucket_start(now)
+        if not self._finished and bucket == self._sampled:
+            return
+        finished, self._finished = list(self._finished), deque(maxlen=RECENT_LIMIT)
+        counts, self._counts = self._counts, Counter()
+        try:
+            await self._send(finished, counts, bucket, now)
+        except (RedisError, OSError):
+            # Older notes first, so that the newest are the ones kept when the deque is full.
+            self._finished = deque([*finished, *self._finished], maxlen=RECENT_LIMIT)
+            self._counts.update(counts)
+            raise
+        self._sampled = bucket
+
+    async def _send(
+        self,
+        finished: list[job_events.JobFinished],
+        counts: Counter[tuple[int, job_events.Outcome]],
+        bucket: int,
+        now: float,
+    ) -> None:
+        records = [self._record(event) for event in finished]
+        failures = [record for record in records if record.outcome != "complete"]
+        lists = {recent_key(self.queue_name): records, failures_key(self.queue_name): failures}
+        async with self.redis.pipeline(transaction=False) as pipe:
+            # LPUSH puts each record in front of the one before it: newest first.
+            for key, listed in lists.items():
+                if listed:
+                    pipe.lpush(key, *(record.to_json() for record in listed))
+                    pipe.ltrim(key, 0, RECENT_LIMIT - 1)
+            for (start, outcome), tries in counts.items():
+                pipe.hincrby(bucket_key(self.queue_name, start), outcome, tries)
+            for start in {start for start, _ in counts}:
+                pipe.expire(bucket_key(self.queue_name, start), BUCKET_LIFETIME_SECONDS)
+            pipe.eval(
+                SAMPLE_DEPTH,
+                2,
+                self.queue_name,
+                bucket_key(self.queue_name, bucket),
+                str(int(now * 1000)),
+                str(BUCKET_LIFETIME_SECONDS),
+            )
+            await pipe.execute()
+
+    def _record(self, event: job_events.JobFinished) -> FinishedJob:
+        return FinishedJob(
+            job_id=event.job_id,
+            function=event.function,
+            outcome=event.outcome,
+            job_try=event.job_try,
+            duration=round(event.duration_seconds, 6),
+            error=None if event.error is None else event.error[:ERROR_CHARS],
+            finished_at=event.finished_at,
+            worker=self.worker,
+        )
+
+    async def _write_forever(self) -> None:
+        while True:
+            await asyncio.sleep(WRITE_SECONDS)
+            try:
+                await self.write()
+            except (RedisError, OSError) as error:
+                logger.warning("could not write the activity record: %s", error)
+
+
+async def recent_jobs(
+    redis: Redis, queue_name: str, limit: int = RECENT_LIMIT, *, failures: bool = False
+) -> list[FinishedJob]:
+    """The latest tries that ended (with `failures`, that did not complete), newest first, at
+    most `limit` (RECENT_LIMIT are kept). Each worker adds its own in batches: the list is in
+    the order of the writes, and sorted here by when each try ended."""
+    key = failures_key(queue_name) if failures else recent_key(queue_name)
+    # One that cannot be read is skipped, and the next read in its place (records.py).
+    records = [
+        record for _, record in await read_list(redis, "recent", key, FinishedJob.from_json, limit)
+    ]
+    return sorted(records, key=lambda record: record.finished_at, reverse=True)
+
+
+async def buckets(redis: Redis, queue_name: str, now: float | None = None) -> list[Bucket]:
+    """The buckets of the last WINDOW_SECONDS, oldest first, the one holding `now` last; a
+    bucket nobody wrote counts zero tries and no depth."""
+    last = bucket_start(time.time() if now is None else now)
+    starts = range(last - WINDOW_SECONDS + BUCKET_SECONDS, last + 1, BUCKET_SECONDS)
+    async with redis.pipeline(transaction=False) as pipe:
+        for start in starts:
+            pipe.hgetall(bucket_key(queue_name, start))
+        replies = await pipe.execute(raise_on_error=False)
+    return [
+        read_bucket(queue_name, start, reply_or("bucket", bucket_key(queue_name, start), reply, {}))
+        for start, reply in zip(starts, replies, strict=True)
+    ]
+
+
+def read_bucket(queue_name: str, start: int, counts: dict[bytes, bytes]) -> Bucket:
+    """A bucket from its hash; a count that is not a whole number of tries is read as none (and
+    skipped, records.py), a depth as unknown."""
+    numbers: dict[str, int | None] = {}
+    for name in (*OUTCOMES, "depth"):
+        value = counts.get(name.encode())
+        if value is None:
+            numbers[name] = None
+            continue
+        try:
+            number = int(value)
+            if number < 0:
+                raise ValueError(f"{number} is below 0")
+        except ValueError as error:  # also UnicodeDecodeError
+            skip("bucket", bucket_key(queue_name, start), error, value)
+            number = None
+        numbers[name] = number
+    return Bucket(
+        start=start,
+        complete=numbers["complete"] or 0,
+        retried=numbers["retried"] or 0,
+        failed=numbers["failed"] or 0,
+        aborted=numbers["aborted"] or 0,
+        depth=numbers["depth"],
+    )
+
+
+@dataclass(frozen=True)
+class WorkerStatus:
+    """A live worker (heartbeat.py) and the ids of the jobs it runs now."""
+
+    beat: WorkerBeat
+    running: list[str]
+
+
+async def worker_statuses(redis: Redis, queue_name: str) -> list[WorkerStatus]:
+    """The live workers on `queue_name`, longest running first, each with its running jobs, read
+    from its running-list (at most heartbeat.py's GATHER_SECONDS behind). Two round trips: the
+    live workers' sorted set, then each one's heartbeat and running-list."""
+    now_ms = int(time.time() * 1000)
+    live = live_workers_key(queue_name)
+    try:
+        members = await redis.zrangebyscore(live, now_ms, "+inf")
+    except ResponseError as error:
+        if not is_wrong_type(error):
+            raise
+        skip("live-workers", live, error)
+        return []
+    identities = live_identities(queue_name, members)
+    if not identities:
+        return []
+    async with redis.pipeline(transaction=False) as pipe:
+        for name in identities:
+            pipe.get(key_prefix(queue_name) + name)
+            pipe.smembers(running_prefix(queue_name) + name)
+        replies = await pipe.execute(raise_on_error=False)
+    # A heartbeat or running-list that cannot be read is skipped (records.py): its worker
+    # without the one, its job without the other.
+    statuses = []
+    for name, payload, running in zip(identities, replies[::2], replies[1::2], strict=True):
+        beat_key, running_key = key_prefix(queue_name) + name, running_prefix(queue_name) + name
+        payload = reply_or("heartbeat", beat_key, payload, None)
+        beat = None if payload is None else read_or_skip("heartbeat", beat_key, read_beat, payload)
+        if beat is None:  # stopped since its last beat, or unreadable
+            continue
+        job_ids = []
+        for job_id in reply_or("running", running_key, running, set()):
+            try:
+                job_ids.append(text(job_id))
+            except UnicodeDecodeError as error:
+                skip("running", running_key, error, job_id)
+        statuses.append(WorkerStatus(beat=beat, running=sorted(job_ids)))
+    return sorted(statuses, key=lambda status: status.beat.started_at)
+
+
+@dataclass(frozen=True)
+class QueueCounts:
+    """The queue at a glance: its jobs, dead letters and live workers (depth.py's `queue_stats`),
+    and the tries that ended in the last minute and in the last WINDOW_SECONDS, by outcome."""
+
+    stats: QueueStats
+    last_minute: dict[job_events.Outcome, int]
+    last_window: dict[job_events.Outcome, int]
+
+
+async def queue_counts(
+    redis: Redis, queue_name: str, window: list[Bucket] | None = None
+) -> QueueCounts:
+    """Count it all; pass the `buckets()` already read, if any, to read them only once."""
+    window = await buckets(redis, queue_name) if window is None else window
+    minute = window[-(60 // BUCKET_SECONDS) :]
+    return QueueCounts(
+        stats=await queue_stats(redis, queue_name),
+        last_minute={outcome: sum(getattr(b, outcome) for b in minute) for outcome in OUTCOMES},
+        last_window={outcome: sum(getattr(b, outcome) for b in window) for outcome in OUTCOMES},
+    )

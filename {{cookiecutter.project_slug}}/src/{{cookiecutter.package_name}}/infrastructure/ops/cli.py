@@ -1,0 +1,281 @@
+"""Operator commands for the queue, behind `just worker-check`, `just dead-letters`,
+`just requeue <id>`, `just purge-dead-letters`, `just metrics` and `just queue-stats` (and
+`ping`, which `just worker` runs first):
+
+    uv run python -m {{ cookiecutter.package_name }}.infrastructure.ops.cli ping
+    uv run python -m {{ cookiecutter.package_name }}.infrastructure.ops.cli worker-check [--this-host]
+    uv run python -m {{ cookiecutter.package_name }}.infrastructure.ops.cli dead-letters
+    uv run python -m {{ cookiecutter.package_name }}.infrastructure.ops.cli requeue JOB_ID
+    uv run python -m {{ cookiecutter.package_name }}.infrastructure.ops.cli purge-dead-letters [--yes]
+    uv run python -m {{ cookiecutter.package_name }}.infrastructure.ops.cli metrics
+    uv run python -m {{ cookiecutter.package_name }}.infrastructure.ops.cli queue-stats [--watch [--interval SECONDS]]
+
+Exit codes: 0 done (worker-check: at least one worker alive), 1 the answer is "no" (no worker
+alive, no such dead letter, purge not confirmed), 2 Redis cannot be reached or refuses the command
+(out of memory, a read-only replica, ...: one line says which), or a setting is invalid.
+"""
+
+import argparse
+import asyncio
+import socket
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from pydantic import ValidationError
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from ...config import get_settings
+from ...logs import one_line
+from ..settings import describe_invalid_settings
+from ..store import dead_letters
+from ..store.connection import (
+    RedisUnavailableError,
+    close_pool,
+    connect,
+    redis_location,
+    unavailable,
+    write_refusal,
+)
+from ..store.depth import queue_stats
+from ..store.heartbeat import MARGIN_SECONDS, live_workers
+from .activity import OUTCOMES, QueueCounts, queue_counts
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+
+async def ping(redis: Redis, args: argparse.Namespace) -> int:
+    server = await redis.info("server")
+    print(f"Redis {server['redis_version']} answers at {redis_location()}")
+    refusal = await write_refusal(redis)
+    if refusal is not None:  # a worker still starts, and waits until Redis takes its writes
+        print(f"but it would refuse writes now: {refusal.message}", file=sys.stderr)
+    return 0
+
+
+async def worker_check(redis: Redis, args: argparse.Namespace) -> int:
+    settings = get_settings()
+    host = socket.gethostname() if args.this_host else None
+    workers = await live_workers(redis, settings.queue_name, host=host)
+    where = f" on host {host}" if host else ""
+    if not workers:
+        window = settings.worker_health_check_interval + MARGIN_SECONDS
+        print(
+            f"no worker alive on queue {settings.queue_name}{where} "
+            f"(none sent a heartbeat in the last {window:g} s)",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"{len(workers)} worker(s) alive on queue {settings.queue_name}{where}")
+    for worker in workers:
+        print(f"  {worker.host} pid {worker.pid}, up since {worker.started_at}")
+    return 0
+
+
+async def list_dead_letters(redis: Redis, args: argparse.Namespace) -> int:
+    queue_name = get_settings().queue_name
+    letters = await dead_letters.all_letters(redis, queue_name)
+    from ..tasks import requeue_blocker  # as in requeue(): tasks.py reads the settings
+
+    print(f"{len(letters)} dead letter(s) on queue {queue_name}")
+    for letter in letters:
+        blocker = requeue_blocker(letter)
+        # Each field on its line, control characters escaped: what a job was given or raised
+        # cannot forge a line of this listing or steer the terminal (logs.one_line).
+        print(
+            one_line(
+                f"  {letter.job_id}  {letter.function}  tries={letter.tries}  "
+                f"failed={letter.failed_at:%Y-%m-%d %H:%M:%S}  {letter.error_type}: {letter.error}"
+            ),
+            one_line(f"      args={letter.args!r} kwargs={letter.kwargs!r}"),
+            one_line(f"      {requeue_hint(letter.job_id, blocker)}"),
+            sep="\n",
+        )
+    return 0
+
+
+def requeue_hint(job_id: str, blocker: str | None) -> str:
+    if blocker is None:
+        return f"requeue: just requeue {job_id}"
+    return f"cannot be requeued: {blocker}"
+
+
+async def requeue(redis: Redis, args: argparse.Namespace) -> int:
+    # Imported here: tasks.py reads the settings on import, and main() checks them first.
+    from ..tasks import (
+        JobArgumentError,
+        RequeueRefused,
+        UnknownTaskError,
+        close_task_pool,
+        requeue_dead_letter,
+    )
+
+    try:
+        job = await requeue_dead_letter(args.job_id)
+    except (LookupError, RequeueRefused, UnknownTaskError, JobArgumentError) as error:
+        # The record stays (or is put back) when it cannot be queued.
+        print(str(error).strip("'\""), file=sys.stderr)
+        return 1
+    finally:
+        await close_task_pool()
+    print(f"requeued {args.job_id} as job {job.job_id}")
+    return 0
+
+
+async def purge_dead_letters(redis: Redis, args: argparse.Namespace) -> int:
+    queue_name = get_settings().queue_name
+    count = await dead_letters.count(redis, queue_name)
+    if count == 0:
+        print(f"no dead letters on queue {queue_name}")
+        return 0
+    if not args.yes and not _confirm(f"Delete {count} dead letter(s) on queue {queue_name}?"):
+        print("nothing deleted (confirm at the prompt, or pass --yes)", file=sys.stderr)
+        return 1
+    deleted = await dead_letters.purge(redis, queue_name)
+    print(f"deleted {deleted} dead letter(s)")
+    return 0
+
+
+async def print_metrics(redis: Redis, args: argparse.Namespace) -> int:
+    # Imported here: prometheus-client is for this command only, the others start without it.
+    from .metrics import render_queue_stats
+
+    queue_name = get_settings().queue_name
+    stats = await queue_stats(redis, queue_name)
+    sys.stdout.write(render_queue_stats(stats, queue_name).decode())
+    return 0
+
+
+async def print_queue_stats(redis: Redis, args: argparse.Namespace) -> int:
+    """The dashboard's counts as a table; with --watch, redrawn in place until Ctrl-C."""
+    # Imported here: rich is for this command only, the others start without it.
+    from rich.console import Console
+    from rich.live import Live
+
+    queue_name = get_settings().queue_name
+    console = Console()
+    if not args.watch:
+        console.print(queue_stats_table(queue_name, await queue_counts(redis, queue_name)))
+        return 0
+    with Live(console=console, auto_refresh=False) as live:
+        while True:
+            table = queue_stats_table(queue_name, await queue_counts(redis, queue_name))
+            live.update(table, refresh=True)
+            await asyncio.sleep(args.interval)
+
+
+def queue_stats_table(queue_name: str, counts: QueueCounts) -> "Table":
+    from rich.table import Table
+
+    stats = counts.stats
+    table = Table(title=f"queue {queue_name} at {datetime.now():%H:%M:%S}", title_justify="left")
+    table.add_column("")
+    table.add_column("now", justify="right")
+    table.add_column("", justify="right")
+    table.add_row("waiting", str(stats.waiting), "")
+    table.add_row("deferred", str(stats.deferred), "")
+    table.add_row("running", str(stats.running), "")
+    table.add_row(
+        "dead letters", str(stats.dead_letters), "", style="red" if stats.dead_letters else ""
+    )
+    table.add_row(
+        "live workers", str(stats.live_workers), "", style="" if stats.live_workers else "red"
+    )
+    table.add_section()
+    table.add_row("tries ended", "last minute", "last 15 minutes", style="bold")
+    for outcome in OUTCOMES:
+        table.add_row(outcome, str(counts.last_minute[outcome]), str(counts.last_window[outcome]))
+    return table
+
+
+def _confirm(question: str) -> bool:
+    if not sys.stdin.isatty():
+        return False
+    return input(f"{question} [y/N] ").strip().lower() in {"y", "yes"}
+
+
+Command = Callable[[Redis, argparse.Namespace], Awaitable[int]]
+
+
+def positive_seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = 0
+    if not seconds > 0:
+        raise argparse.ArgumentTypeError(f"not a number of seconds above 0: {text!r}")
+    return seconds
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog=f"python -m {__name__}")
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    answer = commands.add_parser("ping", help="exit 0 if Redis answers at REDIS_URL")
+    answer.set_defaults(run=ping)
+
+    check = commands.add_parser("worker-check", help="exit 0 if a worker on the queue is alive")
+    check.add_argument("--this-host", action="store_true", help="count only this host's workers")
+    check.set_defaults(run=worker_check)
+
+    listing = commands.add_parser("dead-letters", help="list the jobs that failed for good")
+    listing.set_defaults(run=list_dead_letters)
+
+    again = commands.add_parser("requeue", help="put a dead-lettered job back on the queue")
+    again.add_argument("job_id")
+    again.set_defaults(run=requeue)
+
+    purge = commands.add_parser("purge-dead-letters", help="delete every dead letter")
+    purge.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    purge.set_defaults(run=purge_dead_letters)
+
+    metrics = commands.add_parser(
+        "metrics", help="print the queue's gauges in Prometheus's text format"
+    )
+    metrics.set_defaults(run=print_metrics)
+
+    stats = commands.add_parser("queue-stats", help="the queue's counts, as the dashboard shows")
+    stats.add_argument("--watch", action="store_true", help="redraw until Ctrl-C")
+    stats.add_argument(
+        "--interval", type=positive_seconds, default=2.0, help="seconds between redraws (2)"
+    )
+    stats.set_defaults(run=print_queue_stats)
+    return parser.parse_args(argv)
+
+
+async def run(command: Command, args: argparse.Namespace) -> int:
+    try:
+        # One attempt: an operator (or a healthcheck) wants the answer now, not after retries.
+        redis = await connect(retries=0)
+    except RedisUnavailableError as error:
+        print(error, file=sys.stderr)
+        return 2
+    try:
+        return await command(redis, args)
+    except (RedisError, OSError) as error:  # RedisUnavailableError too (requeue's enqueue)
+        # connection.py's line: the cause (out of reach, out of memory, read-only, ...) and
+        # what to check, never the password.
+        print(unavailable(error), file=sys.stderr)
+        return 2
+    finally:
+        await close_pool(redis)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        get_settings()
+    except ValidationError as error:
+        print(describe_invalid_settings(error), file=sys.stderr)
+        return 2
+    try:
+        return asyncio.run(run(args.run, args))
+    except KeyboardInterrupt:  # Ctrl-C: how `queue-stats --watch` ends
+        return 0 if getattr(args, "watch", False) else 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

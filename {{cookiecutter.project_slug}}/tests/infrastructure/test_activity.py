@@ -1,0 +1,181 @@
+"""The workers' activity record (infrastructure/ops/activity.py): what real workers write about the
+jobs they finish, how it is read back, and that it costs no Redis command per job."""
+
+import asyncio
+import os
+import socket
+import time
+
+import pytest
+from arq.connections import ArqRedis
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from {{ cookiecutter.package_name }}.config import get_settings
+from {{ cookiecutter.package_name }}.infrastructure import job_events
+from {{ cookiecutter.package_name }}.infrastructure.local.redis_server import free_port
+from {{ cookiecutter.package_name }}.infrastructure.ops import activity
+from {{ cookiecutter.package_name }}.infrastructure.store.heartbeat import Heartbeat
+from {{ cookiecutter.package_name }}.infrastructure.worker.functions import arq_function
+from {{ cookiecutter.package_name }}.queue import JobContext, PermanentError
+
+from .conftest import Configure, RunningWorker, RunWorker
+
+
+async def succeeds(ctx: JobContext, number: int) -> int:
+    return number
+
+
+async def fails_for_good(ctx: JobContext, reason: str) -> None:
+    raise PermanentError(reason)
+
+
+async def fails_once(ctx: JobContext) -> str:
+    if ctx["job_try"] == 1:
+        raise ValueError("first try")
+    return "second try"
+
+
+def queue() -> str:
+    return get_settings().queue_name
+
+
+async def commands(pool: ArqRedis, name: str) -> int:
+    stats = await pool.info("commandstats")
+    return int(stats.get(f"cmdstat_{name}", {}).get("calls", 0))
+
+
+async def test_a_worker_records_each_finished_try_newest_first(
+    task_pool: ArqRedis, run_burst_worker: RunWorker, configure: Configure
+) -> None:
+    configure(WORKER_RETRY_BASE="0.01")
+    for number in range(3):
+        await task_pool.enqueue_job("succeeds", number, _job_id=f"ok-{number}")
+    await task_pool.enqueue_job("fails_for_good", "no such user", _job_id="bad")
+    await task_pool.enqueue_job("fails_once", _job_id="flaky")
+
+    # No cron: a tick due during the test would be recorded too.
+    await run_burst_worker(
+        functions=[arq_function(succeeds), arq_function(fails_for_good), arq_function(fails_once)],
+        cron_jobs=[],
+    )
+
+    recent = await activity.recent_jobs(task_pool, queue())
+    failures = await activity.recent_jobs(task_pool, queue(), failures=True)
+    by_try = {(record.job_id, record.job_try): record for record in recent}
+    assert len(recent) == 6  # three successes, one failure, and the flaky job's two tries
+    assert [record.finished_at for record in recent] == sorted(
+        (record.finished_at for record in recent), reverse=True
+    )
+    assert by_try["ok-1", 1].outcome == "complete"
+    assert by_try["ok-1", 1].error is None
+    assert by_try["bad", 1].outcome == "failed"
+    assert by_try["bad", 1].error == "PermanentError: no such user"
+    assert (by_try["flaky", 1].outcome, by_try["flaky", 2].outcome) == ("retried", "complete")
+    assert by_try["flaky", 1].error == "ValueError: first try"
+    assert by_try["ok-1", 1].worker == f"{socket.gethostname()}:{os.getpid()}"
+    assert all(0 <= record.duration < 5 for record in recent)
+    assert {(record.job_id, record.outcome) for record in failures} == {
+        ("bad", "failed"),
+        ("flaky", "retried"),
+    }
+
+
+async def test_the_buckets_count_outcomes_and_sample_the_depth(
+    task_pool: ArqRedis, run_burst_worker: RunWorker
+) -> None:
+    for number in range(4):
+        await task_pool.enqueue_job("succeeds", number)
+    await task_pool.enqueue_job("fails_for_good", "nope")
+
+    await run_burst_worker(
+        functions=[arq_function(succeeds), arq_function(fails_for_good)], cron_jobs=[]
+    )
+    before = activity.bucket_start(time.time())
+    window = await activity.buckets(task_pool, queue())
+    counts = await activity.queue_counts(task_pool, queue(), window=window)
+
+    assert len(window) == activity.WINDOW_SECONDS // activity.BUCKET_SECONDS
+    assert before <= window[-1].start <= activity.bucket_start(time.time())
+    assert sum(bucket.complete for bucket in window) == 4
+    assert sum(bucket.failed for bucket in window) == 1
+    # The burst worker sampled the depth as it stopped: nothing was waiting any more.
+    assert [bucket.depth for bucket in window if bucket.depth is not None][-1] == 0
+    assert (counts.last_minute["complete"], counts.last_window["failed"]) == (4, 1)
+    assert counts.stats.dead_letters == 1
+    ttls = [await task_pool.ttl(activity.bucket_key(queue(), bucket.start)) for bucket in window]
+    assert 0 < max(ttls) <= activity.BUCKET_LIFETIME_SECONDS
+
+
+async def test_the_record_costs_no_redis_command_per_job(
+    task_pool: ArqRedis, running_worker: RunningWorker
+) -> None:
+    async with running_worker(functions=[arq_function(succeeds)], cron_jobs=[]):
+        await asyncio.sleep(0.2)  # started, and its first writes done
+        pushes_before = await commands(task_pool, "lpush")
+        started = time.monotonic()
+        for number in range(300):
+            await task_pool.enqueue_job("succeeds", number)
+        for _ in range(200):  # until the record is full
+            if len(await activity.recent_jobs(task_pool, queue())) == activity.RECENT_LIMIT:
+                break
+            await asyncio.sleep(0.05)
+        for _ in range(100):  # wait for the last of the 300 to be written
+            if await task_pool.zcard(queue()) == 0:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(activity.WRITE_SECONDS + 0.2)
+        # Less the wake-up token each enqueue_job pushes (job_writes.py).
+        pushes = await commands(task_pool, "lpush") - pushes_before - 300
+        elapsed = time.monotonic() - started
+
+    # One LPUSH a write (the failures list has none to send), one write a second at most.
+    assert 1 <= pushes <= elapsed / activity.WRITE_SECONDS + 1
+    window = await activity.buckets(task_pool, queue())
+    assert sum(bucket.complete for bucket in window) == 300
+
+
+async def test_an_idle_worker_still_samples_the_depth(
+    task_pool: ArqRedis, running_worker: RunningWorker
+) -> None:
+    await task_pool.enqueue_job("succeeds", 1, _defer_by=60)  # deferred: never due here
+    async with running_worker(functions=[arq_function(succeeds)], cron_jobs=[]):
+        await asyncio.sleep(activity.WRITE_SECONDS + 0.5)
+        window = await activity.buckets(task_pool, queue())
+
+    assert window[-1].depth == 0 or window[-2].depth == 0  # sampled, and nothing due
+
+
+async def test_notes_a_failed_write_could_not_send_go_with_the_next(task_pool: ArqRedis) -> None:
+    nowhere = Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=1)
+    recorder = activity.ActivityRecorder(nowhere, queue())
+    now = time.time()
+    recorder.heard(
+        job_events.JobFinished("kept", "succeeds", 1, now - 1, now - 0.5, now, "complete", None)
+    )
+    with pytest.raises(RedisError):
+        await recorder.write()
+    await nowhere.aclose()
+    recorder.redis = task_pool
+    await recorder.write()
+
+    assert [record.job_id for record in await activity.recent_jobs(task_pool, queue())] == ["kept"]
+    assert sum(bucket.complete for bucket in await activity.buckets(task_pool, queue())) == 1
+
+
+async def test_worker_statuses_show_each_live_workers_beat_and_running_jobs(
+    task_pool: ArqRedis,
+) -> None:
+    heartbeat = Heartbeat(task_pool, queue(), interval=10)
+    await heartbeat.start()
+    try:
+        heartbeat.job_started("job-a")
+        await heartbeat.running_jobs.written()
+        [status] = await activity.worker_statuses(task_pool, queue())
+    finally:
+        await heartbeat.stop()
+
+    assert (status.beat.host, status.beat.pid) == (socket.gethostname(), os.getpid())
+    assert status.beat.beat_at is not None
+    assert status.running == ["job-a"]
+    assert await activity.worker_statuses(task_pool, queue()) == []

@@ -1,0 +1,709 @@
+"""The dashboard (api/dashboard/) without a browser: the app in process, the test Redis, real
+workers. Its login, its forms' protection, its escaping, its JSON and its actions."""
+
+import asyncio
+import base64
+import contextlib
+import re
+import time
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from html import unescape
+
+import httpx
+import pytest
+from arq.connections import ArqRedis
+from fastapi import FastAPI
+
+from {{ cookiecutter.package_name }}.api.app import create_app
+from {{ cookiecutter.package_name }}.api.dashboard import security, snapshot
+from {{ cookiecutter.package_name }}.config import get_settings
+from {{ cookiecutter.package_name }}.infrastructure.ops import activity
+from {{ cookiecutter.package_name }}.infrastructure.store import dead_letters
+from {{ cookiecutter.package_name }}.infrastructure.tasks import WorkerSettings
+from {{ cookiecutter.package_name }}.infrastructure.worker.functions import arq_function
+from {{ cookiecutter.package_name }}.queue import JobContext, PermanentError, enqueue_task, get_job
+
+from .conftest import Configure, RunningWorker, RunWorker
+
+PASSWORD = "correct horse battery staple"
+SCRIPT = "<script>alert('x')</script>"
+ESCAPED = "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;"
+
+
+async def fails_with_markup(ctx: JobContext, text: str) -> None:
+    raise PermanentError(text)
+
+
+# The project's jobs and the one above; the tests queue the latter with arq's own enqueue_job.
+FUNCTIONS = [*WorkerSettings.functions, arq_function(fails_with_markup)]
+
+
+@contextlib.asynccontextmanager
+async def serving(app: FastAPI, auth: tuple[str, str] | None) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of `app`, in process, with the app's lifespan run around it."""
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://testserver", auth=auth) as client,
+    ):
+        yield client
+
+
+@pytest.fixture(autouse=True)
+def settings_read_afresh() -> Iterator[None]:
+    yield
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+async def dashboard(task_pool: ArqRedis, configure: Configure) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of an app with the dashboard on, logged in (any user name)."""
+    configure(DASHBOARD_PASSWORD=PASSWORD)
+    async with serving(create_app(), auth=("operator", PASSWORD)) as client:
+        yield client
+
+
+def token_in(page: str) -> str:
+    match = re.search(r'name="token" value="([^"]+)"', page)
+    assert match is not None, "the page has no form token"
+    return match.group(1)
+
+
+async def add_dead_letter(pool: ArqRedis, job_id: str, message: str, error: str) -> None:
+    now = datetime.now(UTC)
+    letter = dead_letters.DeadLetter(
+        job_id, "example_task", [], {"message": message}, "PermanentError", error, 3, now, now
+    )
+    await dead_letters.add(pool, get_settings().queue_name, letter, limit=1000)
+
+
+async def test_the_dashboard_is_not_there_without_a_password(task_pool: ArqRedis) -> None:
+    async with serving(create_app(), auth=("operator", PASSWORD)) as client:
+        page = await client.get("/dashboard")
+        data = await client.get("/dashboard/snapshot.json")
+        schema = (await client.get("/openapi.json")).json()
+
+    assert (page.status_code, data.status_code) == (404, 404)
+    assert not any(path.startswith("/dashboard") for path in schema["paths"])
+
+
+@pytest.mark.parametrize("auth", [None, ("operator", "wrong"), ("operator", PASSWORD + "x")])
+async def test_every_dashboard_route_needs_the_password(
+    task_pool: ArqRedis, configure: Configure, auth: tuple[str, str] | None
+) -> None:
+    configure(DASHBOARD_PASSWORD=PASSWORD)
+    async with serving(create_app(), auth=auth) as client:
+        answers = [
+            await client.get("/dashboard"),
+            await client.get("/dashboard/live"),
+            await client.get("/dashboard/snapshot.json"),
+            await client.get("/dashboard/static/dashboard.js"),
+            await client.post("/dashboard/dead-letters/purge", data={"token": "x"}),
+        ]
+
+    assert [answer.status_code for answer in answers] == [401] * 5
+    assert answers[0].headers["www-authenticate"].startswith('Basic realm="dashboard"')
+    assert "DASHBOARD_PASSWORD" in answers[0].json()["detail"]
+    assert PASSWORD not in answers[0].text
+
+
+class Clock:
+    """security.clock, moved on by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    moved_by_hand = Clock()
+    monkeypatch.setattr(security, "clock", moved_by_hand, raising=False)
+    return moved_by_hand
+
+
+def client_of(app: FastAPI, address: str, auth: tuple[str, str] | None) -> httpx.AsyncClient:
+    """A client of `app` (lifespan run already) calling from `address`."""
+    transport = httpx.ASGITransport(app=app, client=(address, 40000))
+    return httpx.AsyncClient(transport=transport, base_url="http://testserver", auth=auth)
+
+
+async def test_wrong_passwords_lock_the_client_address_out_for_a_minute(
+    task_pool: ArqRedis, configure: Configure, clock: Clock
+) -> None:
+    configure(DASHBOARD_PASSWORD=PASSWORD)
+    app = create_app()
+    async with (
+        app.router.lifespan_context(app),
+        client_of(app, "203.0.113.7", ("operator", "guess")) as guesser,
+        client_of(app, "203.0.113.7", ("operator", PASSWORD)) as same_address,
+        client_of(app, "198.51.100.2", ("operator", PASSWORD)) as elsewhere,
+    ):
+        guesses = [
+            (await guesser.get("/dashboard")).status_code for _ in range(security.LOGIN_FAILURES)
+        ]
+        locked = await same_address.get("/dashboard")
+        guessing_on = await guesser.get("/dashboard/snapshot.json")
+        clock.now += 45
+        still_locked = await same_address.get("/dashboard/live")
+        other_address = await elsewhere.get("/dashboard")
+        clock.now += 15
+        unlocked = await same_address.get("/dashboard")
+
+    assert guesses == [401] * security.LOGIN_FAILURES
+    assert locked.status_code == 429
+    assert locked.headers["retry-after"] == "60"
+    assert "try again in 60 s" in locked.json()["detail"]
+    assert PASSWORD not in locked.text
+    assert guessing_on.status_code == 429  # no more guesses while locked out
+    assert (still_locked.status_code, still_locked.headers["retry-after"]) == (429, "15")
+    assert other_address.status_code == 200
+    assert unlocked.status_code == 200
+
+
+async def test_failures_spread_out_or_without_a_password_do_not_lock_out(
+    task_pool: ArqRedis, configure: Configure, clock: Clock
+) -> None:
+    configure(DASHBOARD_PASSWORD=PASSWORD)
+    app = create_app()
+    async with (
+        app.router.lifespan_context(app),
+        client_of(app, "203.0.113.7", ("operator", "typo")) as typo,
+        client_of(app, "203.0.113.7", None) as no_credentials,
+        client_of(app, "203.0.113.7", ("operator", PASSWORD)) as operator,
+    ):
+        # A browser's first request carries no credentials: that is a challenge, not a guess.
+        challenges = [(await no_credentials.get("/dashboard")).status_code for _ in range(30)]
+        typos = []
+        for _ in range(3 * security.LOGIN_FAILURES):  # one every 7 s: 8 at most in a minute
+            typos.append((await typo.get("/dashboard")).status_code)
+            clock.now += 7
+        answer = await operator.get("/dashboard")
+
+    assert challenges == [401] * 30
+    assert typos == [401] * 3 * security.LOGIN_FAILURES
+    assert answer.status_code == 200
+
+
+def basic(credentials: bytes) -> bytes:
+    return b"Basic " + base64.b64encode(credentials)
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        b"Basic %%%",  # not base64
+        b"Basic \xc2\xb2\xc2\xb2",  # not ASCII
+        b"Basic \xff\xfe",  # not UTF-8 either
+        b"Basic " + base64.b64encode(b"operator:" + PASSWORD.encode())[:-1],  # bad padding
+        basic(b"operator:\xff\xfe"),  # a password that is not UTF-8
+        basic(PASSWORD.encode()),  # no user name separator
+        b"Basic",
+        b"Basic ",
+        b"Bearer " + base64.b64encode(PASSWORD.encode()),
+    ],
+)
+async def test_a_malformed_authorization_header_is_a_401(
+    task_pool: ArqRedis, configure: Configure, header: bytes
+) -> None:
+    configure(DASHBOARD_PASSWORD=PASSWORD)
+    async with serving(create_app(), auth=None) as client:
+        answer = await client.get("/dashboard", headers={b"Authorization": header})
+
+    assert answer.status_code == 401
+
+
+# Form tokens that are not `<digits>.<64 hex digits>`: none may get further than a 403.
+MALFORMED_TOKENS = [
+    "².x",  # a digit to str.isdigit, not to int()
+    "1².x",
+    "\u0661\u0662\u0663.x",  # Arabic-Indic digits: int() takes them
+    f"{int(time.time())}.{'é' * 64}",  # a signature that is not ASCII
+    f"{int(time.time())}." + "\uff10" * 64,  # full-width digits
+    f"{int(time.time())}.\x00",
+    "9" * 5000 + ".x",  # past int()'s 4300-digit limit
+    f"-{int(time.time())}.{'0' * 64}",
+    f" {int(time.time())}.{'0' * 64}",
+    "." * 64,
+    "x" * 4000,
+]
+
+
+async def test_a_malformed_form_token_is_a_403(
+    dashboard: httpx.AsyncClient, task_pool: ArqRedis
+) -> None:
+    await add_dead_letter(task_pool, "letter-1", "hi", "boom")
+    answers = {
+        token: await dashboard.post("/dashboard/dead-letters/purge", data={"token": token})
+        for token in MALFORMED_TOKENS
+    }
+    raw_bodies = [b"token=\xff\xfe", b"token=%ff%fe", b"token=%", b"=&&token", b"\x00"]
+    for body in raw_bodies:
+        answers[repr(body)] = await dashboard.post(
+            "/dashboard/dead-letters/letter-1/requeue",
+            content=body,
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+
+    assert {token[:20]: answer.status_code for token, answer in answers.items()} == {
+        token[:20]: 403 for token in answers
+    }
+    assert await dead_letters.count(task_pool, get_settings().queue_name) == 1
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ({b"Origin": b"http://[::1"}, 403),  # urlsplit: "Invalid IPv6 URL"
+        ({b"Origin": b"http://testserver:99999999"}, 403),
+        ({b"Origin": b"http://t\xc3\xa9stserver"}, 403),
+        ({b"Origin": b"null"}, 403),
+        ({b"Content-Type": b"multipart/form-data; boundary=x"}, 415),
+        ({b"Content-Type": b"application/x-www-form-urlencoded; charset=\xff"}, 303),  # ignored
+    ],
+)
+async def test_malformed_headers_on_a_form_post_are_refused(
+    dashboard: httpx.AsyncClient, headers: dict[bytes, bytes], status: int
+) -> None:
+    token = security.form_token(get_settings())
+
+    answer = await dashboard.post(
+        "/dashboard/dead-letters/purge", content=f"token={token}", headers=headers
+    )
+
+    assert answer.status_code == status
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/dashboard?job=%C2%B2",
+        "/dashboard?job=%ff%fe",
+        "/dashboard?job=a%00b",
+        "/dashboard?job=" + "a" * 5000,
+        "/dashboard?job=%",
+        "/dashboard?notice=%ff&job=x",
+        "/dashboard?notice=requeued&job=%7B0%7D%7Bjob%7D",
+        "/dashboard?notice=requeued&job=%7Bjob.__class__%7D",
+        "/dashboard/live?x=%ff",
+        "/dashboard/snapshot.json?%ff=%fe",
+        "/dashboard/static/%ff",
+        "/dashboard/static/..%2F..%2Froutes.py",
+    ],
+)
+async def test_malformed_query_parameters_are_never_a_server_error(
+    dashboard: httpx.AsyncClient, target: str
+) -> None:
+    answer = await dashboard.get(target)
+
+    assert answer.status_code in (200, 404)
+
+
+@pytest.mark.parametrize(
+    "job_id", ["%C2%B2", "%ff", "a%00b", "a" * 129, "a%20b", "..%2F..%2Fsecret", "%3Cb%3E"]
+)
+async def test_a_malformed_job_id_in_an_action_is_a_4xx(
+    dashboard: httpx.AsyncClient, job_id: str
+) -> None:
+    token = security.form_token(get_settings())
+
+    answers = [
+        await dashboard.post(f"/dashboard/jobs/{job_id}/abort", data={"token": token}),
+        await dashboard.post(f"/dashboard/dead-letters/{job_id}/requeue", data={"token": token}),
+    ]
+
+    assert all(400 <= answer.status_code < 500 for answer in answers), answers
+
+
+async def test_the_page_and_its_files_are_served_with_a_strict_policy(
+    dashboard: httpx.AsyncClient,
+) -> None:
+    page = await dashboard.get("/dashboard")
+    script = await dashboard.get("/dashboard/static/dashboard.js")
+    style = await dashboard.get("/dashboard/static/dashboard.css")
+    other = await dashboard.get("/dashboard/static/secrets.txt")
+
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    assert 'name="viewport"' in page.text  # phone width
+    assert script.status_code == 200
+    assert script.headers["content-type"].startswith("text/javascript")
+    assert "innerHTML" not in script.text
+    assert style.status_code == 200
+    assert other.status_code == 404
+
+
+async def test_the_snapshot_shows_workers_counts_chart_and_jobs(
+    dashboard: httpx.AsyncClient, task_pool: ArqRedis, run_burst_worker: RunWorker
+) -> None:
+    done = await enqueue_task("example_task", message="one")
+    assert done is not None
+    await task_pool.enqueue_job("fails_with_markup", "broken")
+    await run_burst_worker(functions=FUNCTIONS, cron_jobs=[])
+    await enqueue_task("example_task", message="later", _defer_by=60)
+
+    snapshot = (await dashboard.get("/dashboard/snapshot.json")).json()
+
+    assert set(snapshot) == {
+        "queue",
+        "taken_at",
+        "counts",
+        "workers",
+        "chart",
+        "recent",
+        "failures",
+        "dead_letters",
+    }
+    assert snapshot["queue"] == get_settings().queue_name
+    counts = snapshot["counts"]
+    assert (counts["waiting"], counts["deferred"], counts["running"]) == (0, 1, 0)
+    assert (counts["dead_letters"], counts["workers"]) == (1, 0)  # the burst worker has stopped
+    assert counts["last_minute"] == {"complete": 1, "retried": 0, "failed": 1, "aborted": 0}
+    assert len(snapshot["chart"]) == 90
+    assert set(snapshot["chart"][-1]) == {
+        "start",
+        "complete",
+        "retried",
+        "failed",
+        "aborted",
+        "depth",
+    }
+    assert sum(bucket["complete"] for bucket in snapshot["chart"]) == 1
+    [failure] = snapshot["failures"]
+    assert failure["error"] == "PermanentError: broken"
+    assert failure["outcome"] == "failed"
+    assert {job["job_id"] for job in snapshot["recent"]} == {done.job_id, failure["job_id"]}
+    recent = next(job for job in snapshot["recent"] if job["job_id"] == done.job_id)
+    assert set(recent) == {
+        "job_id",
+        "function",
+        "outcome",
+        "try",
+        "duration_seconds",
+        "error",
+        "finished_at",
+        "worker",
+    }
+    assert (recent["function"], recent["outcome"], recent["try"]) == ("example_task", "complete", 1)
+    [letter] = snapshot["dead_letters"]
+    assert (letter["job_id"], letter["error"]) == (failure["job_id"], "broken")
+
+
+async def test_the_snapshot_lists_live_workers_with_their_beat(
+    dashboard: httpx.AsyncClient, running_worker: RunningWorker
+) -> None:
+    async with running_worker(cron_jobs=[]):
+        for _ in range(100):  # until it has started
+            snapshot = (await dashboard.get("/dashboard/snapshot.json")).json()
+            if snapshot["workers"]:
+                break
+            await asyncio.sleep(0.05)
+
+    [worker] = snapshot["workers"]
+    assert set(worker) == {"host", "pid", "started_at", "beat_at", "running"}
+    assert worker["beat_at"] is not None
+    assert snapshot["counts"]["workers"] == 1
+
+
+async def test_job_text_is_escaped_everywhere_it_is_shown(
+    dashboard: httpx.AsyncClient, task_pool: ArqRedis, run_burst_worker: RunWorker
+) -> None:
+    shown = await enqueue_task("example_task", message=SCRIPT)
+    assert shown is not None
+    await task_pool.enqueue_job("fails_with_markup", SCRIPT)
+    await add_dead_letter(task_pool, "letter-1", SCRIPT, SCRIPT)
+    await run_burst_worker(functions=FUNCTIONS, cron_jobs=[])
+
+    page = (await dashboard.get("/dashboard", params={"job": shown.job_id})).text
+    live = (await dashboard.get("/dashboard/live")).text
+
+    # In the lookup: the argument and the result; in the live part: the dead letters' arguments
+    # and errors, the recent failure's error.
+    assert page.count(ESCAPED) >= 2
+    assert live.count(ESCAPED) >= 3
+    for html in (page, live):
+        assert "<script>alert" not in html
+    # The only script element is the dashboard's own.
+    assert re.findall(r"<script[^>]*>", page) == [
+        '<script src="/dashboard/static/dashboard.js" defer>'
+    ]
+    assert f"Processed: {SCRIPT}" in unescape(page)
+
+
+async def test_a_form_post_without_a_good_token_is_refused(
+    dashboard: httpx.AsyncClient, task_pool: ArqRedis
+) -> None:
+    await add_dead_letter(task_pool, "letter-1", "hi", "boom")
+    page = (await dashboard.get("/dashboard")).text
+    token = token_in(page)
+    settings = get_settings()
+    forged = f"{int(time.time())}.{'0' * 64}"
+    expired = security.form_token(settings, now=time.time() - security.TOKEN_SECONDS - 5)
+
+    answers = [
+        await dashboard.post("/dashboard/dead-letters/purge"),
+        await dashboard.post("/dashboard/dead-letters/purge", data={"token": ""}),
+        await dashboard.post("/dashboard/dead-letters/purge", data={"token": forged}),
+        await dashboard.post("/dashboard/dead-letters/purge", data={"token": expired}),
+        await dashboard.post("/dashboard/dead-letters/purge", data={"token": "not.a-token"}),
+        await dashboard.post(
+            "/dashboard/dead-letters/purge",
+            data={"token": token},
+            headers={"Origin": "https://attacker.example"},
+        ),
+        await dashboard.post(
+            "/dashboard/dead-letters/purge",
+            data={"token": token},
+            headers={"Sec-Fetch-Site": "cross-site"},
+        ),
+        await dashboard.post("/dashboard/dead-letters/letter-1/requeue", data={"token": forged}),
+    ]
+
+    assert [answer.status_code for answer in answers] == [403] * 8
+    assert answers[-1].headers["content-type"] == "application/problem+json"
+    assert await dead_letters.count(task_pool, settings.queue_name) == 1
+
+
+async def test_a_token_from_another_password_is_refused(
+    dashboard: httpx.AsyncClient, task_pool: ArqRedis, configure: Configure
+) -> None:
+    await add_dead_letter(task_pool, "letter-1", "hi", "boom")
+    configure(DASHBOARD_PASSWORD="an older password")
+    old_token = security.form_token(get_settings())
+    configure(DASHBOARD_PASSWORD=PASSWORD)
+
+    answer = await dashboard.post("/dashboard/dead-letters/purge", data={"token": old_token})
+
+    assert answer.status_code == 403
+
+
+async def test_purge_deletes_every_dead_letter(
+    dashboard: httpx.AsyncClient, task_pool: ArqRedis
+) -> None:
+    for number in range(3):
+        await add_dead_letter(task_pool, f"letter-{number}", "hi", "boom")
+    token = token_in((await dashboard.get("/dashboard")).text)
+
+    answer = await dashboard.post(
+        "/dashboard/dead-letters/purge",
+        data={"token": token},
+        headers={"Origin": "http://testserver"},
+    )
+    page = await dashboard.get(answer.headers["location"])
+
+    assert (answer.status_code, answer.headers["location"]) == (303, "/dashboard?notice=purged")
+    assert await dead_letters.count(task_pool, get_settings().queue_name) == 0
+    assert "Dead letters purged." in page.text
+
+
+async def test_requeue_puts_the_dead_letter_back_on_the_queue(
+    dashboard: httpx.AsyncClient, task_pool: ArqRedis
+) -> None:
+    await add_dead_letter(task_pool, "letter-1", "again", "boom")
+    token = token_in((await dashboard.get("/dashboard")).text)
+
+    answer = await dashboard.post("/dashboard/dead-letters/letter-1/requeue", data={"token": token})
+    again = await dashboard.post("/dashboard/dead-letters/letter-1/requeue", data={"token": token})
+    page = await dashboard.get(answer.headers["location"])
+
+    assert answer.status_code == 303
+    match = re.fullmatch(r"/dashboard\?notice=requeued&job=([0-9a-f]+)", answer.headers["location"])
+    assert match is not None
+    new_job = await get_job(match.group(1))
+    assert await new_job.status() == "queued"
+    assert (await new_job.info()).kwargs == {"message": "again"}  # type: ignore[union-attr]
+    assert await dead_letters.count(task_pool, get_settings().queue_name) == 0
+    assert "requeued" in page.text
+    assert match.group(1) in page.text
+    assert again.headers["location"] == "/dashboard?notice=no-dead-letter&job=letter-1"
+
+
+async def test_a_dead_letter_that_cannot_be_requeued_says_why_instead_of_a_button(
+    dashboard: httpx.AsyncClient, task_pool: ArqRedis
+) -> None:
+    now = datetime.now(UTC)
+    letter = dead_letters.DeadLetter(
+        "letter-2", "send_invoice", [7], {}, "FunctionNotFound", "not here", 1, now, now
+    )
+    await dead_letters.add(task_pool, get_settings().queue_name, letter, limit=1000)
+    page = (await dashboard.get("/dashboard")).text
+
+    assert "Cannot requeue: no job named &#39;send_invoice&#39; is registered" in page
+    assert "/dead-letters/letter-2/requeue" not in page
+    answer = await dashboard.post(
+        "/dashboard/dead-letters/letter-2/requeue", data={"token": token_in(page)}
+    )
+    assert answer.headers["location"] == "/dashboard?notice=not-requeued&job=letter-2"
+    assert await dead_letters.count(task_pool, get_settings().queue_name) == 1
+
+
+async def test_a_job_aborted_before_it_started_shows_it_never_started(
+    dashboard: httpx.AsyncClient,
+) -> None:
+    queued = await enqueue_task("example_task", message="later", _defer_by=60)
+    assert queued is not None
+    assert await queued.abort()
+    page = (await dashboard.get("/dashboard", params={"job": queued.job_id})).text
+
+    assert "(never started)" in page
+    assert "(try" not in page
+
+
+async def test_abort_removes_a_queued_job(dashboard: httpx.AsyncClient) -> None:
+    queued = await enqueue_task("example_task", message="later", _defer_by=60)
+    assert queued is not None
+    page = (await dashboard.get("/dashboard", params={"job": queued.job_id})).text
+    assert "Abort" in page
+    assert "deferred" in page
+
+    answer = await dashboard.post(
+        f"/dashboard/jobs/{queued.job_id}/abort", data={"token": token_in(page)}
+    )
+    again = await dashboard.post(
+        f"/dashboard/jobs/{queued.job_id}/abort", data={"token": token_in(page)}
+    )
+
+    assert answer.headers["location"] == f"/dashboard?notice=aborted&job={queued.job_id}"
+    assert await queued.status() == "aborted"
+    assert again.headers["location"] == f"/dashboard?notice=finished&job={queued.job_id}"
+
+
+async def test_looking_up_a_bad_or_unknown_id_says_so(dashboard: httpx.AsyncClient) -> None:
+    bad = await dashboard.get("/dashboard", params={"job": "no spaces <b>"})
+    unknown = await dashboard.get("/dashboard", params={"job": "never-queued"})
+    made_up = await dashboard.get("/dashboard", params={"notice": "<b>anything</b>"})
+
+    assert "Not a job id" in bad.text
+    assert "<b>" not in bad.text
+    assert "No job <code>never-queued</code>" in unknown.text
+    assert "anything" not in made_up.text  # only the notices the dashboard knows are shown
+
+
+async def test_the_live_part_counts_what_workers_recorded(
+    dashboard: httpx.AsyncClient, task_pool: ArqRedis, run_burst_worker: RunWorker
+) -> None:
+    for number in range(5):
+        await enqueue_task("example_task", message=str(number))
+    await run_burst_worker(cron_jobs=[])
+
+    live = (await dashboard.get("/dashboard/live")).text
+
+    assert re.search(r"<dt>Done / min</dt><dd>5</dd>", live)
+    assert live.count('class="complete"') >= 1  # a bar in the chart
+    assert len(await activity.recent_jobs(task_pool, get_settings().queue_name)) == 5
+
+
+def bucket(
+    start: datetime, complete: int = 0, failed: int = 0, depth: int | None = None
+) -> snapshot.ChartBucket:
+    return snapshot.ChartBucket(
+        start=start, complete=complete, retried=0, failed=failed, aborted=0, depth=depth
+    )
+
+
+def test_the_chart_has_a_time_axis_and_a_scale_for_each_count() -> None:
+    start = datetime(2026, 12, 6, 11, 59, 10, tzinfo=UTC)  # 90 buckets of 10 s: to 12:14:10
+    buckets = [bucket(start + timedelta(seconds=10 * index)) for index in range(90)]
+    buckets[30] = bucket(buckets[30].start, complete=12, failed=2, depth=30)
+    buckets[31] = bucket(buckets[31].start, complete=3, depth=7)
+
+    chart = snapshot.chart(buckets)
+
+    assert [tick.label for tick in chart.time_ticks] == [
+        "12:00",
+        "12:03",
+        "12:06",
+        "12:09",
+        "12:12",
+    ]
+    first = chart.time_ticks[0]
+    assert (first.percent, first.user) == (5.56, 50.0)  # 50 s after the chart's start
+    # Round steps up to at least the largest count: 14 tries, 30 waiting.
+    assert [tick.label for tick in chart.tries_ticks] == ["0", "5", "10", "15"]
+    assert [tick.label for tick in chart.depth_ticks] == ["0", "10", "20", "30"]
+    assert [tick.percent for tick in chart.tries_ticks] == [100, 66.67, 33.33, 0]
+    tallest, _ = chart.bars
+    assert tallest.others_y == 13.33  # 14 on a scale to 15: 200 * (1 - 14 / 15)
+    assert tallest.title == "12:04:10-12:04:20 UTC: 12 completed, 2 retried, failed or aborted"
+    assert chart.depth_points.split()[0] == "305.0,0.0"  # 30 waiting: the top of its scale
+
+
+@pytest.mark.parametrize(
+    ("most", "marks"),
+    [(0, [0, 1]), (3, [0, 1, 2, 3]), (6, [0, 2, 4, 6]), (411, [0, 100, 200, 300, 400, 500])],
+)
+def test_a_count_axis_has_round_steps(most: int, marks: list[int]) -> None:
+    assert snapshot.count_axis(most) == marks
+
+
+async def test_the_live_chart_is_labelled_in_plain_words(
+    dashboard: httpx.AsyncClient, run_burst_worker: RunWorker
+) -> None:
+    for number in range(3):
+        await enqueue_task("example_task", message=str(number))
+    await run_burst_worker(cron_jobs=[])
+
+    live = (await dashboard.get("/dashboard/live")).text
+    chart = live[live.index('<section id="chart">') : live.index('<section id="workers">')]
+
+    def axis(name: str) -> list[str]:
+        [labels] = re.findall(rf'<svg class="{name}"[^>]*>(.*?)</svg>', chart, re.S)
+        return re.findall(r"<text[^>]*>([^<]*)</text>", labels)
+
+    assert "Jobs finished per 10 s" in chart
+    assert "Jobs waiting" in chart
+    assert "times in UTC" in chart
+    assert not re.search(r"top \d", chart)  # "per 10 s, top 14", "waiting (top 0)": gone
+    assert axis("y-axis tries") == ["0", "1", "2", "3"]  # 3 jobs, all in one 10 s
+    assert axis("y-axis depth") == ["0", "1"]
+    times = axis("x-axis")
+    assert len(times) == 5
+    assert all(re.fullmatch(r"\d\d:\d\d", label) for label in times)
+    assert all(int(label[-2:]) % 3 == 0 for label in times)  # every 3 minutes of the clock
+    assert "<title>" in chart  # each bar says its 10 s and its counts on hover
+
+
+async def test_tables_show_job_ids_short_with_the_whole_id_on_hover_and_in_the_link(
+    dashboard: httpx.AsyncClient, task_pool: ArqRedis, run_burst_worker: RunWorker
+) -> None:
+    done = await enqueue_task("example_task", message="one")
+    assert done is not None
+    await task_pool.enqueue_job("fails_with_markup", "broken")
+    await add_dead_letter(task_pool, "a-dead-letter-with-a-long-id-0123456789", "hi", "boom")
+    await run_burst_worker(functions=FUNCTIONS, cron_jobs=[])
+
+    live = (await dashboard.get("/dashboard/live")).text
+    ids = re.findall(
+        r'<a href="/dashboard\?job=([^"]+)"><code class="id" title="([^"]+)">([^<]+)</code></a>',
+        live,
+    )
+
+    assert done.job_id in {shown for _, _, shown in ids}
+    assert "a-dead-letter-with-a-long-id-0123456789" in {shown for _, _, shown in ids}
+    # The link looks the whole id up, the title shows it on hover, the text copies whole: the
+    # style sheet (code.id) shows its first characters.
+    assert all(link == title == shown for link, title, shown in ids)
+    assert len(ids) == len(re.findall(r"\?job=", live))  # every id in a table
+    style = (await dashboard.get("/dashboard/static/dashboard.css")).text
+    assert re.search(r"code\.id \{[^}]*max-width: 12ch;[^}]*text-overflow: ellipsis", style)
+
+
+async def test_long_error_text_is_clipped_with_the_whole_text_on_hover(
+    dashboard: httpx.AsyncClient, task_pool: ArqRedis
+) -> None:
+    error = "the payment service said: " + "no " * 1500
+    await add_dead_letter(task_pool, "letter-1", "x" * 1500, error)
+
+    live = (await dashboard.get("/dashboard/live")).text
+    row = live[live.index('<tr class="dead-letter">') :]
+    row = row[: row.index("</tr>")]
+
+    assert f'<div class="clip" title="PermanentError: {error}">' in row
+    assert re.search(r'<code class="data clip" title="\[\] \{&#34;message&#34;: &#34;x{1500}', row)
+    style = (await dashboard.get("/dashboard/static/dashboard.css")).text
+    assert re.search(r"\.clip \{[^}]*-webkit-line-clamp: 3;[^}]*overflow: hidden", style)

@@ -1,0 +1,110 @@
+"""Queue depth (depth.py): waiting, deferred and running jobs, counted apart; and the snapshot
+the metrics read (`queue_stats`), with dead letters and live workers, without a SCAN."""
+
+import asyncio
+import time
+
+from arq.connections import ArqRedis
+
+from {{ cookiecutter.package_name }}.infrastructure.store.depth import QueueStats, queue_stats
+from {{ cookiecutter.package_name }}.infrastructure.store.heartbeat import live_workers_key, running_prefix
+from {{ cookiecutter.package_name }}.infrastructure.store.serialization import deserialize
+from {{ cookiecutter.package_name }}.infrastructure.tasks import WorkerSettings
+from {{ cookiecutter.package_name }}.infrastructure.worker.functions import arq_cron_job, arq_function
+from {{ cookiecutter.package_name }}.jobs import report_queue_depth
+from {{ cookiecutter.package_name }}.queue import QueueDepth, enqueue_task, queue_depth
+
+from .conftest import (
+    RunningWorker,
+    add_dead_letter,
+    sleeps,
+    wait_until_listed,
+    wait_until_started,
+)
+
+
+async def test_waiting_deferred_and_running_jobs_are_counted_apart(
+    task_pool: ArqRedis, running_worker: RunningWorker
+) -> None:
+    await task_pool.enqueue_job("sleeps")
+    workers_jobs = [arq_function(sleeps), *WorkerSettings.functions]
+    # No cron: a tick due during the test would count too.
+    async with running_worker(functions=workers_jobs, cron_jobs=[], max_jobs=1):
+        await wait_until_started(task_pool)
+        for n in range(2):
+            await enqueue_task("example_task", message=f"waits {n}")
+            await enqueue_task("example_task", message=f"later {n}", _defer_by=60)
+        await wait_until_listed(task_pool, 2)  # the job running, and the one read ahead
+
+        depth = await queue_depth(task_pool, WorkerSettings.queue_name)
+
+    # One waiting job is in the worker's hand, read ahead for its one slot (worker.py): running.
+    assert depth == QueueDepth(waiting=1, deferred=2, running=2)
+
+
+async def test_the_depth_report_counts_itself_as_running_not_waiting(
+    task_pool: ArqRedis, running_worker: RunningWorker
+) -> None:
+    every_second = arq_cron_job(report_queue_depth, second=set(range(60)), keep_result=60)
+    async with running_worker(cron_jobs=[every_second]):
+        await asyncio.sleep(2.5)
+
+    reports = [
+        deserialize(await task_pool.get(key))["r"]
+        async for key in task_pool.scan_iter("arq:result:cron:report_queue_depth:*")
+    ]
+    assert reports
+    # On an idle queue: nothing waits; the one running job is the report itself.
+    assert [(report["waiting"], report["running"]) for report in reports] == [(0, 1)] * len(reports)
+
+
+async def scans(pool: ArqRedis) -> int:
+    """SCAN commands the server has run so far."""
+    stats = await pool.info("commandstats")
+    return int(stats.get("cmdstat_scan", {}).get("calls", 0))
+
+
+async def test_queue_stats_counts_jobs_dead_letters_and_live_workers_without_a_scan(
+    task_pool: ArqRedis, running_worker: RunningWorker
+) -> None:
+    queue = WorkerSettings.queue_name
+    await task_pool.enqueue_job("sleeps")
+    await add_dead_letter(task_pool)
+    workers_jobs = [arq_function(sleeps), *WorkerSettings.functions]
+    async with running_worker(functions=workers_jobs, cron_jobs=[], max_jobs=1):
+        await wait_until_started(task_pool)
+        for n in range(2):
+            await enqueue_task("example_task", message=f"waits {n}")
+            await enqueue_task("example_task", message=f"later {n}", _defer_by=60)
+        await wait_until_listed(task_pool, 2)  # the job running, and the one read ahead
+        scans_before = await scans(task_pool)
+        stats = await queue_stats(task_pool, queue)
+        scans_after = await scans(task_pool)
+        depth = await queue_depth(task_pool, queue)
+
+    # One waiting job is in the worker's hand, read ahead for its one slot (worker.py): running.
+    assert stats == QueueStats(waiting=1, deferred=2, running=2, dead_letters=1, live_workers=1)
+    assert (stats.waiting, stats.deferred, stats.running) == (
+        depth.waiting,
+        depth.deferred,
+        depth.running,
+    )
+    assert scans_after == scans_before
+    # A worker that stops leaves the live workers at once.
+    assert (await queue_stats(task_pool, queue)).live_workers == 0
+
+
+async def test_queue_stats_leaves_out_a_worker_whose_heartbeat_expired(
+    task_pool: ArqRedis,
+) -> None:
+    queue = WorkerSettings.queue_name
+    queued = await enqueue_task("example_task", message="claimed by a dead worker")
+    assert queued is not None
+    now_ms = int(time.time() * 1000)
+    # A worker killed mid-job: its last beat has expired, its running-list is still there.
+    await task_pool.zadd(live_workers_key(queue), {"gone:1:abcdef": now_ms - 1})
+    await task_pool.sadd(running_prefix(queue) + "gone:1:abcdef", queued.job_id)  # type: ignore[misc]
+
+    stats = await queue_stats(task_pool, queue)
+
+    assert (stats.live_workers, stats.running, stats.waiting) == (0, 0, 1)

@@ -1,0 +1,75 @@
+"""The one import place for job authors and clients (queue.py): its list is a contract."""
+
+import importlib
+
+from {{ cookiecutter.package_name }} import queue
+
+
+def test_the_public_names_are_exactly_these() -> None:
+    assert sorted(queue.__all__) == [
+        "CronJobHandle",
+        "DeclaredJob",
+        "DuplicateJobError",
+        "Job",
+        "JobAborted",
+        "JobArgumentError",
+        "JobContext",
+        "JobFailed",
+        "JobFunction",
+        "JobHandle",
+        "JobStatus",
+        "PermanentError",
+        "QueueDepth",
+        "RedisUnavailableError",
+        "RequeueRefused",
+        "ResultNotFound",
+        "Retry",
+        "UniqueJobHandle",
+        "UnknownTaskError",
+        "close_task_pool",
+        "cron_job",
+        "enqueue_task",
+        "get_job",
+        "get_task_pool",
+        "job",
+        "queue_depth",
+        "requeue_blocker",
+        "requeue_dead_letter",
+        "run_sync",
+    ]
+    assert all(hasattr(queue, name) for name in queue.__all__)
+
+
+ERRORS = [
+    queue.JobAborted,
+    queue.JobArgumentError,
+    queue.JobFailed,
+    queue.PermanentError,
+    queue.RedisUnavailableError,
+    queue.RequeueRefused,
+    queue.ResultNotFound,
+    queue.UnknownTaskError,
+]
+# What earlier versions of this project documented importing from infrastructure/tasks.py.
+TASKS_CONTRACT = [
+    "enqueue_task",
+    "get_task_pool",
+    "close_task_pool",
+    "get_job",
+    "job",
+    "cron_job",
+    "requeue_dead_letter",
+    "WorkerSettings",
+]
+
+
+def test_errors_are_ordinary_exceptions() -> None:
+    # A web framework's handlers and `except Exception` catch every one of them.
+    assert all(issubclass(error, Exception) for error in ERRORS)
+
+
+def test_the_names_users_already_import_from_tasks_still_work() -> None:
+    tasks = importlib.import_module("{{ cookiecutter.package_name }}.infrastructure.tasks")
+
+    assert [name for name in TASKS_CONTRACT if not hasattr(tasks, name)] == []
+    assert tasks.enqueue_task is queue.enqueue_task

@@ -1,0 +1,127 @@
+"""Jobs and results travel as JSON: no pickle, clear refusals, readable failures."""
+
+import pickle
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import pytest
+from arq.connections import ArqRedis
+from arq.constants import job_key_prefix
+from arq.utils import timestamp_ms
+
+from {{ cookiecutter.package_name }}.infrastructure.store import dead_letters
+from {{ cookiecutter.package_name }}.infrastructure.store.serialization import JobFailed, deserialize, serialize
+from {{ cookiecutter.package_name }}.infrastructure.tasks import (
+    JobArgumentError,
+    WorkerSettings,
+    enqueue_task,
+    get_job,
+)
+from {{ cookiecutter.package_name }}.infrastructure.worker.functions import arq_function
+
+from .conftest import RunWorker
+
+
+def test_json_like_values_and_tagged_types_round_trip() -> None:
+    value = {
+        "text": "héllo",
+        "numbers": [1, 2.5, None, True],
+        "when": datetime(2026, 11, 24, 12, 30, tzinfo=UTC),
+        "day": date(2026, 11, 24),
+        "id": UUID("12345678-1234-5678-1234-567812345678"),
+        "amount": Decimal("10.05"),
+        "nested": {"tuple": (1, 2)},
+    }
+
+    assert deserialize(serialize(value)) == {**value, "nested": {"tuple": [1, 2]}}
+
+
+async def test_unserializable_argument_is_refused_and_nothing_is_queued(
+    task_pool: ArqRedis,
+) -> None:
+    with pytest.raises(JobArgumentError, match=r"example_task.*object is not JSON-serializable"):
+        await enqueue_task("example_task", message=object())
+
+    assert await task_pool.zcard(WorkerSettings.queue_name) == 0
+
+
+async def broken(ctx: dict[str, Any]) -> None:
+    raise ValueError("the input file is empty")
+
+
+async def test_failed_job_result_carries_the_error_type_and_message(
+    task_pool: ArqRedis, run_burst_worker: RunWorker
+) -> None:
+    queued = await task_pool.enqueue_job("broken")
+    assert queued is not None
+
+    await run_burst_worker(functions=[arq_function(broken, max_tries=1)])
+
+    with pytest.raises(JobFailed, match="ValueError: the input file is empty") as failure:
+        await queued.result(timeout=5)
+    assert failure.value.error_type == "ValueError"
+
+
+class WritesAFile:
+    """A pickle payload that, if unpickled, would create a file: the attack a JSON reader stops."""
+
+    def __init__(self, target: Path) -> None:
+        self.target = target
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Path.touch, (self.target,))
+
+
+async def plant(pool: ArqRedis, job_id: str, payload: bytes) -> None:
+    """Write a job into the queue the way someone else with access to Redis could."""
+    await pool.set(job_key_prefix + job_id, payload)
+    # Scored like a real job: arq skips a queue entry whose score is 0.
+    await pool.zadd(WorkerSettings.queue_name, {job_id: timestamp_ms()})
+
+
+async def test_pickled_payload_written_into_redis_runs_nothing_and_is_a_dead_letter(
+    task_pool: ArqRedis, run_burst_worker: RunWorker, tmp_path: Path
+) -> None:
+    target = tmp_path / "pwned"
+    await plant(
+        task_pool,
+        "planted",
+        pickle.dumps({"t": 1, "f": "example_task", "a": [WritesAFile(target)], "k": {}}),
+    )
+
+    worker = await run_burst_worker()
+
+    assert not target.exists()
+    assert worker.jobs_failed == 1
+    with pytest.raises(JobFailed, match="PermanentError: unreadable job payload"):
+        await (await get_job("planted")).result(timeout=5)
+    [letter] = await dead_letters.all_letters(task_pool, WorkerSettings.queue_name)
+    assert (letter.job_id, letter.function, letter.tries) == ("planted", "reject_unreadable_job", 1)
+    assert "UnicodeDecodeError" in letter.error
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (b'{"f": "example_task"', "JSONDecodeError"),
+        (b'{"f": 1, "a": [], "k": {}, "et": 0}', "ValueError: not an arq job"),
+        (b"\xff\xfe not even UTF-8", "UnicodeDecodeError"),
+    ],
+    ids=["broken JSON", "not a job", "not UTF-8"],
+)
+async def test_malformed_payload_is_a_dead_letter_with_the_reason(
+    task_pool: ArqRedis, run_burst_worker: RunWorker, payload: bytes, reason: str
+) -> None:
+    await plant(task_pool, "malformed", payload)
+    good = await enqueue_task("example_task", message="still fine")
+    assert good is not None
+
+    await run_burst_worker()
+
+    [letter] = await dead_letters.all_letters(task_pool, WorkerSettings.queue_name)
+    assert letter.error_type == "PermanentError"
+    assert reason in letter.error
+    assert await good.result(timeout=5) == "Processed: still fine"  # no other job lost

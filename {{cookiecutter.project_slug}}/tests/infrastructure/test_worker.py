@@ -1,0 +1,288 @@
+"""The worker's loop (worker.py): woken by every way the project enqueues (`enqueue_task`, the
+pool's `enqueue_job`, a job's `ctx["redis"].enqueue_job`), on time for deferred jobs, within the
+fallback for jobs a foreign arq client queues, and claims that leave arq's retry timing as it was.
+
+The bounds below are far from the typical figures (a woken job starts about a millisecond
+after it is queued; bench/compare.py measures that): they tell a wake-up from a fallback poll.
+"""
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from arq import create_pool
+from arq.connections import ArqRedis, RedisSettings
+from arq.constants import retry_key_prefix
+
+from {{ cookiecutter.package_name }}.infrastructure.local.redis_server import LocalRedisServer
+from {{ cookiecutter.package_name }}.infrastructure.store.job_writes import JobPool, wake_key
+from {{ cookiecutter.package_name }}.infrastructure.store.serialization import deserialize, serialize
+from {{ cookiecutter.package_name }}.infrastructure.tasks import WorkerSettings
+from {{ cookiecutter.package_name }}.infrastructure.worker.functions import arq_function
+from {{ cookiecutter.package_name }}.infrastructure.worker.loop import FALLBACK_POLL_SECONDS
+from {{ cookiecutter.package_name }}.infrastructure.worker.missing_functions import waiting_since_key
+from {{ cookiecutter.package_name }}.jobs import example_task
+from {{ cookiecutter.package_name }}.queue import Job, JobStatus, Retry, enqueue_task, get_job
+
+from .conftest import RunningWorker, WorkerProcesses, make_worker, wait_until_listed
+
+# Well under the fallback poll: a job that starts this soon was woken, not found by a poll.
+WOKEN_WITHIN_SECONDS = FALLBACK_POLL_SECONDS / 4
+QUEUE = WorkerSettings.queue_name
+
+
+async def seconds_to_start(queued: Any) -> float:
+    """Seconds from enqueueing to the start of a job that has finished."""
+    result = await queued.result_info()
+    assert result is not None
+    waited: float = (result.start_time - result.enqueue_time).total_seconds()
+    return waited
+
+
+@pytest.fixture
+async def foreign_pool(redis_server: LocalRedisServer) -> AsyncIterator[ArqRedis]:
+    """A pool made by arq's own `create_pool`, as another service would: it knows no tokens."""
+    pool = await create_pool(
+        RedisSettings.from_dsn(redis_server.url),
+        job_serializer=serialize,
+        job_deserializer=deserialize,
+        default_queue_name=WorkerSettings.queue_name,
+    )
+    yield pool
+    await pool.aclose()
+
+
+async def test_each_job_the_project_queues_leaves_a_wake_up_token(
+    task_pool: ArqRedis, foreign_pool: ArqRedis
+) -> None:
+    await enqueue_task("example_task", message="now")
+    await enqueue_task("example_task", message="later", _defer_by=60)
+    await task_pool.enqueue_job("example_task", message="the pool's own enqueue_job")
+    await foreign_pool.enqueue_job("example_task", message="arq's client")  # knows no tokens
+
+    wake = wake_key(WorkerSettings.queue_name)
+    assert await task_pool.llen(wake) == 3  # type: ignore[misc]
+
+
+async def test_a_job_queued_with_the_pool_s_enqueue_job_starts_at_once(
+    task_pool: ArqRedis, running_worker: RunningWorker
+) -> None:
+    # The form arq's docs show: `(await get_task_pool()).enqueue_job(...)`.
+    async with running_worker():
+        await asyncio.sleep(0.2)  # idle: waiting for a wake-up
+        for n in range(3):
+            queued = await task_pool.enqueue_job("example_task", message=f"pool {n}")
+            assert queued is not None
+            assert await queued.result(timeout=5) == f"Processed: pool {n}"
+            assert await seconds_to_start(queued) < WOKEN_WITHIN_SECONDS
+            assert isinstance(queued, Job)  # the project's handle, with its truthful status()
+            await asyncio.sleep(0.3)
+
+
+async def queues_a_follow_up(ctx: dict[str, Any]) -> str:
+    follow_up = await ctx["redis"].enqueue_job("example_task", message="follow-up")
+    return str(follow_up.job_id)
+
+
+async def test_a_job_queued_from_inside_a_job_starts_at_once(
+    task_pool: ArqRedis, running_worker: RunningWorker
+) -> None:
+    async with running_worker(
+        functions=[arq_function(queues_a_follow_up), arq_function(example_task)]
+    ):
+        await asyncio.sleep(0.2)
+        queued = await task_pool.enqueue_job("queues_a_follow_up")
+        assert queued is not None
+        follow_up_id = await queued.result(timeout=5)
+        follow_up = await get_job(follow_up_id)
+        assert await follow_up.result(timeout=5) == "Processed: follow-up"
+        assert await seconds_to_start(follow_up) < WOKEN_WITHIN_SECONDS
+
+
+async def test_an_idle_worker_starts_a_queued_job_at_once(
+    task_pool: ArqRedis, running_worker: RunningWorker
+) -> None:
+    async with running_worker():
+        await asyncio.sleep(0.2)  # idle: waiting for a wake-up
+        for n in range(3):
+            queued = await enqueue_task("example_task", message=f"woken {n}")
+            assert queued is not None
+            await queued.result(timeout=5)
+            assert await seconds_to_start(queued) < WOKEN_WITHIN_SECONDS
+            await asyncio.sleep(0.3)  # a different point of the worker's wait each time
+
+    # The claim that found nothing more due took the tokens away.
+    assert await task_pool.llen(wake_key(WorkerSettings.queue_name)) == 0  # type: ignore[misc]
+
+
+async def test_a_job_queued_by_arq_s_own_client_starts_within_the_fallback(
+    task_pool: ArqRedis, foreign_pool: ArqRedis, running_worker: RunningWorker
+) -> None:
+    async with running_worker():
+        await asyncio.sleep(0.2)
+        queued = await foreign_pool.enqueue_job("example_task", message="no token")
+        assert queued is not None
+        assert await queued.result(timeout=FALLBACK_POLL_SECONDS + 2) == "Processed: no token"
+
+
+async def test_a_deferred_job_starts_at_its_time(
+    task_pool: ArqRedis, running_worker: RunningWorker
+) -> None:
+    async with running_worker():
+        await asyncio.sleep(0.2)
+        queued = await enqueue_task("example_task", message="in 0.3 s", _defer_by=0.3)
+        assert queued is not None
+        await queued.result(timeout=5)
+        # Its token woke the worker, which then waited for its start time, not for a poll.
+        assert 0.3 <= await seconds_to_start(queued) < 0.3 + WOKEN_WITHIN_SECONDS
+
+
+async def retries_after_a_delay(ctx: dict[str, Any]) -> int:
+    if ctx["job_try"] == 1:
+        raise Retry(defer=0.3)
+    return int(ctx["job_try"])
+
+
+async def test_a_retry_s_delay_counts_from_the_job_not_from_its_claim(
+    task_pool: ArqRedis, running_worker: RunningWorker
+) -> None:
+    # A claim moves the job's score to when the claim would expire (over 5 minutes ahead);
+    # arq adds a retry's delay to the score, so the worker puts it back first.
+    queued = await task_pool.enqueue_job("retries_after_a_delay")
+    assert queued is not None
+    async with running_worker(functions=[arq_function(retries_after_a_delay)]):
+        assert await queued.result(timeout=10) == 2
+
+
+async def test_a_job_cancelled_before_its_function_ran_is_given_back(
+    task_pool: ArqRedis, redis_server: LocalRedisServer
+) -> None:
+    # arq's shutdown cancels every job task, and then gathers them: one still reading its job
+    # (Redis paused here to hold it there) must neither stay claimed nor fail the shutdown.
+    queued = await enqueue_task("example_task", message="claimed at shutdown")
+    assert queued is not None
+    worker = make_worker(redis_server.url)
+    worker._pool = task_pool  # as main() would set it, without starting the loop
+    jobs, _, _ = await worker.claim(1, clear_tokens=True)
+    assert [job_id for job_id, _ in jobs] == [queued.job_id]
+    assert await queued.status() == JobStatus.in_progress
+
+    await task_pool.client_pause(300, all=False)  # writes wait 0.3 s
+    running = asyncio.create_task(worker.run_job(*jobs[0]))
+    await asyncio.sleep(0.1)  # blocked in arq's first read of the job
+    running.cancel()
+    await running  # ends normally: arq's close() gathers it
+
+    assert await queued.status() == JobStatus.queued
+
+
+async def test_closing_a_worker_whose_job_is_in_its_after_job_hook_completes(
+    task_pool: ArqRedis, redis_server: LocalRedisServer
+) -> None:
+    # arq's close() cancels every job task and gathers them: one cancelled after its outcome
+    # was written (here, held in the after-job hook) must end normally, or close() raises.
+    in_hook = asyncio.Event()
+
+    async def after_job_end(ctx: dict[str, Any]) -> None:
+        in_hook.set()
+        await asyncio.sleep(30)
+
+    worker = make_worker(redis_server.url, after_job_end=after_job_end)
+    running = asyncio.create_task(worker.async_run())
+    queued = await enqueue_task("example_task", message="done")
+    assert queued is not None
+    await asyncio.wait_for(in_hook.wait(), timeout=5)
+    running.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await running
+
+    await worker.close()  # before: raised the job task's CancelledError
+
+    assert await queued.status() == JobStatus.complete
+
+
+async def sleeps_briefly(ctx: dict[str, Any]) -> str:
+    await ctx["redis"].set("sleeps_briefly:started", 1)
+    await asyncio.sleep(0.3)
+    return "slept"
+
+
+async def test_closing_a_worker_while_a_job_s_outcome_is_being_written_completes(
+    task_pool: ArqRedis, redis_server: LocalRedisServer
+) -> None:
+    worker = make_worker(redis_server.url, functions=[arq_function(sleeps_briefly)])
+    running = asyncio.create_task(worker.async_run())
+    queued = await task_pool.enqueue_job("sleeps_briefly")
+    assert queued is not None
+    for _ in range(250):
+        if await task_pool.exists("sleeps_briefly:started"):
+            break
+        await asyncio.sleep(0.02)
+    await task_pool.client_pause(1000, all=False)  # the outcome's write waits until 1 s
+    await asyncio.sleep(0.6)  # the job has ended: its outcome is being written
+    running.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await running
+
+    await worker.close()  # before: raised the job task's CancelledError
+
+    assert await queued.result(timeout=5) == "slept"
+
+
+FAULT_JOBS = "tests.infrastructure.fault_jobs.WorkerSettings"
+
+
+async def wait_for(condition: Any, seconds: float, what: str) -> None:
+    """Wait until the coroutine function `condition` returns true, for up to `seconds`."""
+    for _ in range(int(seconds / 0.05)):
+        if await condition():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{what}: not within {seconds} s")
+
+
+async def test_a_job_read_ahead_then_given_back_at_shutdown_keeps_its_try(
+    task_pool: JobPool, worker_processes: WorkerProcesses
+) -> None:
+    # One function slot, held by a 3 s job; the next job, with one try allowed, is read ahead.
+    first = worker_processes.start(FAULT_JOBS, WORKER_MAX_JOBS="1", WORKER_MAX_TRIES="1")
+    holder = await task_pool.enqueue_job("sleepy", "holder", 3)
+    await wait_for(lambda: task_pool.exists("starts:holder"), 10, "the 3 s job started")
+    read_ahead = await task_pool.enqueue_job("counted", 1)
+    assert holder is not None
+    assert read_ahead is not None
+    await wait_until_listed(task_pool, running=2)
+
+    first.send_signal(signal.SIGTERM)  # the 3 s job finishes; the one read ahead is given back
+    assert await asyncio.to_thread(first.wait, 15) == 0
+    assert await holder.status() == JobStatus.complete
+    assert await read_ahead.status() == JobStatus.queued
+    assert await task_pool.get(retry_key_prefix + read_ahead.job_id) in (None, b"0")
+
+    worker_processes.start(FAULT_JOBS, WORKER_MAX_JOBS="1", WORKER_MAX_TRIES="1")
+    await read_ahead.result(timeout=10)  # before: "max 1 retries exceeded", never run
+    assert await task_pool.hget("runs", "1") == b"1"  # type: ignore[misc]
+
+
+async def test_a_job_for_a_function_this_worker_lacks_waits_for_one_that_has_it(
+    task_pool: JobPool, worker_processes: WorkerProcesses
+) -> None:
+    # A rolling deploy: the running worker predates `counted`, a newer client queues it.
+    worker_processes.start()  # the project's own WorkerSettings: no `counted`
+    queued = await task_pool.enqueue_job("counted", 7)
+    assert queued is not None
+    waiting_since = waiting_since_key(QUEUE, queued.job_id)
+    await wait_for(lambda: task_pool.exists(waiting_since), 10, "offered")
+    await asyncio.sleep(1)  # given back, due again 5 s later
+    assert await queued.status() in (JobStatus.queued, JobStatus.deferred, JobStatus.in_progress)
+    assert "is not registered on this worker" in worker_processes.log(0)
+
+    worker_processes.start(FAULT_JOBS)  # the new version, with `counted`
+    await queued.result(timeout=45)
+    assert await task_pool.hget("runs", "7") == b"1"  # type: ignore[misc]
+    result = await queued.result_info()
+    assert result is not None
+    assert result.job_try == 1  # the looks that found no function used no try
