@@ -1,3 +1,4 @@
+# Template file, kept current by `cruft update`: yours are listed in README.md, "Your code".
 """Error tracking with Sentry, on when `SENTRY_DSN` is set.
 
 sentry-sdk is imported only then, so a process without a DSN starts as fast as before. With a

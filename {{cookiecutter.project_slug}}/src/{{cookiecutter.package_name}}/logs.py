@@ -1,3 +1,4 @@
+# Template file, kept current by `cruft update`: yours are listed in README.md, "Your code".
 """Logging for every entry point{% if cookiecutter.cache_backend != "none" %} (the worker, the `arq` command{% if cookiecutter.api_framework == "fastapi" %}, the API{% endif %}){% elif cookiecutter.api_framework == "fastapi" %} (the API, the command line){% endif %}: text for people, JSON for machines.
 
 `LOG_FORMAT=text` (the default) writes `12:00:01: message`. `LOG_FORMAT=json` writes one

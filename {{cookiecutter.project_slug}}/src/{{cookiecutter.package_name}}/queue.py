@@ -1,3 +1,4 @@
+# Template file, kept current by `cruft update`: yours are listed in README.md, "Your code".
 """Everything job authors and clients use, in one place (tests/infrastructure/test_queue.py pins
 the list).
 

@@ -1,3 +1,4 @@
+# Template file, kept current by `cruft update`: yours are listed in README.md, "Your code".
 """Secrets out of every error text and log line, and a cap on how long an error text is kept.
 
 An exception's message is written by code the project does not control: a database driver, an

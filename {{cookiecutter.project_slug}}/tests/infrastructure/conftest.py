@@ -1,3 +1,4 @@
+# Template file, kept current by `cruft update`: yours are listed in README.md, "Your code".
 """One real, throwaway Redis server for the whole session; each test gets it empty.
 
 Queue behaviour is tested against a real server, never a mock: the server comes from

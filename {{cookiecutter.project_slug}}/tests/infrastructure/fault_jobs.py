@@ -1,3 +1,4 @@
+# Template file, kept current by `cruft update`: yours are listed in README.md, "Your code".
 """Jobs and worker settings for the fault tests, which run real worker processes:
 `python -m <package>.infrastructure.worker tests.infrastructure.fault_jobs.WorkerSettings` (or `arq` with the
 same path; both read a dict as well as a class)."""

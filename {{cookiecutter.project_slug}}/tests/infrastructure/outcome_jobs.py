@@ -1,3 +1,4 @@
+# Template file, kept current by `cruft update`: yours are listed in README.md, "Your code".
 """Jobs that end in each way a try can end, for tests/test_outcomes.py, which runs them in real
 worker processes: `python -m <package>.infrastructure.worker tests.infrastructure.outcome_jobs.WorkerSettings`."""
 

@@ -1,3 +1,4 @@
+# Template file, kept current by `cruft update`: yours are listed in README.md, "Your code".
 """The workers' activity record (infrastructure/ops/activity.py): what real workers write about the
 jobs they finish, how it is read back, and that it costs no Redis command per job."""
 

@@ -1,3 +1,4 @@
+# Template file, kept current by `cruft update`: yours are listed in README.md, "Your code".
 """The health checks (api/health.py){% if cookiecutter.cache_backend != "none" %}: liveness asks nothing of Redis; readiness asks Redis, counts the
 live workers, and says why when Redis is away (without its password){% endif %}."""
 

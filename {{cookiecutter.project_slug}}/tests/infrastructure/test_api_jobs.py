@@ -1,3 +1,4 @@
+# Template file, kept current by `cruft update`: yours are listed in README.md, "Your code".
 """The job routes (api/examples.py, api/jobs.py), in process, against the test Redis and real
 worker processes: queue a job, follow it to its result or error, abort it, and what a client
 gets when its request is invalid or Redis is away."""

@@ -1,3 +1,4 @@
+# Template file, kept current by `cruft update`: yours are listed in README.md, "Your code".
 """The API's contract: every operation in its own OpenAPI schema, driven by schemathesis with
 generated requests, valid and invalid, answers without a 5xx and as the schema says; and every
 error, including those of no operation (unknown paths, methods, crashes), is a problem document.

@@ -1,3 +1,4 @@
+# Template file, kept current by `cruft update`: yours are listed in README.md, "Your code".
 """The API as it is deployed: a real uvicorn process (`--factory`) on a free port, a real worker
 process, and a client over HTTP."""
 

@@ -1,3 +1,4 @@
+# Template file, kept current by `cruft update`: yours are listed in README.md, "Your code".
 """Bad input to `enqueue_task` is refused with a clear error, nothing is queued, and no other
 job is lost."""
 

@@ -1,3 +1,4 @@
+# Template file, kept current by `cruft update`: yours are listed in README.md, "Your code".
 """The operator commands behind `just worker-check`, `just dead-letters`, `just requeue` and
 `just purge-dead-letters`, run as a user runs them: separate processes, real workers."""
 

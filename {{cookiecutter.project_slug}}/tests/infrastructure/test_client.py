@@ -1,3 +1,4 @@
+# Template file, kept current by `cruft update`: yours are listed in README.md, "Your code".
 """The client side (client.py, job_handle.py): reading a job by id (status, result, info),
 aborting it, and enqueueing: many calls at once, and from any event loop, thread or synchronous
 code."""

@@ -1,3 +1,4 @@
+# Template file, kept current by `cruft update`: yours are listed in README.md, "Your code".
 """Reaching Redis: what REDIS_URL and the REDIS_* settings turn into, password and database on a
 real server, Redis Sentinel with a real sentinel, and one clear error when Redis is not there."""
 

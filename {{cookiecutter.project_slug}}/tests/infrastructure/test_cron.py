@@ -1,3 +1,4 @@
+# Template file, kept current by `cruft update`: yours are listed in README.md, "Your code".
 """Cron (functions.py's `cron_job`): each tick runs once however many workers run it, and a
 failed tick is retried with the same backoff as any job."""
 

@@ -1,3 +1,4 @@
+# Template file, kept current by `cruft update`: yours are listed in README.md, "Your code".
 """The dashboard (api/dashboard/) without a browser: the app in process, the test Redis, real
 workers. Its login, its forms' protection, its escaping, its JSON and its actions."""
 

@@ -1,3 +1,4 @@
+# Template file, kept current by `cruft update`: yours are listed in README.md, "Your code".
 """The dashboard in a real browser: headless Chromium, driven by Selenium through chromedriver,
 against a real uvicorn server and real worker processes.
 

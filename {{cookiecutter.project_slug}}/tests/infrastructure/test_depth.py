@@ -1,3 +1,4 @@
+# Template file, kept current by `cruft update`: yours are listed in README.md, "Your code".
 """Queue depth (depth.py): waiting, deferred and running jobs, counted apart; and the snapshot
 the metrics read (`queue_stats`), with dead letters and live workers, without a SCAN."""
 

@@ -1,3 +1,4 @@
+# Template file, kept current by `cruft update`: yours are listed in README.md, "Your code".
 """Error tracking: with SENTRY_DSN set, errors reach Sentry; without it, sentry-sdk is not even
 imported. Events go to a local stand-in for Sentry's ingest endpoint: an HTTP server that keeps
 every envelope it is sent."""

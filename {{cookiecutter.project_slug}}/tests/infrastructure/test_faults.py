@@ -1,3 +1,4 @@
+# Template file, kept current by `cruft update`: yours are listed in README.md, "Your code".
 """What the queue survives, with real worker processes on real servers: a worker killed with
 SIGKILL mid-job, a worker stopped with SIGTERM, Redis restarted under a worker or gone for good,
 Redis not there when a worker starts, and many workers racing for the same jobs. Slow:

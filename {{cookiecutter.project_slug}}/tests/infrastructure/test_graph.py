@@ -1,3 +1,4 @@
+# Template file, kept current by `cruft update`: yours are listed in README.md, "Your code".
 """The embedded server has the FalkorDB module loaded; graph queries and the graph job work."""
 
 from arq.connections import ArqRedis

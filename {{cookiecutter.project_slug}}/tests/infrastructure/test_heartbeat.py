@@ -1,3 +1,4 @@
+# Template file, kept current by `cruft update`: yours are listed in README.md, "Your code".
 """The running-jobs list that crash recovery reads (heartbeat.py), on a real Redis."""
 
 import logging

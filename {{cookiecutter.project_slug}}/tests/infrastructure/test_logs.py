@@ -1,3 +1,4 @@
+# Template file, kept current by `cruft update`: yours are listed in README.md, "Your code".
 """Log lines: text by default, one JSON object per line with LOG_FORMAT=json; in either, one line
 per record, whatever{% if cookiecutter.cache_backend != "none" %} a job or{% endif %} a client sends."""
 

@@ -1,3 +1,4 @@
+# Template file, kept current by `cruft update`: yours are listed in README.md, "Your code".
 """Records in Redis that cannot be read (infrastructure/store/records.py): every reader of the helper
 keys (heartbeats, the live-workers set, running-lists, the activity record, dead letters,
 results, queued jobs) skips them, logs each once and counts it, and still returns the good

@@ -1,3 +1,4 @@
+# Template file, kept current by `cruft update`: yours are listed in README.md, "Your code".
 """Prometheus metrics (infrastructure/ops/metrics.py): a real worker process counts each function's
 tries and how they ended, and shows its slots, at its own /metrics port; with the port unset,
 nothing of this is loaded. The queue's gauges are read from Redis by `just metrics`{% if cookiecutter.api_framework == "fastapi" %} and by

@@ -1,3 +1,4 @@
+# Template file, kept current by `cruft update`: yours are listed in README.md, "Your code".
 """Every way a job can end, told the same way by every place that reports it.
 
 A real worker process (`just worker`'s, JSON logs, metrics on) runs one job of each outcome in

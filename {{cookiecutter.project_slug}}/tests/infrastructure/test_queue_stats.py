@@ -1,3 +1,4 @@
+# Template file, kept current by `cruft update`: yours are listed in README.md, "Your code".
 """`just queue-stats`, run as a user runs it: a separate process, against the test Redis, after
 a real worker has run jobs."""
 

@@ -1,3 +1,4 @@
+# Template file, kept current by `cruft update`: yours are listed in README.md, "Your code".
 """Every kind of Redis error, met for real: each gets one named line (the cause, the setting or
 command to check, never the password) from one place (`connection.describe_redis_error`), and a
 tested reaction. The worker tests run real worker processes on a Redis server of their own, with

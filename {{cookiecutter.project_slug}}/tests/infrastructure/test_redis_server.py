@@ -1,3 +1,4 @@
+# Template file, kept current by `cruft update`: yours are listed in README.md, "Your code".
 """`just redis` and `just dev` (infrastructure/local/redis_server.py) as a terminal runs them: real
 processes on a real server, stopped with Ctrl-C as a terminal sends it (SIGINT to the foreground
 process group).

@@ -1,3 +1,4 @@
+# Template file, kept current by `cruft update`: yours are listed in README.md, "Your code".
 """Every kind of dead letter can be requeued, or its listing says why not (client.py's
 `requeue_blocker`, shown by `just dead-letters` and the dashboard).
 

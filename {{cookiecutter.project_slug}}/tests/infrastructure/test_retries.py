@@ -1,3 +1,4 @@
+# Template file, kept current by `cruft update`: yours are listed in README.md, "Your code".
 """Ordinary exceptions are retried with growing delays up to max_tries, then dead-lettered."""
 
 import asyncio

@@ -1,3 +1,4 @@
+# Template file, kept current by `cruft update`: yours are listed in README.md, "Your code".
 """Security defaults a test can see: no pickle anywhere, and no password in logs or errors."""
 
 import time

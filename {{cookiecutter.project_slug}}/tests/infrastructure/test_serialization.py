@@ -1,3 +1,4 @@
+# Template file, kept current by `cruft update`: yours are listed in README.md, "Your code".
 """Jobs and results travel as JSON: no pickle, clear refusals, readable failures."""
 
 import pickle

@@ -1,3 +1,4 @@
+# Template file, kept current by `cruft update`: yours are listed in README.md, "Your code".
 """The queue, end to end on a real Redis: enqueue, run a worker, read what happened."""
 
 import asyncio

@@ -1,3 +1,4 @@
+# Template file, kept current by `cruft update`: yours are listed in README.md, "Your code".
 """The worker's loop (worker.py): woken by every way the project enqueues (`enqueue_task`, the
 pool's `enqueue_job`, a job's `ctx["redis"].enqueue_job`), on time for deferred jobs, within the
 fallback for jobs a foreign arq client queues, and claims that leave arq's retry timing as it was.

@@ -1,3 +1,4 @@
+# Template file, kept current by `cruft update`: yours are listed in README.md, "Your code".
 """A real worker process with LOG_FORMAT=json: every line is JSON, and the lines about a job say
 which job, function and try, with the duration of each finished try."""
 

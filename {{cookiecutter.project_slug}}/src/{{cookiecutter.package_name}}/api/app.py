@@ -1,3 +1,4 @@
+# Template file, kept current by `cruft update`: yours are listed in README.md, "Your code".
 """The web API: `create_app()` builds it, with its routes, error handling and limits.
 
     uv run uvicorn {{ cookiecutter.package_name }}.api.app:create_app --factory --port 8000

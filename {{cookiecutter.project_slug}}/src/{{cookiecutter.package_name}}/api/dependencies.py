@@ -1,3 +1,4 @@
+# Template file, kept current by `cruft update`: yours are listed in README.md, "Your code".
 {% if cookiecutter.cache_backend != "none" -%}
 """What routes receive through `Depends`: the settings, the task pool, the job a path names, and
 `authorize`. Tests replace any of them with `app.dependency_overrides[...]`.

@@ -1,3 +1,4 @@
+# Template file, kept current by `cruft update`: yours are listed in README.md, "Your code".
 """Health checks, for a load balancer, compose or Kubernetes probes.
 
 `GET /health/live` answers 200 as long as the process serves requests, and does no I/O: point

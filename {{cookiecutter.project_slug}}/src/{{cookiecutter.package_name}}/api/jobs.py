@@ -1,3 +1,4 @@
+# Template file, kept current by `cruft update`: yours are listed in README.md, "Your code".
 """Following and aborting a job by id: `GET /jobs/{job_id}` and `DELETE /jobs/{job_id}`.
 
 They serve every job on this project's queue: those the routes start, those code enqueues, and

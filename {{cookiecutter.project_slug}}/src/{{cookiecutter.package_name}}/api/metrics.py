@@ -1,3 +1,4 @@
+# Template file, kept current by `cruft update`: yours are listed in README.md, "Your code".
 """`GET /metrics`: the queue-level gauges in Prometheus's text format, for Prometheus to scrape.
 
 Waiting, deferred and running jobs, dead letters and live workers (infrastructure/ops/metrics.py

@@ -1,3 +1,4 @@
+# Template file, kept current by `cruft update`: yours are listed in README.md, "Your code".
 """Every error the API sends is an RFC 9457 problem document, as `application/problem+json`:
 
     {"type": "about:blank", "title": "Not Found", "status": 404, "detail": "nothing at /nope"}

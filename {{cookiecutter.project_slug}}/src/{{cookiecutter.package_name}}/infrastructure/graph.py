@@ -1,3 +1,4 @@
+# Template file, kept current by `cruft update`: yours are listed in README.md, "Your code".
 """Graph queries on FalkorDB, over the same Redis connection the job queue uses.
 
 The official `falkordb` client needs redis-py 8, and arq requires redis<6, so the two cannot be

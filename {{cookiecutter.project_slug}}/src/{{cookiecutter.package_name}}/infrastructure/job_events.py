@@ -1,3 +1,4 @@
+# Template file, kept current by `cruft update`: yours are listed in README.md, "Your code".
 """What happens to each job in this worker process, told to whoever listens: metrics, the
 dashboard's activity record, or your own code.
 

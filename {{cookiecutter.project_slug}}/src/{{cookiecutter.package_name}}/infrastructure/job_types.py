@@ -1,3 +1,4 @@
+# Template file, kept current by `cruft update`: yours are listed in README.md, "Your code".
 """The types the plumbing and the jobs share, in one place (as arq keeps its own in `arq/typing.py`).
 
 Nothing here imports the project's other modules, so every module may import from it.

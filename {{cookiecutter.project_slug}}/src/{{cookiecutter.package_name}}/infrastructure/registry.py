@@ -1,3 +1,4 @@
+# Template file, kept current by `cruft update`: yours are listed in README.md, "Your code".
 """The job registry: every job and cron job the project declares, by name.
 
 `@job` and `@cron_job` (client/handles.py) record a `JobSpec` here when the user's jobs module is

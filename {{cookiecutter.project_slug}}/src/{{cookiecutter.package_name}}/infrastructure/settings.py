@@ -1,3 +1,4 @@
+# Template file, kept current by `cruft update`: yours are listed in README.md, "Your code".
 """The template's settings: `TemplateSettings`, which `config.Settings` (yours) extends.
 
 Every field maps to the upper-case environment variable of the same name, e.g. `LOG_LEVEL`.

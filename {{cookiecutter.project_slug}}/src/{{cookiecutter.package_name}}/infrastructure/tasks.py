@@ -1,3 +1,4 @@
+# Template file, kept current by `cruft update`: yours are listed in README.md, "Your code".
 """The worker's settings: `WorkerSettings`, the class `arq` reads, built from the jobs you declare.
 
 Start a worker with `uv run python -m {{ cookiecutter.package_name }}.infrastructure.worker` (`just worker`): arq's

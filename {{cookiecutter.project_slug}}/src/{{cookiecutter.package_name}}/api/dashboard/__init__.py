@@ -1,3 +1,4 @@
+# Template file, kept current by `cruft update`: yours are listed in README.md, "Your code".
 """The queue dashboard at /dashboard: workers, counts, a 15-minute chart, recent and failed jobs,
 dead letters (requeue, purge) and job lookup (abort). Off unless `DASHBOARD_PASSWORD` is set.
 

@@ -1,3 +1,4 @@
+# Template file, kept current by `cruft update`: yours are listed in README.md, "Your code".
 """The dashboard's routes, all behind its login (security.py), none in the OpenAPI schema.
 
     GET  /dashboard                              the page; ?job=<id> looks a job up

@@ -1,3 +1,4 @@
+# Template file, kept current by `cruft update`: yours are listed in README.md, "Your code".
 """Who may see the dashboard, and which form posts it trusts.
 
 - Login: HTTP Basic, any user name, the password `DASHBOARD_PASSWORD` (UTF-8), compared in

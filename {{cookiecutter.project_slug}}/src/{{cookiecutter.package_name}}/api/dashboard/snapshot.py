@@ -1,3 +1,4 @@
+# Template file, kept current by `cruft update`: yours are listed in README.md, "Your code".
 """What the dashboard shows, read in one go: the page renders it, `/dashboard/snapshot.json`
 serves it as is.
 

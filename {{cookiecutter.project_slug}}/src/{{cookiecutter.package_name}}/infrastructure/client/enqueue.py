@@ -1,3 +1,4 @@
+# Template file, kept current by `cruft update`: yours are listed in README.md, "Your code".
 """The client side of the queue: the pool, enqueueing jobs, and following them by id.
 
 What a web app, a script or a test calls; the worker side is worker/. Nothing here imports the

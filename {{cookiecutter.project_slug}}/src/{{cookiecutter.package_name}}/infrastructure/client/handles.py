@@ -1,3 +1,4 @@
+# Template file, kept current by `cruft update`: yours are listed in README.md, "Your code".
 """Declaring jobs: `@job` and `@cron_job`, and the typed handles they return.
 
     @job(max_tries=5)

@@ -1,3 +1,4 @@
+# Template file, kept current by `cruft update`: yours are listed in README.md, "Your code".
 """A local Redis server for development and tests: no Docker, no system install.
 
 Which server runs:

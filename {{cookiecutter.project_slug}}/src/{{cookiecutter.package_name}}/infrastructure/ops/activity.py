@@ -1,3 +1,4 @@
+# Template file, kept current by `cruft update`: yours are listed in README.md, "Your code".
 """What the queue has been doing lately: the record behind `just queue-stats` and the web API's
 dashboard, where the project has one.
 

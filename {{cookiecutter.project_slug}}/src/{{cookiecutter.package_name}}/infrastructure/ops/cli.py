@@ -1,3 +1,4 @@
+# Template file, kept current by `cruft update`: yours are listed in README.md, "Your code".
 """Operator commands for the queue, behind `just worker-check`, `just dead-letters`,
 `just requeue <id>`, `just purge-dead-letters`, `just metrics` and `just queue-stats` (and
 `ping`, which `just worker` runs first):

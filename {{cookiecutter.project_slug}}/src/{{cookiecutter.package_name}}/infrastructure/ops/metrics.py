@@ -1,3 +1,4 @@
+# Template file, kept current by `cruft update`: yours are listed in README.md, "Your code".
 """Prometheus metrics (prometheus-client): what each worker has done and is doing, and what the
 queue holds. docs/monitoring.md lists every series, with the scrape config, alert rules and
 Grafana dashboard that use them (deploy/monitoring/).

@@ -1,3 +1,4 @@
+# Template file, kept current by `cruft update`: yours are listed in README.md, "Your code".
 """How this project reaches Redis: `REDIS_URL` plus a few settings, turned into arq's
 `RedisSettings`, and one clear line for every kind of Redis error (`describe_redis_error`).
 

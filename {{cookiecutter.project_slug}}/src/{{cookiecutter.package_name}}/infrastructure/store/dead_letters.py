@@ -1,3 +1,4 @@
+# Template file, kept current by `cruft update`: yours are listed in README.md, "Your code".
 """Dead letters: a bounded list in Redis of the jobs that failed for good.
 
 A job lands here when its last try fails or it raises `PermanentError` (see `retries.py`). Each

@@ -1,3 +1,4 @@
+# Template file, kept current by `cruft update`: yours are listed in README.md, "Your code".
 """How many jobs a queue holds, counted apart: waiting, deferred and running.
 
 arq keeps every job in one sorted set, scored by when it may start, until it finishes: running

@@ -1,3 +1,4 @@
+# Template file, kept current by `cruft update`: yours are listed in README.md, "Your code".
 """Per-worker liveness: for `just worker-check` and container healthchecks, and to recover the
 jobs of a worker that died.
 

@@ -1,3 +1,4 @@
+# Template file, kept current by `cruft update`: yours are listed in README.md, "Your code".
 """Following one job by id: its status, its result, and aborting it.
 
 arq's own `Job` misleads callers in three ways, each fixed here in a subclass:

@@ -1,3 +1,4 @@
+# Template file, kept current by `cruft update`: yours are listed in README.md, "Your code".
 """How `enqueue_task` writes a job: one Lua script, and one pipeline for all the jobs that callers
 enqueue in the same turn of the event loop.
 

@@ -1,3 +1,4 @@
+# Template file, kept current by `cruft update`: yours are listed in README.md, "Your code".
 """Records in Redis that cannot be read: skipped, logged once, counted.
 
 Workers write the helper keys the readers here read (heartbeats, the live-workers set, running

@@ -1,3 +1,4 @@
+# Template file, kept current by `cruft update`: yours are listed in README.md, "Your code".
 """JSON serialization for jobs and results, in place of arq's default pickle.
 
 Pickle lets anyone who can write to Redis run code in the worker; JSON only ever builds data.

@@ -1,3 +1,4 @@
+# Template file, kept current by `cruft update`: yours are listed in README.md, "Your code".
 """`python -m {{ cookiecutter.package_name }}.infrastructure.worker` (`just worker`): run a worker (loop.py) with
 the project's `WorkerSettings` (tasks.py), named by its dotted path so this module imports no jobs."""
 

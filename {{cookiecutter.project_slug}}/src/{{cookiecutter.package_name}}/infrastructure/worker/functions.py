@@ -1,3 +1,4 @@
+# Template file, kept current by `cruft update`: yours are listed in README.md, "Your code".
 """What a worker runs for each declared job: arq's `Function` (`arq_function()`) for jobs clients
 enqueue, arq's `CronJob` (`arq_cron_job()`) for jobs the worker queues itself on a schedule. Both
 run the function inside `retrying()`; `worker_functions()` builds them all from the registry.

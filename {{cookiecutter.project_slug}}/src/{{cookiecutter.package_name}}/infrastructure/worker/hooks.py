@@ -1,3 +1,4 @@
+# Template file, kept current by `cruft update`: yours are listed in README.md, "Your code".
 """What a worker does when it starts and stops, and around each job: the hooks `WorkerSettings`
 (tasks.py) hands to arq.
 

@@ -1,3 +1,4 @@
+# Template file, kept current by `cruft update`: yours are listed in README.md, "Your code".
 """The worker process: arq's `Worker` with a loop that starts jobs as soon as they are queued.
 
     uv run python -m {{ cookiecutter.package_name }}.infrastructure.worker [SETTINGS] [--burst] [--verbose]

@@ -1,3 +1,4 @@
+# Template file, kept current by `cruft update`: yours are listed in README.md, "Your code".
 """Jobs for a function this worker does not have wait for a worker that does.
 
 During a rolling deploy a newer client queues `send_invoice` while older workers still run. arq

@@ -1,3 +1,4 @@
+# Template file, kept current by `cruft update`: yours are listed in README.md, "Your code".
 """Retries with exponential backoff and jitter, a time limit per try, and dead letters.
 
 arq retries a job only when it raises `arq.Retry`; any other exception fails it at once. Every

@@ -1,3 +1,4 @@
+# Template file, kept current by `cruft update`: yours are listed in README.md, "Your code".
 """Jobs whose payload cannot be read (a pickle, broken JSON, a foreign format) become dead letters.
 
 arq fails such a job without running anything, which is right, but keeps no record anyone would
