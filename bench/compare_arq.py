@@ -8,7 +8,7 @@ run by compare.py with `--queue-worker`). Kept apart from the measuring so that 
 tuning" and "as the project runs it" are defined once, for every figure.
 
 - In-process configurations (the default figures): the generated worker built from the
-  project's `WorkerSettings` as `arq` builds it, cron off, `job(noop)` added; arq's defaults;
+  project's `WorkerSettings` as `arq` builds it, cron off, `noop` added; arq's defaults;
   arq with the project's TUNING; the same two with queue_read_limit 1000 (out of the way of the
   poll ceiling); two generated workers in one loop; two generated workers in two processes
   (`drain_worker`).
@@ -73,12 +73,19 @@ WORKER_METRICS = "generated worker, metrics on"
 WorkerFactory = Callable[[bool], list[Any]]
 
 
+def arq_function(tasks: Any) -> Any:
+    """The project's wrapper making arq's `Function` of a job with its retries (the worker's
+    functions.py beside `tasks`), for the bench's own jobs."""
+    package = tasks.__name__.rpartition(".")[0]
+    return importlib.import_module(f"{package}.worker.functions").arq_function
+
+
 def generated_settings(tasks: Any) -> dict[str, Any]:
-    """The project's WorkerSettings as arq reads them, cron off, with `job(noop)` added."""
+    """The project's WorkerSettings as arq reads them, cron off, with `arq_function(noop)` added."""
     return {
         **vars(tasks.WorkerSettings),
         "cron_jobs": (),
-        "functions": (*tasks.WorkerSettings.functions, tasks.job(noop)),
+        "functions": (*tasks.WorkerSettings.functions, arq_function(tasks)(noop)),
     }
 
 
@@ -153,7 +160,7 @@ def worker_loop(package: str) -> str:
     """Which loop the generated worker runs, for the line above --workers' tables."""
     if has_worker_module(package):
         return f"{package}.infrastructure.worker.loop.create_worker (the project's loop)"
-    return "arq's create_worker with WorkerSettings (arq's poll loop: no infrastructure/worker/loop.py)"
+    return "arq's create_worker with WorkerSettings (arq's poll loop: no worker/loop.py)"
 
 
 def queue_drivers(script: str, package: str, tasks: Any, arq_pool: Any) -> dict[str, QueueDriver]:
@@ -186,7 +193,7 @@ def generated_worker(package: str, tasks: Any) -> Any:
     """The generated worker as the project runs it, with the bench's jobs added and cron off:
     its own `create_worker` (infrastructure/worker/loop.py) where the project has one, else arq's
     with the project's WorkerSettings."""
-    functions = (*tasks.WorkerSettings.functions, *(tasks.job(job) for job in BENCH_JOBS))
+    functions = (*tasks.WorkerSettings.functions, *(arq_function(tasks)(job) for job in BENCH_JOBS))
     overrides = {"functions": functions, "cron_jobs": (), "handle_signals": False}
     if has_worker_module(package):
         module = importlib.import_module(f"{package}.infrastructure.worker.loop")

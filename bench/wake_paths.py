@@ -46,7 +46,7 @@ PATHS = (
 SETTINGS_MODULE = "bench_wake_jobs"
 SETTINGS = """
 from {package}.infrastructure.tasks import WorkerSettings as ProjectSettings
-from {package}.infrastructure.tasks import job
+from {package}.infrastructure.worker.functions import arq_function
 
 
 async def queues_follow_up(ctx, message):
@@ -56,7 +56,7 @@ async def queues_follow_up(ctx, message):
 
 WorkerSettings = {{
     **vars(ProjectSettings),
-    "functions": (*ProjectSettings.functions, job(queues_follow_up)),
+    "functions": (*ProjectSettings.functions, arq_function(queues_follow_up)),
     "cron_jobs": (),
 }}
 """

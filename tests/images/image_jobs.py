@@ -14,7 +14,9 @@ import importlib
 import os
 from typing import Any
 
-tasks = importlib.import_module(f"{os.environ['IMAGE_TEST_PACKAGE']}.infrastructure.tasks")
+PACKAGE = os.environ["IMAGE_TEST_PACKAGE"]
+tasks = importlib.import_module(f"{PACKAGE}.infrastructure.tasks")
+functions = importlib.import_module(f"{PACKAGE}.infrastructure.worker.functions")
 
 
 async def sleep_then_answer(ctx: dict[str, Any], seconds: float) -> str:
@@ -25,5 +27,5 @@ async def sleep_then_answer(ctx: dict[str, Any], seconds: float) -> str:
 
 WorkerSettings = {
     **vars(tasks.WorkerSettings),
-    "functions": (*tasks.WorkerSettings.functions, tasks.job(sleep_then_answer)),
+    "functions": (*tasks.WorkerSettings.functions, functions.arq_function(sleep_then_answer)),
 }
