@@ -25,7 +25,6 @@ import asyncio
 import contextlib
 import importlib
 import importlib.util
-import inspect
 import json
 import os
 import sys
@@ -167,8 +166,9 @@ def queue_drivers(script: str, package: str, tasks: Any, arq_pool: Any) -> dict[
     """The generated worker's and plain arq's drivers: their worker processes are `script`
     (compare.py) with `--queue-worker`; the generated one's jobs are queued with `enqueue_task`
     (which wakes the project's worker), plain arq's with arq's `enqueue_job`."""
-    for function in BENCH_JOBS:  # enqueue_task queues only the jobs it knows of
-        tasks.TASK_SIGNATURES.setdefault(function.__name__, inspect.signature(function))
+    registry = importlib.import_module(f"{package}.infrastructure.registry")
+    for function in BENCH_JOBS:  # enqueue_task queues only the jobs declared in the registry
+        registry.register(registry.JobSpec(function.__name__, function))
     command = [sys.executable, script, "--inside", package, "--queue-worker"]
 
     async def enqueue_generated(kind: str, count: int) -> None:

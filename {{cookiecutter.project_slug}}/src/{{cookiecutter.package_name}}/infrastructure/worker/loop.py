@@ -158,7 +158,7 @@ class Worker(ArqWorker):
         self.on_job_start = self._job_function_starting
         self._on_job_end = self.on_job_end
         self.on_job_end = self._job_function_ended
-        # For on_worker_startup: the per-worker metrics read its slots (metrics.py).
+        # For the start-up hook (hooks.py): the per-worker metrics read its slots (metrics.py).
         self.ctx["worker"] = self
         # Jobs whose try arq has counted (it has called on_job_start): given back unrun, the
         # try is taken back.
