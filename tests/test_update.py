@@ -430,3 +430,295 @@ def test_the_template_check_workflow_is_off_by_default_and_runs_cruft_check(
     assert "docs/updates.md" in readme
     assert "gh variable set TEMPLATE_CHECK --body true" in docs
     assert path.name in docs
+
+
+# The ownership line (the generated README.md, "Your code"): the user's files, paths relative to
+# the project with the package folder as `PKG`; the shared ones both sides edit; files on
+# neither side (markers and answers). Every other file is the template's.
+PKG = "{{cookiecutter.package_name}}"
+USER_FILES = {
+    f"src/{PKG}/jobs.py",
+    f"src/{PKG}/worker_lifespan.py",
+    f"src/{PKG}/config.py",
+    f"src/{PKG}/api/routes.py",
+    f"src/{PKG}/api/examples.py",
+}
+SHARED_FILES = {"pyproject.toml", "uv.lock", "README.md"}
+NEITHER = {
+    ".cookiecutter.json",
+    ".cruft.json",
+    ".python-version",
+    f"src/{PKG}/__init__.py",
+    f"src/{PKG}/py.typed",
+}
+# How the template's commit B marks each kind of file: a comment in that file's syntax.
+MARK = "From the template's commit B, which changes every template file."
+COMMENTS = {
+    ".py": "# {}",
+    ".md": "<!-- {} -->",
+    ".yml": "# {}",
+    ".yaml": "# {}",
+    ".css": "/* {} */",
+    ".js": "/* {} */",
+    ".html": "<!-- {} -->",
+    "justfile": "# {}",
+    "Dockerfile": "# {}",
+    ".env.example": "# {}",
+    ".dockerignore": "# {}",
+    ".gitignore": "# {}",
+}
+UNCOMMENTABLE = {".json", ".png"}  # a template file B cannot mark with a comment
+
+
+def template_side(relative: str) -> bool:
+    """Whether `relative` (a project path, the package folder written `PKG`) is the template's."""
+    if relative in USER_FILES | SHARED_FILES | NEITHER:
+        return False
+    parts = relative.split("/")
+    if parts[0] == "tests":
+        return parts[1] == "infrastructure"  # tests/test_*.py, conftest.py: the user's
+    return True  # the API's plumbing included: the user's route modules are files B lacks
+
+
+def comment_for(path: Path) -> str | None:
+    style = COMMENTS.get(path.name) or COMMENTS.get(path.suffix)
+    return style.format(MARK) if style else None
+
+
+def marked(text: str, comment: str, python: bool) -> str:
+    """`text` with `comment` as a line of its own at the end (two blank lines before it in
+    Python, as ruff format leaves a comment after a function)."""
+    if not text.strip():
+        return comment + "\n"
+    return text.rstrip("\n") + ("\n\n\n" if python else "\n\n") + comment + "\n"
+
+
+def template_files(project_root: Path, package: str) -> dict[str, Path]:
+    """The template-side files under `project_root` (the template's project folder, or a
+    baked project whose package is `package`) that git tracks, by their `PKG` path."""
+    listing = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=project_root, capture_output=True, check=True, text=True
+    )
+    files = {}
+    for name in sorted(filter(None, listing.stdout.split("\0"))):
+        generic = name.replace(f"src/{package}/", f"src/{PKG}/", 1)
+        if template_side(generic):
+            files[generic] = project_root / name
+    return files
+
+
+# The user's additions, exactly as the generated docs say (README "Your code",
+# docs/background-tasks.md "Add a job", "Shared resources", "Cron", docs/api.md "Add a route").
+USER_SETTINGS = """
+
+    order_currency: str = "EUR"
+    receipt_concurrency: int = 2
+"""
+USER_LIFESPAN_IMPORTS = "import asyncio\nfrom collections.abc import AsyncIterator"
+USER_LIFESPAN_CONFIG = "from .config import get_settings\nfrom .queue import JobContext"
+USER_LIFESPAN_BODY = """    \"\"\"
+    # At most `receipt_concurrency` receipts are sent at once, across this worker's jobs.
+    ctx["receipt_slots"] = asyncio.Semaphore(get_settings().receipt_concurrency)
+    yield
+"""
+USER_JOBS = '''
+
+@job(max_tries=5)
+async def send_receipt(ctx: JobContext, order_id: str) -> str:
+    """Send the receipt for an order, one of at most `receipt_concurrency` at once."""
+    async with ctx["receipt_slots"]:
+        logger.info("sending the receipt for order %s", order_id)
+        return f"receipt {order_id} ({get_settings().order_currency})"
+
+
+@job
+async def add_line(ctx: JobContext, order_id: str, amount: int) -> int:
+    """Add a line to an order; returns the line's amount in cents."""
+    logger.info("order %s: a line of %d", order_id, amount)
+    return amount * 100
+
+
+@cron_job(minute={0, 30})
+async def send_digest(ctx: JobContext) -> None:
+    """Send the digest of the last half hour's receipts."""
+    logger.info("sending the digest")
+'''
+USER_ROUTE = '''"""`GET /orders/{order_id}`: an order, in the shop's currency."""
+
+from fastapi import APIRouter, Depends
+from pydantic import BaseModel
+
+from .dependencies import AppSettings, authorize
+from .problems import problem_responses
+
+router = APIRouter(prefix="/orders", tags=["orders"], dependencies=[Depends(authorize)])
+
+
+class Order(BaseModel):
+    order_id: str
+    currency: str
+
+
+@router.get("/{order_id}", responses=problem_responses(422))
+async def read_order(order_id: str, settings: AppSettings) -> Order:
+    return Order(order_id=order_id, currency=settings.order_currency)
+'''
+USER_TESTS = '''"""The user's tests: their jobs, cron entry, shared resource, setting and route."""
+
+import asyncio
+
+import httpx
+import pytest
+
+from PACKAGE.api.app import create_app
+from PACKAGE.config import get_settings
+from PACKAGE.infrastructure.local.redis_server import LocalRedisServer
+from PACKAGE.infrastructure.tasks import WorkerSettings
+from PACKAGE.jobs import add_line, send_digest, send_receipt
+from PACKAGE.queue import JobContext, JobStatus, close_task_pool
+from PACKAGE.worker_lifespan import worker_lifespan
+
+
+@pytest.fixture(autouse=True)
+def fresh_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ORDER_CURRENCY", "CHF")
+    get_settings.cache_clear()
+
+
+async def test_the_jobs_run_inline_with_the_worker_s_resources() -> None:
+    ctx: JobContext = {"job_id": "test", "job_try": 1}
+    async with worker_lifespan(ctx):
+        assert isinstance(ctx["receipt_slots"], asyncio.Semaphore)
+        assert await send_receipt(ctx, "A-17") == "receipt A-17 (CHF)"
+        assert await add_line(ctx, "A-17", 3) == 300
+        assert await send_digest(ctx) is None
+
+
+def test_the_worker_runs_the_declared_jobs() -> None:
+    names = {function.name for function in WorkerSettings.functions}
+    assert {"send_receipt", "add_line"} <= names
+    assert "cron:send_digest" in {cron.name for cron in WorkerSettings.cron_jobs}
+    assert send_receipt.spec.max_tries == 5
+
+
+async def test_a_receipt_is_queued_through_its_typed_handle(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with LocalRedisServer() as server:
+        monkeypatch.setenv("REDIS_URL", server.url)
+        get_settings.cache_clear()
+        try:
+            later = await send_receipt.options(defer_by=60).enqueue("A-17")
+            assert await later.status() == JobStatus.deferred
+            now = await add_line.enqueue("A-17", amount=3)
+            assert await now.status() == JobStatus.queued
+        finally:
+            await close_task_pool()
+
+
+async def test_the_orders_route_answers_in_the_configured_currency() -> None:
+    transport = httpx.ASGITransport(app=create_app())
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        response = await client.get("/orders/A-17")
+    assert response.status_code == 200
+    assert response.json() == {"order_id": "A-17", "currency": "CHF"}
+'''
+
+
+@pytest.mark.slow
+def test_an_update_that_changes_every_template_file_merges_without_a_conflict(
+    shell: Shell, template: Path, tmp_path: Path
+) -> None:
+    # 1. Bake at A, lock and commit, then make the user's additions as the docs say.
+    project = bake_with_cruft(shell, template, tmp_path / "projects", DEFAULT.context)
+    package = answers_of(project)["package_name"]
+    shell("uv", "sync", "--quiet", cwd=project)
+    commit(shell, project, "Lock")
+    source = project / "src" / package
+    class_doc = 'yours below (`name: type = default`)."""\n'
+    edit(source / "config.py", class_doc, class_doc + USER_SETTINGS)
+    lifespan = source / "worker_lifespan.py"
+    edit(lifespan, "from collections.abc import AsyncIterator", USER_LIFESPAN_IMPORTS)
+    edit(lifespan, "from .queue import JobContext", USER_LIFESPAN_CONFIG)
+    edit(lifespan, '    """\n    yield\n', USER_LIFESPAN_BODY)
+    jobs = source / "jobs.py"
+    edit(jobs, "from .queue import ", "from .config import get_settings\nfrom .queue import ")
+    append(jobs, USER_JOBS)
+    (source / "api" / "orders.py").write_text(USER_ROUTE)
+    routes = source / "api" / "routes.py"
+    edit(routes, "from . import examples\n", "from . import examples, orders\n")
+    edit(routes, "ROUTERS = (examples.router,)", "ROUTERS = (examples.router, orders.router)")
+    (project / "tests" / "test_orders.py").write_text(USER_TESTS.replace("PACKAGE", package))
+    user_paths = [
+        source / "config.py",
+        lifespan,
+        jobs,
+        source / "api" / "orders.py",
+        routes,
+        project / "tests" / "test_orders.py",
+    ]
+    shell("uv", "run", "ruff", "format", *user_paths, cwd=project)  # as `just fmt` would
+    shell(
+        "uv", "run", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_orders.py", cwd=project
+    )
+    commit(shell, project, "Orders: receipts, lines, a digest, a route, a setting")
+    users = {path: path.read_bytes() for path in user_paths}
+
+    # 2. The template's commit B marks every template-side file of the template's project tree.
+    template_project = template / TEMPLATE_PROJECT
+    to_mark = template_files(template_project, PKG)
+    unmarkable = sorted(name for name, path in to_mark.items() if comment_for(path) is None)
+    assert {Path(name).suffix for name in unmarkable} <= UNCOMMENTABLE, unmarkable
+    marked_names = sorted(set(to_mark) - set(unmarkable))
+    assert len(marked_names) > 100, marked_names  # the whole plumbing, not a handful
+    for must in (f"src/{PKG}/queue.py", f"src/{PKG}/infrastructure/tasks.py", "justfile"):
+        assert must in marked_names
+    for name in marked_names:
+        path = to_mark[name]
+        comment = comment_for(path)
+        assert comment is not None
+        path.write_text(marked(path.read_text(), comment, path.suffix == ".py"))
+    commit_b = commit(shell, template, "B: every template file")
+
+    # 3. Update without questions.
+    update = shell(CRUFT, "update", "--skip-apply-ask", "-y", cwd=project)
+
+    # 4. No conflict; B reached every template file of the project, and nothing else.
+    assert "with conflicts" not in update.stdout + update.stderr
+    assert unmerged_files(shell, project) == []
+    assert conflict_leftovers(project) == []
+    in_project = template_files(project, package)
+    # The project has the template's files its answers keep, and the user's new route module.
+    assert sorted(set(in_project) - set(to_mark)) == [f"src/{PKG}/api/orders.py"]
+    reached = {name: path for name, path in in_project.items() if name in to_mark}
+    assert len(reached) > 100
+    missed = [
+        name
+        for name, path in reached.items()
+        if comment_for(path) is not None and MARK not in path.read_text()
+    ]
+    assert missed == []
+    changed = shell("git", "status", "--porcelain", cwd=project).stdout.splitlines()
+    assert all(line[:2] in {"M ", " M", "MM"} for line in changed), changed
+    expected = {str(path.relative_to(project)) for path in reached.values()}
+    expected -= {str(reached[name].relative_to(project)) for name in reached if name in unmarkable}
+    assert sorted(line[3:] for line in changed) == sorted(expected | {".cruft.json"})
+    for path, content in users.items():
+        assert path.read_bytes() == content, f"the update changed {path.relative_to(project)}"
+    assert cruft_state(project)["commit"] == commit_b
+
+    # 5. The updated project passes its checks, the user's tests and a template test file.
+    shell("uv", "sync", "--locked", "--quiet", cwd=project)
+    shell("uv", "run", "just", "check", cwd=project)
+    shell(
+        "uv",
+        "run",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        *sorted(str(path.relative_to(project)) for path in project.glob("tests/test_*.py")),
+        "tests/infrastructure/test_queue.py",
+        "tests/infrastructure/test_config.py",
+        cwd=project,
+    )
