@@ -8,7 +8,6 @@ sees them; the project's own jobs (jobs.py) are in the copy too.
 
 import asyncio
 import dataclasses
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
@@ -18,7 +17,6 @@ from arq.connections import ArqRedis
 
 from {{ cookiecutter.package_name }}.config import get_settings
 from {{ cookiecutter.package_name }}.infrastructure import registry
-from {{ cookiecutter.package_name }}.infrastructure.client.enqueue import argument_error
 from {{ cookiecutter.package_name }}.infrastructure.store.depth import queue_depth
 from {{ cookiecutter.package_name }}.infrastructure.worker.functions import worker_functions
 from {{ cookiecutter.package_name }}.jobs import example_task
@@ -41,14 +39,10 @@ from .conftest import Configure, RunWorker
 
 
 @pytest.fixture
-def own_registry(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def own_registry(monkeypatch: pytest.MonkeyPatch) -> None:
     """Jobs a test declares last as long as the test: the registry is a copy, put back after."""
     registry.load_jobs()  # the project's jobs first, into the registry every test shares
     monkeypatch.setattr(registry, "_specs", dict(registry._specs))
-    # Argument checks are cached by job name: a name declared here must not answer elsewhere.
-    argument_error.cache_clear()
-    yield
-    argument_error.cache_clear()
 
 
 async def nothing_queued(pool: ArqRedis) -> bool:

@@ -27,7 +27,8 @@ class DuplicateJobError(ValueError):
     """Two different functions declared under one job name."""
 
 
-@dataclass(frozen=True)
+# eq=False: each declaration is its own spec (hashed by identity), which caches can key on.
+@dataclass(frozen=True, eq=False)
 class JobSpec:
     """One declared job: the function, its name, and its own limits (None: the worker-wide
     setting). `timeout` is in seconds, per try. `schedule` is set for a cron job only: arq's

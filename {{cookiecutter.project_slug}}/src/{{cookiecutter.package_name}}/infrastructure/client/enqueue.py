@@ -177,17 +177,20 @@ async def enqueue_checked(
     return _handle(job_id, pool) if queued else None
 
 
-@functools.lru_cache(maxsize=1024)
 def argument_error(name: str, positional: int, keywords: tuple[str, ...]) -> str | None:
-    """Why `positional` arguments plus these keywords do not fit job `name`, or None if they do.
+    """Why `positional` arguments plus these keywords do not fit job `name`, or None if they do."""
+    return _misfit(registry.jobs()[name], positional, keywords)
 
-    Whether arguments fit a signature depends on how many are positional and which keywords are
-    named, never on their values, so the answer is cached per shape: `Signature.bind` on every
-    call cost `enqueue_task` about 3% of its time (the template's bench/compare.py).
-    """
+
+@functools.lru_cache(maxsize=1024)
+def _misfit(spec: registry.JobSpec, positional: int, keywords: tuple[str, ...]) -> str | None:
+    # Whether arguments fit a signature depends on how many are positional and which keywords
+    # are named, never on their values, so the answer is cached per job and shape:
+    # `Signature.bind` on every call cost `enqueue_task` about 3% of its time (the template's
+    # bench/compare.py). Keyed by the spec itself, so a job declared anew is checked anew.
     placeholders = [None] * positional  # None stands in for arq's ctx and for every value
     try:
-        registry.jobs()[name].signature.bind(None, *placeholders, **dict.fromkeys(keywords))
+        spec.signature.bind(None, *placeholders, **dict.fromkeys(keywords))
     except TypeError as error:
         return str(error)
     return None

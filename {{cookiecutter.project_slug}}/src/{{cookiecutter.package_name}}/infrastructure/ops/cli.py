@@ -30,6 +30,14 @@ from redis.exceptions import RedisError
 
 from ...config import get_settings
 from ...logs import one_line
+from ..client.enqueue import (
+    JobArgumentError,
+    RequeueRefused,
+    UnknownTaskError,
+    close_task_pool,
+    requeue_blocker,
+    requeue_dead_letter,
+)
 from ..settings import describe_invalid_settings
 from ..store import dead_letters
 from ..store.connection import (
@@ -79,8 +87,6 @@ async def worker_check(redis: Redis, args: argparse.Namespace) -> int:
 async def list_dead_letters(redis: Redis, args: argparse.Namespace) -> int:
     queue_name = get_settings().queue_name
     letters = await dead_letters.all_letters(redis, queue_name)
-    from ..tasks import requeue_blocker  # as in requeue(): tasks.py reads the settings
-
     print(f"{len(letters)} dead letter(s) on queue {queue_name}")
     for letter in letters:
         blocker = requeue_blocker(letter)
@@ -105,15 +111,6 @@ def requeue_hint(job_id: str, blocker: str | None) -> str:
 
 
 async def requeue(redis: Redis, args: argparse.Namespace) -> int:
-    # Imported here: tasks.py reads the settings on import, and main() checks them first.
-    from ..tasks import (
-        JobArgumentError,
-        RequeueRefused,
-        UnknownTaskError,
-        close_task_pool,
-        requeue_dead_letter,
-    )
-
     try:
         job = await requeue_dead_letter(args.job_id)
     except (LookupError, RequeueRefused, UnknownTaskError, JobArgumentError) as error:
