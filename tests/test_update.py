@@ -719,6 +719,5 @@ def test_an_update_that_changes_every_template_file_merges_without_a_conflict(
         "no:cacheprovider",
         *sorted(str(path.relative_to(project)) for path in project.glob("tests/test_*.py")),
         "tests/infrastructure/test_queue.py",
-        "tests/infrastructure/test_config.py",
         cwd=project,
     )
