@@ -37,7 +37,7 @@ its 5 s kill). watchfiles' own restart (`run_process`) is faster (1.4 to 2.4 s f
 new worker's first line, against 2.4 to 3.3 s here, both with a test run beside them) because
 it SIGINTs the worker without waiting for its jobs; here the restart waits as a Ctrl-C does,
 and watchfiles is still what sees the change. Neither checks the ports before starting, or
-stops the worker when Redis dies. This module is 494 lines; it stays, by the exit code and the
+stops the worker when Redis dies. This module is 506 lines; it stays, by the exit code and the
 grace measurements, and the template's tests of them (test_dev.py).
 """
 
