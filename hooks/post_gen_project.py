@@ -58,6 +58,7 @@ KEEP_FOR = {
     "tests/infrastructure/test_security.py": QUEUE,
     "tests/infrastructure/test_heartbeat.py": QUEUE,
     "tests/infrastructure/test_redis_server.py": QUEUE,
+    "tests/infrastructure/test_dev.py": QUEUE,
     "tests/infrastructure/fault_jobs.py": QUEUE,
     "tests/infrastructure/outcome_jobs.py": QUEUE,
     "tests/infrastructure/test_outcomes.py": QUEUE_AND_API,
