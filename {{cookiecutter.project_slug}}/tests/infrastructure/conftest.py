@@ -1,8 +1,9 @@
 # Template file, kept current by `cruft update`: yours are listed in README.md, "Your code".
-"""One real, throwaway Redis server for the whole session; each test gets it empty.
+"""The template's own tests' fixtures: workers, worker processes, settings, dead letters.
 
-Queue behaviour is tested against a real server, never a mock: the server comes from
-`infrastructure/local/redis_server.py` (see its docstring for which binary).
+Queue behaviour is tested against a real server, never a mock. That server and the pool on it,
+`redis_server` (one per session) and `task_pool` (emptied for each test), come from the plugin
+`infrastructure/testing.py`, which tests/conftest.py loads for your tests and these alike.
 """
 
 import asyncio
@@ -23,22 +24,12 @@ from {{ cookiecutter.package_name }}.config import get_settings
 from {{ cookiecutter.package_name }}.infrastructure.local.redis_server import LocalRedisServer, Watcher
 from {{ cookiecutter.package_name }}.infrastructure.store import dead_letters
 from {{ cookiecutter.package_name }}.infrastructure.store.depth import queue_stats
-from {{ cookiecutter.package_name }}.infrastructure.tasks import (
-    WorkerSettings,
-    close_task_pool,
-    get_task_pool,
-)
+from {{ cookiecutter.package_name }}.infrastructure.tasks import WorkerSettings
 from {{ cookiecutter.package_name }}.infrastructure.worker.loop import Worker, create_worker
 
 Configure = Callable[..., None]
 RunWorker = Callable[..., Coroutine[Any, Any, Worker]]
 RunningWorker = Callable[..., contextlib.AbstractAsyncContextManager[Worker]]
-
-
-@pytest.fixture(scope="session")
-def redis_server() -> Iterator[LocalRedisServer]:
-    with LocalRedisServer() as server:
-        yield server
 
 
 # Worker processes in tests beat every second, so a dead one is noticed within seconds.
@@ -53,24 +44,6 @@ def password_server() -> Iterator[LocalRedisServer]:
         with redis.Redis(port=server.port) as client:
             client.config_set("requirepass", PASSWORD)
         yield server
-
-
-@pytest.fixture
-async def task_pool(
-    redis_server: LocalRedisServer, monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[ArqRedis]:
-    """The application's own pool (`get_task_pool()`), pointed at the test server, emptied.
-
-    Settings are read afresh for each test, so a test can change them with `monkeypatch.setenv`
-    before it runs a worker.
-    """
-    monkeypatch.setenv("REDIS_URL", redis_server.url)
-    get_settings.cache_clear()
-    pool = await get_task_pool()
-    await pool.flushdb()
-    yield pool
-    await close_task_pool()
-    get_settings.cache_clear()
 
 
 @pytest.fixture
