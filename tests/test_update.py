@@ -48,7 +48,8 @@ async def send_receipt(ctx: JobContext, order_id: str) -> str:
     logger.info("sending the receipt for order %s", order_id)
     return order_id
 '''
-EXAMPLE_RESULT = 'return f"Processed: {message}"'
+# The first line of the template's README.md.
+TEMPLATE_TITLE = "# {{ cookiecutter.project_name }}"
 
 
 @dataclass(frozen=True)
@@ -210,7 +211,7 @@ def test_an_update_brings_the_template_s_commit_and_keeps_the_user_s_job(
     doc = "\n## Upgrading\n\nFrom the template's commit B.\n"
     append(template / TEMPLATE_PROJECT / "docs" / "deployment.md", doc)
     fix = '\n\n# From the template\'s commit B.\nTEMPLATE_REVISION = "B"\n'
-    append(template / TEMPLATE_PACKAGE / "config.py", fix)
+    append(template / TEMPLATE_PACKAGE / "infrastructure" / "settings.py", fix)
     commit_b = commit(shell, template, "B")
 
     # 3. The project is behind; update it without questions.
@@ -227,11 +228,11 @@ def test_an_update_brings_the_template_s_commit_and_keeps_the_user_s_job(
         ".cruft.json",
         "docs/deployment.md",
         "pyproject.toml",
-        f"src/{package}/config.py",
+        f"src/{package}/infrastructure/settings.py",
     ]
     assert pin in (project / "pyproject.toml").read_text()
     assert (project / "docs" / "deployment.md").read_text().endswith(doc)
-    assert (project / "src" / package / "config.py").read_text().endswith(fix)
+    assert (project / "src" / package / "infrastructure" / "settings.py").read_text().endswith(fix)
     assert jobs.read_text().endswith(USER_JOB)
     assert cruft_state(project)["commit"] == commit_b
     shell(CRUFT, "check", cwd=project)
@@ -248,14 +249,14 @@ def test_an_update_brings_the_template_s_commit_and_keeps_the_user_s_job(
 def test_a_conflicting_change_is_reported_and_left_marked(
     shell: Shell, template: Path, tmp_path: Path
 ) -> None:
+    # README.md is one of the files both sides edit (README "Your code"): the user retitles it.
     project = bake_with_cruft(shell, template, tmp_path / "projects", DEFAULT.context)
-    package = answers_of(project)["package_name"]
-    jobs = project / "src" / package / "jobs.py"
-    edit(jobs, EXAMPLE_RESULT, 'return f"Done: {message}"')
-    commit(shell, project, "Say Done")
+    readme = project / "README.md"
+    title = readme.read_text().splitlines()[0]
+    edit(readme, title, "# Billing")
+    commit(shell, project, "Retitle")
     # The template changes the same line, and a doc the user left alone.
-    template_jobs = template / TEMPLATE_PACKAGE / "jobs.py"
-    edit(template_jobs, EXAMPLE_RESULT, 'return f"Processed: {message}."')
+    edit(template / TEMPLATE_PROJECT / "README.md", TEMPLATE_TITLE, TEMPLATE_TITLE + ", a service")
     append(template / TEMPLATE_PROJECT / "docs" / "deployment.md", "\nFrom commit B.\n")
     commit(shell, template, "B")
     linked = cruft_state(project)
@@ -264,13 +265,13 @@ def test_a_conflicting_change_is_reported_and_left_marked(
 
     # cruft exits 0 and says "Good work!"; git's lines before that name the conflict.
     output = update.stdout + update.stderr
-    assert f"Applied patch to 'src/{package}/jobs.py' with conflicts." in output
+    assert "Applied patch to 'README.md' with conflicts." in output
     assert "Applied patch to 'docs/deployment.md' cleanly." in output
-    assert unmerged_files(shell, project) == [f"src/{package}/jobs.py"]
-    assert conflict_leftovers(project) == [f"src/{package}/jobs.py"]
-    merged = jobs.read_text()
-    ours = merged.index('return f"Done: {message}"')
-    theirs = merged.index('return f"Processed: {message}."')
+    assert unmerged_files(shell, project) == ["README.md"]
+    assert conflict_leftovers(project) == ["README.md"]
+    merged = readme.read_text()
+    ours = merged.index("# Billing")
+    theirs = merged.index(f"{title}, a service")
     assert merged.index("<<<<<<< ours") < ours < merged.index("=======") < theirs
     assert (project / "docs" / "deployment.md").read_text().endswith("From commit B.\n")
 
@@ -442,6 +443,8 @@ USER_FILES = {
     f"src/{PKG}/config.py",
     f"src/{PKG}/api/routes.py",
     f"src/{PKG}/api/examples.py",
+    "tests/conftest.py",
+    "tests/test_jobs.py",
 }
 SHARED_FILES = {"pyproject.toml", "uv.lock", "README.md"}
 NEITHER = {
@@ -678,6 +681,11 @@ def test_an_update_that_changes_every_template_file_merges_without_a_conflict(
         comment = comment_for(path)
         assert comment is not None
         path.write_text(marked(path.read_text(), comment, path.suffix == ".py"))
+    # B changes the user's files too, as a template fixing its seeds would: the project's
+    # `[tool.cruft] skip` keeps them out of the update.
+    for name in sorted(USER_FILES):
+        seed = template_project / name
+        seed.write_text(marked(seed.read_text(), "# " + MARK, True))
     commit_b = commit(shell, template, "B: every template file")
 
     # 3. Update without questions.
@@ -698,6 +706,9 @@ def test_an_update_that_changes_every_template_file_merges_without_a_conflict(
         if comment_for(path) is not None and MARK not in path.read_text()
     ]
     assert missed == []
+    for name in sorted(USER_FILES):
+        kept = project / name.replace(PKG, package)
+        assert MARK not in kept.read_text(), f"the update changed the user's {name}"
     changed = shell("git", "status", "--porcelain", cwd=project).stdout.splitlines()
     assert all(line[:2] in {"M ", " M", "MM"} for line in changed), changed
     expected = {str(path.relative_to(project)) for path in reached.values()}
