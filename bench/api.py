@@ -94,7 +94,8 @@ Written by the benchmark into its scratch copy of the project, never into the te
 from fastapi import FastAPI
 
 from .api.app import create_app
-from .api.examples import ExampleRequest, JobAccepted
+from .api.examples import ExampleRequest
+from .api.job_requests import JobAccepted
 
 
 def create_bench_app() -> FastAPI:

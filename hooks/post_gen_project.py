@@ -79,6 +79,7 @@ KEEP_FOR = {
     "docs/api.md": API,
     f"{PACKAGE}/api/jobs.py": QUEUE_AND_API,
     f"{PACKAGE}/api/examples.py": QUEUE_AND_API,
+    f"{PACKAGE}/api/job_requests.py": QUEUE_AND_API,
     f"{PACKAGE}/api/metrics.py": QUEUE_AND_API,
     f"{PACKAGE}/api/dashboard": QUEUE_AND_API,
     "tests/infrastructure/test_dashboard.py": QUEUE_AND_API,

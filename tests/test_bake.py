@@ -138,6 +138,7 @@ API_ONLY = [
 QUEUE_AND_API_ONLY = [
     "src/{package}/api/jobs.py",
     "src/{package}/api/examples.py",
+    "src/{package}/api/job_requests.py",
     "src/{package}/api/metrics.py",
     "tests/infrastructure/test_api_jobs.py",
     "tests/infrastructure/test_api_server.py",

@@ -1,7 +1,7 @@
 # Template file, kept current by `cruft update`: yours are listed in README.md, "Your code".
-"""The job routes (api/examples.py, api/jobs.py), in process, against the test Redis and real
-worker processes: queue a job, follow it to its result or error, abort it, and what a client
-gets when its request is invalid or Redis is away."""
+"""The job routes (api/examples.py on api/job_requests.py, and api/jobs.py), in process, against
+the test Redis and real worker processes: queue a job, follow it to its result or error, abort
+it, and what a client gets when its request is invalid or Redis is away."""
 
 import asyncio
 import contextlib
@@ -27,7 +27,7 @@ from pydantic import Field, SecretStr, ValidationError
 from {{ cookiecutter.package_name }}.api import dependencies
 from {{ cookiecutter.package_name }}.api.app import create_app
 from {{ cookiecutter.package_name }}.api.dependencies import authorize, current_settings
-from {{ cookiecutter.package_name }}.api.examples import idempotent_job_id
+from {{ cookiecutter.package_name }}.api.job_requests import idempotent_job_id
 from {{ cookiecutter.package_name }}.config import Settings, get_settings
 from {{ cookiecutter.package_name }}.infrastructure.local.redis_server import LocalRedisServer, free_port
 from {{ cookiecutter.package_name }}.infrastructure.store.job_handle import abort_mark_key
