@@ -19,7 +19,7 @@ and `**kwargs: P.kwargs` (python/mypy#14832).
 
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Generic, cast, overload
 
@@ -111,16 +111,11 @@ class JobHandle(DeclaredJob[P, R]):
     ) -> "JobHandle[P, R] | UniqueJobHandle[P, R]":
         """This handle with enqueue options: `defer_by` (seconds or a timedelta) or
         `defer_until` (a datetime) delay the start; `expires` drops a job not started in time;
-        `job_id` makes the job unique (see `UniqueJobHandle`)."""
+        `job_id` makes the job unique (see `UniqueJobHandle`). The options replace any this
+        handle had: `h.options(defer_by=60).options(job_id="x")` is unique, not deferred."""
         if defer_by is not None and defer_until is not None:
             raise JobArgumentError(f"{self.name}: give defer_until or defer_by, not both")
-        options = replace(
-            self._options,
-            job_id=job_id,
-            defer_by=defer_by,
-            defer_until=defer_until,
-            expires=expires,
-        )
+        options = EnqueueOptions(job_id, defer_by, defer_until, expires)
         if job_id is not None:
             return UniqueJobHandle(self.spec, self.function, options)
         return JobHandle(self.spec, self.function, options)
