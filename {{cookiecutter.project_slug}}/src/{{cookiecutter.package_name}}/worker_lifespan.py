@@ -5,6 +5,9 @@ own `ctx` (`ctx["http"]`). A database pool or an HTTP client opened once per wor
 cheaper than one per job. The worker runs this after its own start-up (logging is configured,
 `ctx["redis"]` is the queue's pool) and closes it before its own shutdown; tests that run a job
 inline (docs/testing.md) open it too.
+
+The httpx client in `worker_lifespan`'s docstring needs `uv add httpx` first: httpx is only a dev
+dependency here (the tests use it), and the image installs no dev dependencies.
 """
 
 from collections.abc import AsyncIterator
