@@ -38,7 +38,7 @@ def promtool(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 def defined_metrics(project: Path) -> set[str]:
     """The metric names the project's metrics.py defines, and the alert rules' recorded ones."""
     package = json.loads((project / ".cookiecutter.json").read_text())["package_name"]
-    source = (project / "src" / package / "infrastructure" / "metrics.py").read_text()
+    source = (project / "src" / package / "infrastructure" / "ops" / "metrics.py").read_text()
     names = set(re.findall(r'"(arq_[a-z_]+)"', source))
     rules = yaml.safe_load((project / MONITORING / "alerts.yml").read_text())
     recorded = {
