@@ -48,6 +48,7 @@ from {{ cookiecutter.package_name }}.infrastructure.tasks import (
     get_task_pool,
 )
 from {{ cookiecutter.package_name }}.infrastructure.worker.functions import arq_function
+from {{ cookiecutter.package_name }}.infrastructure.worker.loop import SHUTDOWN_REDIS_SECONDS
 from {{ cookiecutter.package_name }}.queue import JobContext
 
 from .conftest import Configure, RunWorker, add_dead_letter
@@ -130,6 +131,31 @@ async def wait_for(pool: ArqRedis, key: str, within: float) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"no {key} within {within} s")
         await asyncio.sleep(0.05)
+
+
+def test_a_worker_stopped_while_redis_is_gone_stops_within_seconds(tmp_path: Path) -> None:
+    # With Redis gone, the stop's last writes (health-check key, heartbeat, activity record)
+    # waited out WORKER_RECONNECT_SECONDS, 60 s, and the worker exited 1: past compose's and
+    # Kubernetes' grace, and `just dev` killed with it left the worker behind that long.
+    logs = tmp_path / "worker.log"
+    with LocalRedisServer() as server:
+        worker = start_worker(server.url, logs, plain_arq=False)
+        with redis.Redis(port=server.port) as client:
+            deadline = time.monotonic() + 30
+            while not client.exists(f"{QUEUE}:health-check") and worker.poll() is None:
+                if time.monotonic() > deadline:
+                    worker.kill()
+                    raise AssertionError(logs.read_text(errors="replace"))
+                time.sleep(0.05)
+    asked = time.monotonic()  # the server has stopped
+    worker.terminate()
+    code = worker.wait(timeout=90)
+    took = time.monotonic() - asked
+
+    log = logs.read_text(errors="replace")
+    assert code == 0, log
+    assert took < SHUTDOWN_REDIS_SECONDS + 5, log
+    assert "stopping without Redis" in log
 
 
 OUT_OF_MEMORY_LINE = re.compile(r"Redis at \S+ refused a write: out of memory")

@@ -473,6 +473,15 @@ async def write_refusal(redis: Redis) -> RedisProblem | None:
     return None
 
 
+def stop_waiting_for_redis(pool: ArqRedis, seconds: float) -> None:
+    """From now on, a command on `pool` waits at most `seconds` (counted from when Redis was
+    lost) for an unreachable Redis, whatever WORKER_RECONNECT_SECONDS says: for a worker that
+    is stopping. Every connection of the pool shares its `ReconnectingRetry`'s `Outage`."""
+    retry = pool.connection_pool.connection_kwargs.get("retry")
+    if isinstance(retry, ReconnectingRetry):
+        retry.outage.seconds = min(retry.outage.seconds, seconds)
+
+
 async def close_sentinel_connections(pool: ArqRedis) -> None:
     """With Sentinel, close the connections to the sentinels: closing the pool leaves them open.
 

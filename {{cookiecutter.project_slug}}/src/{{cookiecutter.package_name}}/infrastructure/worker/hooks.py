@@ -11,6 +11,8 @@ import logging
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 
+from redis.exceptions import RedisError
+
 from ...config import get_settings
 from ...error_tracking import init_error_tracking
 from ...logs import configure_logging, logging_configured
@@ -75,7 +77,10 @@ class WorkerHooks:
         """Runs once when a worker stops: closes what `on_startup` opened, in reverse."""
         if ctx.get("lifespan") is not None:
             await ctx["lifespan"].aclose()
-        await ctx["heartbeat"].stop()
+        try:
+            await ctx["heartbeat"].stop()
+        except (RedisError, OSError) as error:  # Redis gone: the heartbeat expires by itself
+            logger.warning("could not remove this worker's heartbeat: %s", error)
         await ctx["activity"].stop()
         if ctx.get("metrics") is not None:
             await ctx["metrics"].stop()

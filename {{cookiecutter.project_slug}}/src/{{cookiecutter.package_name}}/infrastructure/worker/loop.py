@@ -63,7 +63,9 @@ before each claim, at most every `WORKER_POLL_DELAY` and at least every FALLBACK
 import asyncio
 import contextlib
 import importlib
+import logging
 import math
+import signal
 import time
 from typing import Any
 
@@ -73,16 +75,25 @@ from arq.utils import timestamp_ms
 from arq.worker import Worker as ArqWorker
 from arq.worker import get_kwargs
 from redis.commands.core import AsyncScript
+from redis.exceptions import RedisError
 
 from .. import job_events
+from ..store.connection import stop_waiting_for_redis
 from ..store.job_handle import NO_TRY, enqueue_time_ms
 from ..store.job_writes import wake_key
 from ..store.serialization import JobAborted, JobFailed, deserialize, serialize
 from .missing_functions import FunctionTable, wait_for_function
 from .retries import record_dead_letter
 
+logger = logging.getLogger(__name__)
+
 # The longest a worker with free slots waits before it looks at the queue again, in seconds.
 FALLBACK_POLL_SECONDS = 1.0
+# A stopping worker gives Redis this long to take its last writes (arq's health-check key, the
+# heartbeat, the activity record), not WORKER_RECONNECT_SECONDS: with Redis gone, a stop would
+# otherwise take a minute, past compose's and Kubernetes' grace. What is not written expires by
+# itself (the heartbeat within its interval plus a margin).
+SHUTDOWN_REDIS_SECONDS = 2.0
 # Redis reads a block timeout of 0 as "forever": never ask for less than this.
 SHORTEST_WAIT_SECONDS = 0.001
 # How many due ids a claim looks past, at most, that run elsewhere (arq's own workers).
@@ -400,6 +411,25 @@ class Worker(ArqWorker):
         if self.allow_abort_jobs and self.job_tasks:
             await self._cancel_aborted_jobs()
         await self.heart_beat()
+
+    async def close(self) -> None:
+        """arq's `close()`, with Redis given SHUTDOWN_REDIS_SECONDS (not the reconnect window)
+        and the shutdown hook run even when Redis does not answer."""
+        if self._pool is not None:
+            stop_waiting_for_redis(self._pool, SHUTDOWN_REDIS_SECONDS)
+        if not self._handle_signals:
+            self.handle_sig(signal.SIGUSR1)
+        if not self._pool:
+            return
+        await asyncio.gather(*self.tasks.values())
+        try:
+            await self.pool.delete(self.health_check_key)
+        except (RedisError, OSError) as error:
+            logger.warning("stopping without Redis (%s): what is left unwritten expires", error)
+        if self.on_shutdown:
+            await self.on_shutdown(self.ctx)
+        await self.pool.close(close_connection_pool=True)
+        self._pool = None
 
     async def burst_is_over(self, drained: bool) -> bool:
         """In burst mode: True once the burst's jobs are started, or nothing is left queued."""
