@@ -428,7 +428,7 @@ class Worker(ArqWorker):
             logger.warning("stopping without Redis (%s): what is left unwritten expires", error)
         if self.on_shutdown:
             await self.on_shutdown(self.ctx)
-        await self.pool.close(close_connection_pool=True)
+        await self.pool.aclose(close_connection_pool=True)  # arq's close(), redis-py 5's name
         self._pool = None
 
     async def burst_is_over(self, drained: bool) -> bool:
