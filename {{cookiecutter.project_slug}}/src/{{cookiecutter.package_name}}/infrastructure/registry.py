@@ -82,6 +82,14 @@ def declared() -> list[JobSpec]:
     return list(_specs.values())
 
 
+def enqueueable(name: str) -> JobSpec | None:
+    """The job clients may enqueue as `name`, or None (no such job, or a cron job): one lookup,
+    for `enqueue_task`'s every call."""
+    load_jobs()
+    spec = _specs.get(name)
+    return None if spec is None or spec.is_cron else spec
+
+
 def jobs() -> dict[str, JobSpec]:
     """What clients may enqueue by name: the declared jobs that are not cron jobs."""
     return {spec.name: spec for spec in declared() if not spec.is_cron}

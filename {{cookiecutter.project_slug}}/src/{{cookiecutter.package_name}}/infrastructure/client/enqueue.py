@@ -118,14 +118,14 @@ async def enqueue_task(
     the job does not take, cannot be serialized (see serialization.py) or are larger than
     `JOB_MAX_BYTES`; in every case nothing is queued.
     """
-    declared = registry.jobs()
-    if name not in declared:
-        known = ", ".join(sorted(declared))
+    spec = registry.enqueueable(name)
+    if spec is None:
+        known = ", ".join(sorted(registry.jobs()))
         raise UnknownTaskError(
             f"no job named {name!r} is declared (with @job, in {registry.JOBS_MODULE}); "
             f"known jobs: {known}"
         )
-    mismatch = argument_error(name, len(args), tuple(kwargs))
+    mismatch = argument_error(spec, len(args), tuple(kwargs))
     if mismatch is not None:
         raise JobArgumentError(f"cannot enqueue {name!r}: {mismatch}")
     if _defer_until is not None and _defer_by is not None:
@@ -177,13 +177,11 @@ async def enqueue_checked(
     return _handle(job_id, pool) if queued else None
 
 
-def argument_error(name: str, positional: int, keywords: tuple[str, ...]) -> str | None:
-    """Why `positional` arguments plus these keywords do not fit job `name`, or None if they do."""
-    return _misfit(registry.jobs()[name], positional, keywords)
-
-
 @functools.lru_cache(maxsize=1024)
-def _misfit(spec: registry.JobSpec, positional: int, keywords: tuple[str, ...]) -> str | None:
+def argument_error(
+    spec: registry.JobSpec, positional: int, keywords: tuple[str, ...]
+) -> str | None:
+    """Why `positional` arguments plus these keywords do not fit job `spec`, or None if they do."""
     # Whether arguments fit a signature depends on how many are positional and which keywords
     # are named, never on their values, so the answer is cached per job and shape:
     # `Signature.bind` on every call cost `enqueue_task` about 3% of its time (the template's

@@ -121,7 +121,7 @@ class JobHandle(DeclaredJob[P, R]):
         return JobHandle(self.spec, self.function, options)
 
     async def _enqueue(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Job[R] | None:
-        mismatch = argument_error(self.name, len(args), tuple(kwargs))
+        mismatch = argument_error(self.spec, len(args), tuple(kwargs))
         if mismatch is not None:
             raise JobArgumentError(f"cannot enqueue {self.name!r}: {mismatch}")
         options = self._options
