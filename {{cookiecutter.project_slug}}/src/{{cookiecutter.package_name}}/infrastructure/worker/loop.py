@@ -412,6 +412,18 @@ class Worker(ArqWorker):
             await self._cancel_aborted_jobs()
         await self.heart_beat()
 
+    async def _sleep_until_tasks_complete(self) -> None:
+        """arq's wait, on a stop, for the running jobs: while any job task is not done.
+
+        arq waits while its task list holds any task, finished ones too, and only the loop takes
+        a finished one out (`between_claims`). A loop waiting on a Redis that has gone never
+        does, so a worker stopped then waited out all of WORKER_SHUTDOWN_GRACE with no job
+        running (killed `just dev` left it behind that long).
+        """
+        # Again after each wait: a claim under way when the stop came may have added tasks.
+        while running := [task for task in self.tasks.values() if not task.done()]:
+            await asyncio.wait(running)
+
     async def close(self) -> None:
         """arq's `close()`, with Redis given SHUTDOWN_REDIS_SECONDS (not the reconnect window)
         and the shutdown hook run even when Redis does not answer."""
