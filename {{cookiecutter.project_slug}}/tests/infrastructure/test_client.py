@@ -15,8 +15,14 @@ from typing import Any
 import pytest
 import redis
 from arq.connections import ArqRedis
-from arq.constants import abort_jobs_ss
+from arq.constants import job_key_prefix
 
+from {{ cookiecutter.package_name }}.infrastructure.keys import (
+    DEFAULT_QUEUE,
+    abort_requests_key,
+    namespaced_job_id,
+    queue_key,
+)
 from {{ cookiecutter.package_name }}.infrastructure.local.redis_server import LocalRedisServer
 from {{ cookiecutter.package_name }}.infrastructure.store import dead_letters
 from {{ cookiecutter.package_name }}.infrastructure.store.job_handle import drop_stale_abort_requests
@@ -85,7 +91,8 @@ async def test_abort_a_queued_job_needs_no_worker(task_pool: ArqRedis) -> None:
     with pytest.raises(JobAborted):
         await queued.result(timeout=1)
     assert await task_pool.zcard(WorkerSettings.queue_name) == 0
-    assert await task_pool.zcard(abort_jobs_ss) == 0  # nothing left to trip a later job
+    # Nothing left to trip a later job.
+    assert await task_pool.zcard(abort_requests_key(WorkerSettings.queue_name)) == 0
 
 
 @pytest.mark.parametrize("keep_result", [3600, 0])
@@ -139,19 +146,16 @@ async def test_an_abort_of_an_id_with_no_job_does_not_drop_a_later_job_with_that
 async def test_workers_drop_stale_abort_requests(
     task_pool: ArqRedis, run_burst_worker: RunWorker
 ) -> None:
-    # arq's own Job.abort() leaves the id in its abort set even when no job has it.
-    await task_pool.zadd(abort_jobs_ss, {"order-43": 1})
+    queue_name = WorkerSettings.queue_name
+    requests = abort_requests_key(queue_name)
+    # A request left for an id with no job (its job finished as the request came).
+    await task_pool.zadd(requests, {namespaced_job_id(queue_name, "order-43"): 1})
     waiting = await enqueue_task("example_task", message="kept", _job_id="order-44")
     assert waiting is not None
-    await task_pool.zadd(abort_jobs_ss, {"order-44": 1})  # a request for a job that exists
+    await task_pool.zadd(requests, {waiting.job_id: 1})  # a request for a job that exists
 
-    assert await drop_stale_abort_requests(task_pool) == 1
-    later = await enqueue_task("example_task", message="later", _job_id="order-43")
-    assert later is not None
-    await run_burst_worker()
-
-    assert await later.result(timeout=1) == "Processed: later"
-    assert await waiting.status() == JobStatus.aborted  # the standing request still applies
+    assert await drop_stale_abort_requests(task_pool, queue_name) == 1
+    assert await task_pool.zrange(requests, 0, -1) == [waiting.job_id.encode()]
 
 
 SYNC_CALLERS = """
@@ -217,7 +221,7 @@ async def test_concurrent_enqueues_share_a_connection_and_each_gets_its_own_answ
     ]
     # The same id twice in one pipeline: the first is queued, the second is a known id.
     assert answers[50] is not None
-    assert answers[50].job_id == "dup"
+    assert answers[50].job_id == namespaced_job_id(WorkerSettings.queue_name, "dup")
     assert answers[51] is None
     assert await task_pool.zcard(WorkerSettings.queue_name) == 51
 
@@ -266,3 +270,19 @@ async def test_concurrent_enqueues_while_redis_is_away_each_get_a_clear_error(
     finally:
         await close_task_pool()
         server.stop()
+
+
+async def test_a_job_id_is_read_in_this_project_s_namespace_only(task_pool: ArqRedis) -> None:
+    queued = await enqueue_task("example_task", message="mine", _job_id="order-42")
+    assert queued is not None
+    queue_name = WorkerSettings.queue_name
+    assert queued.job_id == namespaced_job_id(queue_name, "order-42")
+    # Followed by the id it was given, or by the one it got.
+    assert (await get_job("order-42")).job_id == queued.job_id
+    assert await (await get_job(queued.job_id)).status() == JobStatus.queued
+    # Another project's job, on the same Redis, by its full id: not this project's to read.
+    other = namespaced_job_id(queue_key("another-project", DEFAULT_QUEUE), "order-42")
+    await task_pool.set(job_key_prefix + other, b"{}")
+    assert await (await get_job(other)).status() == JobStatus.not_found
+    assert not await (await get_job(other)).abort(timeout=0)
+    assert await task_pool.get(job_key_prefix + other) == b"{}"

@@ -16,7 +16,7 @@ def test_defaults_describe_this_project(monkeypatch: pytest.MonkeyPatch) -> None
     assert settings.app_name == "{{ cookiecutter.project_name }}"
 {%- if cookiecutter.cache_backend != "none" %}
     assert str(settings.redis_url) == "redis://localhost:{{ cookiecutter.redis_port }}/0"
-    assert settings.queue_name == "{{ cookiecutter.project_slug }}:queue"
+    assert settings.queue_name == "{" + "{{ cookiecutter.project_slug }}:default}"
 {%- endif %}
 
 

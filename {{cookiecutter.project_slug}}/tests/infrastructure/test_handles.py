@@ -17,6 +17,7 @@ from arq.connections import ArqRedis
 
 from {{ cookiecutter.package_name }}.config import get_settings
 from {{ cookiecutter.package_name }}.infrastructure import registry
+from {{ cookiecutter.package_name }}.infrastructure.keys import bare_job_id
 from {{ cookiecutter.package_name }}.infrastructure.store.depth import queue_depth
 from {{ cookiecutter.package_name }}.infrastructure.worker.functions import worker_functions
 from {{ cookiecutter.package_name }}.jobs import example_task
@@ -117,7 +118,7 @@ async def test_a_job_id_queues_once(task_pool: ArqRedis, run_burst_worker: RunWo
     second = await unique.enqueue("second")
 
     assert first is not None
-    assert first.job_id == "once"
+    assert bare_job_id(first.job_id) == "once"
     assert second is None
     await run_burst_worker()
     assert await first.result(timeout=5) == "Processed: first"

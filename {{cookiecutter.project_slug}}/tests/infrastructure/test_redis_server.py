@@ -22,17 +22,19 @@ import redis
 from arq import create_pool
 from arq.connections import ArqRedis, RedisSettings
 
+from {{ cookiecutter.package_name }}.infrastructure.keys import DEFAULT_QUEUE, queue_key
 from {{ cookiecutter.package_name }}.infrastructure.local import redis_server
 from {{ cookiecutter.package_name }}.infrastructure.local.redis_server import (
     LocalRedisServer,
     RedisServerError,
     free_port,
 )
-from {{ cookiecutter.package_name }}.infrastructure.store.heartbeat import key_prefix
+from {{ cookiecutter.package_name }}.infrastructure.store.heartbeat import escape_glob, key_prefix
 from {{ cookiecutter.package_name }}.infrastructure.store.serialization import deserialize, serialize
 
 PROJECT = Path(__file__).parents[2]
-QUEUE = "dev-tests:queue"
+QUEUE_PREFIX = "dev-tests"
+QUEUE = queue_key(QUEUE_PREFIX, DEFAULT_QUEUE)
 # Generous: the machine may be busy. No test measures time; a stop "at once" only has to come
 # well before a 600 s grace period would end.
 WAIT_SECONDS = 60.0
@@ -108,7 +110,7 @@ class Folder:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.port = free_port()
-        self.configure(REDIS_URL=f"redis://localhost:{self.port}/0", QUEUE_NAME=QUEUE)
+        self.configure(REDIS_URL=f"redis://localhost:{self.port}/0", QUEUE_PREFIX=QUEUE_PREFIX)
 
     def configure(self, **settings: str) -> None:
         with (self.path / ".env").open("a") as env:
@@ -143,7 +145,7 @@ class Folder:
         """Wait until a worker's heartbeat is in Redis: it has started."""
         with self.client() as client:
             deadline = time.monotonic() + WAIT_SECONDS
-            while not list(client.scan_iter(match=key_prefix(QUEUE) + "*")):
+            while not list(client.scan_iter(match=escape_glob(key_prefix(QUEUE)) + "*")):
                 if time.monotonic() > deadline:
                     raise AssertionError(f"no worker started within {WAIT_SECONDS} s")
                 time.sleep(0.05)

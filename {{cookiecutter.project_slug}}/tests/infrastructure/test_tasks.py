@@ -81,7 +81,7 @@ async def test_worker_settings_load_like_arq_does() -> None:
     assert len(set(registered)) == len(registered)  # no name registered twice
     assert "reject_unreadable_job" in worker.functions
     assert worker.allow_abort_jobs
-    assert worker.queue_name == "{{ cookiecutter.project_slug }}:queue"
+    assert worker.queue_name == "{" + "{{ cookiecutter.project_slug }}:default}"
 
 
 def test_every_worker_setting_is_one_arq_uses() -> None:

@@ -22,9 +22,8 @@ from fastapi import Depends
 
 from ..config import Settings, get_settings
 {%- if cookiecutter.cache_backend != "none" %}
-from ..infrastructure.client.enqueue import open_task_pool
+from ..infrastructure.client.enqueue import job_by_id, open_task_pool
 from ..infrastructure.store.connection import unavailable
-from ..infrastructure.store.serialization import deserialize
 from ..queue import Job, get_task_pool
 {%- endif %}
 
@@ -69,23 +68,25 @@ async def task_pool() -> ArqRedis:
 
 TaskPool = Annotated[ArqRedis, Depends(task_pool)]
 
-# arq's own ids (uuid4 hex), cron ticks (`cron:<name>:<ms>`), and the ids this API derives
-# (examples.py) all fit; anything else is refused with 422 before Redis is asked about it.
-JOB_ID_PATTERN = r"^[A-Za-z0-9._:-]+$"
+# The ids jobs get (`{<QUEUE_PREFIX>:<queue>}:<id>`, keys.py) with a random id, a cron tick's
+# (`cron:<name>:<ms>`) or one this API derives (job_requests.py), and those ids without their
+# queue, all fit; anything else is refused with 422 before Redis is asked about it.
+JOB_ID_PATTERN = r"^[A-Za-z0-9._:{}-]+$"
+JOB_ID_MAX_LENGTH = 256
 JobId = Annotated[
     str,
     Path(
         min_length=1,
-        max_length=128,
+        max_length=JOB_ID_MAX_LENGTH,
         pattern=JOB_ID_PATTERN,
-        description="The job's id: 1-128 of A-Z, a-z, 0-9 and . _ : -",
+        description="The job's id: 1-256 of A-Z, a-z, 0-9 and . _ : - { }",
     ),
 ]
 
 
-async def job_handle(job_id: JobId, pool: TaskPool, settings: AppSettings) -> Job[Any]:
+async def job_handle(job_id: JobId, pool: TaskPool) -> Job[Any]:
     """The `Job` handle (job_handle.py) for the job the path names; it may not exist."""
-    return Job(job_id, pool, _queue_name=settings.queue_name, _deserializer=deserialize)
+    return job_by_id(job_id, pool)
 
 
 JobHandle = Annotated[Job[Any], Depends(job_handle)]

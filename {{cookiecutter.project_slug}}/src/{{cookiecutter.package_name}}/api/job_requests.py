@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, StringConstraints, TypeAdapter, ValidationError
 
 from ..infrastructure.store.serialization import deserialize, serialize
-from ..queue import enqueue_task, get_job
+from ..queue import Job, enqueue_task, get_job
 from .jobs import job_path
 
 
@@ -100,13 +100,14 @@ async def start_job(request: Request, function: str, **arguments: Any) -> JSONRe
         assert job is not None  # None only for a `_job_id` that is taken
         return accepted(request, job.job_id)
     job_id = idempotent_job_id(function, key)
+    job = await get_job(job_id)  # the handle has the id in its queue's namespace (keys.py)
     queued = None
     # Twice: the job this key started can finish and be forgotten (its result not kept, or
     # expired) between the enqueue that found it and the read of its arguments.
     for _ in range(2):
         if await enqueue_task(function, _job_id=job_id, **arguments) is not None:
-            return accepted(request, job_id)
-        queued = await queued_arguments(job_id)
+            return accepted(request, job.job_id)
+        queued = await queued_arguments(job)
         if queued is not None:
             break
     # The arguments as the job's stored ones were read back: through JSON (serialization.py).
@@ -116,13 +117,12 @@ async def start_job(request: Request, function: str, **arguments: Any) -> JSONRe
             "this Idempotency-Key was used for a request with another body: send that body "
             "again to get its job, or a new key (a random UUID) for a new job",
         )
-    return accepted(request, job_id)
+    return accepted(request, job.job_id)
 
 
-async def queued_arguments(job_id: str) -> tuple[str, list[Any], dict[str, Any]] | None:
-    """The function, positional and keyword arguments of the job `job_id` as arq keeps them
-    (from its result once it has finished), or None if there is no such job (any more)."""
-    job = await get_job(job_id)
+async def queued_arguments(job: Job[Any]) -> tuple[str, list[Any], dict[str, Any]] | None:
+    """The function, positional and keyword arguments of `job` as arq keeps them (from its
+    result once it has finished), or None if there is no such job (any more)."""
     # info() reads the result, then the queued job: a job that finished in between is in
     # neither read, but its result is there now.
     info = await job.info() or await job.result_info()

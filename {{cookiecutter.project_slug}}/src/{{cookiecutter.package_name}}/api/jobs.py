@@ -12,6 +12,7 @@ result. A job whose result has expired (`WORKER_KEEP_RESULT`) is unknown again: 
 
 from datetime import datetime
 from typing import Any, Literal
+from urllib.parse import quote
 
 from arq.jobs import JobResult
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
@@ -61,9 +62,9 @@ def job_path(request: Request, job_id: str) -> str:
 
     Built here rather than with `request.url_for("read_job", ...)`, which searches the routes
     and builds a whole URL on every call: about a tenth of `POST /examples`' time (bench/api.py).
-    Job ids need no escaping: their characters are those JOB_ID_PATTERN allows.
+    The id is percent-encoded: the braces of its queue's key (keys.py) are not URL characters.
     """
-    return f"{request.scope.get('root_path', '')}{router.prefix}/{job_id}"
+    return f"{request.scope.get('root_path', '')}{router.prefix}/{quote(job_id, safe=':')}"
 
 
 async def read_view(job: Job[Any]) -> JobView | None:

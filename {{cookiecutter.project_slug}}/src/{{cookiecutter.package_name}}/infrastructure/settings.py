@@ -17,6 +17,10 @@ from pydantic import Field, FilePath, RedisDsn, SecretStr, ValidationError, fiel
 from pydantic import Field, SecretStr, ValidationError
 {% endif -%}
 from pydantic_settings import BaseSettings, {% if cookiecutter.cache_backend != "none" %}NoDecode, {% endif %}SettingsConfigDict
+{%- if cookiecutter.cache_backend != "none" %}
+
+from .keys import DEFAULT_QUEUE, queue_key
+{%- endif %}
 
 # Whatever settings class the project reads (config.Settings).
 S = TypeVar("S", bound=BaseSettings)
@@ -30,6 +34,8 @@ _URL_PARTS = re.compile(
 )
 _HOST_PORT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[^:\[\]]*)(:(?P<port>.*))?$", re.DOTALL)
 _ENCODED = re.compile(r"^([^%]|%[0-9A-Fa-f]{2})*$", re.DOTALL)
+# A QUEUE_PREFIX: no brace (one would end the queue's hash tag early, keys.py), no space.
+QUEUE_PREFIX = r"^[^{}\s]+$"
 _ENCODE_IT = (
     "percent-encode special characters in the user and password "
     "(@ as %40, / as %2F, ? as %3F, # as %23, : as %3A, % as %25)"
@@ -113,8 +119,12 @@ class TemplateSettings(BaseSettings):
     # these sentinels; REDIS_URL then only gives the user, password, database and TLS on/off.
     redis_sentinels: Annotated[list[tuple[str, int]], NoDecode] = []
     redis_sentinel_master: str = "mymaster"
-    # Per-project queue name, so several projects can share one Redis.
-    queue_name: str = Field(default="{{ cookiecutter.project_slug }}:queue", min_length=1)
+    # This project's namespace on Redis: every key of its queues and jobs starts with
+    # `{<QUEUE_PREFIX>:<queue>}` (keys.py), so projects sharing one Redis need different
+    # prefixes (two deployments of one project too: staging and production).
+    queue_prefix: str = Field(default="{{ cookiecutter.project_slug }}", pattern=QUEUE_PREFIX)
+    # Replaced by QUEUE_PREFIX: refused with the step to take (docs/updates.md, "Queue namespaces").
+    retired_queue_name: str | None = Field(default=None, validation_alias="queue_name")
 
     # Worker knobs (arq.worker.Worker arguments). Times are in seconds.
     worker_max_jobs: int = Field(default=10, ge=1)
@@ -155,6 +165,22 @@ class TemplateSettings(BaseSettings):
         problem = redis_url_problem(value) if isinstance(value, str) else None
         if problem is not None:
             raise ValueError(f"not usable as written, {problem}")
+        return value
+
+    @property
+    def queue_name(self) -> str:
+        """The Redis key of the project's queue (arq's `queue_name`): `{<QUEUE_PREFIX>:default}`."""
+        return queue_key(self.queue_prefix, DEFAULT_QUEUE)
+
+    @field_validator("retired_queue_name")
+    @classmethod
+    def _refuse_queue_name(cls, value: str | None) -> str | None:
+        if value is not None:
+            raise ValueError(
+                "QUEUE_NAME is replaced by QUEUE_PREFIX: set QUEUE_PREFIX to this project's own "
+                "prefix and move the queued jobs over with `just queue-migrate` "
+                "(docs/updates.md, \"Queue namespaces\")"
+            )
         return value
 
     @field_validator("redis_sentinels", mode="before")

@@ -27,8 +27,8 @@ import jinja2
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 
+from ...infrastructure.client.enqueue import job_by_id
 from ...infrastructure.store import dead_letters
-from ...infrastructure.store.serialization import deserialize
 from ...queue import (
     Job,
     JobArgumentError,
@@ -37,7 +37,14 @@ from ...queue import (
     requeue_blocker,
     requeue_dead_letter,
 )
-from ..dependencies import JOB_ID_PATTERN, AppSettings, JobHandle, JobId, TaskPool
+from ..dependencies import (
+    JOB_ID_MAX_LENGTH,
+    JOB_ID_PATTERN,
+    AppSettings,
+    JobHandle,
+    JobId,
+    TaskPool,
+)
 from ..jobs import FINISHED, JobView, read_view
 from .security import SECURITY_HEADERS, check_form_post, form_token, login
 from .snapshot import Snapshot, chart, read_snapshot
@@ -139,11 +146,8 @@ async def page(
     """The dashboard; `job` looks a job up by id, `notice` says what an action did."""
     snapshot = await read_snapshot(pool, settings.queue_name)
     looked_up = None
-    if job and re.fullmatch(JOB_ID_PATTERN, job) and len(job) <= 128:
-        handle: Job[Any] = Job(
-            job, pool, _queue_name=settings.queue_name, _deserializer=deserialize
-        )
-        looked_up = await look_up(handle)
+    if job and re.fullmatch(JOB_ID_PATTERN, job) and len(job) <= JOB_ID_MAX_LENGTH:
+        looked_up = await look_up(job_by_id(job, pool))
     elif job:
         notice = "bad-id"
     body = templates.get_template("page.html").render(

@@ -31,6 +31,7 @@ from redis.exceptions import RedisError
 from ...config import get_settings
 from .. import registry
 from ..job_types import UNREADABLE_JOB
+from ..keys import namespaced_job_id, queue_of
 from ..store import dead_letters
 from ..store.connection import close_pool, connect, unavailable
 from ..store.job_handle import Job
@@ -112,7 +113,8 @@ async def enqueue_task(
     """Queue the job `name` with these arguments and return its `Job` handle (job_handle.py).
 
     `_job_id` makes the job unique: while a job with that id is queued, running, or its result
-    is still kept, enqueueing it again returns None and queues nothing. `_defer_by` and
+    is still kept, enqueueing it again returns None and queues nothing. The job's id is its
+    queue's key and `_job_id` (or a random one): `{<QUEUE_PREFIX>:default}:<_job_id>` (keys.py). `_defer_by` and
     `_defer_until` delay the start; `_expires` drops the job if it has not started in time.
     Raises `UnknownTaskError` for a name no worker runs, and `JobArgumentError` for arguments
     the job does not take, cannot be serialized (see serialization.py) or are larger than
@@ -144,7 +146,8 @@ async def enqueue_checked(
 ) -> Job[Any] | None:
     """Write the job, its name and arguments already checked (`enqueue_task`, a `JobHandle`)."""
     pool = await get_task_pool()
-    job_id = _job_id or uuid4().hex
+    queue_name = get_settings().queue_name
+    job_id = namespaced_job_id(queue_name, _job_id or uuid4().hex)
     enqueued_ms = timestamp_ms()
     if _defer_until is not None:
         score = to_unix_ms(_defer_until)
@@ -158,7 +161,6 @@ async def enqueue_checked(
         payload = serialize_job(
             name, args, kwargs, None, enqueued_ms, serializer=pool.job_serializer
         )
-        queue_name = get_settings().queue_name
         write = (
             job_key_prefix + job_id,
             result_key_prefix + job_id,
@@ -174,7 +176,7 @@ async def enqueue_checked(
         raise JobArgumentError(f"cannot enqueue {name!r}: {error.__cause__}") from error
     except (RedisError, OSError) as error:  # away, out of memory, read-only: connection.py names it
         raise unavailable(error) from error
-    return _handle(job_id, pool) if queued else None
+    return job_by_id(job_id, pool) if queued else None
 
 
 @functools.lru_cache(maxsize=1024)
@@ -195,16 +197,28 @@ def argument_error(
 
 
 async def get_job(job_id: str) -> Job[Any]:
-    """The `Job` handle for an id (job_handle.py), read with this project's serializer and queue.
+    """The `Job` handle for an id (job_handle.py), read with this project's serializer.
 
-    `await job.status()`, `await job.result(timeout=...)`, `await job.info()`, and
+    `job_id` is the id `enqueue_task` gave the job (`{<QUEUE_PREFIX>:<queue>}:<id>`, keys.py);
+    an id without a queue, such as the `_job_id` it was queued with, is taken in the project's
+    default queue. `await job.status()`, `await job.result(timeout=...)`, `await job.info()`, and
     `await job.abort()` (a queued job is removed, a running one cancelled).
     """
-    return _handle(job_id, await get_task_pool())
+    return job_by_id(job_id, await get_task_pool())
 
 
-def _handle(job_id: str, pool: ArqRedis) -> Job[Any]:
-    return Job(job_id, pool, _queue_name=get_settings().queue_name, _deserializer=deserialize)
+def job_by_id(job_id: str, pool: ArqRedis) -> Job[Any]:
+    """`get_job` with the pool given: the one place an id becomes a handle (the API's routes and
+    the dashboard use it too). It does no I/O; the job may not exist.
+
+    An id in another namespace (another project's queue on the same Redis) is read as a bare id
+    of this project's queue, which no job of the other project has: a project never reads or
+    aborts another's jobs, even given their ids.
+    """
+    queue_name = get_settings().queue_name
+    if queue_of(job_id) != queue_name:
+        job_id = namespaced_job_id(queue_name, job_id)
+    return Job(job_id, pool, _queue_name=queue_name, _deserializer=deserialize)
 
 
 class RequeueRefused(ValueError):

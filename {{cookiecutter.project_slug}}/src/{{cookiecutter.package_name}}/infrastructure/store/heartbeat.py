@@ -265,7 +265,7 @@ class Heartbeat:
                 await self._beat()
                 self.running_jobs.send_pending()
                 await self.release_jobs_of_dead_workers()
-                await drop_stale_abort_requests(self.redis)
+                await drop_stale_abort_requests(self.redis, self.queue_name)
             except (RedisError, OSError) as error:
                 # Keep beating: the key expires by itself if Redis stays away.
                 logger.warning("heartbeat to Redis failed: %s", error)

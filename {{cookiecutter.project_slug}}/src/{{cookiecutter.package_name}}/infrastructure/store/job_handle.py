@@ -7,16 +7,19 @@ arq's own `Job` misleads callers in three ways, each fixed here in a subclass:
 - `result()` of an aborted job raises `asyncio.CancelledError`, which `except Exception` lets
   through. Here it raises `JobAborted` (serialization.py reads the stored outcome as that).
 - `abort()` adds the id to arq's one global abort set (`arq:abort`) whether or not a job has that
-  id, and arq never trims the set: a later job given the same id is dropped before it runs. It
-  also cannot tell whether a job was aborted when results are not kept (`keep_result` 0).
+  id, and arq never trims the set: a later job given the same id is dropped before it runs. The
+  set is shared by every queue on the server (keys.py). It also cannot tell whether a job was
+  aborted when results are not kept (`keep_result` 0).
 
 `abort()` here acts only on a job that exists. A queued or deferred job is removed at once, by
 one atomic script: no worker is needed, and nothing is left behind. For a running job it adds the
-id to arq's abort set, which the job's worker reads on its next poll and cancels the job, and it
-marks the request in `<queue>:abort:<job id>`, tied to the job's enqueue time; the cancelled job's
-`retrying()` wrapper (retries.py) turns the mark into "aborted", and that is how `abort()` knows the
-outcome whatever `keep_result` is. Workers also drop abort requests for ids with no job
-(`drop_stale_abort_requests`, from the heartbeat), such as those arq's own `Job.abort()` leaves.
+id to its queue's abort requests (`<queue>:abort-requests`), which the job's worker reads on its
+next poll and cancels the job, and it marks the request in `<queue>:abort:<job id>`, tied to the
+job's enqueue time; the cancelled job's `retrying()` wrapper (retries.py) turns the mark into
+"aborted", and that is how `abort()` knows the outcome whatever `keep_result` is. Workers also
+drop abort requests for ids with no job (`drop_stale_abort_requests`, from the heartbeat). A
+worker run by arq's own command reads arq's global set instead, so it does not cancel a running
+job aborted here (docs/background-tasks.md).
 """
 
 import json
@@ -28,7 +31,6 @@ from enum import StrEnum
 from typing import Any, Generic, TypeVar, cast
 
 from arq.constants import (
-    abort_jobs_ss,
     in_progress_key_prefix,
     job_key_prefix,
     result_key_prefix,
@@ -49,6 +51,7 @@ from redis.exceptions import ResponseError
 
 from ...config import get_settings
 from ..job_types import UNREADABLE_JOB
+from ..keys import abort_requests_key
 from .records import (
     LATEST_TIMESTAMP,
     PREVIEW_BYTES,
@@ -85,7 +88,7 @@ def enqueue_time_ms(enqueue_time: datetime) -> int:
     return round(enqueue_time.timestamp() * 1000)
 
 
-# KEYS: job, in-progress, queue, abort set, retry, result, abort mark.
+# KEYS: job, in-progress, queue, the queue's abort requests, retry, result, abort mark.
 # ARGV: job id, now (ms), the aborted result ('' to keep none), its lifetime (ms),
 #       the mark for "requested", the mark for "aborted", the marks' lifetime (ms).
 # Returns 'running' (the worker was asked to cancel it), 'aborted' (removed here), or
@@ -118,7 +121,7 @@ end
 return false
 """
 
-# KEYS: arq's abort set; ARGV: arq's job key prefix. Returns how many requests it dropped.
+# KEYS: a queue's abort requests; ARGV: arq's job key prefix. Returns how many it dropped.
 DROP_STALE_ABORT_REQUESTS = """
 local dropped = 0
 for _, job_id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
@@ -287,7 +290,7 @@ class Job(ArqJob, Generic[R]):
             job_key_prefix + self.job_id,
             in_progress_key_prefix + self.job_id,
             self._queue_name,
-            abort_jobs_ss,
+            abort_requests_key(self._queue_name),
             retry_key_prefix + self.job_id,
             result_key_prefix + self.job_id,
             abort_mark_key(self._queue_name, self.job_id),
@@ -419,9 +422,10 @@ async def mark_aborted(redis: Redis, queue_name: str, job_id: str, enqueue_time:
     return bool(marked)
 
 
-async def drop_stale_abort_requests(redis: Redis) -> int:
-    """Remove abort requests for ids that have no job (arq never does); returns how many."""
-    dropped: Any = await redis.eval(DROP_STALE_ABORT_REQUESTS, 1, abort_jobs_ss, job_key_prefix)  # type: ignore[misc]
+async def drop_stale_abort_requests(redis: Redis, queue_name: str) -> int:
+    """Remove the queue's abort requests for ids that have no job; returns how many."""
+    key = abort_requests_key(queue_name)
+    dropped: Any = await redis.eval(DROP_STALE_ABORT_REQUESTS, 1, key, job_key_prefix)  # type: ignore[misc]
     return int(dropped)
 
 

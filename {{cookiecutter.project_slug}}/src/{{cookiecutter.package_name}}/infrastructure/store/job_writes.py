@@ -35,10 +35,12 @@ import hashlib
 import weakref
 from datetime import datetime, timedelta
 from typing import Any
+from uuid import uuid4
 
 from arq.connections import ArqRedis
 from redis.exceptions import NoScriptError
 
+from ..keys import namespaced_job_id
 from .job_handle import Job
 
 # KEYS: the job, its result, the queue, the queue's wake-up list (worker.py).
@@ -137,7 +139,8 @@ def job_writer(pool: ArqRedis) -> JobWriter:
 
 class JobPool(ArqRedis):
     """arq's pool, whose `enqueue_job` also wakes a waiting worker: what `get_task_pool()` and a
-    job's `ctx["redis"]` are. Its `enqueue_job` returns the project's `Job` (job_handle.py)."""
+    job's `ctx["redis"]` are. Its `enqueue_job` puts the job id in the queue's namespace
+    (keys.py), as `enqueue_task` does, and returns the project's `Job` (job_handle.py)."""
 
     async def enqueue_job(
         self,
@@ -155,7 +158,7 @@ class JobPool(ArqRedis):
         job = await super().enqueue_job(
             function,
             *args,
-            _job_id=_job_id,
+            _job_id=namespaced_job_id(queue_name, _job_id or uuid4().hex),
             _queue_name=queue_name,
             _defer_until=_defer_until,
             _defer_by=_defer_by,

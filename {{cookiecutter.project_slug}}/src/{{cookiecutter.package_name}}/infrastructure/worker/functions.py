@@ -25,6 +25,7 @@ from arq.worker import Function, func
 from ...config import get_settings
 from .. import registry
 from ..job_types import JobContext, JobFunction
+from ..keys import bare_job_id, queue_of_job
 from ..registry import CRON_PREFIX, JobSpec
 from ..store.job_handle import enqueue_time_ms
 from .retries import retrying
@@ -138,7 +139,7 @@ def arq_cron_job(
 
 
 async def _claim_tick(ctx: JobContext) -> bool:
-    claim = f"{get_settings().queue_name}:cron-claims:{ctx['job_id']}"
+    claim = f"{queue_of_job(ctx)}:cron-claims:{ctx['job_id']}"
     enqueued_ms = enqueue_time_ms(ctx["enqueue_time"])
     held = await ctx["redis"].eval(CLAIM_TICK, 1, claim, str(enqueued_ms), str(CRON_CLAIM_SECONDS))
     return bool(held)
@@ -147,12 +148,12 @@ async def _claim_tick(ctx: JobContext) -> bool:
 async def release_retried_tick(ctx: JobContext) -> None:
     """When a cron tick ends and is queued again (a retry), drop the 60 s in-progress mark arq
     keeps on cron jobs, so the retry starts after its backoff, not a minute later."""
-    if ctx["job_id"].startswith(CRON_PREFIX):
+    if bare_job_id(ctx["job_id"]).startswith(CRON_PREFIX):
         await ctx["redis"].eval(
             RELEASE_RETRIED_TICK,
             2,
             in_progress_key_prefix + ctx["job_id"],
-            get_settings().queue_name,
+            queue_of_job(ctx),
             ctx["job_id"],
         )
 

@@ -49,13 +49,14 @@ Tries are counted as arq counts them, when a job is read; a job this worker give
 running its function (read ahead, then the worker stops; cancelled before it started) has that
 try taken back, so it never fails with "max retries exceeded" having never run. A job for a
 function this worker lacks waits for a worker that has it (missing_functions.py). A job arq fails
-without running it (its tries used up by workers that died, expired, aborted before it started)
+without running it (its tries used up by workers that died, or expired before it started)
 is reported like any other try's end (job_events.py), and one whose tries ran out becomes a dead
 letter. The counts arq logs (`j_failed`, the shutdown line) leave out aborted jobs, as the
 metrics and the dashboard do.
 
-Aborting a running job, cron, health records and the retry rules are arq's, unchanged: abort
-requests are read every `WORKER_POLL_DELAY` while jobs run (not at all while none does: a queued
+Cron, health records and the retry rules are arq's, unchanged, and so is aborting a running
+job, but for where the requests are read: the queue's own set (keys.py), not arq's global one.
+They are read every `WORKER_POLL_DELAY` while jobs run (not at all while none does: a queued
 job is aborted without a worker, job_handle.py), and cron and the health record are looked at
 before each claim, at most every `WORKER_POLL_DELAY` and at least every FALLBACK_POLL_SECONDS.
 """
@@ -70,7 +71,7 @@ import time
 from typing import Any
 
 from arq.constants import in_progress_key_prefix, retry_key_prefix
-from arq.jobs import JobResult, deserialize_result, serialize_result
+from arq.jobs import JobResult, deserialize_result
 from arq.utils import timestamp_ms
 from arq.worker import Worker as ArqWorker
 from arq.worker import get_kwargs
@@ -78,10 +79,10 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 from .. import job_events
+from ..keys import abort_requests_key
 from ..store.connection import stop_waiting_for_redis
-from ..store.job_handle import NO_TRY, enqueue_time_ms
 from ..store.job_writes import wake_key
-from ..store.serialization import JobAborted, JobFailed, deserialize, serialize
+from ..store.serialization import JobFailed, deserialize
 from .missing_functions import FunctionTable, wait_for_function
 from .retries import record_dead_letter
 
@@ -180,6 +181,11 @@ class Worker(ArqWorker):
         # arq counts an abort as a failure (jobs_failed); here it counts as an abort.
         self.jobs_aborted = 0
         self.aborting_tasks = AbortingJobs(self)
+        # Abort requests come from the queue's own set (keys.py), read by `_cancel_aborted_jobs`
+        # below. arq's flag would also make its read of each job touch arq's global set, a key
+        # outside the queue's namespace and cluster slot.
+        self.abort_running_jobs = self.allow_abort_jobs
+        self.allow_abort_jobs = False
 
     async def _job_function_starting(self, ctx: dict[str, Any]) -> None:
         """arq's on_job_start: the job is read. List it as running (the project's hook), wait for
@@ -278,17 +284,12 @@ class Worker(ArqWorker):
             await super().finish_failed_job(job_id, result_data)
             return
         result = deserialize_result(result_data, deserializer=deserialize)
-        if isinstance(result.result, JobAborted):
-            # Its id was in arq's abort set when arq read it: aborted before it started.
-            self.jobs_aborted += 1  # arq counted it in jobs_failed
-            self.jobs_failed -= 1
-            result.job_try = NO_TRY
-            result_data = _serialized(job_id, result)
         await super().finish_failed_job(job_id, result_data)
         _report_unrun(job_id, result)
         if _tries_used_up(result):
             ctx = {
                 "redis": self.pool,
+                "queue_name": self.queue_name,
                 "job_id": job_id,
                 "job_try": result.job_try - 1,  # arq counted one more, and ran nothing
                 "enqueue_time": result.enqueue_time,
@@ -408,9 +409,21 @@ class Worker(ArqWorker):
         if now - self._last_look_around < self.poll_delay_s:
             return
         self._last_look_around = now
-        if self.allow_abort_jobs and self.job_tasks:
+        if self.abort_running_jobs and self.job_tasks:
             await self._cancel_aborted_jobs()
         await self.heart_beat()
+
+    async def _cancel_aborted_jobs(self) -> None:
+        """arq's: cancel the running jobs asked to abort, read from the queue's abort requests
+        (job_handle.py) instead of arq's global set."""
+        key = abort_requests_key(self.queue_name)
+        requested: list[bytes] = await self.pool.zrange(key, 0, -1)
+        aborted = {job_id.decode() for job_id in requested} & set(self.job_tasks)
+        for job_id in aborted:
+            self.job_tasks[job_id].cancel()
+        if aborted:
+            self.aborting_tasks.update(aborted)
+            await self.pool.zrem(key, *aborted)
 
     async def _sleep_until_tasks_complete(self) -> None:
         """arq's wait, on a stop, for the running jobs: while any job task is not done.
@@ -504,31 +517,12 @@ def _tries_used_up(result: JobResult) -> bool:
     )
 
 
-def _serialized(job_id: str, result: JobResult) -> bytes | None:
-    return serialize_result(
-        result.function,
-        result.args,
-        result.kwargs,
-        result.job_try,
-        enqueue_time_ms(result.enqueue_time),
-        result.success,
-        result.result,
-        enqueue_time_ms(result.start_time),
-        enqueue_time_ms(result.finish_time),
-        f"{job_id}:{result.function}",
-        result.queue_name,
-        job_id=job_id,
-        serializer=serialize,
-    )
-
-
 def _report_unrun(job_id: str, result: JobResult) -> None:
     """The try arq ended without running the job, told as any try's end (job_events.py): no
     JobStarted, as no function started."""
     if not job_events.listening():
         return
     now = job_events.now()
-    aborted = isinstance(result.result, JobAborted)
     job_events.emit(
         job_events.JobFinished(
             job_id=job_id,
@@ -537,8 +531,8 @@ def _report_unrun(job_id: str, result: JobResult) -> None:
             enqueued_at=result.enqueue_time.timestamp(),
             started_at=now,  # it never started: it took no time
             finished_at=now,
-            outcome="aborted" if aborted else "failed",
-            error=None if aborted else str(result.result),
+            outcome="failed",
+            error=str(result.result),
         )
     )
 

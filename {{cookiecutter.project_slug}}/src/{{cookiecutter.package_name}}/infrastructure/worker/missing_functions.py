@@ -29,6 +29,7 @@ from arq.worker import Function, func
 
 from ...config import get_settings
 from ..job_types import JobContext
+from ..keys import queue_of_job
 from .retries import record_dead_letter, report_end, report_start
 
 logger = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ def wait_for_function(name: str) -> Function:
     async def wait(ctx: JobContext, *args: Any, **kwargs: Any) -> None:
         redis = ctx["redis"]
         settings = get_settings()
-        key = waiting_since_key(settings.queue_name, ctx["job_id"])
+        key = waiting_since_key(queue_of_job(ctx), ctx["job_id"])
         wait_seconds = settings.worker_missing_function_wait
         async with redis.pipeline(transaction=True) as pipe:
             pipe.set(key, str(time.time()), nx=True, ex=int(wait_seconds) + 86_400)

@@ -31,6 +31,7 @@ from ...logs import job_fields
 from ...redaction import error_message, error_text
 from .. import job_events
 from ..job_types import JobContext, JobFunction, PermanentError
+from ..keys import queue_of_job
 from ..store import dead_letters
 from ..store.job_handle import mark_aborted
 from ..store.serialization import serialize
@@ -185,7 +186,7 @@ async def _record_abort(ctx: JobContext) -> bool:
     aborted_by_arq = worker is not None and ctx["job_id"] in worker.aborting_tasks
     try:
         marked = await mark_aborted(
-            ctx["redis"], get_settings().queue_name, ctx["job_id"], ctx["enqueue_time"]
+            ctx["redis"], queue_of_job(ctx), ctx["job_id"], ctx["enqueue_time"]
         )
     except (RedisError, OSError) as error:
         logger.warning(
@@ -214,7 +215,8 @@ async def record_dead_letter(
         enqueued_at=ctx["enqueue_time"],
         failed_at=datetime.now(UTC),
     )
-    await dead_letters.add(ctx["redis"], settings.queue_name, letter, settings.dead_letter_limit)
+    queue_name = queue_of_job(ctx)
+    await dead_letters.add(ctx["redis"], queue_name, letter, settings.dead_letter_limit)
     logger.error(
         "%s failed for good after %d tries: dead letter recorded", letter.job_id, letter.tries
     )
