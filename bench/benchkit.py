@@ -46,7 +46,7 @@ def tool_environment() -> dict[str, str]:
     # Start-up times should be those of an installed project, which reads cached bytecode.
     environment.pop("PYTHONDONTWRITEBYTECODE", None)
     for name in list(environment):
-        if name in ("REDIS_URL", "QUEUE_NAME", "LOG_LEVEL") or name.startswith("WORKER_"):
+        if name in ("REDIS_URL", "QUEUE_PREFIX", "QUEUE_NAME", "LOG_LEVEL") or name.startswith("WORKER_"):
             del environment[name]
     versions = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
     if versions.is_dir():

@@ -413,8 +413,8 @@ def test_worker_in_the_image_runs_a_job_from_the_host_and_checks_itself(
 ) -> None:
     built = image_of(combination)
     redis_url = redis_for(built) if queue_of(combination) else ""
-    queue_name = f"image-test-{secrets.token_hex(4)}"
-    env = {"REDIS_URL": redis_url, "QUEUE_NAME": queue_name}
+    queue_prefix = f"image-test-{secrets.token_hex(4)}"
+    env = {"REDIS_URL": redis_url, "QUEUE_PREFIX": queue_prefix}
     worker = start(built, containers, "worker", env=env)  # the image's own command
 
     alive = wait_until(
@@ -473,8 +473,8 @@ def test_sigterm_lets_the_running_job_finish_within_the_grace(
 ) -> None:
     built = image_of(combination)
     redis_url = redis_for(built) if queue_of(combination) else ""
-    queue_name = f"image-test-{secrets.token_hex(4)}"
-    env = {"REDIS_URL": redis_url, "QUEUE_NAME": queue_name}
+    queue_prefix = f"image-test-{secrets.token_hex(4)}"
+    env = {"REDIS_URL": redis_url, "QUEUE_PREFIX": queue_prefix}
     worker = start(
         built,
         containers,

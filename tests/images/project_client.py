@@ -7,7 +7,7 @@
 
 `redis` starts the project's throwaway server on a free 127.0.0.1 port (LocalRedisServer: nothing
 persisted), prints its URL and stops it when standard input closes. The other commands read
-REDIS_URL and QUEUE_NAME as the project does: `enqueue` queues a job with `enqueue_task` (with
+REDIS_URL and QUEUE_PREFIX as the project does: `enqueue` queues a job with `enqueue_task` (with
 `--pool`, arq's `enqueue_job` on the project's pool: for a job only the container's worker knows)
 and prints its id; `result` prints the job's result as JSON; `wait-running` returns once the job
 runs. A job that fails, or is not done in time, exits 1 with the reason.
