@@ -40,6 +40,7 @@ KEEP_FOR = {
     f"{PACKAGE}/infrastructure/testing.py": QUEUE,
     "tests/test_jobs.py": QUEUE,
     "docs/testing.md": QUEUE,
+    "docs/queues.md": QUEUE,
     f"{PACKAGE}/infrastructure/graph.py": FALKORDB,
     "tests/infrastructure/conftest.py": QUEUE,
     "tests/infrastructure/test_tasks.py": QUEUE,

@@ -49,6 +49,7 @@ QUEUE_ONLY = [
     "src/{package}/infrastructure/testing.py",
     "tests/test_jobs.py",
     "docs/testing.md",
+    "docs/queues.md",
     "tests/infrastructure/conftest.py",
     "tests/infrastructure/test_tasks.py",
     "tests/infrastructure/test_handles.py",
