@@ -201,7 +201,7 @@ def test_keda_scales_workers_on_jobs_ready_to_run_and_keeps_busy_ones(project: P
         assert metadata["format"] == "prometheus"
         metric = re.fullmatch(r'(\w+)\{queue="([^"]+)"\}', metadata["valueLocation"])
         assert metric, metadata["valueLocation"]
-        assert metric.group(2) == config["QUEUE_NAME"]
+        assert metric.group(2) == "{" + config["QUEUE_PREFIX"] + ":default}"  # the queue's key
         gauges[metric.group(1)] = int(metadata["targetValue"])
         check_served(project, objects, metadata["url"], metric.group(1))
 

@@ -6,9 +6,10 @@ two services on one Redis that both queue `order-42` read, replace and abort eac
 and their cron ticks collide. Here every queue has a key of its own that carries a Redis Cluster
 hash tag, `{<QUEUE_PREFIX>:<queue>}` (`queue_key`), and every job id the project writes starts
 with it (`namespaced_job_id`): `{shop:default}:order-42`. arq builds a job's keys as its prefix
-plus the id, so those keys carry the queue's tag too, and the rest of the queue's keys (below)
-start with the queue key. Nothing of one queue then shares a key with another queue's, and a
-queue's keys all hash to one cluster slot (docs/deployment.md, "Outgrowing one Redis").
+plus the id, so those keys carry the queue's tag too (`arq:job:{shop:default}:order-42`), and
+the rest of the queue's keys (below) start with the queue key. Nothing of one queue then shares
+a key with another queue's, and a queue's keys all hash to one cluster slot (docs/deployment.md,
+"Outgrowing one Redis").
 
 The key layout, for a queue `Q` = `{<QUEUE_PREFIX>:<queue>}` and a job id `J` = `Q:<id>`:
 
@@ -17,12 +18,12 @@ The key layout, for a queue `Q` = `{<QUEUE_PREFIX>:<queue>}` and a job id `J` = 
     Q:wake                          list: a token per job queued, which wakes a waiting worker
     Q:abort-requests                sorted set: running jobs asked to abort -> when (ms)
     Q:abort:J                       an abort's mark, "requested:<ms>" then "aborted:<ms>"
-    Q:dead-letters                  sorted set: jobs whose tries ran out, newest first
+    Q:dead-letters                  list: jobs whose tries ran out, newest first
     Q:live-workers                  sorted set: the live workers -> when each one's beat expires
     Q:workers:<worker>              a worker's heartbeat: what it runs, since when
     Q:running:<worker>              set: the jobs a worker is running, for when it dies
     Q:recent, Q:recent-failures     lists: the last jobs' outcomes, for the dashboard
-    Q:activity:<minute>             hash: counts per minute, for the dashboard
+    Q:activity:<start>              hash: counts per 10 s bucket, for the dashboard
     Q:cron-claims:J                 a cron tick's claim: one worker runs it
     Q:missing-function:J            since when a job has waited for a worker that has its function
     arq:job:J                       the job: function, arguments, enqueue time, tries
