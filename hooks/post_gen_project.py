@@ -73,6 +73,7 @@ KEEP_FOR = {
     f"{PACKAGE}/infrastructure/ops/activity.py": QUEUE,
     "tests/infrastructure/test_activity.py": QUEUE,
     "tests/infrastructure/test_queue_stats.py": QUEUE,
+    "tests/infrastructure/test_migrate.py": QUEUE,
     "deploy/monitoring": QUEUE,
     "docs/monitoring.md": QUEUE,
     "tests/infrastructure/test_worker_logs.py": QUEUE,

@@ -90,6 +90,8 @@ QUEUE_ONLY = [
     "src/{package}/infrastructure/ops/activity.py",
     "tests/infrastructure/test_activity.py",
     "tests/infrastructure/test_queue_stats.py",
+    "src/{package}/infrastructure/ops/migrate.py",
+    "tests/infrastructure/test_migrate.py",
 ]
 FALKORDB_ONLY = ["src/{package}/infrastructure/graph.py", "tests/infrastructure/test_graph.py"]
 EVERY_VARIANT = [

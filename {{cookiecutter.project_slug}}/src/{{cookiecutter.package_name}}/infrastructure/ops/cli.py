@@ -1,7 +1,7 @@
 # Template file, kept current by `cruft update`: yours are listed in README.md, "Your code".
 """Operator commands for the queue, behind `just worker-check`, `just dead-letters`,
-`just requeue <id>`, `just purge-dead-letters`, `just metrics` and `just queue-stats` (and
-`ping`, which `just worker` runs first):
+`just requeue <id>`, `just purge-dead-letters`, `just metrics`, `just queue-stats` and
+`just queue-migrate` (and `ping`, which `just worker` runs first):
 
     uv run python -m {{ cookiecutter.package_name }}.infrastructure.ops.cli ping
     uv run python -m {{ cookiecutter.package_name }}.infrastructure.ops.cli worker-check [--this-host]
@@ -10,9 +10,10 @@
     uv run python -m {{ cookiecutter.package_name }}.infrastructure.ops.cli purge-dead-letters [--yes]
     uv run python -m {{ cookiecutter.package_name }}.infrastructure.ops.cli metrics
     uv run python -m {{ cookiecutter.package_name }}.infrastructure.ops.cli queue-stats [--watch [--interval SECONDS]]
+    uv run python -m {{ cookiecutter.package_name }}.infrastructure.ops.cli queue-migrate [OLD_QUEUE_NAME] [--force]
 
 Exit codes: 0 done (worker-check: at least one worker alive), 1 the answer is "no" (no worker
-alive, no such dead letter, purge not confirmed), 2 Redis cannot be reached or refuses the command
+alive, no such dead letter, purge not confirmed, queue-migrate refused or left jobs behind), 2 Redis cannot be reached or refuses the command
 (out of memory, a read-only replica, ...: one line says which), or a setting is invalid.
 """
 
@@ -51,6 +52,7 @@ from ..store.connection import (
 from ..store.depth import queue_stats
 from ..store.heartbeat import MARGIN_SECONDS, live_workers
 from .activity import OUTCOMES, QueueCounts, queue_counts
+from .migrate import move_queue, queue_type
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -165,6 +167,45 @@ async def print_queue_stats(redis: Redis, args: argparse.Namespace) -> int:
             await asyncio.sleep(args.interval)
 
 
+async def queue_migrate(redis: Redis, args: argparse.Namespace) -> int:
+    """Move the jobs, results and dead letters of the queue before namespaces (migrate.py)."""
+    old_queue, new_queue = args.old_queue_name, get_settings().queue_name
+    if old_queue == new_queue:
+        print(
+            f"{old_queue} is the new queue: name the old one (QUEUE_NAME's value)", file=sys.stderr
+        )
+        return 1
+    kind = await queue_type(redis, old_queue)
+    if kind not in {"zset", "none"}:
+        print(f"{old_queue} is not a queue: its key holds a {kind}", file=sys.stderr)
+        return 1
+    workers = await live_workers(redis, old_queue)
+    if workers and not args.force:
+        print(
+            f"{len(workers)} worker(s) still alive on the old queue {old_queue} "
+            f"({', '.join(f'{worker.host} pid {worker.pid}' for worker in workers)}): "
+            "stop them first (or pass --force)",
+            file=sys.stderr,
+        )
+        return 1
+    moved = await move_queue(redis, old_queue, new_queue)
+    if moved.jobs or moved.results or moved.dead_letters:
+        print(
+            f"moved {moved.jobs} job(s), {moved.results} result(s) and {moved.dead_letters} "
+            f"dead letter(s) from {old_queue} to {new_queue}"
+        )
+    else:
+        print(f"nothing to move from {old_queue} to {new_queue}: no jobs, results or dead letters")
+    if moved.jobs_left or moved.results_left:
+        print(
+            f"left {moved.jobs_left} job(s) and {moved.results_left} result(s) under {old_queue}: "
+            f"their ids are taken in {new_queue}",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
 def queue_stats_table(queue_name: str, counts: QueueCounts) -> "Table":
     from rich.table import Table
 
@@ -241,6 +282,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--interval", type=positive_seconds, default=2.0, help="seconds between redraws (2)"
     )
     stats.set_defaults(run=print_queue_stats)
+
+    migrate = commands.add_parser(
+        "queue-migrate", help="move the jobs of the queue before namespaces into this one"
+    )
+    migrate.add_argument(
+        "old_queue_name",
+        nargs="?",
+        default="{{ cookiecutter.project_slug }}:queue",
+        metavar="OLD_QUEUE_NAME",
+        help="QUEUE_NAME's value before the update ({{ cookiecutter.project_slug }}:queue)",
+    )
+    migrate.add_argument(
+        "--force", action="store_true", help="even while a worker on the old queue is alive"
+    )
+    migrate.set_defaults(run=queue_migrate)
     return parser.parse_args(argv)
 
 
