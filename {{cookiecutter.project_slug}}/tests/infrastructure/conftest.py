@@ -21,6 +21,7 @@ import redis
 from arq.connections import ArqRedis, RedisSettings
 
 from {{ cookiecutter.package_name }}.config import get_settings
+from {{ cookiecutter.package_name }}.infrastructure.keys import namespaced_job_id
 from {{ cookiecutter.package_name }}.infrastructure.local.redis_server import LocalRedisServer, Watcher
 from {{ cookiecutter.package_name }}.infrastructure.store import dead_letters
 from {{ cookiecutter.package_name }}.infrastructure.store.depth import queue_stats
@@ -57,6 +58,12 @@ def configure(monkeypatch: pytest.MonkeyPatch) -> Configure:
         get_settings.cache_clear()
 
     return set_environment
+
+
+def full_id(job_id: str) -> str:
+    """The id the project gives a job queued as `job_id` on its default queue: the queue's key,
+    then `job_id` (`{my-arq-service:default}:order-42`, keys.py)."""
+    return namespaced_job_id(get_settings().queue_name, job_id)
 
 
 def make_worker(redis_url: str, **overrides: Any) -> Worker:

@@ -20,7 +20,7 @@ from {{ cookiecutter.package_name }}.infrastructure.store.heartbeat import Heart
 from {{ cookiecutter.package_name }}.infrastructure.worker.functions import arq_function
 from {{ cookiecutter.package_name }}.queue import JobContext, PermanentError
 
-from .conftest import Configure, RunningWorker, RunWorker
+from .conftest import Configure, RunningWorker, RunWorker, full_id
 
 
 async def succeeds(ctx: JobContext, number: int) -> int:
@@ -64,21 +64,22 @@ async def test_a_worker_records_each_finished_try_newest_first(
     recent = await activity.recent_jobs(task_pool, queue())
     failures = await activity.recent_jobs(task_pool, queue(), failures=True)
     by_try = {(record.job_id, record.job_try): record for record in recent}
+    ok, bad, flaky = full_id("ok-1"), full_id("bad"), full_id("flaky")  # the ids the jobs got
     assert len(recent) == 6  # three successes, one failure, and the flaky job's two tries
     assert [record.finished_at for record in recent] == sorted(
         (record.finished_at for record in recent), reverse=True
     )
-    assert by_try["ok-1", 1].outcome == "complete"
-    assert by_try["ok-1", 1].error is None
-    assert by_try["bad", 1].outcome == "failed"
-    assert by_try["bad", 1].error == "PermanentError: no such user"
-    assert (by_try["flaky", 1].outcome, by_try["flaky", 2].outcome) == ("retried", "complete")
-    assert by_try["flaky", 1].error == "ValueError: first try"
-    assert by_try["ok-1", 1].worker == f"{socket.gethostname()}:{os.getpid()}"
+    assert by_try[ok, 1].outcome == "complete"
+    assert by_try[ok, 1].error is None
+    assert by_try[bad, 1].outcome == "failed"
+    assert by_try[bad, 1].error == "PermanentError: no such user"
+    assert (by_try[flaky, 1].outcome, by_try[flaky, 2].outcome) == ("retried", "complete")
+    assert by_try[flaky, 1].error == "ValueError: first try"
+    assert by_try[ok, 1].worker == f"{socket.gethostname()}:{os.getpid()}"
     assert all(0 <= record.duration < 5 for record in recent)
     assert {(record.job_id, record.outcome) for record in failures} == {
-        ("bad", "failed"),
-        ("flaky", "retried"),
+        (bad, "failed"),
+        (flaky, "retried"),
     }
 
 

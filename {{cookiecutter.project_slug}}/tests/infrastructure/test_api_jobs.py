@@ -29,13 +29,14 @@ from {{ cookiecutter.package_name }}.api.app import create_app
 from {{ cookiecutter.package_name }}.api.dependencies import authorize, current_settings
 from {{ cookiecutter.package_name }}.api.job_requests import idempotent_job_id
 from {{ cookiecutter.package_name }}.config import Settings, get_settings
+from {{ cookiecutter.package_name }}.infrastructure.keys import abort_requests_key, bare_job_id, queue_of
 from {{ cookiecutter.package_name }}.infrastructure.local.redis_server import LocalRedisServer, free_port
 from {{ cookiecutter.package_name }}.infrastructure.store.job_handle import abort_mark_key
 from {{ cookiecutter.package_name }}.infrastructure.tasks import WorkerSettings as ProjectSettings
 from {{ cookiecutter.package_name }}.infrastructure.worker.functions import arq_function
 from {{ cookiecutter.package_name }}.queue import JobContext, PermanentError, get_job
 
-from .conftest import Configure, WorkerProcesses
+from .conftest import Configure, WorkerProcesses, full_id
 
 
 async def fails_for_good(ctx: JobContext, reason: str) -> None:
@@ -115,10 +116,15 @@ async def test_a_queued_example_completes_with_its_result(
     body = accepted.json()
 
     assert accepted.status_code == 202
-    assert accepted.headers["location"] == body["status_url"] == f"/jobs/{body['job_id']}"
+    assert queue_of(body["job_id"]) == get_settings().queue_name  # {<QUEUE_PREFIX>:default}:...
+    # The braces of the queue's key are percent-encoded in the path.
+    path = "/jobs/" + body["job_id"].replace("{", "%7B").replace("}", "%7D")
+    assert accepted.headers["location"] == body["status_url"] == path
     queued = (await client.get(body["status_url"])).json()
     assert (queued["status"], queued["try"], queued["started_at"]) == ("queued", 1, None)
     assert queued.keys().isdisjoint({"result", "error"})
+    # The id without its queue's key is read in the default queue: the same job.
+    assert (await client.get(f"/jobs/{bare_job_id(body['job_id'])}")).json() == queued
 
     worker_processes.start(WORKER_SETTINGS)
     done = await wait_for_status(client, body["job_id"], "complete", "failed", "aborted")
@@ -209,12 +215,14 @@ async def test_aborting_a_queued_job_removes_it_without_a_worker(
 async def test_aborting_an_unknown_job_is_404_and_a_later_job_with_its_id_runs(
     client: httpx.AsyncClient, task_pool: ArqRedis, worker_processes: WorkerProcesses
 ) -> None:
-    job_id = idempotent_job_id("example_task", "order-7")
+    job_id = full_id(idempotent_job_id("example_task", "order-7"))
 
     response = await client.delete(f"/jobs/{job_id}")
 
     assert (response.status_code, response.headers["content-type"]) == (404, PROBLEM)
-    assert await task_pool.zscore(abort_jobs_ss, job_id) is None  # no abort request left over
+    # No abort request left over, in the queue's abort requests or in arq's own set.
+    abort_requests = abort_requests_key(get_settings().queue_name)
+    assert await task_pool.exists(abort_requests, abort_jobs_ss) == 0
     worker_processes.start(WORKER_SETTINGS)
     headers = {"Idempotency-Key": "order-7"}
     accepted = await client.post("/examples", json={"message": "later"}, headers=headers)
@@ -227,7 +235,7 @@ async def test_an_unknown_job_is_404(client: httpx.AsyncClient) -> None:
     response = await client.get("/jobs/no-such-job")
 
     assert (response.status_code, response.headers["content-type"]) == (404, PROBLEM)
-    assert response.json()["detail"].startswith("no job 'no-such-job'")
+    assert response.json()["detail"].startswith(f"no job {full_id('no-such-job')!r}")
 
 
 async def test_the_same_idempotency_key_gives_the_same_job(
@@ -298,7 +306,7 @@ async def test_a_malformed_idempotency_key_is_422(client: httpx.AsyncClient, key
     assert response.json()["errors"][0]["loc"] == ["header", "Idempotency-Key"]
 
 
-@pytest.mark.parametrize("job_id", ["a b", "x" * 129, "naïve", "semi;colon"])
+@pytest.mark.parametrize("job_id", ["a b", "x" * 257, "naïve", "semi;colon"])
 @pytest.mark.parametrize("method", ["GET", "DELETE"])
 async def test_a_malformed_job_id_is_422(
     client: httpx.AsyncClient, method: str, job_id: str

@@ -12,7 +12,7 @@ from arq.connections import ArqRedis
 from {{ cookiecutter.package_name }}.infrastructure.tasks import WorkerSettings
 from {{ cookiecutter.package_name }}.infrastructure.worker.functions import arq_cron_job
 
-from .conftest import Configure, RunningWorker
+from .conftest import Configure, RunningWorker, full_id
 
 EVERY_SECOND = set(range(60))
 
@@ -24,7 +24,7 @@ async def test_report_queue_depth_is_registered_and_runs_once_per_tick(
     tick = {
         "redis": task_pool,
         "queue_name": WorkerSettings.queue_name,
-        "job_id": "cron:report_queue_depth:1700000000000",
+        "job_id": full_id("cron:report_queue_depth:1700000000000"),  # as the worker names it
         "job_try": 1,
         "enqueue_time": datetime(2026, 1, 1, tzinfo=UTC),
     }

@@ -10,6 +10,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from html import unescape
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import httpx
 import pytest
@@ -19,13 +20,14 @@ from fastapi import FastAPI
 from {{ cookiecutter.package_name }}.api.app import create_app
 from {{ cookiecutter.package_name }}.api.dashboard import security, snapshot
 from {{ cookiecutter.package_name }}.config import get_settings
+from {{ cookiecutter.package_name }}.infrastructure.keys import bare_job_id, queue_of
 from {{ cookiecutter.package_name }}.infrastructure.ops import activity
 from {{ cookiecutter.package_name }}.infrastructure.store import dead_letters
 from {{ cookiecutter.package_name }}.infrastructure.tasks import WorkerSettings
 from {{ cookiecutter.package_name }}.infrastructure.worker.functions import arq_function
 from {{ cookiecutter.package_name }}.queue import JobContext, PermanentError, enqueue_task, get_job
 
-from .conftest import Configure, RunningWorker, RunWorker
+from .conftest import Configure, RunningWorker, RunWorker, full_id
 
 PASSWORD = "correct horse battery staple"
 SCRIPT = "<script>alert('x')</script>"
@@ -63,6 +65,14 @@ async def dashboard(task_pool: ArqRedis, configure: Configure) -> AsyncIterator[
     configure(DASHBOARD_PASSWORD=PASSWORD)
     async with serving(create_app(), auth=("operator", PASSWORD)) as client:
         yield client
+
+
+def redirect(answer: httpx.Response) -> tuple[int, str, dict[str, str]]:
+    """A 303's status, path and query (each parameter once), its values decoded."""
+    location = urlsplit(answer.headers["location"])
+    query = parse_qs(location.query, keep_blank_values=True, strict_parsing=True)
+    assert all(len(values) == 1 for values in query.values()), location
+    return answer.status_code, location.path, {name: values[0] for name, values in query.items()}
 
 
 def token_in(page: str) -> str:
@@ -304,7 +314,7 @@ async def test_malformed_query_parameters_are_never_a_server_error(
 
 
 @pytest.mark.parametrize(
-    "job_id", ["%C2%B2", "%ff", "a%00b", "a" * 129, "a%20b", "..%2F..%2Fsecret", "%3Cb%3E"]
+    "job_id", ["%C2%B2", "%ff", "a%00b", "a" * 257, "a%20b", "..%2F..%2Fsecret", "%3Cb%3E"]
 )
 async def test_a_malformed_job_id_in_an_action_is_a_4xx(
     dashboard: httpx.AsyncClient, job_id: str
@@ -505,23 +515,30 @@ async def test_purge_deletes_every_dead_letter(
 async def test_requeue_puts_the_dead_letter_back_on_the_queue(
     dashboard: httpx.AsyncClient, task_pool: ArqRedis
 ) -> None:
-    await add_dead_letter(task_pool, "letter-1", "again", "boom")
-    token = token_in((await dashboard.get("/dashboard")).text)
+    letter_id = full_id("letter-1")  # a dead letter keeps its job's id
+    await add_dead_letter(task_pool, letter_id, "again", "boom")
+    listed = (await dashboard.get("/dashboard")).text
+    token = token_in(listed)
+    # The page's own form, whose action percent-encodes the id.
+    [action] = re.findall(r'<form method="post" action="([^"]+/requeue)"', listed)
 
-    answer = await dashboard.post("/dashboard/dead-letters/letter-1/requeue", data={"token": token})
-    again = await dashboard.post("/dashboard/dead-letters/letter-1/requeue", data={"token": token})
+    answer = await dashboard.post(action, data={"token": token})
+    again = await dashboard.post(action, data={"token": token})
     page = await dashboard.get(answer.headers["location"])
 
-    assert answer.status_code == 303
-    match = re.fullmatch(r"/dashboard\?notice=requeued&job=([0-9a-f]+)", answer.headers["location"])
-    assert match is not None
-    new_job = await get_job(match.group(1))
+    status, path, query = redirect(answer)
+    assert (status, path, sorted(query)) == (303, "/dashboard", ["job", "notice"])
+    assert query["notice"] == "requeued"
+    new_id = query["job"]
+    assert queue_of(new_id) == get_settings().queue_name
+    assert re.fullmatch(r"[0-9a-f]{32}", bare_job_id(new_id))  # a new job, not the letter's
+    new_job = await get_job(new_id)
     assert await new_job.status() == "queued"
     assert (await new_job.info()).kwargs == {"message": "again"}  # type: ignore[union-attr]
     assert await dead_letters.count(task_pool, get_settings().queue_name) == 0
     assert "requeued" in page.text
-    assert match.group(1) in page.text
-    assert again.headers["location"] == "/dashboard?notice=no-dead-letter&job=letter-1"
+    assert new_id in page.text
+    assert redirect(again) == (303, "/dashboard", {"notice": "no-dead-letter", "job": letter_id})
 
 
 async def test_a_dead_letter_that_cannot_be_requeued_says_why_instead_of_a_button(
@@ -562,16 +579,14 @@ async def test_abort_removes_a_queued_job(dashboard: httpx.AsyncClient) -> None:
     assert "Abort" in page
     assert "deferred" in page
 
-    answer = await dashboard.post(
-        f"/dashboard/jobs/{queued.job_id}/abort", data={"token": token_in(page)}
-    )
-    again = await dashboard.post(
-        f"/dashboard/jobs/{queued.job_id}/abort", data={"token": token_in(page)}
-    )
+    # The page's own form, whose action percent-encodes the id.
+    [action] = re.findall(r'<form method="post" action="([^"]+/abort)"', page)
+    answer = await dashboard.post(action, data={"token": token_in(page)})
+    again = await dashboard.post(action, data={"token": token_in(page)})
 
-    assert answer.headers["location"] == f"/dashboard?notice=aborted&job={queued.job_id}"
+    assert redirect(answer) == (303, "/dashboard", {"notice": "aborted", "job": queued.job_id})
     assert await queued.status() == "aborted"
-    assert again.headers["location"] == f"/dashboard?notice=finished&job={queued.job_id}"
+    assert redirect(again) == (303, "/dashboard", {"notice": "finished", "job": queued.job_id})
 
 
 async def test_looking_up_a_bad_or_unknown_id_says_so(dashboard: httpx.AsyncClient) -> None:
@@ -675,7 +690,8 @@ async def test_tables_show_job_ids_short_with_the_whole_id_on_hover_and_in_the_l
     done = await enqueue_task("example_task", message="one")
     assert done is not None
     await task_pool.enqueue_job("fails_with_markup", "broken")
-    await add_dead_letter(task_pool, "a-dead-letter-with-a-long-id-0123456789", "hi", "boom")
+    letter_id = full_id("a-dead-letter-with-a-long-id-0123456789")
+    await add_dead_letter(task_pool, letter_id, "hi", "boom")
     await run_burst_worker(functions=FUNCTIONS, cron_jobs=[])
 
     live = (await dashboard.get("/dashboard/live")).text
@@ -685,10 +701,12 @@ async def test_tables_show_job_ids_short_with_the_whole_id_on_hover_and_in_the_l
     )
 
     assert done.job_id in {shown for _, _, shown in ids}
-    assert "a-dead-letter-with-a-long-id-0123456789" in {shown for _, _, shown in ids}
-    # The link looks the whole id up, the title shows it on hover, the text copies whole: the
-    # style sheet (code.id) shows its first characters.
-    assert all(link == title == shown for link, title, shown in ids)
+    assert letter_id in {shown for _, _, shown in ids}
+    # The link looks the whole id up (percent-encoded: braces and colons are not URL
+    # characters), the title shows it on hover, the text copies whole: the style sheet (code.id)
+    # shows its first characters.
+    assert all("{" not in link and "}" not in link for link, _, _ in ids)
+    assert all(unquote(link) == title == shown for link, title, shown in ids)
     assert len(ids) == len(re.findall(r"\?job=", live))  # every id in a table
     style = (await dashboard.get("/dashboard/static/dashboard.css")).text
     assert re.search(r"code\.id \{[^}]*max-width: 12ch;[^}]*text-overflow: ellipsis", style)

@@ -6,6 +6,7 @@ import asyncio
 import time
 
 from arq.connections import ArqRedis
+from arq.constants import result_key_prefix
 
 from {{ cookiecutter.package_name }}.infrastructure.store.depth import QueueStats, queue_stats
 from {{ cookiecutter.package_name }}.infrastructure.store.heartbeat import live_workers_key, running_prefix
@@ -18,6 +19,7 @@ from {{ cookiecutter.package_name }}.queue import QueueDepth, enqueue_task, queu
 from .conftest import (
     RunningWorker,
     add_dead_letter,
+    full_id,
     sleeps,
     wait_until_listed,
     wait_until_started,
@@ -50,9 +52,10 @@ async def test_the_depth_report_counts_itself_as_running_not_waiting(
     async with running_worker(cron_jobs=[every_second]):
         await asyncio.sleep(2.5)
 
+    # Each tick's id: the queue's key, then cron:<name>:<time in ms>.
+    ticks = f"{result_key_prefix}{full_id('cron:report_queue_depth')}:*"
     reports = [
-        deserialize(await task_pool.get(key))["r"]
-        async for key in task_pool.scan_iter("arq:result:cron:report_queue_depth:*")
+        deserialize(await task_pool.get(key))["r"] async for key in task_pool.scan_iter(ticks)
     ]
     assert reports
     # On an idle queue: nothing waits; the one running job is the report itself.

@@ -50,7 +50,7 @@ from {{ cookiecutter.package_name }}.infrastructure.tasks import WorkerSettings
 from {{ cookiecutter.package_name }}.infrastructure.worker.functions import arq_function
 from {{ cookiecutter.package_name }}.queue import JobContext, PermanentError
 
-from .conftest import {% if api %}Configure, {% endif %}RunWorker
+from .conftest import {% if api %}Configure, {% endif %}RunWorker, full_id
 {%- if api %}
 
 PASSWORD = "correct horse battery staple"
@@ -274,16 +274,17 @@ async def test_a_dead_worker_s_running_list_of_another_type_does_not_stop_the_ot
     task_pool: ArqRedis,
 ) -> None:
     # Two workers that died: one left a running-list of another type, one a job to run again.
+    orphan = full_id("orphan")
     await task_pool.set(running_prefix(queue()) + "dead:1:aaaaaa", b"not a set")
-    await task_pool.zadd(queue(), {"orphan": 2**52})
-    await task_pool.set(in_progress_key_prefix + "orphan", b"1")
-    await task_pool.sadd(running_prefix(queue()) + "dead:2:bbbbbb", "orphan")  # type: ignore[misc]
+    await task_pool.zadd(queue(), {orphan: 2**52})
+    await task_pool.set(in_progress_key_prefix + orphan, b"1")
+    await task_pool.sadd(running_prefix(queue()) + "dead:2:bbbbbb", orphan)  # type: ignore[misc]
 
     async with beating():  # a worker that starts reaps them
         pass
 
-    assert not await task_pool.exists(in_progress_key_prefix + "orphan")
-    score = await task_pool.zscore(queue(), "orphan")
+    assert not await task_pool.exists(in_progress_key_prefix + orphan)
+    score = await task_pool.zscore(queue(), orphan)
     assert score is not None
     assert score < 2**52
 
@@ -455,10 +456,11 @@ def handle(job_id: str, pool: ArqRedis) -> Job[Any]:
 async def test_a_job_whose_result_cannot_be_read_reads_as_failed_with_a_note(
     task_pool: ArqRedis, payload: bytes
 ) -> None:
-    await task_pool.set(result_key_prefix + "unreadable", payload)
+    job_id = full_id("unreadable")  # written by hand, under the id the project gives it
+    await task_pool.set(result_key_prefix + job_id, payload)
     before = skipped("result")
 
-    job = handle("unreadable", task_pool)
+    job = handle(job_id, task_pool)
     assert await job.status() == "failed"
     info = await job.info()
     assert info is not None
@@ -470,8 +472,8 @@ async def test_a_job_whose_result_cannot_be_read_reads_as_failed_with_a_note(
         await job.result(timeout=1)
 {%- if api %}
     async with serving() as client:
-        responses = await every_route(client, job_id="unreadable")
-    view = responses["/jobs/unreadable"].json()
+        responses = await every_route(client, job_id=job_id)
+    view = responses[f"/jobs/{job_id}"].json()
     assert view["status"] == "failed"
     assert view["error"]["type"] == "UnreadableResult"
     assert "result cannot be read" in view["error"]["message"]
@@ -480,18 +482,19 @@ async def test_a_job_whose_result_cannot_be_read_reads_as_failed_with_a_note(
 
 
 async def test_a_result_of_another_type_reads_as_failed_with_a_note(task_pool: ArqRedis) -> None:
-    await task_pool.hset(result_key_prefix + "unreadable", "not", "a string")  # type: ignore[misc]
+    job_id = full_id("unreadable")
+    await task_pool.hset(result_key_prefix + job_id, "not", "a string")  # type: ignore[misc]
 
-    assert await handle("unreadable", task_pool).status() == "failed"
-    result = await handle("unreadable", task_pool).result_info()
+    assert await handle(job_id, task_pool).status() == "failed"
+    result = await handle(job_id, task_pool).result_info()
     assert result is not None
     assert isinstance(result.result, UnreadableResult)
     with pytest.raises(UnreadableResult):
-        await handle("unreadable", task_pool).result(timeout=1)
+        await handle(job_id, task_pool).result(timeout=1)
 {%- if api %}
     async with serving() as client:
-        responses = await every_route(client, job_id="unreadable")
-    view = responses["/jobs/unreadable"].json()
+        responses = await every_route(client, job_id=job_id)
+    view = responses[f"/jobs/{job_id}"].json()
     assert (view["status"], view["error"]["type"]) == ("failed", "UnreadableResult")
 {%- endif %}
 
@@ -499,9 +502,10 @@ async def test_a_result_of_another_type_reads_as_failed_with_a_note(task_pool: A
 async def test_a_result_whose_outcome_is_readable_says_how_the_job_ended(
     task_pool: ArqRedis,
 ) -> None:
-    await task_pool.set(result_key_prefix + "unreadable", result_record(t="1", f=7))
+    job_id = full_id("unreadable")
+    await task_pool.set(result_key_prefix + job_id, result_record(t="1", f=7))
 
-    result = await handle("unreadable", task_pool).result_info()
+    result = await handle(job_id, task_pool).result_info()
 
     assert result is not None
     assert str(result.result).startswith(
@@ -510,7 +514,7 @@ async def test_a_result_whose_outcome_is_readable_says_how_the_job_ended(
     assert result.enqueue_time == datetime.fromtimestamp(1_700_000_000, UTC)  # what was read
 {%- if api %}
     async with serving() as client:
-        view = (await client.get("/jobs/unreadable")).json()
+        view = (await client.get(f"/jobs/{job_id}")).json()
     assert view["status"] == "failed"
     assert view["error"]["message"].startswith("the job completed, but its result cannot be read")
 {%- endif %}
@@ -534,16 +538,17 @@ BAD_JOBS = {
 async def test_a_queued_job_that_cannot_be_read_shows_as_the_worker_will_run_it(
     task_pool: ArqRedis, payload: bytes
 ) -> None:
-    await task_pool.set(job_key_prefix + "unreadable", payload)
-    await task_pool.zadd(queue(), {"unreadable": 1})
+    job_id = full_id("unreadable")
+    await task_pool.set(job_key_prefix + job_id, payload)
+    await task_pool.zadd(queue(), {job_id: 1})
 
-    info = await handle("unreadable", task_pool).info()
+    info = await handle(job_id, task_pool).info()
     assert info is not None
     assert info.function == "reject_unreadable_job"
 {%- if api %}
     async with serving() as client:
-        responses = await every_route(client, job_id="unreadable")
-    view = responses["/jobs/unreadable"].json()
+        responses = await every_route(client, job_id=job_id)
+    view = responses[f"/jobs/{job_id}"].json()
     assert (view["status"], view["function"]) == ("queued", "reject_unreadable_job")
 {%- endif %}
 
@@ -552,30 +557,32 @@ async def test_a_queued_job_that_cannot_be_read_shows_as_the_worker_will_run_it(
 async def test_a_queued_job_that_cannot_be_read_can_be_aborted(
     task_pool: ArqRedis, payload: bytes
 ) -> None:
-    await task_pool.set(job_key_prefix + "unreadable", payload)
-    await task_pool.zadd(queue(), {"unreadable": 1})
+    job_id = full_id("unreadable")
+    await task_pool.set(job_key_prefix + job_id, payload)
+    await task_pool.zadd(queue(), {job_id: 1})
 {%- if api %}
 
     async with serving() as client:
-        response = await client.delete("/jobs/unreadable")
-        assert await task_pool.zscore(queue(), "unreadable") is None
+        response = await client.delete(f"/jobs/{job_id}")
+        assert await task_pool.zscore(queue(), job_id) is None
 
     assert response.status_code == 200, response.text
     assert response.json()["status"] == "aborted"
 {%- else %}
 
-    assert await handle("unreadable", task_pool).abort(timeout=1)
-    assert await task_pool.zscore(queue(), "unreadable") is None
+    assert await handle(job_id, task_pool).abort(timeout=1)
+    assert await task_pool.zscore(queue(), job_id) is None
 {%- endif %}
 
 
 async def test_a_queued_job_of_another_type_reads_as_the_worker_will_run_it(
     task_pool: ArqRedis,
 ) -> None:
-    await task_pool.hset(job_key_prefix + "unreadable", "not", "a string")  # type: ignore[misc]
-    await task_pool.zadd(queue(), {"unreadable": 1})
+    job_id = full_id("unreadable")
+    await task_pool.hset(job_key_prefix + job_id, "not", "a string")  # type: ignore[misc]
+    await task_pool.zadd(queue(), {job_id: 1})
 
-    info = await handle("unreadable", task_pool).info()
+    info = await handle(job_id, task_pool).info()
 
     assert info is not None
     assert info.function == "reject_unreadable_job"
@@ -585,20 +592,23 @@ async def test_a_queued_job_of_another_type_reads_as_the_worker_will_run_it(
 async def test_a_try_count_that_cannot_be_read_counts_none(
     task_pool: ArqRedis, count: bytes
 ) -> None:
-    await task_pool.set(retry_key_prefix + "counted", count)
-    await task_pool.hset(retry_key_prefix + "hashed", "not", "a count")  # type: ignore[misc]
-    await task_pool.set(retry_key_prefix + "good", b"2")
+    counted, hashed, good = full_id("counted"), full_id("hashed"), full_id("good")
+    await task_pool.set(retry_key_prefix + counted, count)
+    await task_pool.hset(retry_key_prefix + hashed, "not", "a count")  # type: ignore[misc]
+    await task_pool.set(retry_key_prefix + good, b"2")
 
-    assert await handle("counted", task_pool).tries_started() == 0
-    assert await handle("hashed", task_pool).tries_started() == 0
-    assert await handle("good", task_pool).tries_started() == 2
-    assert await handle("none", task_pool).tries_started() == 0
+    assert await handle(counted, task_pool).tries_started() == 0
+    assert await handle(hashed, task_pool).tries_started() == 0
+    assert await handle(good, task_pool).tries_started() == 2
+    assert await handle(full_id("none"), task_pool).tries_started() == 0
 {%- if api %}
 
-    await task_pool.enqueue_job("example_task", message="counted", _job_id="counted")
+    queued = await task_pool.enqueue_job("example_task", message="counted", _job_id="counted")
+    assert queued is not None
+    assert queued.job_id == counted  # the job whose try count cannot be read
     async with serving() as client:
-        responses = await every_route(client, job_id="counted")
-    view = responses["/jobs/counted"].json()
+        responses = await every_route(client, job_id=counted)
+    view = responses[f"/jobs/{counted}"].json()
     assert (view["status"], view["try"]) == ("queued", 1)
 {%- endif %}
 

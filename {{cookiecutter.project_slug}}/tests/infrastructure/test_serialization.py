@@ -23,7 +23,7 @@ from {{ cookiecutter.package_name }}.infrastructure.tasks import (
 )
 from {{ cookiecutter.package_name }}.infrastructure.worker.functions import arq_function
 
-from .conftest import RunWorker
+from .conftest import RunWorker, full_id
 
 
 def test_json_like_values_and_tagged_types_round_trip() -> None:
@@ -77,10 +77,11 @@ class WritesAFile:
 
 
 async def plant(pool: ArqRedis, job_id: str, payload: bytes) -> None:
-    """Write a job into the queue the way someone else with access to Redis could."""
-    await pool.set(job_key_prefix + job_id, payload)
+    """Write a job into the queue the way someone else with access to Redis could, under the id
+    the project gives `job_id` (`full_id`)."""
+    await pool.set(job_key_prefix + full_id(job_id), payload)
     # Scored like a real job: arq skips a queue entry whose score is 0.
-    await pool.zadd(WorkerSettings.queue_name, {job_id: timestamp_ms()})
+    await pool.zadd(WorkerSettings.queue_name, {full_id(job_id): timestamp_ms()})
 
 
 async def test_pickled_payload_written_into_redis_runs_nothing_and_is_a_dead_letter(
@@ -100,7 +101,11 @@ async def test_pickled_payload_written_into_redis_runs_nothing_and_is_a_dead_let
     with pytest.raises(JobFailed, match="PermanentError: unreadable job payload"):
         await (await get_job("planted")).result(timeout=5)
     [letter] = await dead_letters.all_letters(task_pool, WorkerSettings.queue_name)
-    assert (letter.job_id, letter.function, letter.tries) == ("planted", "reject_unreadable_job", 1)
+    assert (letter.job_id, letter.function, letter.tries) == (
+        full_id("planted"),
+        "reject_unreadable_job",
+        1,
+    )
     assert "UnicodeDecodeError" in letter.error
 
 

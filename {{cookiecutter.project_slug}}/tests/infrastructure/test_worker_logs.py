@@ -39,16 +39,16 @@ async def test_every_line_is_json_and_job_lines_carry_the_job(
     ]
     assert all({"time", "level", "logger", "message"} <= line.keys() for line in lines)
 
-    [own] = [line for line in lines if line["message"].startswith("example_task logged")]
-    assert (own["job_id"], own["function"], own["try"]) == ("logged", "example_task", 1)
+    [own] = [line for line in lines if line["message"].startswith(f"example_task {done.job_id}")]
+    assert (own["job_id"], own["function"], own["try"]) == (done.job_id, "example_task", 1)
     assert own["message"].endswith(": <hello>")
 
     finished = [line for line in lines if line["message"].startswith("job finished")]
     outcomes = {(line["job_id"], line["try"], line["outcome"]) for line in finished}
     assert outcomes == {
-        ("logged", 1, "complete"),
-        ("flaky", 1, "retried"),
-        ("flaky", 2, "complete"),
+        (done.job_id, 1, "complete"),
+        (flaky.job_id, 1, "retried"),
+        (flaky.job_id, 2, "complete"),
     }
     assert all(line["duration_ms"] >= 0 for line in finished)
 
@@ -56,10 +56,12 @@ async def test_every_line_is_json_and_job_lines_carry_the_job(
         line for line in lines if line["level"] == "WARNING" and "retrying" in line["message"]
     ]
     retry_fields = (retry_warning["job_id"], retry_warning["function"], retry_warning["try"])
-    assert retry_fields == ("flaky", "numbered", 1)
+    assert retry_fields == (flaky.job_id, "numbered", 1)
 
     arq_lines = [
-        line for line in lines if line["logger"] == "arq.worker" and line.get("job_id") == "logged"
+        line
+        for line in lines
+        if line["logger"] == "arq.worker" and line.get("job_id") == done.job_id
     ]
     assert len(arq_lines) >= 2  # arq's start (→) and end (←) lines
     assert all(line["function"] == "example_task" for line in arq_lines)
