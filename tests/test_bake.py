@@ -37,6 +37,7 @@ QUEUE_ONLY = [
     "src/{package}/infrastructure/local/redis_server.py",
     "src/{package}/infrastructure/local/dev.py",
     "src/{package}/infrastructure/registry.py",
+    "src/{package}/infrastructure/keys.py",
     "src/{package}/infrastructure/client/__init__.py",
     "src/{package}/infrastructure/client/handles.py",
     "src/{package}/infrastructure/store/__init__.py",
@@ -92,6 +93,7 @@ QUEUE_ONLY = [
     "tests/infrastructure/test_queue_stats.py",
     "src/{package}/infrastructure/ops/migrate.py",
     "tests/infrastructure/test_migrate.py",
+    "tests/infrastructure/test_isolation.py",
 ]
 FALKORDB_ONLY = ["src/{package}/infrastructure/graph.py", "tests/infrastructure/test_graph.py"]
 EVERY_VARIANT = [
