@@ -179,7 +179,7 @@ class TemplateSettings(BaseSettings):
             raise ValueError(
                 "QUEUE_NAME is replaced by QUEUE_PREFIX: set QUEUE_PREFIX to this project's own "
                 "prefix and move the queued jobs over with `just queue-migrate` "
-                "(docs/updates.md, \"Queue namespaces\")"
+                '(docs/updates.md, "Queue namespaces")'
             )
         return value
 
