@@ -98,7 +98,7 @@ NOTICES = {
     "aborted": "Job {job} aborted.",
     "abort-requested": "Job {job} is running: its worker will cancel it on its next poll.",
     "finished": "Job {job} had already finished: nothing to abort.",
-    "bad-id": "Not a job id: 1-256 of A-Z, a-z, 0-9 and . _ : - { }",
+    "bad-id": "Not a job id: 1-256 of A-Z, a-z, 0-9, braces and . _ : -",
 }
 
 
