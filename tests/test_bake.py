@@ -94,6 +94,8 @@ QUEUE_ONLY = [
     "src/{package}/infrastructure/ops/migrate.py",
     "tests/infrastructure/test_migrate.py",
     "tests/infrastructure/test_isolation.py",
+    "tests/infrastructure/test_cluster_slots.py",
+    "tests/infrastructure/test_queues.py",
 ]
 FALKORDB_ONLY = ["src/{package}/infrastructure/graph.py", "tests/infrastructure/test_graph.py"]
 EVERY_VARIANT = [

@@ -35,11 +35,14 @@ Jobs queued by a plain arq client (`ArqRedis.enqueue_job` with arq's own pool) k
 keys; a worker runs them all the same, but they are arq's global keys, outside the namespace.
 """
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
 # The queue a job goes to when nothing names another.
 DEFAULT_QUEUE = "default"
+# A queue's name (QUEUES): what a key, a metric label and a command line take as they are.
+QUEUE_NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]+")
 
 
 def queue_key(prefix: str, queue: str) -> str:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .job_types import JobFunction
+from .keys import DEFAULT_QUEUE
 
 # The module whose import declares the project's jobs: `jobs.py`, or a `jobs/` package whose
 # `__init__.py` imports its modules.
@@ -30,8 +31,8 @@ class DuplicateJobError(ValueError):
 # eq=False: each declaration is its own spec (hashed by identity), which caches can key on.
 @dataclass(frozen=True, eq=False)
 class JobSpec:
-    """One declared job: the function, its name, and its own limits (None: the worker-wide
-    setting). `timeout` is in seconds, per try. `schedule` is set for a cron job only: arq's
+    """One declared job: the function, its name, its queue, and its own limits (None: the
+    worker-wide setting). `timeout` is in seconds, per try. `schedule` is set for a cron job only: arq's
     `cron()` keywords (`minute={0, 30}`, `run_at_startup=True`, ...)."""
 
     name: str
@@ -39,6 +40,8 @@ class JobSpec:
     max_tries: int | None = None
     timeout: float | None = None
     schedule: dict[str, Any] | None = None
+    # The queue it goes to unless the caller names another (QUEUES).
+    queue: str = DEFAULT_QUEUE
     signature: inspect.Signature = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:

@@ -9,17 +9,28 @@ Every field maps to the upper-case environment variable of the same name, e.g. `
 import re
 {% endif -%}
 from collections.abc import Callable
-from typing import {% if cookiecutter.cache_backend != "none" %}Annotated, {% endif %}Literal, TypeVar
+{%- if cookiecutter.cache_backend != "none" %}
+from functools import cached_property
+{%- endif %}
+from typing import {% if cookiecutter.cache_backend != "none" %}Annotated, {% endif %}Literal, {% if cookiecutter.cache_backend != "none" %}Self, {% endif %}TypeVar
 
 {% if cookiecutter.cache_backend != "none" -%}
-from pydantic import Field, FilePath, RedisDsn, SecretStr, ValidationError, field_validator
+from pydantic import (
+    Field,
+    FilePath,
+    RedisDsn,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 {% else -%}
 from pydantic import Field, SecretStr, ValidationError
 {% endif -%}
 from pydantic_settings import BaseSettings, {% if cookiecutter.cache_backend != "none" %}NoDecode, {% endif %}SettingsConfigDict
 {%- if cookiecutter.cache_backend != "none" %}
 
-from .keys import DEFAULT_QUEUE, queue_key
+from .keys import DEFAULT_QUEUE, QUEUE_NAME_PATTERN, queue_key
 {%- endif %}
 
 # Whatever settings class the project reads (config.Settings).
@@ -125,6 +136,16 @@ class TemplateSettings(BaseSettings):
     queue_prefix: str = Field(default="{{ cookiecutter.project_slug }}", pattern=QUEUE_PREFIX)
     # Replaced by QUEUE_PREFIX: refused with the step to take (docs/updates.md, "Queue namespaces").
     retired_queue_name: str | None = Field(default=None, validation_alias="queue_name")
+    # The project's queues, highest priority first: "critical,default,bulk". A job goes to
+    # `default` unless it names another (`@job(queue=...)`, `_queue_name=`); docs/queues.md.
+    queues: Annotated[list[str], NoDecode] = [DEFAULT_QUEUE]
+    # The queues a worker serves, in the order it takes jobs from them (strict priority: a job
+    # of a later queue starts only while no earlier one has a job due). Empty: all of QUEUES.
+    worker_queues: Annotated[list[str], NoDecode] = []
+    # Opt-in weighted order instead: "critical=6,default=3,bulk=1". Each time the worker takes
+    # jobs it visits its queues in a random order drawn by these weights, so a queue with
+    # weight w comes first in w / (sum of weights) of the visits and is never starved.
+    worker_queue_weights: Annotated[dict[str, int], NoDecode] = {}
 
     # Worker knobs (arq.worker.Worker arguments). Times are in seconds.
     worker_max_jobs: int = Field(default=10, ge=1)
@@ -169,8 +190,63 @@ class TemplateSettings(BaseSettings):
 
     @property
     def queue_name(self) -> str:
-        """The Redis key of the project's queue (arq's `queue_name`): `{<QUEUE_PREFIX>:default}`."""
+        """The Redis key of the default queue (arq's `queue_name`): `{<QUEUE_PREFIX>:default}`."""
         return queue_key(self.queue_prefix, DEFAULT_QUEUE)
+
+    @cached_property
+    def queue_keys(self) -> dict[str, str]:
+        """Each queue's name -> its Redis key (keys.py), in QUEUES' order."""
+        return {queue: queue_key(self.queue_prefix, queue) for queue in self.queues}
+
+    @property
+    def served_queues(self) -> list[str]:
+        """The names of the queues a worker serves, highest priority first."""
+        return self.worker_queues or self.queues
+
+    @field_validator("queues", "worker_queues", mode="before")
+    @classmethod
+    def _split_queue_names(cls, value: object) -> object:
+        # "critical, default,bulk" -> ["critical", "default", "bulk"]
+        if not isinstance(value, str):
+            return value
+        return [name.strip() for name in value.split(",") if name.strip()]
+
+    @field_validator("worker_queue_weights", mode="before")
+    @classmethod
+    def _split_weights(cls, value: object) -> object:
+        # "critical=6,bulk=1" -> {"critical": "6", "bulk": "1"}; pydantic checks the numbers.
+        if not isinstance(value, str):
+            return value
+        pairs = [item.split("=", 1) for item in value.split(",") if item.strip()]
+        if any(len(pair) != 2 for pair in pairs):
+            raise ValueError("write each queue's weight as name=number, e.g. critical=6,bulk=1")
+        return {name.strip(): weight.strip() for name, weight in pairs}
+
+    @model_validator(mode="after")
+    def _check_queues(self) -> Self:
+        problems = []
+        bad = [name for name in self.queues if not QUEUE_NAME_PATTERN.fullmatch(name)]
+        if bad:
+            problems.append(f"QUEUES: not a queue name (A-Z a-z 0-9 . _ -): {', '.join(bad)}")
+        if len(set(self.queues)) != len(self.queues):
+            problems.append("QUEUES: a queue is listed twice")
+        if DEFAULT_QUEUE not in self.queues:
+            problems.append(f"QUEUES must list {DEFAULT_QUEUE!r}, where jobs that name none go")
+        for setting, names in (
+            ("WORKER_QUEUES", self.worker_queues),
+            ("WORKER_QUEUE_WEIGHTS", list(self.worker_queue_weights)),
+        ):
+            unknown = [name for name in names if name not in self.queues]
+            if unknown:
+                problems.append(f"{setting} names queues QUEUES lacks: {', '.join(unknown)}")
+        weights = self.worker_queue_weights
+        if weights and set(weights) != set(self.served_queues):
+            problems.append("WORKER_QUEUE_WEIGHTS must give a weight to each queue served")
+        if any(weight < 1 for weight in weights.values()):
+            problems.append("WORKER_QUEUE_WEIGHTS: each weight is a whole number from 1")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
     @field_validator("retired_queue_name")
     @classmethod
@@ -204,5 +280,9 @@ def settings_or_exit(read: Callable[[], S]) -> S:
 
 def describe_invalid_settings(error: ValidationError) -> str:
     """One line naming each bad variable and what is wrong, without its value (it may be secret)."""
-    problems = [f"{str(problem['loc'][0]).upper()}: {problem['msg']}" for problem in error.errors()]
+    problems = [
+        # A check of several settings together (the queues) names them in its message.
+        f"{str(problem['loc'][0]).upper()}: {problem['msg']}" if problem["loc"] else problem["msg"]
+        for problem in error.errors()
+    ]
     return "invalid settings (environment or .env): " + "; ".join(problems)

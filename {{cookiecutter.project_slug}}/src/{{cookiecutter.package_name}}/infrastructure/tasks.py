@@ -72,7 +72,9 @@ class WorkerSettings:
     job_serializer = serialize
     # A payload the worker cannot read becomes a dead letter (unreadable.py), never code run.
     job_deserializer = deserialize_job
-    queue_name = _settings.queue_name
+    # The first queue served (WORKER_QUEUES): all that arq's own `arq` command serves; the
+    # project's worker serves them all (worker/loop.py's `create_worker`).
+    queue_name = _settings.queue_keys[_settings.served_queues[0]]
     max_jobs = _settings.worker_max_jobs
     job_timeout = _settings.worker_job_timeout + TIMEOUT_BACKSTOP_SECONDS
     keep_result = _settings.worker_keep_result

@@ -31,7 +31,7 @@ from redis.exceptions import RedisError
 from ...config import get_settings
 from .. import registry
 from ..job_types import UNREADABLE_JOB
-from ..keys import namespaced_job_id, queue_of
+from ..keys import DEFAULT_QUEUE, namespaced_job_id, queue_of
 from ..store import dead_letters
 from ..store.connection import close_pool, connect, unavailable
 from ..store.job_handle import Job
@@ -46,6 +46,10 @@ _pools: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[JobPool, Asy
 
 class UnknownTaskError(ValueError):
     """Raised by `enqueue_task` for a name no worker would run."""
+
+
+class UnknownQueueError(ValueError):
+    """Raised by `enqueue_task` for a queue QUEUES does not list; nothing is queued."""
 
 
 class JobArgumentError(TypeError):
@@ -108,17 +112,20 @@ async def enqueue_task(
     _defer_by: int | float | timedelta | None = None,
     _defer_until: datetime | None = None,
     _expires: int | float | timedelta | None = None,
+    _queue_name: str | None = None,
     **kwargs: Any,
 ) -> Job[Any] | None:
     """Queue the job `name` with these arguments and return its `Job` handle (job_handle.py).
 
     `_job_id` makes the job unique: while a job with that id is queued, running, or its result
-    is still kept, enqueueing it again returns None and queues nothing. The job's id is its
-    queue's key and `_job_id` (or a random one): `{<QUEUE_PREFIX>:default}:<_job_id>` (keys.py). `_defer_by` and
-    `_defer_until` delay the start; `_expires` drops the job if it has not started in time.
-    Raises `UnknownTaskError` for a name no worker runs, and `JobArgumentError` for arguments
-    the job does not take, cannot be serialized (see serialization.py) or are larger than
-    `JOB_MAX_BYTES`; in every case nothing is queued.
+    is still kept, enqueueing it again returns None and queues nothing. `_queue_name` sends it
+    to another of QUEUES than the one it declares (`@job(queue=...)`, else `default`). The
+    job's id is its queue's key and `_job_id` (or a random one):
+    `{<QUEUE_PREFIX>:<queue>}:<_job_id>` (keys.py). `_defer_by` and `_defer_until` delay the
+    start; `_expires` drops the job if it has not started in time. Raises `UnknownTaskError`
+    for a name no worker runs, `UnknownQueueError` for a queue QUEUES does not list, and
+    `JobArgumentError` for arguments the job does not take, cannot be serialized (see
+    serialization.py) or are larger than `JOB_MAX_BYTES`; in every case nothing is queued.
     """
     spec = registry.enqueueable(name)
     if spec is None:
@@ -132,7 +139,10 @@ async def enqueue_task(
         raise JobArgumentError(f"cannot enqueue {name!r}: {mismatch}")
     if _defer_until is not None and _defer_by is not None:
         raise JobArgumentError(f"cannot enqueue {name!r}: give _defer_until or _defer_by, not both")
-    return await enqueue_checked(name, args, kwargs, _job_id, _defer_by, _defer_until, _expires)
+    queue = _queue_name or spec.queue
+    return await enqueue_checked(
+        name, args, kwargs, _job_id, _defer_by, _defer_until, _expires, queue
+    )
 
 
 async def enqueue_checked(
@@ -143,10 +153,17 @@ async def enqueue_checked(
     _defer_by: int | float | timedelta | None = None,
     _defer_until: datetime | None = None,
     _expires: int | float | timedelta | None = None,
+    queue: str = DEFAULT_QUEUE,
 ) -> Job[Any] | None:
-    """Write the job, its name and arguments already checked (`enqueue_task`, a `JobHandle`)."""
+    """Write the job to `queue` (a name in QUEUES), its name and arguments already checked
+    (`enqueue_task`, a `JobHandle`); raises `UnknownQueueError` for a queue QUEUES lacks."""
+    queue_name = get_settings().queue_keys.get(queue)
+    if queue_name is None:
+        raise UnknownQueueError(
+            f"cannot enqueue {name!r}: no queue named {queue!r}; QUEUES lists "
+            f"{', '.join(get_settings().queues)} (docs/queues.md)"
+        )
     pool = await get_task_pool()
-    queue_name = get_settings().queue_name
     job_id = namespaced_job_id(queue_name, _job_id or uuid4().hex)
     enqueued_ms = timestamp_ms()
     if _defer_until is not None:
@@ -200,8 +217,8 @@ async def get_job(job_id: str) -> Job[Any]:
     """The `Job` handle for an id (job_handle.py), read with this project's serializer.
 
     `job_id` is the id `enqueue_task` gave the job (`{<QUEUE_PREFIX>:<queue>}:<id>`, keys.py);
-    an id without a queue, such as the `_job_id` it was queued with, is taken in the project's
-    default queue. `await job.status()`, `await job.result(timeout=...)`, `await job.info()`, and
+    an id without one of the project's queues, such as the `_job_id` it was queued with, is
+    taken in the default queue. `await job.status()`, `await job.result(timeout=...)`, `await job.info()`, and
     `await job.abort()` (a queued job is removed, a running one cancelled).
     """
     return job_by_id(job_id, await get_task_pool())
@@ -215,8 +232,9 @@ def job_by_id(job_id: str, pool: ArqRedis) -> Job[Any]:
     of this project's queue, which no job of the other project has: a project never reads or
     aborts another's jobs, even given their ids.
     """
-    queue_name = get_settings().queue_name
-    if queue_of(job_id) != queue_name:
+    queue_name = queue_of(job_id)
+    if queue_name is None or queue_name not in get_settings().queue_keys.values():
+        queue_name = get_settings().queue_name
         job_id = namespaced_job_id(queue_name, job_id)
     return Job(job_id, pool, _queue_name=queue_name, _deserializer=deserialize)
 
@@ -250,9 +268,14 @@ async def requeue_dead_letter(job_id: str) -> Job[Any]:
     RequeueRefused (the record stays) for one `requeue_blocker` names a reason for.
     """
     pool = await get_task_pool()
-    queue_name = get_settings().queue_name
+    handle = job_by_id(job_id, pool)  # the letter's queue: the job goes back there
+    queue_name = handle.queue_name
+    queue = next(name for name, key in get_settings().queue_keys.items() if key == queue_name)
     listed = [letter for letter in await dead_letters.all_letters(pool, queue_name)]
-    found = next((letter for letter in listed if letter.job_id == job_id), None)
+    # By the id as listed (a letter moved by `just queue-migrate` keeps its old one), or by its
+    # bare id, as `get_job` takes one.
+    found = next((letter for letter in listed if letter.job_id in (job_id, handle.job_id)), None)
+    job_id = job_id if found is None else found.job_id
     reason = None if found is None else requeue_blocker(found)
     if reason is not None:
         raise RequeueRefused(f"cannot requeue {job_id}: {reason}")
@@ -260,7 +283,7 @@ async def requeue_dead_letter(job_id: str) -> Job[Any]:
     if letter is None:
         raise LookupError(f"no dead letter for job {job_id!r} (already requeued or purged?)")
     try:
-        job = await enqueue_checked(letter.function, tuple(letter.args), letter.kwargs)
+        job = await enqueue_checked(letter.function, tuple(letter.args), letter.kwargs, queue=queue)
     except Exception:
         await dead_letters.add(pool, queue_name, letter, get_settings().dead_letter_limit)
         raise

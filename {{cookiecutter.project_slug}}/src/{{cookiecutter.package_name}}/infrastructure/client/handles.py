@@ -26,6 +26,7 @@ from typing import Any, Generic, cast, overload
 from arq.cron import cron
 
 from ..job_types import JobContext, JobFn, P, R
+from ..keys import DEFAULT_QUEUE, QUEUE_NAME_PATTERN
 from ..registry import CRON_PREFIX, JobSpec, register
 from ..store.job_handle import Job
 from .enqueue import JobArgumentError, argument_error, enqueue_checked
@@ -36,12 +37,14 @@ Delay = int | float | timedelta
 @dataclass(frozen=True)
 class EnqueueOptions:
     """How `enqueue` queues: a unique job id, a start delay (seconds or a timedelta) or time,
-    and how long a job not yet started may wait before it is dropped."""
+    how long a job not yet started may wait before it is dropped, and the queue (None: the
+    job's own)."""
 
     job_id: str | None = None
     defer_by: Delay | None = None
     defer_until: datetime | None = None
     expires: Delay | None = None
+    queue: str | None = None
 
 
 class DeclaredJob(Generic[P, R]):
@@ -89,6 +92,7 @@ class JobHandle(DeclaredJob[P, R]):
         defer_by: Delay | None = None,
         defer_until: datetime | None = None,
         expires: Delay | None = None,
+        queue: str | None = None,
     ) -> "JobHandle[P, R]": ...
 
     @overload
@@ -99,6 +103,7 @@ class JobHandle(DeclaredJob[P, R]):
         defer_by: Delay | None = None,
         defer_until: datetime | None = None,
         expires: Delay | None = None,
+        queue: str | None = None,
     ) -> "UniqueJobHandle[P, R]": ...
 
     def options(
@@ -108,14 +113,16 @@ class JobHandle(DeclaredJob[P, R]):
         defer_by: Delay | None = None,
         defer_until: datetime | None = None,
         expires: Delay | None = None,
+        queue: str | None = None,
     ) -> "JobHandle[P, R] | UniqueJobHandle[P, R]":
         """This handle with enqueue options: `defer_by` (seconds or a timedelta) or
         `defer_until` (a datetime) delay the start; `expires` drops a job not started in time;
-        `job_id` makes the job unique (see `UniqueJobHandle`). The options replace any this
-        handle had: `h.options(defer_by=60).options(job_id="x")` is unique, not deferred."""
+        `job_id` makes the job unique (see `UniqueJobHandle`); `queue` sends it to another of
+        QUEUES than its own. The options replace any this handle had:
+        `h.options(defer_by=60).options(job_id="x")` is unique, not deferred."""
         if defer_by is not None and defer_until is not None:
             raise JobArgumentError(f"{self.name}: give defer_until or defer_by, not both")
-        options = EnqueueOptions(job_id, defer_by, defer_until, expires)
+        options = EnqueueOptions(job_id, defer_by, defer_until, expires, queue)
         if job_id is not None:
             return UniqueJobHandle(self.spec, self.function, options)
         return JobHandle(self.spec, self.function, options)
@@ -133,6 +140,7 @@ class JobHandle(DeclaredJob[P, R]):
             options.defer_by,
             options.defer_until,
             options.expires,
+            options.queue or self.spec.queue,
         )
         return cast("Job[R] | None", queued)
 
@@ -156,7 +164,11 @@ def job(function: JobFn[P, R], /) -> JobHandle[P, R]: ...
 
 @overload
 def job(
-    *, name: str | None = None, max_tries: int | None = None, timeout: float | None = None
+    *,
+    name: str | None = None,
+    max_tries: int | None = None,
+    timeout: float | None = None,
+    queue: str = DEFAULT_QUEUE,
 ) -> Callable[[JobFn[P, R]], JobHandle[P, R]]: ...
 
 
@@ -167,12 +179,16 @@ def job(
     name: str | None = None,
     max_tries: int | None = None,
     timeout: float | None = None,
+    queue: str = DEFAULT_QUEUE,
 ) -> JobHandle[P, R] | Callable[[JobFn[P, R]], JobHandle[P, R]]:
-    """Declare a job: `@job`, or `@job(max_tries=5, timeout=30)`.
+    """Declare a job: `@job`, or `@job(max_tries=5, timeout=30, queue="emails")`.
 
     `max_tries` (default WORKER_MAX_TRIES) counts every try, the first included; `timeout` is
-    seconds per try (default WORKER_JOB_TIMEOUT); `name` defaults to the function's. Raises
-    ValueError for a limit below its minimum, DuplicateJobError (registry.py) for a name taken.
+    seconds per try (default WORKER_JOB_TIMEOUT); `name` defaults to the function's; `queue`
+    is the one of QUEUES it goes to unless a caller names another. Raises ValueError for a
+    limit below its minimum or a malformed queue name, DuplicateJobError (registry.py) for a
+    name taken. Whether QUEUES lists the queue is checked when the job is queued and when a
+    worker starts (the settings may not be read yet here).
     """
 
     def declare(function: JobFn[P, R]) -> JobHandle[P, R]:
@@ -181,6 +197,7 @@ def job(
             function,
             max_tries=_checked_tries(max_tries),
             timeout=_checked_timeout(timeout),
+            queue=_checked_queue(queue),
         )
         return JobHandle(register(spec), function)
 
@@ -192,6 +209,7 @@ def cron_job(
     name: str | None = None,
     max_tries: int | None = None,
     timeout: float | None = None,
+    queue: str = DEFAULT_QUEUE,
     **schedule: Any,
 ) -> Callable[[JobFn[[], R]], CronJobHandle[R]]:
     """Declare a cron job: `@cron_job(minute={0, 30})`, run once per tick however many workers
@@ -199,8 +217,9 @@ def cron_job(
 
     `schedule` is arq's `cron()` keywords: `month`, `day`, `weekday`, `hour`, `minute`, `second`
     (an int or a set), `run_at_startup`, `keep_result`, ...; a keyword arq does not know raises
-    TypeError here, at declaration. `max_tries` and `timeout` are as for `job()`. Its name, in
-    logs and dead letters, is `cron:<function name>`.
+    TypeError here, at declaration. `max_tries`, `timeout` and `queue` (where its ticks go,
+    whichever worker queues them) are as for `job()`. Its name, in logs and dead letters, is
+    `cron:<function name>`.
     """
 
     def declare(function: JobFn[[], R]) -> CronJobHandle[R]:
@@ -216,6 +235,7 @@ def cron_job(
             max_tries=_checked_tries(max_tries),
             timeout=_checked_timeout(timeout),
             schedule=schedule,
+            queue=_checked_queue(queue),
         )
         return CronJobHandle(register(spec), function)
 
@@ -226,6 +246,12 @@ def _checked_tries(max_tries: int | None) -> int | None:
     if max_tries is not None and max_tries < 1:
         raise ValueError(f"max_tries must be at least 1 (the first try counts), not {max_tries}")
     return max_tries
+
+
+def _checked_queue(queue: str) -> str:
+    if not QUEUE_NAME_PATTERN.fullmatch(queue):
+        raise ValueError(f"queue must be a queue's name (A-Z a-z 0-9 . _ -), not {queue!r}")
+    return queue
 
 
 def _checked_timeout(timeout: float | None) -> float | None:

@@ -136,7 +136,8 @@ class DevWorker:
         self.redis_url = redis_url
         self.settings_path = settings_path
         settings = get_settings()
-        self.queue_name = settings.queue_name
+        # The queues it serves: its heartbeats and running-lists are per queue (heartbeat.py).
+        self.queue_names = [settings.queue_keys[queue] for queue in settings.served_queues]
         self.stop_seconds = settings.worker_shutdown_grace + SHUTDOWN_MARGIN_SECONDS
         self.process: subprocess.Popen[bytes] | None = None
         self._watcher: Watcher | None = None
@@ -168,7 +169,7 @@ class DevWorker:
         try:
             with self._redis() as client:
                 keys = self._keys(client, running_prefix)
-                return sum(cast(int, client.scard(key)) for key in keys)
+                return sum(cast(int, client.scard(key)) for _, key in keys)
         except (redis.RedisError, OSError):
             return None
 
@@ -202,13 +203,12 @@ class DevWorker:
         released = 0
         try:
             with self._redis() as client:
-                heartbeats = self._keys(client, key_prefix)
-                if heartbeats:
-                    client.delete(*heartbeats)
-                for running in self._keys(client, running_prefix):
-                    identity = running.removeprefix(running_prefix(self.queue_name))
-                    heartbeat = key_prefix(self.queue_name) + identity
-                    call = release_jobs_of_dead_worker(self.queue_name, heartbeat, running)
+                for _, heartbeat in self._keys(client, key_prefix):
+                    client.delete(heartbeat)
+                for queue_name, running in self._keys(client, running_prefix):
+                    identity = running.removeprefix(running_prefix(queue_name))
+                    heartbeat = key_prefix(queue_name) + identity
+                    call = release_jobs_of_dead_worker(queue_name, heartbeat, running)
                     count = client.eval(*call)
                     released += cast(int, count)
         except (redis.RedisError, OSError):
@@ -220,11 +220,18 @@ class DevWorker:
             self.redis_url, decode_responses=True, socket_timeout=2, socket_connect_timeout=2
         )
 
-    def _keys(self, client: redis.Redis, prefix: Callable[[str], str]) -> list[str]:
-        """This worker's keys under `prefix(queue)`: `<prefix><host>:<pid>:<random>`."""
+    def _keys(
+        self, client: redis.Redis, prefix: Callable[[str], str]
+    ) -> list[tuple[str, str]]:
+        """This worker's keys under `prefix(queue)` of each queue it serves, with the queue:
+        `<prefix><host>:<pid>:<random>`."""
         assert self.process is not None
-        mine = f"{prefix(self.queue_name)}{socket.gethostname()}:{self.process.pid}:"
-        return [str(key) for key in client.scan_iter(match=escape_glob(mine) + "*", count=500)]
+        found = []
+        for queue_name in self.queue_names:
+            mine = f"{prefix(queue_name)}{socket.gethostname()}:{self.process.pid}:"
+            for key in client.scan_iter(match=escape_glob(mine) + "*", count=500):
+                found.append((queue_name, str(key)))
+        return found
 
 
 {%- if cookiecutter.api_framework == "fastapi" %}

@@ -35,6 +35,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
 from .. import job_events
+from ..keys import queue_of
 from ..store.depth import QueueStats, queue_stats
 from ..store.heartbeat import (
     WorkerBeat,
@@ -140,9 +141,12 @@ class ActivityRecorder:
     does waits for Redis here; a failed write is logged and its notes go into the next one.
     """
 
-    def __init__(self, redis: Redis, queue_name: str) -> None:
+    def __init__(self, redis: Redis, queue_name: str, takes_bare_ids: bool = True) -> None:
         self.redis = redis
         self.queue_name = queue_name
+        # A worker serving several queues has a recorder per queue, each noting its queue's
+        # jobs (their ids say which, keys.py); one of them notes a plain arq client's jobs.
+        self.takes_bare_ids = takes_bare_ids
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
         self._finished: deque[job_events.JobFinished] = deque(maxlen=RECENT_LIMIT)
         self._counts: Counter[tuple[int, job_events.Outcome]] = Counter()
@@ -169,6 +173,9 @@ class ActivityRecorder:
     def heard(self, event: job_events.JobStarted | job_events.JobFinished) -> None:
         """The job_events listener: in the job's own task, so it only notes."""
         if isinstance(event, job_events.JobFinished):
+            queue_name = queue_of(event.job_id)
+            if queue_name != self.queue_name and not (queue_name is None and self.takes_bare_ids):
+                return
             self._finished.append(event)
             self._counts[bucket_start(event.finished_at), event.outcome] += 1
 

@@ -4,7 +4,7 @@
 `just queue-migrate` (and `ping`, which `just worker` runs first):
 
     uv run python -m {{ cookiecutter.package_name }}.infrastructure.ops.cli ping
-    uv run python -m {{ cookiecutter.package_name }}.infrastructure.ops.cli worker-check [--this-host]
+    uv run python -m {{ cookiecutter.package_name }}.infrastructure.ops.cli worker-check [--this-host] [--queue NAME]
     uv run python -m {{ cookiecutter.package_name }}.infrastructure.ops.cli dead-letters
     uv run python -m {{ cookiecutter.package_name }}.infrastructure.ops.cli requeue JOB_ID
     uv run python -m {{ cookiecutter.package_name }}.infrastructure.ops.cli purge-dead-letters [--yes]
@@ -69,18 +69,24 @@ async def ping(redis: Redis, args: argparse.Namespace) -> int:
 
 async def worker_check(redis: Redis, args: argparse.Namespace) -> int:
     settings = get_settings()
+    queue = args.queue or settings.served_queues[0]
+    queue_name = settings.queue_keys.get(queue)
+    if queue_name is None:
+        known = ", ".join(settings.queues)
+        print(f"no queue named {queue!r}: QUEUES lists {known}", file=sys.stderr)
+        return 2
     host = socket.gethostname() if args.this_host else None
-    workers = await live_workers(redis, settings.queue_name, host=host)
+    workers = await live_workers(redis, queue_name, host=host)
     where = f" on host {host}" if host else ""
     if not workers:
         window = settings.worker_health_check_interval + MARGIN_SECONDS
         print(
-            f"no worker alive on queue {settings.queue_name}{where} "
+            f"no worker alive on queue {queue_name}{where} "
             f"(none sent a heartbeat in the last {window:g} s)",
             file=sys.stderr,
         )
         return 1
-    print(f"{len(workers)} worker(s) alive on queue {settings.queue_name}{where}")
+    print(f"{len(workers)} worker(s) alive on queue {queue_name}{where}")
     for worker in workers:
         print(f"  {worker.host} pid {worker.pid}, up since {worker.started_at}")
     return 0
@@ -258,6 +264,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
     check = commands.add_parser("worker-check", help="exit 0 if a worker on the queue is alive")
     check.add_argument("--this-host", action="store_true", help="count only this host's workers")
+    check.add_argument(
+        "--queue",
+        metavar="NAME",
+        help="the queue to look at (default: the first that WORKER_QUEUES serves)",
+    )
     check.set_defaults(run=worker_check)
 
     listing = commands.add_parser("dead-letters", help="list the jobs that failed for good")

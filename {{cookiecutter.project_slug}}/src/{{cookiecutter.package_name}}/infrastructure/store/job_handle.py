@@ -185,6 +185,11 @@ class Job(ArqJob, Generic[R]):
 
     __slots__ = ()
 
+    @property
+    def queue_name(self) -> str:
+        """The Redis key of the job's queue (keys.py)."""
+        return self._queue_name
+
     async def status(self) -> JobStatus:  # type: ignore[override]
         """Where the job is; a job whose result cannot be read is `failed` (see `result_info`)."""
         result_key = result_key_prefix + self.job_id

@@ -40,6 +40,8 @@ from uuid import uuid4
 from arq.connections import ArqRedis
 from redis.exceptions import NoScriptError
 
+from ...config import get_settings
+from .. import registry
 from ..keys import namespaced_job_id
 from .job_handle import Job
 
@@ -139,8 +141,9 @@ def job_writer(pool: ArqRedis) -> JobWriter:
 
 class JobPool(ArqRedis):
     """arq's pool, whose `enqueue_job` also wakes a waiting worker: what `get_task_pool()` and a
-    job's `ctx["redis"]` are. Its `enqueue_job` puts the job id in the queue's namespace
-    (keys.py), as `enqueue_task` does, and returns the project's `Job` (job_handle.py)."""
+    job's `ctx["redis"]` are. Its `enqueue_job` sends the job to its own queue, as
+    `enqueue_task` does (`_queue_name` takes a queue's name or key), puts the id in that queue's
+    namespace (keys.py), and returns the project's `Job` (job_handle.py)."""
 
     async def enqueue_job(
         self,
@@ -154,7 +157,7 @@ class JobPool(ArqRedis):
         _job_try: int | None = None,
         **kwargs: Any,
     ) -> Job[Any] | None:
-        queue_name = _queue_name or self.default_queue_name
+        queue_name = self.queue_key(function, _queue_name)
         job = await super().enqueue_job(
             function,
             *args,
@@ -173,6 +176,17 @@ class JobPool(ArqRedis):
             pipe.ltrim(wake_key(queue_name), 0, WAKE_TOKENS_KEPT - 1)
             await pipe.execute()
         return Job(job.job_id, self, _queue_name=queue_name, _deserializer=self.job_deserializer)
+
+    def queue_key(self, function: str, queue: str | None) -> str:
+        """The key of the queue a job goes to: `queue` (a name in QUEUES, or a queue's key as
+        arq takes it), else the queue the job declares (`@job(queue=...)`), else the pool's
+        default."""
+        if queue is None:
+            spec = registry.enqueueable(function)
+            if spec is None:
+                return self.default_queue_name
+            queue = spec.queue
+        return get_settings().queue_keys.get(queue, queue)
 
 
 def job_pool(pool: ArqRedis) -> JobPool:

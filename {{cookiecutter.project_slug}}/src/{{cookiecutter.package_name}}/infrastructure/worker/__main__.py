@@ -4,6 +4,7 @@ the project's `WorkerSettings` (tasks.py), named by its dotted path so this modu
 
 import argparse
 import logging.config
+import os
 
 from arq.utils import import_string
 
@@ -25,12 +26,21 @@ def main(argv: list[str] | None = None) -> None:
         default="{{ cookiecutter.package_name }}.infrastructure.tasks.WorkerSettings",
         help="dotted path of the worker settings (default: %(default)s)",
     )
+    parser.add_argument(
+        "--queues",
+        metavar="NAMES",
+        help="the queues to serve, highest priority first, e.g. critical,default "
+        "(sets WORKER_QUEUES; default: every queue of QUEUES)",
+    )
     parser.add_argument("--burst", action="store_true", help="exit once the queue is empty")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
     parser.add_argument(
         "--custom-log-dict", metavar="PATH", help="dotted path of a logging dictConfig, as arq's"
     )
     args = parser.parse_args(argv)
+    if args.queues is not None:
+        # Read, and checked against QUEUES, with the other settings.
+        os.environ["WORKER_QUEUES"] = args.queues
     settings = settings_or_exit(get_settings)
     configure_logging(settings.log_level, settings.log_format, verbose=args.verbose)
     if args.custom_log_dict:  # on top, as the arq command applies it

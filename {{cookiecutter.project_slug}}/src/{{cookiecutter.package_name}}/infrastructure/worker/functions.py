@@ -57,9 +57,22 @@ return 0
 
 
 def worker_functions() -> tuple[list[Function], list[CronJob]]:
-    """arq's functions and cron jobs for every job declared with `@job` and `@cron_job`."""
+    """arq's functions and cron jobs for every job declared with `@job` and `@cron_job`.
+
+    Raises ValueError, naming them, for jobs whose queue QUEUES does not list: a worker would
+    never serve it, and `enqueue_task` refuses it.
+    """
     functions: list[Function] = []
     cron_jobs: list[CronJob] = []
+    queues = get_settings().queues
+    astray = [
+        f"{spec.name} ({spec.queue})" for spec in registry.declared() if spec.queue not in queues
+    ]
+    if astray:
+        raise ValueError(
+            f"jobs declared on queues QUEUES does not list ({', '.join(queues)}): "
+            f"{', '.join(astray)}; add the queues to QUEUES (docs/queues.md)"
+        )
     for spec in registry.declared():
         if spec.schedule is None:
             functions.append(arq_function(spec.function, **_limits(spec), name=spec.name))
@@ -68,6 +81,12 @@ def worker_functions() -> tuple[list[Function], list[CronJob]]:
                 arq_cron_job(spec.function, **_limits(spec), name=spec.name, **spec.schedule)
             )
     return functions, cron_jobs
+
+
+def cron_queues() -> dict[str, str]:
+    """Each declared cron job's name -> the key of the queue its ticks go to."""
+    keys = get_settings().queue_keys
+    return {spec.name: keys[spec.queue] for spec in registry.declared() if spec.is_cron}
 
 
 def _limits(spec: JobSpec) -> dict[str, Any]:
@@ -123,7 +142,7 @@ def arq_cron_job(
                 ctx["job_id"],
             )
             return None
-        heartbeat = ctx.get("heartbeat")
+        heartbeat = ctx.get("heartbeats", {}).get(queue_of_job(ctx))
         if heartbeat is not None:
             # Ticks often report on the queue: list this one as running before it counts.
             await heartbeat.running_jobs.written()

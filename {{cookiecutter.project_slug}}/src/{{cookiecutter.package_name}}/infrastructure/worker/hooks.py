@@ -18,6 +18,7 @@ from ...error_tracking import init_error_tracking
 from ...logs import configure_logging, logging_configured
 from .. import job_events
 from ..job_types import JobContext
+from ..keys import queue_of_job
 from ..ops.activity import ActivityRecorder
 from ..store.connection import close_sentinel_connections
 from ..store.heartbeat import Heartbeat
@@ -48,14 +49,27 @@ class WorkerHooks:
         ctx["redis"] = job_pool(ctx["redis"])
         if settings.log_format == "json":
             job_events.listen(job_events.log_finished)
-        ctx["queue_name"] = settings.queue_name
-        ctx["heartbeat"] = heartbeat = Heartbeat(
-            ctx["redis"], settings.queue_name, settings.worker_health_check_interval
-        )
-        await heartbeat.start()
-        # The record of finished jobs the dashboard and `just queue-stats` read (activity.py).
-        ctx["activity"] = activity = ActivityRecorder(ctx["redis"], settings.queue_name)
-        activity.start()
+        # The queues served (worker/loop.py), highest priority first; a worker run by arq's
+        # own command serves the first alone (tasks.py).
+        worker = ctx.get("worker")
+        served = [settings.queue_keys[queue] for queue in settings.served_queues]
+        queue_names = list(worker.queue_names) if worker is not None else served[:1]
+        ctx["queue_name"] = queue_names[0]
+        # A heartbeat per queue: `worker-check` and the live-worker counts are per queue, and a
+        # dead worker's jobs are released by any worker serving their queue (heartbeat.py).
+        interval = settings.worker_health_check_interval
+        ctx["heartbeats"] = {name: Heartbeat(ctx["redis"], name, interval) for name in queue_names}
+        ctx["heartbeat"] = heartbeat = ctx["heartbeats"][queue_names[0]]
+        for each in ctx["heartbeats"].values():
+            await each.start()
+        # The record of finished jobs the dashboard and `just queue-stats` read (activity.py),
+        # a recorder per queue.
+        ctx["activities"] = {
+            name: ActivityRecorder(ctx["redis"], name, takes_bare_ids=name == queue_names[0])
+            for name in queue_names
+        }
+        for recorder in ctx["activities"].values():
+            recorder.start()
         if settings.worker_metrics_port is not None:
             from ..ops.metrics import (
                 WorkerMetrics,  # here: prometheus-client only when metrics are on
@@ -71,26 +85,36 @@ class WorkerHooks:
         # Last: the project's resources may log, and use ctx["redis"].
         ctx["lifespan"] = resources = AsyncExitStack()
         await resources.enter_async_context(self.lifespan(ctx))
-        logger.info("worker started on queue %s (heartbeat %s)", settings.queue_name, heartbeat.key)
+        served_now = ", ".join(queue_names)
+        logger.info("worker started on queue %s (heartbeat %s)", served_now, heartbeat.key)
 
     async def on_shutdown(self, ctx: JobContext) -> None:
         """Runs once when a worker stops: closes what `on_startup` opened, in reverse."""
         if ctx.get("lifespan") is not None:
             await ctx["lifespan"].aclose()
-        try:
-            await ctx["heartbeat"].stop()
-        except (RedisError, OSError) as error:  # Redis gone: the heartbeat expires by itself
-            logger.warning("could not remove this worker's heartbeat: %s", error)
-        await ctx["activity"].stop()
+        for heartbeat in ctx["heartbeats"].values():
+            try:
+                await heartbeat.stop()
+            except (RedisError, OSError) as error:  # Redis gone: it expires by itself
+                logger.warning("could not remove this worker's heartbeat: %s", error)
+        for recorder in ctx["activities"].values():
+            await recorder.stop()
         if ctx.get("metrics") is not None:
             await ctx["metrics"].stop()
         await close_sentinel_connections(ctx["redis"])  # arq closes the pool itself
         logger.info("worker on queue %s stopped", ctx["queue_name"])
 
     async def on_job_start(self, ctx: JobContext) -> None:
-        ctx["heartbeat"].job_started(ctx["job_id"])
+        heartbeat_of(ctx).job_started(ctx["job_id"])
 
     async def after_job_end(self, ctx: JobContext) -> None:
         # After arq has recorded the outcome and removed the job's in-progress mark.
-        ctx["heartbeat"].job_ended(ctx["job_id"])
+        heartbeat_of(ctx).job_ended(ctx["job_id"])
         await release_retried_tick(ctx)
+
+
+def heartbeat_of(ctx: JobContext) -> Heartbeat:
+    """The heartbeat of the queue the running job came from (the first queue's for an id that
+    names none of the queues served)."""
+    heartbeat: Heartbeat = ctx["heartbeats"].get(queue_of_job(ctx), ctx["heartbeat"])
+    return heartbeat

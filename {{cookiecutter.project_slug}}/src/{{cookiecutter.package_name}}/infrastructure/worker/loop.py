@@ -66,23 +66,34 @@ import contextlib
 import importlib
 import logging
 import math
+import random
 import signal
 import time
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
-from arq.constants import in_progress_key_prefix, retry_key_prefix
+from arq.constants import (
+    health_check_key_suffix,
+    in_progress_key_prefix,
+    job_key_prefix,
+    result_key_prefix,
+    retry_key_prefix,
+)
 from arq.jobs import JobResult, deserialize_result
-from arq.utils import timestamp_ms
+from arq.utils import timestamp_ms, to_ms, to_unix_ms
 from arq.worker import Worker as ArqWorker
 from arq.worker import get_kwargs
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
+from ...config import get_settings
 from .. import job_events
-from ..keys import abort_requests_key
+from ..keys import abort_requests_key, queue_of
 from ..store.connection import stop_waiting_for_redis
 from ..store.job_writes import wake_key
-from ..store.serialization import JobFailed, deserialize
+from ..store.serialization import JobFailed, deserialize, serialize
+from .functions import cron_queues
 from .missing_functions import FunctionTable, wait_for_function
 from .retries import record_dead_letter
 
@@ -152,8 +163,24 @@ class Worker(ArqWorker):
     signal handling stay arq's. It returns only in burst mode, once the queue is empty.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        queue_names: Sequence[str] = (),
+        queue_weights: Mapping[str, int] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
+        # The queues served, highest priority first (their keys); arq's own `queue_name` is the
+        # first: its health check and `arq --check` look at that one.
+        self.queue_names = list(queue_names) or [self.queue_name]
+        self.queue_name = self.queue_names[0]
+        self.health_check_key = self.queue_name + health_check_key_suffix
+        self.queue_weights = dict(queue_weights or {})
+        # A result records the queue the job ran on (arq writes the worker's one): its own.
+        self._serialize = self.job_serializer or serialize
+        self.job_serializer = self._serialize_with_job_queue
+        self._cron_queues = cron_queues()
         self.read_ahead = max(1, math.ceil(self.max_jobs * READ_AHEAD_SHARE))
         # arq's semaphore bounds the jobs in hand (max_jobs + 1 in arq); the functions running
         # at once are bounded by _function_slots (max_jobs).
@@ -224,7 +251,7 @@ class Worker(ArqWorker):
             claimed_all = drained = False
             next_start_ms: float | None = None
             if wanted:
-                jobs, drained, next_start_ms = await self.claim(wanted, tokens_may_wait)
+                jobs, drained, next_start_ms = await self.claim_in_order(wanted, tokens_may_wait)
                 await self.start_claimed(jobs)
                 claimed_all = len(jobs) == wanted
             if self.burst and await self.burst_is_over(drained):
@@ -271,7 +298,7 @@ class Worker(ArqWorker):
         """Undo a claim: the job is due again at `score`, no longer in progress, and (with
         `try_counted`) with the try arq counted when it read the job taken back."""
         async with self.pool.pipeline(transaction=True) as pipe:
-            pipe.zadd(self.queue_name, {job_id: score}, xx=True)
+            pipe.zadd(self.queue_of(job_id), {job_id: score}, xx=True)
             pipe.delete(in_progress_key_prefix + job_id)
             if try_counted:
                 pipe.decr(retry_key_prefix + job_id)
@@ -281,10 +308,10 @@ class Worker(ArqWorker):
         """arq fails a job without running its function: report that try's end, and record a
         dead letter when the job's tries were used up (by workers that died running it)."""
         if result_data is None:
-            await super().finish_failed_job(job_id, result_data)
+            await self.write_failure(job_id, result_data)
             return
         result = deserialize_result(result_data, deserializer=deserialize)
-        await super().finish_failed_job(job_id, result_data)
+        await self.write_failure(job_id, result_data)
         _report_unrun(job_id, result)
         if _tries_used_up(result):
             ctx = {
@@ -337,8 +364,8 @@ class Worker(ArqWorker):
                 # ends. Its in-progress mark still stands, so no claim takes it before arq's
                 # write below.
                 score = self._scores_before_claim[job_id]
-                await self.pool.zadd(self.queue_name, {job_id: score}, xx=True)
-            await super().finish_job(
+                await self.pool.zadd(self.queue_of(job_id), {job_id: score}, xx=True)
+            await self.write_outcome(
                 job_id,
                 finish,
                 result_data,
@@ -352,6 +379,102 @@ class Worker(ArqWorker):
             # A renewal that failed (Redis away for good) changes nothing for the write above.
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await renewals
+
+    async def write_outcome(
+        self,
+        job_id: str,
+        finish: bool,
+        result_data: bytes | None,
+        result_timeout_s: float | None,
+        keep_result_forever: bool,
+        incr_score: int | None,
+        keep_in_progress: float | None,
+    ) -> None:
+        """arq's `finish_job` write, in the job's own queue and without arq's global abort set:
+        every key of the transaction is the job's queue's (keys.py)."""
+        queue_name = self.queue_of(job_id)
+        async with self.pool.pipeline(transaction=True) as tr:
+            delete_keys = []
+            in_progress_key = in_progress_key_prefix + job_id
+            if keep_in_progress is None:
+                delete_keys.append(in_progress_key)
+            else:
+                tr.pexpire(in_progress_key, to_ms(keep_in_progress))
+            if finish:
+                if result_data:
+                    expire = None if keep_result_forever else result_timeout_s
+                    tr.set(result_key_prefix + job_id, result_data, px=to_ms(expire))
+                delete_keys += [retry_key_prefix + job_id, job_key_prefix + job_id]
+                tr.zrem(abort_requests_key(queue_name), job_id)
+                tr.zrem(queue_name, job_id)
+            elif incr_score:
+                tr.zincrby(queue_name, incr_score, job_id)
+            if delete_keys:
+                tr.delete(*delete_keys)
+            await tr.execute()
+
+    async def write_failure(self, job_id: str, result_data: bytes | None) -> None:
+        """arq's `finish_failed_job` write, in the job's own queue (as `write_outcome`)."""
+        queue_name = self.queue_of(job_id)
+        async with self.pool.pipeline(transaction=True) as tr:
+            tr.delete(
+                retry_key_prefix + job_id,
+                in_progress_key_prefix + job_id,
+                job_key_prefix + job_id,
+            )
+            tr.zrem(abort_requests_key(queue_name), job_id)
+            tr.zrem(queue_name, job_id)
+            keep_result = self.keep_result_forever or self.keep_result_s > 0
+            if result_data is not None and keep_result:
+                expire = 0 if self.keep_result_forever else self.keep_result_s
+                tr.set(result_key_prefix + job_id, result_data, px=to_ms(expire))
+            await tr.execute()
+
+    def queue_of(self, job_id: str) -> str:
+        """The key of the queue a job this worker claimed came from: its id says (keys.py); a
+        plain arq client's id does not, and such a job came from the first queue served."""
+        queue_name = queue_of(job_id)
+        return queue_name if queue_name in self.queue_names else self.queue_name
+
+    def _serialize_with_job_queue(self, data: dict[str, Any]) -> bytes:
+        if "q" in data and "id" in data:  # a result: arq gave it this worker's first queue
+            data["q"] = self.queue_of(data["id"])
+        return self._serialize(data)
+
+    def claim_order(self) -> list[str]:
+        """The served queues in the order to claim from now: priority order, or with
+        WORKER_QUEUE_WEIGHTS a weighted draw (each queue first in its weight's share)."""
+        if not self.queue_weights:
+            return self.queue_names
+        left = list(self.queue_names)
+        order = []
+        while left:
+            [picked] = random.choices(left, [self.queue_weights[queue] for queue in left])
+            order.append(picked)
+            left.remove(picked)
+        return order
+
+    async def claim_in_order(
+        self, wanted: int, clear_tokens: bool
+    ) -> tuple[list[tuple[str, int]], bool, float | None]:
+        """Up to `wanted` due jobs from the served queues, each queue's taken before the next
+        one's (`claim_order`): ([(id, score)], drained, next start ms). Drained when no queue
+        asked has a due job left; the next start is the earliest any of them told."""
+        jobs: list[tuple[str, int]] = []
+        all_drained = True
+        next_start_ms: float | None = None
+        for queue_name in self.claim_order():
+            if len(jobs) == wanted:
+                all_drained = False  # a queue not asked may have jobs due
+                break
+            claimed, drained, next_start = await self.claim(
+                queue_name, wanted - len(jobs), clear_tokens
+            )
+            jobs += claimed
+            all_drained = all_drained and drained
+            if next_start is not None and (next_start_ms is None or next_start < next_start_ms):
+                next_start_ms = next_start
+        return jobs, all_drained, next_start_ms
 
     @property
     def running_functions(self) -> int:
@@ -369,13 +492,14 @@ class Worker(ArqWorker):
         return max(free, 0)
 
     async def claim(
-        self, wanted: int, clear_tokens: bool
+        self, queue_name: str, wanted: int, clear_tokens: bool
     ) -> tuple[list[tuple[str, int]], bool, float | None]:
-        """Up to `wanted` due jobs, now this worker's: ([(id, score)], drained, next start ms)."""
+        """Up to `wanted` due jobs of one queue, now this worker's: ([(id, score)], drained,
+        next start ms)."""
         if self._claim_jobs is None:  # sent by its SHA1, loaded again if Redis lost it
             self._claim_jobs = self.pool.register_script(CLAIM_JOBS)
         reply = await self._claim_jobs(
-            keys=[self.queue_name, wake_key(self.queue_name)],
+            keys=[queue_name, wake_key(queue_name)],
             args=[
                 timestamp_ms(),
                 wanted,
@@ -398,6 +522,36 @@ class Worker(ArqWorker):
             task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
             self.tasks[job_id] = task
 
+    async def run_cron(self, n: datetime, delay: float, num_windows: int = 2) -> None:
+        """arq's, but each cron job's ticks go to its own queue (`@cron_job(queue=...)`),
+        whichever queues this worker serves: workers serving other queues queue the same tick
+        under the same id in the same queue, so it runs once."""
+        futures = []
+        cutoff = n + timedelta(seconds=delay * num_windows)
+        for cron_job in self.cron_jobs:
+            if cron_job.next_run is None:
+                if cron_job.run_at_startup:
+                    cron_job.next_run = n
+                else:
+                    cron_job.calculate_next(n)
+                    continue
+            if cron_job.next_run < cutoff:
+                job_id = cron_job.job_id
+                if job_id is None and cron_job.unique:
+                    job_id = f"{cron_job.name}:{to_unix_ms(cron_job.next_run)}"
+                later = cron_job.next_run > datetime.now(tz=self.timezone)
+                futures.append(
+                    self.pool.enqueue_job(
+                        cron_job.name,
+                        _job_id=job_id,
+                        _queue_name=self._cron_queues.get(cron_job.name, self.queue_name),
+                        _defer_until=cron_job.next_run if later else None,
+                    )
+                )
+                cron_job.calculate_next(cron_job.next_run)
+        if futures:
+            await asyncio.gather(*futures)
+
     async def between_claims(self) -> None:
         """What arq's poll does besides reading: drop finished tasks; and, at most once per
         `poll_delay` (a busy worker claims far more often), abort requests, health record, cron."""
@@ -416,14 +570,15 @@ class Worker(ArqWorker):
     async def _cancel_aborted_jobs(self) -> None:
         """arq's: cancel the running jobs asked to abort, read from the queue's abort requests
         (job_handle.py) instead of arq's global set."""
-        key = abort_requests_key(self.queue_name)
-        requested: list[bytes] = await self.pool.zrange(key, 0, -1)
-        aborted = {job_id.decode() for job_id in requested} & set(self.job_tasks)
-        for job_id in aborted:
-            self.job_tasks[job_id].cancel()
-        if aborted:
-            self.aborting_tasks.update(aborted)
-            await self.pool.zrem(key, *aborted)
+        for queue_name in self.queue_names:
+            key = abort_requests_key(queue_name)
+            requested: list[bytes] = await self.pool.zrange(key, 0, -1)
+            aborted = {job_id.decode() for job_id in requested} & set(self.job_tasks)
+            for job_id in aborted:
+                self.job_tasks[job_id].cancel()
+            if aborted:
+                self.aborting_tasks.update(aborted)
+                await self.pool.zrem(key, *aborted)
 
     async def _sleep_until_tasks_complete(self) -> None:
         """arq's wait, on a stop, for the running jobs: while any job task is not done.
@@ -462,8 +617,10 @@ class Worker(ArqWorker):
             return True
         if not drained:
             return False
-        queued: int = await self.pool.zcard(self.queue_name)
-        return queued == 0
+        for queue_name in self.queue_names:
+            if await self.pool.zcard(queue_name):
+                return False
+        return True
 
     async def wait_for_a_free_slot(self) -> None:
         """Every slot is busy: wait for one to free, for at most `poll_delay` (abort checks)."""
@@ -485,7 +642,9 @@ class Worker(ArqWorker):
             await asyncio.sleep(min(timeout, self.poll_delay_s))
             return True
         # redis-py types the timeout as int; Redis takes fractions of a second since 6.0.
-        token = await self.pool.brpop([wake_key(self.queue_name)], timeout=timeout)  # type: ignore[misc, arg-type]
+        # One wait on every served queue's list (one command, however many queues).
+        wake_keys = [wake_key(queue_name) for queue_name in self.queue_names]
+        token = await self.pool.brpop(wake_keys, timeout=timeout)  # type: ignore[misc, arg-type]
         return token is not None
 
 
@@ -540,8 +699,22 @@ def _report_unrun(job_id: str, result: JobResult) -> None:
 def create_worker(settings: Any, **overrides: Any) -> Worker:
     """A `Worker` built from `settings` (a class or dict, as `arq` reads it: the project's is
     `infrastructure.tasks.WorkerSettings`), with keyword `overrides`: arq's `create_worker`,
-    this class."""
-    return Worker(**{**get_kwargs(settings), **overrides})
+    this class.
+
+    The queues served come from the project's settings (WORKER_QUEUES, WORKER_QUEUE_WEIGHTS)
+    when `settings` names the first of them as its `queue_name`, as the project's do; other
+    settings serve their `queue_name` alone, unless `overrides` give `queue_names`.
+    """
+    kwargs = {**get_kwargs(settings), **overrides}
+    project = get_settings()
+    served = [project.queue_keys[queue] for queue in project.served_queues]
+    if kwargs.get("queue_name", served[0]) == served[0]:
+        kwargs.setdefault("queue_names", served)
+        weights = project.worker_queue_weights
+        kwargs.setdefault(
+            "queue_weights", {project.queue_keys[queue]: weights[queue] for queue in weights}
+        )
+    return Worker(**kwargs)
 
 
 def use_uvloop_if_installed() -> None:
