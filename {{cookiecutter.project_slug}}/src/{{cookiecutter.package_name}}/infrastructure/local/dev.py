@@ -220,9 +220,7 @@ class DevWorker:
             self.redis_url, decode_responses=True, socket_timeout=2, socket_connect_timeout=2
         )
 
-    def _keys(
-        self, client: redis.Redis, prefix: Callable[[str], str]
-    ) -> list[tuple[str, str]]:
+    def _keys(self, client: redis.Redis, prefix: Callable[[str], str]) -> list[tuple[str, str]]:
         """This worker's keys under `prefix(queue)` of each queue it serves, with the queue:
         `<prefix><host>:<pid>:<random>`."""
         assert self.process is not None
