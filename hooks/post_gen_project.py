@@ -100,6 +100,7 @@ KEEP_FOR = {
     "deploy/kubernetes": QUEUE,
     "deploy/kubernetes/base/api.yaml": QUEUE_AND_API,
     "deploy/kubernetes/components/keda/worker-metrics.yaml": QUEUE_WITHOUT_API,
+    "deploy/kubernetes/components/worker-bulk/worker-metrics.yaml": QUEUE_WITHOUT_API,
     "docs/background-tasks.md": QUEUE,
     "docs/background-tasks-off.md": NO_QUEUE,
     "docs/deployment.md": QUEUE,

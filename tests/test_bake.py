@@ -179,7 +179,10 @@ KUBERNETES_QUEUE_ONLY = [
     "deploy/kubernetes/overlays/prod/kustomization.yaml",
 ]
 KUBERNETES_QUEUE_AND_API_ONLY = ["deploy/kubernetes/base/api.yaml"]
-KUBERNETES_QUEUE_WITHOUT_API_ONLY = ["deploy/kubernetes/components/keda/worker-metrics.yaml"]
+KUBERNETES_QUEUE_WITHOUT_API_ONLY = [
+    "deploy/kubernetes/components/keda/worker-metrics.yaml",
+    "deploy/kubernetes/components/worker-bulk/worker-metrics.yaml",
+]
 NEVER = ["docs/background-tasks-off.md", "docs/deployment-plain.md"]
 
 # Leftover template syntax. `just` and GitHub Actions use {{ }} legitimately, so look for the

@@ -86,3 +86,29 @@ def test_api_waits_for_the_cache_checks_readiness_and_stays_private(
     assert all(str(port).startswith("127.0.0.1:") for port in api["ports"])
     assert "/health/ready" in " ".join(api["healthcheck"]["test"])
     assert api["restart"] == "unless-stopped"
+
+
+def test_a_second_worker_group_is_off_until_asked_for_and_checks_its_own_queue(
+    project: Path,
+) -> None:
+    services = services_of(project)
+    worker, bulk = services["worker"], services["worker-bulk"]
+
+    # `docker compose up` alone runs the main group only: the project has just `default` until
+    # .env lists more queues (QUEUES=default in .env.example).
+    assert "profiles" not in worker
+    assert bulk["profiles"] == ["bulk"]
+    assert env_example_default(project, "QUEUES") == "default"
+    # The main group's pod, serving its own queue and checking its own heartbeat on it.
+    for key in ("build", "command", "env_file", "depends_on", "ports", "stop_grace_period"):
+        assert bulk[key] == worker[key], key
+    assert "container_name" not in bulk
+    assert bulk["restart"] == "unless-stopped"
+    assert bulk["environment"] == {**worker["environment"], "WORKER_QUEUES": "bulk"}
+    assert "WORKER_QUEUES" not in worker["environment"]  # from .env: every queue by default
+    assert bulk["healthcheck"]["test"][-4:] == ["worker-check", "--this-host", "--queue", "bulk"]
+    assert {k: v for k, v in bulk["healthcheck"].items() if k != "test"} == {
+        k: v for k, v in worker["healthcheck"].items() if k != "test"
+    }
+    # Prometheus finds its replicas by the name it finds the main group's by.
+    assert bulk["networks"]["default"]["aliases"] == ["worker"]

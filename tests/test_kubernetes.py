@@ -255,3 +255,95 @@ def test_the_api_is_probed_on_its_health_routes(project: Path, combination) -> N
     compose = yaml.safe_load((project / "compose.yaml").read_text())
     assert api_container["command"] == compose["services"]["api"]["command"]
     assert api_container["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+def with_worker_bulk(project: Path, tmp_path: Path) -> list[dict[str, Any]]:
+    """prod with components/worker-bulk turned on, as its comment there and docs/deployment.md
+    ("Worker groups") tell."""
+    copy = tmp_path / "prod-bulk"
+    shutil.copytree(project / KUBERNETES, copy / KUBERNETES)
+    kustomization = copy / KUBERNETES / "overlays/prod/kustomization.yaml"
+    text = kustomization.read_text()
+    assert "  # - ../../components/worker-bulk\n" in text
+    kustomization.write_text(
+        text.replace("  # - ../../components/worker-bulk\n", "  - ../../components/worker-bulk\n")
+    )
+    return kustomize(kustomization.parent)
+
+
+def test_a_second_worker_group_has_its_own_queue_workers_and_autoscaler(
+    project: Path, tmp_path: Path
+) -> None:
+    objects = with_worker_bulk(project, tmp_path)
+    validate(objects)
+    config = config_of(objects)
+    deployments = by_kind(objects, "Deployment")
+    [main] = [d for name, d in deployments.items() if name.endswith("-worker")]
+    [bulk] = [d for name, d in deployments.items() if name.endswith("-worker-bulk")]
+    main_name, bulk_name = main["metadata"]["name"], bulk["metadata"]["name"]
+
+    # Each queue of QUEUES is served by one group: the main group all but bulk, bulk its own.
+    def served(deployment: dict[str, Any]) -> list[str]:
+        [queues] = [
+            e["value"] for e in container(deployment)["env"] if e["name"] == "WORKER_QUEUES"
+        ]
+        return queues.split(",")
+
+    queues = config["QUEUES"].split(",")
+    assert "default" in queues and "bulk" in queues
+    assert served(bulk) == ["bulk"]
+    assert sorted(served(main) + served(bulk)) == sorted(queues)
+
+    # The same pod as the main group's, checking its own queue; selectors that do not overlap,
+    # so neither Deployment nor disruption budget counts the other group's pods.
+    bulk_container, main_container = container(bulk), container(main)
+    assert bulk_container["command"] == main_container["command"]
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert bulk_container[probe]["exec"]["command"][-4:] == [
+            "worker-check",
+            "--this-host",
+            "--queue",
+            "bulk",
+        ]
+    for key in ("resources", "securityContext", "envFrom"):
+        assert bulk_container[key] == main_container[key]
+    bulk_pod, main_pod = bulk["spec"]["template"]["spec"], main["spec"]["template"]["spec"]
+    assert bulk_pod["terminationGracePeriodSeconds"] == main_pod["terminationGracePeriodSeconds"]
+    assert "replicas" not in bulk["spec"]
+    main_labels = main["spec"]["selector"]["matchLabels"]
+    bulk_labels = bulk["spec"]["selector"]["matchLabels"]
+    assert not main_labels.items() <= bulk["spec"]["template"]["metadata"]["labels"].items()
+    assert not bulk_labels.items() <= main["spec"]["template"]["metadata"]["labels"].items()
+    budgets = by_kind(objects, "PodDisruptionBudget")
+    assert budgets[bulk_name]["spec"]["selector"]["matchLabels"] == bulk_labels
+    assert budgets[main_name]["spec"]["selector"]["matchLabels"] == main_labels
+
+    # One ScaledObject per group, each on its own queue's gauges.
+    scaled = {
+        s["spec"]["scaleTargetRef"]["name"]: s for s in by_kind(objects, "ScaledObject").values()
+    }
+    assert set(scaled) == {main_name, bulk_name}
+    for name, queue in ((main_name, "default"), (bulk_name, "bulk")):
+        for trigger in scaled[name]["spec"]["triggers"]:
+            metadata = trigger["metadata"]
+            metric = re.fullmatch(r'(\w+)\{queue="([^"]+)"\}', metadata["valueLocation"])
+            assert metric, metadata["valueLocation"]
+            assert metric.group(2) == "{" + config["QUEUE_PREFIX"] + ":" + queue + "}"
+            service = re.match(r"http://([\w-]+)\.", metadata["url"]).group(1)
+            selector = by_kind(objects, "Service")[service]["spec"]["selector"]
+            component = selector["app.kubernetes.io/component"]
+            if component != "api":  # without the API, the group's own workers serve its gauges
+                assert (
+                    selector.items()
+                    <= deployments[name]["spec"]["template"]["metadata"]["labels"].items()
+                )
+
+    # The bulk pods may reach a Redis in the cluster, as the main group's do.
+    [policy] = by_kind(objects, "NetworkPolicy").values()
+    [allowed] = [
+        e["values"]
+        for e in policy["spec"]["ingress"][0]["from"][0]["podSelector"]["matchExpressions"]
+        if e["key"] == "app.kubernetes.io/component"
+    ]
+    assert bulk_labels["app.kubernetes.io/component"] in allowed
+    assert main_labels["app.kubernetes.io/component"] in allowed
