@@ -25,6 +25,7 @@ from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import httpx
 import pytest
@@ -237,7 +238,7 @@ async def test_a_long_dead_letter_fits_its_row_and_requeue_moves_it_back_onto_th
 
     browser.execute_script("document.querySelector('#dead-letters tr.dead-letter button').click()")
     notice = await page_shows(browser, ".notice", "requeued")
-    new_id = browser.current_url.rsplit("job=", 1)[1]
+    new_id = unquote(browser.current_url.rsplit("job=", 1)[1])  # its queue's braces encoded
 
     # The long id and error fit their row: cut, the whole of each on hover.
     assert shown["idCut"]

@@ -281,7 +281,7 @@ def settings_or_exit(read: Callable[[], S]) -> S:
 def describe_invalid_settings(error: ValidationError) -> str:
     """One line naming each bad variable and what is wrong, without its value (it may be secret)."""
     problems = [
-        # A check of several settings together (the queues) names them in its message.
+        # A check of several settings together names them in its message.
         f"{str(problem['loc'][0]).upper()}: {problem['msg']}" if problem["loc"] else problem["msg"]
         for problem in error.errors()
     ]
