@@ -15,6 +15,7 @@ import pytest
 from arq.connections import ArqRedis
 from arq.constants import result_key_prefix
 
+from {{ cookiecutter.package_name }}.config import get_settings
 from {{ cookiecutter.package_name }}.infrastructure.local.redis_server import LocalRedisServer, free_port
 from {{ cookiecutter.package_name }}.infrastructure.store import dead_letters
 from {{ cookiecutter.package_name }}.infrastructure.store.connection import RedisUnavailableError
@@ -301,19 +302,28 @@ async def test_one_percent_failing_once_are_retried_once(
     print(f"load with 1% failing once: 10,000 results, 100 retried once, {seconds:.1f} s")
 
 
-async def queue_counted_jobs(pool: ArqRedis, jobs: int) -> None:
-    """Queue `counted` jobs 0 .. jobs-1, a hundred at a time, with arq's client (no wake-up)."""
+async def queue_counted_jobs(pool: ArqRedis, jobs: int, queues: tuple[str, ...] = ()) -> None:
+    """Queue `counted` jobs 0 .. jobs-1, a hundred at a time, with arq's client (no wake-up),
+    spread over `queues` in turn (none: the default queue)."""
     for start in range(0, jobs, 100):
         numbers = range(start, min(start + 100, jobs))
-        await asyncio.gather(*(pool.enqueue_job("counted", n) for n in numbers))
+        await asyncio.gather(
+            *(
+                pool.enqueue_job(
+                    "counted", n, _queue_name=queues[n % len(queues)] if queues else None
+                )
+                for n in numbers
+            )
+        )
 
 
-async def drain(pool: ArqRedis, within: float) -> float:
-    """Wait until the queue is empty (every job finished); return the seconds it took."""
+async def drain(pool: ArqRedis, within: float, queues: tuple[str, ...] = ()) -> float:
+    """Wait until the queues are empty (every job finished); return the seconds it took."""
+    keys = [get_settings().queue_keys[queue] for queue in queues] or [QUEUE]
     started = time.monotonic()
-    while await pool.zcard(QUEUE) > 0:
+    while left := sum([await pool.zcard(key) for key in keys]):
         if time.monotonic() - started > within:
-            raise AssertionError(f"{await pool.zcard(QUEUE)} jobs still queued after {within} s")
+            raise AssertionError(f"{left} jobs still queued after {within} s")
         await asyncio.sleep(0.1)
     return time.monotonic() - started
 
@@ -323,18 +333,28 @@ async def run_counts(pool: ArqRedis, jobs: int) -> list[int]:
     return [int(runs.get(str(n).encode(), 0)) for n in range(jobs)]
 
 
+@pytest.mark.parametrize(
+    "queues", [("default",), ("critical", "default", "bulk")], ids=["one-queue", "three-queues"]
+)
 async def test_eight_workers_racing_on_twenty_thousand_jobs_run_each_exactly_once(
-    task_pool: ArqRedis, worker_processes: WorkerProcesses
+    task_pool: ArqRedis,
+    worker_processes: WorkerProcesses,
+    configure: Configure,
+    queues: tuple[str, ...],
 ) -> None:
-    await queue_counted_jobs(task_pool, 20_000)
+    configure(QUEUES=",".join(queues))
+    await queue_counted_jobs(task_pool, 20_000, queues)
     for _ in range(8):
-        worker_processes.start(FAULT_JOBS)
-    seconds = await drain(task_pool, within=240)
+        worker_processes.start(FAULT_JOBS, QUEUES=",".join(queues))
+    seconds = await drain(task_pool, within=240, queues=queues)
 
     runs = await run_counts(task_pool, 20_000)
     assert runs.count(1) == 20_000, {count: runs.count(count) for count in set(runs)}
     assert all(worker.poll() is None for worker in worker_processes.started)
-    print(f"race: 20,000 jobs, 8 workers, each ran exactly once, queue empty after {seconds:.1f} s")
+    print(
+        f"race: 20,000 jobs on {len(queues)} queue(s), 8 workers, each ran exactly once, "
+        f"queues empty after {seconds:.1f} s"
+    )
 
 
 async def test_the_project_s_workers_and_arq_s_share_a_queue_each_job_once(
