@@ -125,6 +125,53 @@ def test_bench_wake_paths_prints_a_row_per_way_of_queueing() -> None:
     ]
 
 
+# The rows bench/queues.py prints (their first cells, up to the sizes), and the goals it judges.
+QUEUES_ROWS = (
+    ("critical enqueue→start p50 ms, strict priority", "≤ 5"),
+    ("critical enqueue→start p99 ms, strict priority", "≤ 20"),
+    ("critical enqueue→start p50 ms, weights 6/3/1 (reference)", ""),
+    ("critical enqueue→start p99 ms, weights 6/3/1 (reference)", ""),
+    *(
+        row
+        for kind in ("no-op", "10 ms")
+        for row in (
+            (f"{kind} jobs/s, 1 queue", ""),
+            (f"{kind} jobs/s, 3 queues, jobs in the first", ""),
+            (f"{kind} jobs/s, 3 queues, jobs in the last", ""),
+            (f"{kind} ratio 3 queues, jobs in the first / 1 queue", "≥ 0.95"),
+            (f"{kind} ratio 3 queues, jobs in the last / 1 queue", "≥ 0.95"),
+        )
+    ),
+    ("idle worker, Redis commands/s, 3 empty queues", "≤ 5"),
+    ("idle worker, Redis commands/s, 1 empty queue", ""),
+)
+
+
+@pytest.mark.slow
+def test_bench_queues_prints_every_figure_and_its_goal() -> None:
+    sizes = "--rounds 1 --bulk-jobs 300 --critical-jobs 5 --jobs 100 --io-jobs 50 --idle-seconds 1"
+    result = subprocess.run(
+        [sys.executable, "bench/queues.py", *sizes.split()],
+        cwd=TEMPLATE_ROOT,
+        env={**os.environ, "UV_PYTHON_DOWNLOADS": "never"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "CPUs" in result.stdout.splitlines()[0]
+    table = [line.split(" | ") for line in result.stdout.splitlines() if line.startswith("| ")]
+    rows = table[1:]  # after the header
+    assert len(rows) == len(QUEUES_ROWS)
+    for (figure, measured, goal, verdict), (label, expected_goal) in zip(
+        rows, QUEUES_ROWS, strict=True
+    ):
+        assert figure.removeprefix("| ").startswith(label), figure
+        assert float(measured) > 0 or label.startswith("idle"), figure
+        assert goal.strip() == expected_goal, figure
+        assert verdict.strip(" |") in (("met", "NOT met") if expected_goal else ("",)), figure
+
+
 # The tables `--workers` prints (their first cells), and the goals judged for the generated worker.
 WORKER_TABLES = (
     "| queue | 10 ms I/O jobs/s | enqueue-to-start p50 / p99 ms | idle worker, Redis commands/s "
