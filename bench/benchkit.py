@@ -45,8 +45,9 @@ def tool_environment() -> dict[str, str]:
     environment.pop("VIRTUAL_ENV", None)
     # Start-up times should be those of an installed project, which reads cached bytecode.
     environment.pop("PYTHONDONTWRITEBYTECODE", None)
+    project_settings = ("REDIS_URL", "QUEUE_PREFIX", "QUEUE_NAME", "QUEUES", "LOG_LEVEL")
     for name in list(environment):
-        if name in ("REDIS_URL", "QUEUE_PREFIX", "QUEUE_NAME", "LOG_LEVEL") or name.startswith("WORKER_"):
+        if name in project_settings or name.startswith("WORKER_"):
             del environment[name]
     versions = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
     if versions.is_dir():
