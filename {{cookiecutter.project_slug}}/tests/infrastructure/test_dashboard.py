@@ -1,6 +1,7 @@
 # Template file, kept current by `cruft update`: yours are listed in README.md, "Your code".
 """The dashboard (api/dashboard/) without a browser: the app in process, the test Redis, real
-workers. Its login, its forms' protection, its escaping, its JSON and its actions."""
+workers. Its login, its forms' protection, its escaping, its JSON and its actions, and the page
+of each queue of a project with several."""
 
 import asyncio
 import base64
@@ -20,7 +21,7 @@ from fastapi import FastAPI
 from {{ cookiecutter.package_name }}.api.app import create_app
 from {{ cookiecutter.package_name }}.api.dashboard import security, snapshot
 from {{ cookiecutter.package_name }}.config import get_settings
-from {{ cookiecutter.package_name }}.infrastructure.keys import bare_job_id, queue_of
+from {{ cookiecutter.package_name }}.infrastructure.keys import bare_job_id, namespaced_job_id, queue_of
 from {{ cookiecutter.package_name }}.infrastructure.ops import activity
 from {{ cookiecutter.package_name }}.infrastructure.store import dead_letters
 from {{ cookiecutter.package_name }}.infrastructure.tasks import WorkerSettings
@@ -81,12 +82,25 @@ def token_in(page: str) -> str:
     return match.group(1)
 
 
-async def add_dead_letter(pool: ArqRedis, job_id: str, message: str, error: str) -> None:
+def form_in(page: str, action_ends: str) -> tuple[str, dict[str, str]]:
+    """The action and the hidden fields of the page's one post form whose action ends with
+    `action_ends`: what the browser would send."""
+    pattern = (
+        r'<form method="post" action="([^"]*' + re.escape(action_ends) + r')"[^>]*>(.*?)</form>'
+    )
+    [(action, body)] = re.findall(pattern, page, re.S)
+    fields = re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', body)
+    return unescape(action), {name: unescape(value) for name, value in fields}
+
+
+async def add_dead_letter(
+    pool: ArqRedis, job_id: str, message: str, error: str, queue: str = "default"
+) -> None:
     now = datetime.now(UTC)
     letter = dead_letters.DeadLetter(
         job_id, "example_task", [], {"message": message}, "PermanentError", error, 3, now, now
     )
-    await dead_letters.add(pool, get_settings().queue_name, letter, limit=1000)
+    await dead_letters.add(pool, get_settings().queue_keys[queue], letter, limit=1000)
 
 
 async def test_the_dashboard_is_not_there_without_a_password(task_pool: ArqRedis) -> None:
@@ -282,7 +296,7 @@ async def test_malformed_headers_on_a_form_post_are_refused(
     token = security.form_token(get_settings())
 
     answer = await dashboard.post(
-        "/dashboard/dead-letters/purge", content=f"token={token}", headers=headers
+        "/dashboard/dead-letters/purge", content=f"token={token}&queue=default", headers=headers
     )
 
     assert answer.status_code == status
@@ -498,18 +512,37 @@ async def test_purge_deletes_every_dead_letter(
 ) -> None:
     for number in range(3):
         await add_dead_letter(task_pool, f"letter-{number}", "hi", "boom")
-    token = token_in((await dashboard.get("/dashboard")).text)
+    action, fields = form_in((await dashboard.get("/dashboard")).text, "/purge")
 
-    answer = await dashboard.post(
-        "/dashboard/dead-letters/purge",
-        data={"token": token},
-        headers={"Origin": "http://testserver"},
-    )
+    answer = await dashboard.post(action, data=fields, headers={"Origin": "http://testserver"})
     page = await dashboard.get(answer.headers["location"])
 
+    assert fields == {"token": fields["token"], "queue": "default"}  # the form names its queue
     assert (answer.status_code, answer.headers["location"]) == (303, "/dashboard?notice=purged")
     assert await dead_letters.count(task_pool, get_settings().queue_name) == 0
-    assert "Dead letters purged." in page.text
+    assert "Dead letters of queue default purged." in page.text
+
+
+async def test_a_purge_that_names_no_queue_of_the_project_purges_nothing(
+    dashboard: httpx.AsyncClient, task_pool: ArqRedis
+) -> None:
+    await add_dead_letter(task_pool, "letter-1", "hi", "boom")
+    token = token_in((await dashboard.get("/dashboard")).text)
+
+    answers = [
+        await dashboard.post("/dashboard/dead-letters/purge", data={"token": token}),
+        await dashboard.post("/dashboard/dead-letters/purge", data={"token": token, "queue": ""}),
+        await dashboard.post(
+            "/dashboard/dead-letters/purge", data={"token": token, "queue": "bulk"}
+        ),
+    ]
+    page = await dashboard.get(answers[0].headers["location"])
+
+    assert [redirect(answer) for answer in answers] == [
+        (303, "/dashboard", {"notice": "not-purged"})
+    ] * 3
+    assert "Nothing purged" in page.text
+    assert await dead_letters.count(task_pool, get_settings().queue_name) == 1
 
 
 async def test_requeue_puts_the_dead_letter_back_on_the_queue(
@@ -726,3 +759,221 @@ async def test_long_error_text_is_clipped_with_the_whole_text_on_hover(
     assert re.search(r'<code class="data clip" title="\[\] \{&#34;message&#34;: &#34;x{1500}', row)
     style = (await dashboard.get("/dashboard/static/dashboard.css")).text
     assert re.search(r"\.clip \{[^}]*-webkit-line-clamp: 3;[^}]*overflow: hidden", style)
+
+
+async def test_a_project_with_one_queue_shows_no_queue_picker(
+    dashboard: httpx.AsyncClient, task_pool: ArqRedis
+) -> None:
+    await add_dead_letter(task_pool, full_id("letter-1"), "hi", "boom")
+
+    page = (await dashboard.get("/dashboard")).text
+    by_name = await dashboard.get("/dashboard", params={"queue": "default"})
+
+    assert 'class="queues"' not in page
+    assert 'id="queue-name"' not in page
+    assert f"queue <code>{get_settings().queue_name}</code>" in page
+    assert 'data-src="/dashboard/live"' in page  # the live part's URL as it always was
+    assert '<a href="/dashboard/snapshot.json">' in page
+    assert '<input type="hidden" name="queue"' not in page.split('<div id="live"')[0]
+    assert by_name.status_code == 200
+    assert by_name.text.count("letter-1") == page.count("letter-1") > 0
+
+
+# A project with several queues, as docs/queues.md's example.
+QUEUES = ["critical", "default", "bulk"]
+
+
+@pytest.fixture
+async def queues_dashboard(
+    task_pool: ArqRedis, configure: Configure
+) -> AsyncIterator[httpx.AsyncClient]:
+    """`dashboard` in a project with QUEUES=critical,default,bulk."""
+    configure(DASHBOARD_PASSWORD=PASSWORD, QUEUES=",".join(QUEUES))
+    async with serving(create_app(), auth=("operator", PASSWORD)) as client:
+        yield client
+
+
+def key(queue: str) -> str:
+    return get_settings().queue_keys[queue]
+
+
+def tile(page: str, name: str) -> int:
+    match = re.search(rf'<dd id="count-{name}">(\d+)</dd>', page)
+    assert match is not None, name
+    return int(match.group(1))
+
+
+async def test_each_queue_s_page_shows_its_own_counts_jobs_and_dead_letters(
+    queues_dashboard: httpx.AsyncClient, task_pool: ArqRedis, run_burst_worker: RunWorker
+) -> None:
+    for number in range(3):  # run by the worker: bulk's figures and chart
+        await task_pool.enqueue_job("example_task", message=f"bulk {number}", _queue_name="bulk")
+    ran_critical = await task_pool.enqueue_job("example_task", message="c", _queue_name="critical")
+    assert ran_critical is not None
+    await run_burst_worker(cron_jobs=[], queue_names=[key(queue) for queue in QUEUES])
+    for _ in range(2):  # waiting
+        await task_pool.enqueue_job("example_task", message="x", _queue_name="bulk")
+    waits = await task_pool.enqueue_job("example_task", message="x", _queue_name="critical")
+    assert waits is not None
+    for queue, letters in {"critical": 1, "bulk": 2}.items():
+        for number in range(letters):
+            letter_id = namespaced_job_id(key(queue), f"{queue}-letter-{number}")
+            await add_dead_letter(task_pool, letter_id, "hi", "boom", queue=queue)
+
+    pages = {queue: await queues_dashboard.get(f"/dashboard?queue={queue}") for queue in QUEUES}
+    lives = {
+        queue: (await queues_dashboard.get(f"/dashboard/live?queue={queue}")).text
+        for queue in QUEUES
+    }
+    snapshots = {
+        queue: (await queues_dashboard.get(f"/dashboard/snapshot.json?queue={queue}")).json()
+        for queue in QUEUES
+    }
+    plain = (await queues_dashboard.get("/dashboard")).text
+
+    assert {queue: page.status_code for queue, page in pages.items()} == dict.fromkeys(QUEUES, 200)
+    expected = {"critical": (1, 1, 1), "default": (0, 0, 0), "bulk": (2, 2, 3)}
+    for queue, (waiting, letters, done) in expected.items():
+        page, live, data = pages[queue].text, lives[queue], snapshots[queue]
+        counts = data["counts"]
+        assert data["queue"] == key(queue)
+        assert (counts["waiting"], counts["dead_letters"]) == (waiting, letters), queue
+        assert counts["last_minute"]["complete"] == done, queue
+        assert sum(bucket["complete"] for bucket in data["chart"]) == done, queue
+        assert len(data["recent"]) == done, queue
+        assert len(data["dead_letters"]) == letters, queue
+        assert {queue_of(job["job_id"]) for job in data["recent"]} <= {key(queue)}
+        for html in (page, live):
+            assert (tile(html, "waiting"), tile(html, "dead-letters")) == (waiting, letters)
+            assert re.search(rf"<dt>Done / min</dt><dd>{done}</dd>", html), queue
+            assert html.count('<tr class="dead-letter">') == letters
+            assert html.count('<tr class="finished">') == done  # none failed: recent jobs only
+            for other in QUEUES:  # only its own dead letters
+                assert (f"{other}-letter-" in html) == (other == queue and letters > 0)
+        # The page says which queue it shows, links to the others, and refreshes this one.
+        assert f'<strong id="queue-name">{queue}</strong> <code>{key(queue)}</code>' in page
+        assert re.search(rf"<title>[^<]*: {queue} · queue dashboard</title>", page)
+        picker = re.findall(
+            r'<a href="([^"]*)"( aria-current="page")?>([^<]+)</a>', page.split("</nav>")[0]
+        )
+        assert [(unescape(url), bool(current), name) for url, current, name in picker] == [
+            ("/dashboard" if name == "default" else f"/dashboard?queue={name}", name == queue, name)
+            for name in QUEUES
+        ]
+        suffix = "" if queue == "default" else f"?queue={queue}"
+        assert f'data-src="/dashboard/live{suffix}"' in page
+        assert f'<a href="/dashboard/snapshot.json{suffix}">' in live
+        # A job's link looks it up on this queue's page.
+        links = re.findall(r'<a href="([^"]*)"><code class="id"', live)
+        assert len(links) == letters + done
+        assert all(
+            unescape(link).startswith(f"/dashboard{suffix}{'&' if suffix else '?'}job=")
+            for link in links
+        )
+    assert plain.count('<tr class="dead-letter">') == 0  # no ?queue=: the default queue
+    assert '<strong id="queue-name">default</strong>' in plain
+
+
+async def test_purging_one_queue_leaves_the_others_dead_letters(
+    queues_dashboard: httpx.AsyncClient, task_pool: ArqRedis
+) -> None:
+    for queue in QUEUES:
+        for number in range(2):
+            letter_id = namespaced_job_id(key(queue), f"letter-{number}")
+            await add_dead_letter(task_pool, letter_id, "hi", "boom", queue=queue)
+    page = (await queues_dashboard.get("/dashboard", params={"queue": "bulk"})).text
+    action, fields = form_in(page, "/purge")
+
+    answer = await queues_dashboard.post(action, data=fields)
+    after = await queues_dashboard.get(answer.headers["location"])
+    # The same token with another queue's name: the form says which queue goes, nothing else.
+    critical = await queues_dashboard.post(action, data={**fields, "queue": "critical"})
+
+    assert fields["queue"] == "bulk"
+    assert "dead letters of queue bulk?" in page  # the browser's confirmation names it too
+    assert redirect(answer) == (303, "/dashboard", {"queue": "bulk", "notice": "purged"})
+    assert "Dead letters of queue bulk purged." in after.text
+    assert '<strong id="queue-name">bulk</strong>' in after.text
+    assert tile(after.text, "dead-letters") == 0
+    assert redirect(critical) == (303, "/dashboard", {"queue": "critical", "notice": "purged"})
+    counts = {queue: await dead_letters.count(task_pool, key(queue)) for queue in QUEUES}
+    assert counts == {"critical": 0, "default": 2, "bulk": 0}
+
+
+@pytest.mark.parametrize("queue", ["nope", "Bulk", "", "%ff", "{x}", "a" * 5000, "default,bulk"])
+async def test_an_unknown_queue_is_a_404_never_a_500(
+    queues_dashboard: httpx.AsyncClient, queue: str
+) -> None:
+    page = await queues_dashboard.get(f"/dashboard?queue={queue}")
+    live = await queues_dashboard.get(f"/dashboard/live?queue={queue}")
+    data = await queues_dashboard.get(f"/dashboard/snapshot.json?queue={queue}")
+
+    assert (page.status_code, live.status_code, data.status_code) == (404, 404, 404)
+    # The page says so, as it says anything, and shows the default queue and the picker.
+    [notice] = re.findall(r'<p class="notice" role="alert">([^<]*)</p>', page.text)
+    assert unescape(notice).startswith("No queue ")
+    assert "(QUEUES: critical, default, bulk): showing default instead." in unescape(notice)
+    assert '<strong id="queue-name">default</strong>' in page.text
+    assert 'class="queues"' in page.text
+    assert "QUEUES lists critical, default, bulk" in data.json()["detail"]
+    assert "QUEUES lists critical, default, bulk" in live.json()["detail"]
+
+
+async def test_the_lookup_finds_any_queue_s_job_from_any_queue_s_page(
+    queues_dashboard: httpx.AsyncClient,
+) -> None:
+    bulk_job = await enqueue_task("example_task", message="big", _queue_name="bulk", _defer_by=60)
+    assert bulk_job is not None
+
+    on_default = (await queues_dashboard.get("/dashboard", params={"job": bulk_job.job_id})).text
+    on_critical = await queues_dashboard.get(
+        "/dashboard", params={"queue": "critical", "job": bulk_job.job_id}
+    )
+    bare = (
+        await queues_dashboard.get("/dashboard", params={"job": bare_job_id(bulk_job.job_id)})
+    ).text
+
+    for html in (on_default, on_critical.text):
+        assert 'id="job-details"' in html
+        assert '<dt>Queue</dt><dd><a href="/dashboard?queue=bulk">bulk</a></dd>' in html
+        assert "deferred" in html
+    # The page stays on its queue: the lookup form carries it.
+    assert '<strong id="queue-name">critical</strong>' in on_critical.text
+    assert '<input type="hidden" name="queue" value="critical">' in on_critical.text
+    [lookup_form] = re.findall(r'<form method="get"[^>]*>(.*?)</form>', on_default, re.S)
+    assert 'name="queue"' not in lookup_form  # the default queue's page needs none
+    # A bare id is one of the default queue's, as everywhere.
+    assert "No job <code>" in bare
+
+
+async def test_actions_from_a_queue_s_page_come_back_to_it(
+    queues_dashboard: httpx.AsyncClient, task_pool: ArqRedis
+) -> None:
+    letter_id = namespaced_job_id(key("bulk"), "letter-1")
+    await add_dead_letter(task_pool, letter_id, "again", "boom", queue="bulk")
+    listed = (await queues_dashboard.get("/dashboard", params={"queue": "bulk"})).text
+    action, fields = form_in(listed, "/requeue")
+
+    requeued = await queues_dashboard.post(action, data=fields)
+    _, _, query = redirect(requeued)
+    new_id = query["job"]
+    shown = (await queues_dashboard.get(requeued.headers["location"])).text
+    abort_action, abort_fields = form_in(shown, "/abort")
+    aborted = await queues_dashboard.post(abort_action, data=abort_fields)
+
+    assert fields["queue"] == "bulk"
+    assert redirect(requeued) == (
+        303,
+        "/dashboard",
+        {"queue": "bulk", "notice": "requeued", "job": new_id},
+    )
+    assert queue_of(new_id) == key("bulk")  # back on its own queue
+    assert await dead_letters.count(task_pool, key("bulk")) == 0
+    assert '<strong id="queue-name">bulk</strong>' in shown
+    assert abort_fields["queue"] == "bulk"
+    assert redirect(aborted) == (
+        303,
+        "/dashboard",
+        {"queue": "bulk", "notice": "aborted", "job": new_id},
+    )
+    assert await (await get_job(new_id)).status() == "aborted"

@@ -6,8 +6,12 @@
     GET  /dashboard/snapshot.json                the same data as JSON (snapshot.py), for scripts
     GET  /dashboard/static/{name}                its script and style sheet
     POST /dashboard/dead-letters/{job_id}/requeue
-    POST /dashboard/dead-letters/purge
+    POST /dashboard/dead-letters/purge           its form names the queue (`queue`)
     POST /dashboard/jobs/{job_id}/abort
+
+Each page shows one queue of QUEUES: `?queue=<name>` (the default queue without it) on the page,
+the live part and the JSON; a name QUEUES lacks is a 404. With several queues the page links to
+each of them. The job lookup takes any queue's job id (a job id carries its queue, keys.py).
 
 The page is rendered here, by Jinja2 with autoescaping: a job's arguments, result and error are
 text in it, never markup. Its script (static/dashboard.js) fetches `/dashboard/live` every
@@ -28,6 +32,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 
 from ...infrastructure.client.enqueue import job_by_id
+from ...infrastructure.keys import DEFAULT_QUEUE, QUEUE_NAME_PATTERN
 from ...infrastructure.store import dead_letters
 from ...queue import (
     Job,
@@ -94,7 +99,8 @@ NOTICES = {
     "requeued": "Dead letter requeued as job {job}, shown below.",
     "no-dead-letter": "No dead letter {job}: requeued or purged already?",
     "not-requeued": "Dead letter {job} could not be requeued (the list says why); it stays listed.",
-    "purged": "Dead letters purged.",
+    "purged": "Dead letters of queue {queue} purged.",
+    "not-purged": "Nothing purged: the form named no queue of this project. Reload the page.",
     "aborted": "Job {job} aborted.",
     "abort-requested": "Job {job} is running: its worker will cancel it on its next poll.",
     "finished": "Job {job} had already finished: nothing to abort.",
@@ -106,22 +112,78 @@ def html(body: str, status_code: int = 200) -> HTMLResponse:
     return HTMLResponse(body, status_code=status_code, headers=SECURITY_HEADERS)
 
 
-def back_to_page(request: Request, **query: str) -> RedirectResponse:
-    """303 to the page (behind the app's root path), with what it should say."""
-    path = f"{request.scope.get('root_path', '')}{router.prefix}"
-    return RedirectResponse(f"{path}?{urlencode(query)}", status_code=303, headers=SECURITY_HEADERS)
+def base_of(request: Request, path: str = "") -> str:
+    """The dashboard's path (behind the app's root path), plus `path`."""
+    return f"{request.scope.get('root_path', '')}{router.prefix}{path}"
 
 
-def render_live(request: Request, snapshot: Snapshot, settings: AppSettings) -> str:
-    return templates.get_template("live.html").render(
-        snapshot=snapshot,
-        chart=chart(snapshot.chart),
-        token=form_token(settings),
-        base=f"{request.scope.get('root_path', '')}{router.prefix}",
+def url_of(request: Request, queue: str, path: str = "", **query: str) -> str:
+    """A dashboard URL for `queue`: `?queue=<name>` first, left out for the default queue (so a
+    project with one queue has the URLs it always had), then `query`."""
+    parameters = ({} if queue == DEFAULT_QUEUE else {"queue": queue}) | query
+    url = base_of(request, path)
+    return f"{url}?{urlencode(parameters)}" if parameters else url
+
+
+def back_to_page(request: Request, queue: str, **query: str) -> RedirectResponse:
+    """303 to `queue`'s page, with what it should say."""
+    return RedirectResponse(
+        url_of(request, queue, **query), status_code=303, headers=SECURITY_HEADERS
     )
 
 
-async def look_up(job: Job[Any]) -> dict[str, Any] | None:
+def queue_key(settings: AppSettings, queue: str) -> str:
+    """The Redis key of the queue named `queue`; 404 for a name QUEUES lacks."""
+    key = settings.queue_keys.get(queue)
+    if key is None:
+        raise HTTPException(
+            404, f"no queue {queue[:100]!r}: QUEUES lists {', '.join(settings.queues)}"
+        )
+    return key
+
+
+def form_queue(settings: AppSettings, form: dict[str, str]) -> str:
+    """The queue an action's form came from (its page's), to go back to; the default queue if it
+    names none of QUEUES."""
+    queue = form.get("queue", "")
+    return queue if queue in settings.queue_keys else DEFAULT_QUEUE
+
+
+def unknown_queue_notice(settings: AppSettings, queue: str) -> str:
+    named = f"named {queue!r}" if QUEUE_NAME_PATTERN.fullmatch(queue) and len(queue) <= 100 else ""
+    return (
+        f"No queue {named or 'of that name'} in this project (QUEUES: "
+        f"{', '.join(settings.queues)}): showing {DEFAULT_QUEUE} instead."
+    )
+
+
+def live_context(
+    request: Request, settings: AppSettings, queue: str, snapshot: Snapshot
+) -> dict[str, Any]:
+    """What live.html shows: `queue`'s snapshot, the forms' token, the links to jobs."""
+    return {
+        "queue": queue,
+        "snapshot": snapshot,
+        "chart": chart(snapshot.chart),
+        "token": form_token(settings),
+        "base": base_of(request),
+        # A job's link: looked up on this queue's page (`job_link` + the id, percent-encoded).
+        "job_link": url_of(request, queue, job=""),
+        "snapshot_url": url_of(request, queue, "/snapshot.json"),
+    }
+
+
+def render_live(request: Request, settings: AppSettings, queue: str, snapshot: Snapshot) -> str:
+    context = live_context(request, settings, queue, snapshot)
+    return templates.get_template("live.html").render(**context)
+
+
+def queue_named(settings: AppSettings, key: str) -> str:
+    """The name of the queue whose key is `key`."""
+    return next((name for name, each in settings.queue_keys.items() if each == key), key)
+
+
+async def look_up(job: Job[Any], settings: AppSettings) -> dict[str, Any] | None:
     """The job as GET /jobs/{id} shows it, with the arguments it was queued with."""
     view: JobView | None = await read_view(job)
     if view is None:
@@ -129,6 +191,7 @@ async def look_up(job: Job[Any]) -> dict[str, Any] | None:
     info = await job.info()
     return {
         "view": view,
+        "queue": queue_named(settings, job.queue_name),
         "args": [] if info is None else list(info.args),
         "kwargs": {} if info is None else info.kwargs,
         "abortable": view.status not in FINISHED,
@@ -140,40 +203,53 @@ async def page(
     request: Request,
     pool: TaskPool,
     settings: AppSettings,
+    queue: str = DEFAULT_QUEUE,
     job: str = "",
     notice: str = "",
 ) -> HTMLResponse:
-    """The dashboard; `job` looks a job up by id, `notice` says what an action did."""
-    snapshot = await read_snapshot(pool, settings.queue_name)
+    """The dashboard of `queue`; `job` looks a job of any queue up by id, `notice` says what an
+    action did. A queue QUEUES lacks is a 404 that shows the default queue and says so."""
+    status_code = 200
+    message = NOTICES[notice].format(job=job, queue=queue) if notice in NOTICES else None
+    if queue not in settings.queue_keys:
+        status_code, message = 404, unknown_queue_notice(settings, queue)
+        queue = DEFAULT_QUEUE
+    snapshot = await read_snapshot(pool, settings.queue_keys[queue])
     looked_up = None
     if job and re.fullmatch(JOB_ID_PATTERN, job) and len(job) <= JOB_ID_MAX_LENGTH:
-        looked_up = await look_up(job_by_id(job, pool))
+        looked_up = await look_up(job_by_id(job, pool), settings)
     elif job:
-        notice = "bad-id"
+        message = message if status_code != 200 else NOTICES["bad-id"]
     body = templates.get_template("page.html").render(
+        **live_context(request, settings, queue, snapshot),
         app_name=settings.app_name,
-        snapshot=snapshot,
-        chart=chart(snapshot.chart),
-        token=form_token(settings),
-        base=f"{request.scope.get('root_path', '')}{router.prefix}",
+        # The queue picker, shown with more than one queue: each one's name and page.
+        queues=[(name, url_of(request, name)) for name in settings.queues],
+        default_queue=DEFAULT_QUEUE,
+        live_url=url_of(request, queue, "/live"),
         refresh_ms=REFRESH_SECONDS * 1000,
         job_id=job,
         looked_up=looked_up,
-        notice=NOTICES[notice].format(job=job) if notice in NOTICES else None,
+        notice=message,
     )
-    return html(body)
+    return html(body, status_code)
 
 
 @router.get("/live")
-async def live(request: Request, pool: TaskPool, settings: AppSettings) -> HTMLResponse:
-    """The refreshed part of the page, as HTML (escaped like the page)."""
-    return html(render_live(request, await read_snapshot(pool, settings.queue_name), settings))
+async def live(
+    request: Request, pool: TaskPool, settings: AppSettings, queue: str = DEFAULT_QUEUE
+) -> HTMLResponse:
+    """The refreshed part of `queue`'s page, as HTML (escaped like the page)."""
+    snapshot = await read_snapshot(pool, queue_key(settings, queue))
+    return html(render_live(request, settings, queue, snapshot))
 
 
 @router.get("/snapshot.json")
-async def snapshot_json(pool: TaskPool, settings: AppSettings) -> JSONResponse:
-    """Everything the page shows, as JSON (snapshot.py's `Snapshot`)."""
-    snapshot = await read_snapshot(pool, settings.queue_name)
+async def snapshot_json(
+    pool: TaskPool, settings: AppSettings, queue: str = DEFAULT_QUEUE
+) -> JSONResponse:
+    """Everything `queue`'s page shows, as JSON (snapshot.py's `Snapshot`)."""
+    snapshot = await read_snapshot(pool, queue_key(settings, queue))
     return JSONResponse(snapshot.model_dump(mode="json", by_alias=True), headers=SECURITY_HEADERS)
 
 
@@ -205,31 +281,37 @@ async def checked_form(request: Request, settings: AppSettings) -> dict[str, str
 
 @router.post("/dead-letters/{job_id}/requeue")
 async def requeue(request: Request, job_id: JobId, settings: AppSettings) -> RedirectResponse:
-    """Put the dead letter back on the queue as a new job, then show that job."""
-    await checked_form(request, settings)
+    """Put the dead letter back on its queue (its id says which) as a new job, then show that
+    job, on the page the form came from."""
+    queue = form_queue(settings, await checked_form(request, settings))
     try:
         job = await requeue_dead_letter(job_id)
     except LookupError:
-        return back_to_page(request, notice="no-dead-letter", job=job_id)
+        return back_to_page(request, queue, notice="no-dead-letter", job=job_id)
     except (RequeueRefused, UnknownTaskError, JobArgumentError):
-        return back_to_page(request, notice="not-requeued", job=job_id)
-    return back_to_page(request, notice="requeued", job=job.job_id)
+        return back_to_page(request, queue, notice="not-requeued", job=job_id)
+    return back_to_page(request, queue, notice="requeued", job=job.job_id)
 
 
 @router.post("/dead-letters/purge")
 async def purge(request: Request, pool: TaskPool, settings: AppSettings) -> RedirectResponse:
-    """Delete every dead letter."""
-    await checked_form(request, settings)
-    await dead_letters.purge(pool, settings.queue_name)
-    return back_to_page(request, notice="purged")
+    """Delete every dead letter of the queue the form names (`queue`), only of that one. A form
+    that names none of QUEUES purges nothing: the page says so."""
+    form = await checked_form(request, settings)
+    queue = form.get("queue", "")
+    if queue not in settings.queue_keys:
+        return back_to_page(request, DEFAULT_QUEUE, notice="not-purged")
+    await dead_letters.purge(pool, settings.queue_keys[queue])
+    return back_to_page(request, queue, notice="purged")
 
 
 @router.post("/jobs/{job_id}/abort")
 async def abort(request: Request, job: JobHandle, settings: AppSettings) -> RedirectResponse:
-    """Abort the job as DELETE /jobs/{id} does, then show it."""
-    await checked_form(request, settings)
+    """Abort the job as DELETE /jobs/{id} does, then show it, on the page the form came from."""
+    queue = form_queue(settings, await checked_form(request, settings))
     status = await job.status()
     if status in FINISHED or status == "not_found":
-        return back_to_page(request, notice="finished", job=job.job_id)
+        return back_to_page(request, queue, notice="finished", job=job.job_id)
     aborted = await job.abort(timeout=settings.api_abort_wait, poll_delay=0.1)
-    return back_to_page(request, notice="aborted" if aborted else "abort-requested", job=job.job_id)
+    notice = "aborted" if aborted else "abort-requested"
+    return back_to_page(request, queue, notice=notice, job=job.job_id)
