@@ -1,6 +1,7 @@
 # Template file, kept current by `cruft update`: yours are listed in README.md, "Your code".
 """The operator commands behind `just worker-check`, `just dead-letters`, `just requeue` and
-`just purge-dead-letters`, run as a user runs them: separate processes, real workers."""
+`just purge-dead-letters`, run as a user runs them: separate processes, real workers; with
+several queues, each queue's dead letters apart (`--queue NAME`)."""
 
 import os
 import shutil
@@ -14,14 +15,16 @@ from pathlib import Path
 import pytest
 from arq.connections import ArqRedis
 
+from {{ cookiecutter.package_name }}.config import get_settings
 from {{ cookiecutter.package_name }}.infrastructure import tasks
 from {{ cookiecutter.package_name }}.infrastructure.local.redis_server import LocalRedisServer, free_port
 from {{ cookiecutter.package_name }}.infrastructure.store import dead_letters
 from {{ cookiecutter.package_name }}.infrastructure.store.heartbeat import MARGIN_SECONDS
 
-from .conftest import TEST_HEARTBEAT_SECONDS, WorkerProcesses
+from .conftest import TEST_HEARTBEAT_SECONDS, Configure, WorkerProcesses
 
 CLI = [sys.executable, "-m", "{{ cookiecutter.package_name }}.infrastructure.ops.cli"]
+QUEUES = "critical,default,bulk"
 
 
 @pytest.fixture
@@ -132,13 +135,15 @@ def test_worker_logs_the_projects_records(
     assert "worker started on queue" in worker_processes.log(0)
 
 
-async def add_dead_letter(pool: ArqRedis, job_id: str, message: str) -> None:
+async def add_dead_letter(
+    pool: ArqRedis, job_id: str, message: str, queue_name: str = tasks.WorkerSettings.queue_name
+) -> None:
     now = datetime.now(UTC)
     letter = dead_letters.DeadLetter(
         job_id=job_id, function="example_task", args=[], kwargs={"message": message},
         error_type="ConnectionError", error="SMTP server down", tries=3, enqueued_at=now, failed_at=now,
     )  # fmt: skip
-    await dead_letters.add(pool, tasks.WorkerSettings.queue_name, letter, limit=1000)
+    await dead_letters.add(pool, queue_name, letter, limit=1000)
 
 
 async def test_dead_letters_lists_the_records(
@@ -197,3 +202,113 @@ async def test_dead_letter_store_is_bounded(task_pool: ArqRedis) -> None:
         "job-3",
         "job-2",
     ]
+
+
+@pytest.fixture
+def three_queues(environment: dict[str, str], configure: Configure) -> dict[str, str]:
+    """QUEUES=critical,default,bulk, in this process and in the commands'."""
+    configure(QUEUES=QUEUES)
+    return {**environment, "QUEUES": QUEUES}
+
+
+def key(queue: str) -> str:
+    return get_settings().queue_keys[queue]
+
+
+def blocks(output: str) -> dict[str, str]:
+    """The listing's block of each queue, by the queue's key: its first line onwards."""
+    found: dict[str, str] = {}
+    for line in output.splitlines():
+        if " dead letter(s) on queue " in line:
+            queue_name = line.split(" on queue ", 1)[1]
+            found[queue_name] = ""
+        found[queue_name] += line + "\n"
+    return found
+
+
+async def letters_in_three_queues(pool: ArqRedis) -> None:
+    """One dead letter on critical, two on bulk, none on default; ids as a worker writes them."""
+    await add_dead_letter(pool, f"{key('critical')}:c-1", "urgent", key("critical"))
+    await add_dead_letter(pool, f"{key('bulk')}:b-1", "slow 1", key("bulk"))
+    await add_dead_letter(pool, f"{key('bulk')}:b-2", "slow 2", key("bulk"))
+
+
+async def test_dead_letters_lists_each_queue_s_own(
+    three_queues: dict[str, str], task_pool: ArqRedis
+) -> None:
+    await letters_in_three_queues(task_pool)
+
+    everything = cli(three_queues, "dead-letters")
+    bulk = cli(three_queues, "dead-letters", "--queue", "bulk")
+
+    assert everything.returncode == 0, everything.stderr
+    listed = blocks(everything.stdout)
+    assert list(listed) == [key("critical"), key("default"), key("bulk")]  # QUEUES' order
+    assert listed[key("critical")].startswith("1 dead letter(s)")
+    assert "c-1  example_task" in listed[key("critical")]
+    assert "b-1" not in listed[key("critical")]
+    assert listed[key("default")] == f"0 dead letter(s) on queue {key('default')}\n"
+    assert listed[key("bulk")].startswith("2 dead letter(s)")
+    assert "b-1  example_task" in listed[key("bulk")]
+    assert "b-2  example_task" in listed[key("bulk")]
+    assert "c-1" not in listed[key("bulk")]
+    assert bulk.returncode == 0, bulk.stderr
+    assert blocks(bulk.stdout) == {key("bulk"): listed[key("bulk")]}
+
+
+async def test_a_dead_letter_is_requeued_onto_its_own_queue(
+    three_queues: dict[str, str], task_pool: ArqRedis
+) -> None:
+    await letters_in_three_queues(task_pool)
+
+    result = cli(three_queues, "requeue", f"{key('bulk')}:b-1")
+
+    assert result.returncode == 0, result.stderr
+    assert await task_pool.zcard(key("bulk")) == 1
+    assert await task_pool.zcard(key("default")) == 0
+    assert await dead_letters.count(task_pool, key("bulk")) == 1
+    assert await dead_letters.count(task_pool, key("critical")) == 1
+
+
+async def test_purge_deletes_one_queue_s_letters_or_every_queue_s(
+    three_queues: dict[str, str], task_pool: ArqRedis
+) -> None:
+    await letters_in_three_queues(task_pool)
+
+    one = cli(three_queues, "purge-dead-letters", "--queue", "bulk", "--yes")
+    assert one.returncode == 0, one.stderr
+    assert one.stdout == "deleted 2 dead letter(s)\n"
+    assert await dead_letters.count(task_pool, key("bulk")) == 0
+    assert await dead_letters.count(task_pool, key("critical")) == 1
+
+    await add_dead_letter(task_pool, f"{key('bulk')}:b-3", "slow 3", key("bulk"))
+    refused = cli(three_queues, "purge-dead-letters")  # no terminal to confirm at, no --yes
+    assert refused.returncode == 1
+    assert await dead_letters.count(task_pool, key("critical")) == 1
+
+    every = cli(three_queues, "purge-dead-letters", "--yes")
+    assert every.returncode == 0, every.stderr
+    assert every.stdout == (
+        f"deleted 2 dead letter(s): 1 on queue {key('critical')}, 1 on queue {key('bulk')}\n"
+    )
+    assert [await dead_letters.count(task_pool, key(q)) for q in QUEUES.split(",")] == [0, 0, 0]
+
+    nothing = cli(three_queues, "purge-dead-letters", "--queue", "default")
+    assert nothing.returncode == 0
+    assert nothing.stdout == f"no dead letters on queue {key('default')}\n"
+
+
+@pytest.mark.parametrize("command", ["dead-letters", "purge-dead-letters", "queue-stats"])
+async def test_a_queue_that_queues_lacks_is_refused_in_one_line(
+    three_queues: dict[str, str], task_pool: ArqRedis, command: str
+) -> None:
+    await letters_in_three_queues(task_pool)
+
+    yes = ["--yes"] if command == "purge-dead-letters" else []  # nothing to ask: refused first
+
+    result = cli(three_queues, command, "--queue", "urgent", *yes)
+
+    assert result.returncode == 2
+    assert result.stderr == "no queue named 'urgent': QUEUES lists critical, default, bulk\n"
+    assert result.stdout == ""
+    assert await dead_letters.count(task_pool, key("bulk")) == 2

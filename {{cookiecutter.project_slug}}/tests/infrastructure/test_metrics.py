@@ -2,7 +2,7 @@
 """Prometheus metrics (infrastructure/ops/metrics.py): a real worker process counts each function's
 tries and how they ended, and shows its slots, at its own /metrics port; with the port unset,
 nothing of this is loaded. The queue's gauges are read from Redis by `just metrics`{% if cookiecutter.api_framework == "fastapi" %} and by
-the API's `/metrics`{% endif %}."""
+the API's `/metrics`{% endif %}, one series per queue of QUEUES, labelled with the queue's key."""
 
 import asyncio
 import os
@@ -21,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 {% if cookiecutter.api_framework == "fastapi" -%}
 from {{ cookiecutter.package_name }}.api.app import create_app
 {% endif -%}
+from {{ cookiecutter.package_name }}.config import get_settings
 from {{ cookiecutter.package_name }}.infrastructure.local.redis_server import LocalRedisServer, free_port
 {%- if cookiecutter.api_framework == "fastapi" %}
 from {{ cookiecutter.package_name }}.infrastructure.ops.metrics import CONTENT_TYPE, render_queue_stats
@@ -53,6 +54,14 @@ from .test_api_health import serving
 
 FAULT_JOBS = "tests.infrastructure.fault_jobs.WorkerSettings"
 QUEUE = WorkerSettings.queue_name
+QUEUES = "critical,default,bulk"
+GAUGES = (
+    "arq_queue_jobs_waiting",
+    "arq_queue_jobs_deferred",
+    "arq_queue_jobs_running",
+    "arq_queue_dead_letters",
+    "arq_queue_live_workers",
+)
 
 
 def value(text: str, name: str, **labels: str) -> float:
@@ -289,6 +298,74 @@ async def test_a_worker_serves_the_queue_gauges_as_it_last_read_them(
     }
 
 
+async def three_queues_with_their_own_figures(pool: ArqRedis, configure: Configure) -> None:
+    """QUEUES=critical,default,bulk: critical one job waiting, default `queue_with_one_of_each`,
+    bulk three waiting and two dead letters; no worker."""
+    configure(QUEUES=QUEUES)
+    await queue_with_one_of_each(pool)
+    await pool.enqueue_job("example_task", message="soon", _queue_name="critical")
+    for number in range(3):
+        await pool.enqueue_job("example_task", message=str(number), _queue_name="bulk")
+    bulk = get_settings().queue_keys["bulk"]
+    letter = (await dead_letters.all_letters(pool, QUEUE))[0]
+    for _ in range(2):
+        await dead_letters.add(pool, bulk, letter, limit=10)
+
+
+def queue_figures(text: str) -> dict[str, dict[str, float]]:
+    """Each gauge's value by queue name, every series labelled with its queue's key."""
+    keys = get_settings().queue_keys
+    return {
+        queue: {name.removeprefix("arq_queue_"): value(text, name, queue=key) for name in GAUGES}
+        for queue, key in keys.items()
+    }
+
+
+THREE_QUEUES_FIGURES = {
+    "critical": {"jobs_waiting": 1, "jobs_deferred": 0, "jobs_running": 0, "dead_letters": 0, "live_workers": 0},
+    "default": {"jobs_waiting": 2, "jobs_deferred": 1, "jobs_running": 0, "dead_letters": 1, "live_workers": 0},
+    "bulk": {"jobs_waiting": 3, "jobs_deferred": 0, "jobs_running": 0, "dead_letters": 2, "live_workers": 0},
+}  # fmt: skip
+
+
+async def test_just_metrics_prints_each_queue_s_gauges_under_its_key(
+    task_pool: ArqRedis, redis_server: LocalRedisServer, configure: Configure
+) -> None:
+    await three_queues_with_their_own_figures(task_pool, configure)
+    environment = {**os.environ, "REDIS_URL": redis_server.url, "QUEUES": QUEUES}
+    command = [sys.executable, "-m", "{{ cookiecutter.package_name }}.infrastructure.ops.cli", "metrics"]
+
+    printed = await asyncio.to_thread(
+        subprocess.run, command, env=environment, capture_output=True, text=True, timeout=30
+    )
+
+    assert printed.returncode == 0, printed.stderr
+    assert queue_figures(printed.stdout) == THREE_QUEUES_FIGURES
+    assert printed.stdout.count("# TYPE arq_queue_jobs_waiting gauge") == 1  # one family
+
+
+async def test_a_worker_s_metrics_carry_the_gauges_of_each_queue_it_is_given(
+    task_pool: ArqRedis, configure: Configure
+) -> None:
+    from {{ cookiecutter.package_name }}.infrastructure.ops.metrics import WorkerMetrics
+
+    await three_queues_with_their_own_figures(task_pool, configure)
+    port = free_port()
+    queue_names = list(get_settings().queue_keys.values())
+    metrics = WorkerMetrics.start(None, "127.0.0.1", port, task_pool, queue_names)
+    assert metrics is not None
+    try:
+        for _ in range(100):  # up to 10 s: read at start, then every QUEUE_STATS_SECONDS
+            text = await scrape(port)
+            if "arq_queue_live_workers" in text:
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        await metrics.stop()
+
+    assert queue_figures(text) == THREE_QUEUES_FIGURES
+
+
 async def test_records_that_cannot_be_read_are_counted_by_kind(task_pool: ArqRedis) -> None:
     await add_dead_letter(task_pool)
     await task_pool.lpush(dead_letters.dead_letter_key(QUEUE), b"not a dead letter")  # type: ignore[misc]
@@ -324,6 +401,18 @@ async def test_the_api_serves_the_queue_gauges_read_at_each_request(
     assert value(text, "arq_queue_jobs_running", queue=QUEUE) == 2
     assert value(text, "arq_queue_dead_letters", queue=QUEUE) == 1
     assert value(text, "arq_queue_live_workers", queue=QUEUE) == 1
+
+
+async def test_the_api_serves_each_queue_s_gauges_under_its_key(
+    task_pool: ArqRedis, configure: Configure
+) -> None:
+    await three_queues_with_their_own_figures(task_pool, configure)
+
+    async with serving(create_app()) as client:
+        response = await client.get("/metrics")
+
+    assert response.status_code == 200
+    assert queue_figures(response.text) == THREE_QUEUES_FIGURES
 
 
 def test_the_api_s_metrics_route_is_not_in_its_schema() -> None:

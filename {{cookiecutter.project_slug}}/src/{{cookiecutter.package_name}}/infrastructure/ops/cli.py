@@ -5,23 +5,29 @@
 
     uv run python -m {{ cookiecutter.package_name }}.infrastructure.ops.cli ping
     uv run python -m {{ cookiecutter.package_name }}.infrastructure.ops.cli worker-check [--this-host] [--queue NAME]
-    uv run python -m {{ cookiecutter.package_name }}.infrastructure.ops.cli dead-letters
+    uv run python -m {{ cookiecutter.package_name }}.infrastructure.ops.cli dead-letters [--queue NAME]
     uv run python -m {{ cookiecutter.package_name }}.infrastructure.ops.cli requeue JOB_ID
-    uv run python -m {{ cookiecutter.package_name }}.infrastructure.ops.cli purge-dead-letters [--yes]
+    uv run python -m {{ cookiecutter.package_name }}.infrastructure.ops.cli purge-dead-letters [--queue NAME] [--yes]
     uv run python -m {{ cookiecutter.package_name }}.infrastructure.ops.cli metrics
-    uv run python -m {{ cookiecutter.package_name }}.infrastructure.ops.cli queue-stats [--watch [--interval SECONDS]]
+    uv run python -m {{ cookiecutter.package_name }}.infrastructure.ops.cli queue-stats [--queue NAME] [--watch [--interval SECONDS]]
     uv run python -m {{ cookiecutter.package_name }}.infrastructure.ops.cli queue-migrate [OLD_QUEUE_NAME] [--force]
 
 Exit codes: 0 done (worker-check: at least one worker alive), 1 the answer is "no" (no worker
 alive, no such dead letter, purge not confirmed, queue-migrate refused or left jobs behind), 2 Redis cannot be reached or refuses the command
-(out of memory, a read-only replica, ...: one line says which), or a setting is invalid.
+(out of memory, a read-only replica, ...: one line says which), a setting is invalid, or
+`--queue` names a queue QUEUES lacks.
+
+Every queue of QUEUES by default: `dead-letters` lists each queue's, `purge-dead-letters` deletes
+each queue's (its question names each queue and its count), `queue-stats` draws a table per queue
+and `metrics` prints each queue's gauges, labelled with its key; `--queue NAME` narrows the first
+three to one queue. `requeue` finds a letter's queue from its id.
 """
 
 import argparse
 import asyncio
 import socket
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -49,12 +55,13 @@ from ..store.connection import (
     unavailable,
     write_refusal,
 )
-from ..store.depth import queue_stats
+from ..store.depth import queue_stats_of
 from ..store.heartbeat import MARGIN_SECONDS, live_workers
 from .activity import OUTCOMES, QueueCounts, queue_counts
 from .migrate import move_queue, queue_type
 
 if TYPE_CHECKING:
+    from rich.console import RenderableType
     from rich.table import Table
 
 
@@ -69,12 +76,10 @@ async def ping(redis: Redis, args: argparse.Namespace) -> int:
 
 async def worker_check(redis: Redis, args: argparse.Namespace) -> int:
     settings = get_settings()
-    queue = args.queue or settings.served_queues[0]
-    queue_name = settings.queue_keys.get(queue)
-    if queue_name is None:
-        known = ", ".join(settings.queues)
-        print(f"no queue named {queue!r}: QUEUES lists {known}", file=sys.stderr)
+    queue_names = chosen_queues(args.queue or settings.served_queues[0])
+    if queue_names is None:
         return 2
+    [queue_name] = queue_names
     host = socket.gethostname() if args.this_host else None
     workers = await live_workers(redis, queue_name, host=host)
     where = f" on host {host}" if host else ""
@@ -92,9 +97,30 @@ async def worker_check(redis: Redis, args: argparse.Namespace) -> int:
     return 0
 
 
+def chosen_queues(queue: str | None) -> list[str] | None:
+    """The keys of the queues a command looks at: `queue`'s (a name of QUEUES), or every queue's
+    in QUEUES' order for None. An unknown name is refused in one line (None: exit 2)."""
+    settings = get_settings()
+    if queue is None:
+        return list(settings.queue_keys.values())
+    queue_name = settings.queue_keys.get(queue)
+    if queue_name is None:
+        known = ", ".join(settings.queues)
+        print(one_line(f"no queue named {queue!r}: QUEUES lists {known}"), file=sys.stderr)
+        return None
+    return [queue_name]
+
+
 async def list_dead_letters(redis: Redis, args: argparse.Namespace) -> int:
-    queue_name = get_settings().queue_name
-    letters = await dead_letters.all_letters(redis, queue_name)
+    queue_names = chosen_queues(args.queue)
+    if queue_names is None:
+        return 2
+    for queue_name in queue_names:
+        print_dead_letters(queue_name, await dead_letters.all_letters(redis, queue_name))
+    return 0
+
+
+def print_dead_letters(queue_name: str, letters: Sequence[dead_letters.DeadLetter]) -> None:
     print(f"{len(letters)} dead letter(s) on queue {queue_name}")
     for letter in letters:
         blocker = requeue_blocker(letter)
@@ -109,7 +135,6 @@ async def list_dead_letters(redis: Redis, args: argparse.Namespace) -> int:
             one_line(f"      {requeue_hint(letter.job_id, blocker)}"),
             sep="\n",
         )
-    return 0
 
 
 def requeue_hint(job_id: str, blocker: str | None) -> str:
@@ -132,44 +157,64 @@ async def requeue(redis: Redis, args: argparse.Namespace) -> int:
 
 
 async def purge_dead_letters(redis: Redis, args: argparse.Namespace) -> int:
-    queue_name = get_settings().queue_name
-    count = await dead_letters.count(redis, queue_name)
-    if count == 0:
-        print(f"no dead letters on queue {queue_name}")
+    """Delete the dead letters of the queue named, or of every queue: the question (skipped by
+    --yes) names each queue that has some, and how many."""
+    queue_names = chosen_queues(args.queue)
+    if queue_names is None:
+        return 2
+    counts = {name: await dead_letters.count(redis, name) for name in queue_names}
+    counts = {name: count for name, count in counts.items() if count}
+    if not counts:
+        print(f"no dead letters on queue {', '.join(queue_names)}")
         return 0
-    if not args.yes and not _confirm(f"Delete {count} dead letter(s) on queue {queue_name}?"):
+    if not args.yes and not _confirm(f"Delete {dead_letters_on(counts)}?"):
         print("nothing deleted (confirm at the prompt, or pass --yes)", file=sys.stderr)
         return 1
-    deleted = await dead_letters.purge(redis, queue_name)
-    print(f"deleted {deleted} dead letter(s)")
+    deleted = {name: await dead_letters.purge(redis, name) for name in counts}
+    if len(deleted) == 1:
+        print(f"deleted {sum(deleted.values())} dead letter(s)")
+    else:
+        print(f"deleted {dead_letters_on(deleted)}")
     return 0
+
+
+def dead_letters_on(counts: dict[str, int]) -> str:
+    """The counts in words: `3 dead letter(s) on queue {p:bulk}`, or for several queues
+    `3 dead letter(s): 1 on queue {p:critical}, 2 on queue {p:bulk}`."""
+    total = sum(counts.values())
+    if len(counts) == 1:
+        return f"{total} dead letter(s) on queue {next(iter(counts))}"
+    return f"{total} dead letter(s): " + ", ".join(
+        f"{count} on queue {name}" for name, count in counts.items()
+    )
 
 
 async def print_metrics(redis: Redis, args: argparse.Namespace) -> int:
     # Imported here: prometheus-client is for this command only, the others start without it.
-    from .metrics import render_queue_stats
+    from .metrics import render_queue_gauges
 
-    queue_name = get_settings().queue_name
-    stats = await queue_stats(redis, queue_name)
-    sys.stdout.write(render_queue_stats(stats, queue_name).decode())
+    queue_names = list(get_settings().queue_keys.values())
+    stats = await queue_stats_of(redis, queue_names)
+    sys.stdout.write(render_queue_gauges(stats).decode())
     return 0
 
 
 async def print_queue_stats(redis: Redis, args: argparse.Namespace) -> int:
-    """The dashboard's counts as a table; with --watch, redrawn in place until Ctrl-C."""
+    """The dashboard's counts as a table per queue; with --watch, redrawn in place until Ctrl-C."""
     # Imported here: rich is for this command only, the others start without it.
     from rich.console import Console
     from rich.live import Live
 
-    queue_name = get_settings().queue_name
+    queue_names = chosen_queues(args.queue)
+    if queue_names is None:
+        return 2
     console = Console()
     if not args.watch:
-        console.print(queue_stats_table(queue_name, await queue_counts(redis, queue_name)))
+        console.print(await queue_stats_tables(redis, queue_names))
         return 0
     with Live(console=console, auto_refresh=False) as live:
         while True:
-            table = queue_stats_table(queue_name, await queue_counts(redis, queue_name))
-            live.update(table, refresh=True)
+            live.update(await queue_stats_tables(redis, queue_names), refresh=True)
             await asyncio.sleep(args.interval)
 
 
@@ -210,6 +255,15 @@ async def queue_migrate(redis: Redis, args: argparse.Namespace) -> int:
         )
         return 1
     return 0
+
+
+async def queue_stats_tables(redis: Redis, queue_names: Sequence[str]) -> "RenderableType":
+    """A table per queue, in QUEUES' order, each titled with the queue's key."""
+    from rich.console import Group
+
+    counts = await asyncio.gather(*(queue_counts(redis, name) for name in queue_names))
+    tables = [queue_stats_table(name, each) for name, each in zip(queue_names, counts, strict=True)]
+    return Group(*tables)
 
 
 def queue_stats_table(queue_name: str, counts: QueueCounts) -> "Table":
@@ -272,22 +326,38 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     check.set_defaults(run=worker_check)
 
     listing = commands.add_parser("dead-letters", help="list the jobs that failed for good")
+    listing.add_argument(
+        "--queue", metavar="NAME", help="only this queue's (default: each queue of QUEUES)"
+    )
     listing.set_defaults(run=list_dead_letters)
 
     again = commands.add_parser("requeue", help="put a dead-lettered job back on the queue")
     again.add_argument("job_id")
     again.set_defaults(run=requeue)
 
-    purge = commands.add_parser("purge-dead-letters", help="delete every dead letter")
+    purge = commands.add_parser(
+        "purge-dead-letters",
+        help="delete the dead letters of every queue (or --queue's), after confirmation",
+    )
+    purge.add_argument(
+        "--queue",
+        metavar="NAME",
+        help="only this queue's (default: every queue of QUEUES; the question names each)",
+    )
     purge.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     purge.set_defaults(run=purge_dead_letters)
 
     metrics = commands.add_parser(
-        "metrics", help="print the queue's gauges in Prometheus's text format"
+        "metrics", help="print every queue's gauges in Prometheus's text format"
     )
     metrics.set_defaults(run=print_metrics)
 
-    stats = commands.add_parser("queue-stats", help="the queue's counts, as the dashboard shows")
+    stats = commands.add_parser(
+        "queue-stats", help="each queue's counts, as the dashboard shows, a table per queue"
+    )
+    stats.add_argument(
+        "--queue", metavar="NAME", help="only this queue (default: each queue of QUEUES)"
+    )
     stats.add_argument("--watch", action="store_true", help="redraw until Ctrl-C")
     stats.add_argument(
         "--interval", type=positive_seconds, default=2.0, help="seconds between redraws (2)"

@@ -25,9 +25,10 @@ own task, without a lock; a scrape reads them (`JobMetrics.collect`), and nothin
 process until then. Every function the worker runs has its series from the start, at 0, so
 that `rate()` sees its first job and a ratio of two counters is never missing a side.
 
-The queue-level gauges, labelled `queue` (`arq_queue_jobs_waiting`, `_deferred`, `_running`,
-`arq_queue_dead_letters`, `arq_queue_live_workers`), are read from Redis when they are asked
-for (depth.py's `queue_stats`, no SCAN) and rendered by `render_queue_stats`:
+The queue-level gauges (`arq_queue_jobs_waiting`, `_deferred`, `_running`,
+`arq_queue_dead_letters`, `arq_queue_live_workers`), one series per queue of QUEUES labelled
+`queue` with the queue's key, are read from Redis when they are asked for (depth.py's
+`queue_stats` per queue, no SCAN) and rendered by `render_queue_gauges`:
 {%- if cookiecutter.api_framework == "fastapi" %} the API serves
 them at `/metrics` (api/metrics.py), `just metrics` prints them. Each worker's `/metrics` has
 them too, as it last read them (every QUEUE_STATS_SECONDS): where there is no API, that is
@@ -44,7 +45,7 @@ metrics are on.
 import asyncio
 import logging
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from threading import Thread
 from typing import Any, Protocol
@@ -69,7 +70,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from .. import job_events
-from ..store.depth import QueueStats, queue_stats
+from ..store.depth import QueueStats, queue_stats_of
 from ..store.records import unreadable_records
 
 logger = logging.getLogger(__name__)
@@ -101,8 +102,9 @@ OUTCOME_COUNTERS = {
     "aborted": ("arq_jobs_aborted", "Tries of jobs cancelled: aborted, or their worker stopped"),
 }
 
-# How often a worker reads the queue's gauges for its own /metrics (the API reads them when
-# asked): one depth.py `queue_stats` per worker per period, about five Redis commands.
+# How often a worker reads the queues' gauges for its own /metrics (the API reads them when
+# asked): one depth.py `queue_stats` per queue per worker per period, about five Redis
+# commands each.
 QUEUE_STATS_SECONDS = 5.0
 
 # depth.py's QueueStats field, the gauge's name, and its help text.
@@ -221,27 +223,30 @@ class WorkerSlots(Collector):
 
 
 class LastQueueStats(Collector):
-    """The queue's gauges as this worker last read them (`refresh`, every QUEUE_STATS_SECONDS
-    on the worker's event loop); none until the first read, or while Redis does not answer.
+    """The queues' gauges as this worker last read them (`refresh`, every QUEUE_STATS_SECONDS
+    on the worker's event loop), one series per queue; none until the first read, or while
+    Redis does not answer.
 
     So that a worker serves them too, not only the API: where there is no API, Prometheus and
-    KEDA (deploy/kubernetes/) read the backlog here. Every worker reports the same queue, so
-    rules and dashboards take the max by queue (deploy/monitoring/alerts.yml)."""
+    KEDA (deploy/kubernetes/) read the backlog here. Every worker reports the same queues,
+    whichever it serves, so rules and dashboards take the max by queue
+    (deploy/monitoring/alerts.yml)."""
 
-    def __init__(self, redis: Redis, queue_name: str) -> None:
+    def __init__(self, redis: Redis, queue_names: str | Sequence[str]) -> None:
         self.redis = redis
-        self.queue_name = queue_name
-        self.stats: QueueStats | None = None
+        # The keys of the queues to read; one key alone is one queue.
+        self.queue_names = [queue_names] if isinstance(queue_names, str) else list(queue_names)
+        self.stats: dict[str, QueueStats] | None = None
 
     def collect(self) -> Iterator[Metric]:
         stats = self.stats  # one read: the event loop may replace it meanwhile
         if stats is not None:
-            yield from _QueueGauges(stats, self.queue_name).collect()
+            yield from _QueueGauges(stats).collect()
 
     async def refresh(self) -> None:
         while True:
             try:
-                self.stats = await queue_stats(self.redis, self.queue_name)
+                self.stats = await queue_stats_of(self.redis, self.queue_names)
             except (RedisError, OSError):
                 self.stats = None  # no stale figures: the series go missing instead
             await asyncio.sleep(QUEUE_STATS_SECONDS)
@@ -259,10 +264,16 @@ class WorkerMetrics:
 
     @classmethod
     def start(
-        cls, worker: "WorkerView | None", host: str, port: int, redis: Redis, queue_name: str
+        cls,
+        worker: "WorkerView | None",
+        host: str,
+        port: int,
+        redis: Redis,
+        queue_names: str | Sequence[str],
     ) -> "WorkerMetrics | None":
-        """Serve `worker`'s metrics (no per-worker gauges for None: arq's own worker) and
-        `queue_name`'s gauges on `host:port`. A port that cannot be bound is logged, and the
+        """Serve `worker`'s metrics (no per-worker gauges for None: arq's own worker) and the
+        gauges of the queues whose keys are `queue_names` (every queue of QUEUES: the settings'
+        `queue_keys`, not only those the worker serves) on `host:port`. A port that cannot be bound is logged, and the
         worker runs without metrics (None): its jobs matter more, and Prometheus reports the
         target down."""
         registry = CollectorRegistry()
@@ -272,7 +283,7 @@ class WorkerMetrics:
         registry.register(jobs)
         if worker is not None:
             registry.register(WorkerSlots(worker))
-        queue = LastQueueStats(redis, queue_name)
+        queue = LastQueueStats(redis, queue_names)
         registry.register(queue)
         registry.register(UnreadableRecords())
         try:
@@ -317,20 +328,28 @@ class UnreadableRecords(Collector):
 
 
 class _QueueGauges(Collector):
-    def __init__(self, stats: QueueStats, queue_name: str) -> None:
+    """Each gauge once, with a series per queue (label `queue`: the queue's key)."""
+
+    def __init__(self, stats: Mapping[str, QueueStats]) -> None:
         self.stats = stats
-        self.queue_name = queue_name
 
     def collect(self) -> Iterator[Metric]:
         for count, name, help_text in QUEUE_GAUGES:
             gauge = GaugeMetricFamily(name, help_text, labels=["queue"])
-            gauge.add_metric([self.queue_name], getattr(self.stats, count))
+            for queue_name, stats in self.stats.items():
+                gauge.add_metric([queue_name], getattr(stats, count))
             yield gauge
 
 
-def render_queue_stats(stats: QueueStats, queue_name: str) -> bytes:
-    """The queue-level gauges in Prometheus's text format (CONTENT_TYPE)."""
+def render_queue_gauges(stats: Mapping[str, QueueStats]) -> bytes:
+    """The queue-level gauges of each queue (its key -> depth.py's `queue_stats_of`), in
+    Prometheus's text format (CONTENT_TYPE)."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_QueueGauges(stats, queue_name))
+    registry.register(_QueueGauges(stats))
     registry.register(UnreadableRecords())
     return generate_latest(registry)
+
+
+def render_queue_stats(stats: QueueStats, queue_name: str) -> bytes:
+    """One queue's gauges, as `render_queue_gauges` renders them."""
+    return render_queue_gauges({queue_name: stats})

@@ -15,9 +15,13 @@ the running-lists through the live workers' sorted set instead (heartbeat.py): i
 with the live workers and their running jobs, never with the queue's length (ZCOUNT: O(log N))
 or the number of keys in Redis. Three round trips: the counts, then the running ids (SUNION of
 the live workers' lists), then their scores (ZMSCORE); none when no worker is alive.
+`queue_stats_of` reads several queues at once (the metrics: every queue of QUEUES), each
+queue's commands in a pipeline of their own, all of them concurrently.
 """
 
+import asyncio
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
@@ -121,6 +125,12 @@ async def queue_stats(redis: Redis, queue_name: str) -> QueueStats:
         dead_letters=dead_letters,
         live_workers=len(workers),
     )
+
+
+async def queue_stats_of(redis: Redis, queue_names: Sequence[str]) -> dict[str, QueueStats]:
+    """`queue_stats` of each queue (by its key), read concurrently, in the order given."""
+    stats = await asyncio.gather(*(queue_stats(redis, name) for name in queue_names))
+    return dict(zip(queue_names, stats, strict=True))
 
 
 async def queue_scores(redis: Redis, queue_name: str, job_ids: list[bytes]) -> list[float | None]:
