@@ -273,9 +273,9 @@ class WorkerMetrics:
     ) -> "WorkerMetrics | None":
         """Serve `worker`'s metrics (no per-worker gauges for None: arq's own worker) and the
         gauges of the queues whose keys are `queue_names` (every queue of QUEUES: the settings'
-        `queue_keys`, not only those the worker serves) on `host:port`. A port that cannot be bound is logged, and the
-        worker runs without metrics (None): its jobs matter more, and Prometheus reports the
-        target down."""
+        `queue_keys`, not only those the worker serves) on `host:port`. A port that cannot be
+        bound is logged, and the worker runs without metrics (None): its jobs matter more, and
+        Prometheus reports the target down."""
         registry = CollectorRegistry()
         for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
             registry.register(collector)

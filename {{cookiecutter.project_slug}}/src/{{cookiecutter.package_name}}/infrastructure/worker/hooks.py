@@ -80,7 +80,9 @@ class WorkerHooks:
                 settings.worker_metrics_host,
                 settings.worker_metrics_port,
                 ctx["redis"],
-                settings.queue_name,
+                # Every queue's gauges, not only those it serves: without the API, the workers
+                # are what Prometheus and KEDA read for each queue (docs/monitoring.md).
+                list(settings.queue_keys.values()),
             )
         # Last: the project's resources may log, and use ctx["redis"].
         ctx["lifespan"] = resources = AsyncExitStack()
