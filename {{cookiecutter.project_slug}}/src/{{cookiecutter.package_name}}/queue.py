@@ -16,6 +16,7 @@ from arq.jobs import ResultNotFound
 from .infrastructure.client.enqueue import (
     JobArgumentError,
     RequeueRefused,
+    UnknownQueueError,
     UnknownTaskError,
     close_task_pool,
     enqueue_task,
@@ -59,6 +60,7 @@ __all__ = [
     "ResultNotFound",
     "Retry",
     "UniqueJobHandle",
+    "UnknownQueueError",
     "UnknownTaskError",
     "close_task_pool",
     "cron_job",

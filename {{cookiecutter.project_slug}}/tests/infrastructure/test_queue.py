@@ -26,6 +26,7 @@ def test_the_public_names_are_exactly_these() -> None:
         "ResultNotFound",
         "Retry",
         "UniqueJobHandle",
+        "UnknownQueueError",
         "UnknownTaskError",
         "close_task_pool",
         "cron_job",
@@ -49,6 +50,7 @@ ERRORS = [
     queue.RedisUnavailableError,
     queue.RequeueRefused,
     queue.ResultNotFound,
+    queue.UnknownQueueError,
     queue.UnknownTaskError,
 ]
 # What earlier versions of this project documented importing from infrastructure/tasks.py.

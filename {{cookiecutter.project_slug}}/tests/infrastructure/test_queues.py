@@ -78,9 +78,15 @@ async def test_a_job_goes_to_its_own_queue_unless_the_caller_names_another(
     assert by_keyword is not None
     assert queue_of(by_keyword.job_id) == key("default")
     assert await task_pool.zcard(key("bulk")) == 2
-    # Followed by its id, whatever its queue.
+    # Followed by its id, whatever its queue; by a bare id in the queue named.
     assert (await get_job(elsewhere.job_id)).queue_name == key("critical")
     assert await (await get_job(elsewhere.job_id)).status() == "queued"
+    unique = await resize.options(job_id="img-1").enqueue("e.png")
+    assert unique is not None
+    assert (await get_job("img-1", queue="bulk")).job_id == unique.job_id
+    assert await (await get_job("img-1")).status() == "not_found"  # not in default
+    with pytest.raises(UnknownQueueError, match="no queue named 'nope'"):
+        await get_job("img-1", queue="nope")
 
 
 async def test_a_job_queued_from_a_job_goes_to_its_own_queue(task_pool: ArqRedis) -> None:
@@ -127,7 +133,7 @@ def test_a_malformed_queue_name_is_refused_where_the_job_is_declared() -> None:
     [
         ({"QUEUES": "critical,bulk"}, "QUEUES must list 'default'"),
         ({"QUEUES": "default,de fault"}, "not a queue name"),
-        ({"QUEUES": "default,default"}, "a queue is listed twice"),
+        ({"QUEUES": "default,bulk,default"}, "QUEUES: listed twice: default"),
         ({"WORKER_QUEUES": "default,urgent"}, "WORKER_QUEUES names queues QUEUES lacks: urgent"),
         ({"WORKER_QUEUE_WEIGHTS": "critical=6,bulk"}, "write each queue's weight as name=number"),
         ({"WORKER_QUEUE_WEIGHTS": "critical=2,bulk=1"}, "a weight to each queue served"),
@@ -233,6 +239,21 @@ async def test_a_cron_job_ticks_into_its_own_queue(
     claims = [claim.decode() async for claim in task_pool.scan_iter("*:cron-claims:*every_second*")]
     assert claims, "no tick ran"
     assert {queue_of(claim) for claim in claims} == {key("bulk")}
+
+
+async def test_a_worker_queues_no_tick_of_a_cron_job_on_a_queue_it_does_not_serve(
+    task_pool: ArqRedis, running_worker: RunningWorker
+) -> None:
+    @cron_job(queue="bulk", second=set(range(60)))
+    async def every_second(ctx: JobContext) -> str:
+        return "tick"
+
+    _, cron_jobs = worker_functions()
+    async with running_worker(cron_jobs=cron_jobs, **served("critical", "default")):
+        await asyncio.sleep(2.5)
+
+    # No worker serves bulk: its ticks would only pile up there.
+    assert await task_pool.zcard(key("bulk")) == 0
 
 
 async def test_worker_check_names_the_queue_it_looks_at(

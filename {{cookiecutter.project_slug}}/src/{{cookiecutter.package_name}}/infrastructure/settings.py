@@ -228,8 +228,9 @@ class TemplateSettings(BaseSettings):
         bad = [name for name in self.queues if not QUEUE_NAME_PATTERN.fullmatch(name)]
         if bad:
             problems.append(f"QUEUES: not a queue name (A-Z a-z 0-9 . _ -): {', '.join(bad)}")
-        if len(set(self.queues)) != len(self.queues):
-            problems.append("QUEUES: a queue is listed twice")
+        twice = sorted({name for name in self.queues if self.queues.count(name) > 1})
+        if twice:
+            problems.append(f"QUEUES: listed twice: {', '.join(twice)}")
         if DEFAULT_QUEUE not in self.queues:
             problems.append(f"QUEUES must list {DEFAULT_QUEUE!r}, where jobs that name none go")
         for setting, names in (
@@ -253,8 +254,9 @@ class TemplateSettings(BaseSettings):
     def _refuse_queue_name(cls, value: str | None) -> str | None:
         if value is not None:
             raise ValueError(
-                "QUEUE_NAME is replaced by QUEUE_PREFIX: set QUEUE_PREFIX to this project's own "
-                "prefix and move the queued jobs over with `just queue-migrate` "
+                "QUEUE_NAME is replaced by QUEUE_PREFIX: remove QUEUE_NAME (from .env and the "
+                "environment), set QUEUE_PREFIX if several projects share this Redis, then move "
+                "the queued jobs over with `just queue-migrate <the old QUEUE_NAME>` "
                 '(docs/updates.md, "Queue namespaces")'
             )
         return value

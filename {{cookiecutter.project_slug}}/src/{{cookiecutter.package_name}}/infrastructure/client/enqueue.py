@@ -213,14 +213,22 @@ def argument_error(
     return None
 
 
-async def get_job(job_id: str) -> Job[Any]:
+async def get_job(job_id: str, queue: str | None = None) -> Job[Any]:
     """The `Job` handle for an id (job_handle.py), read with this project's serializer.
 
-    `job_id` is the id `enqueue_task` gave the job (`{<QUEUE_PREFIX>:<queue>}:<id>`, keys.py);
-    an id without one of the project's queues, such as the `_job_id` it was queued with, is
-    taken in the default queue. `await job.status()`, `await job.result(timeout=...)`, `await job.info()`, and
-    `await job.abort()` (a queued job is removed, a running one cancelled).
+    `job_id` is the id `enqueue_task` gave the job (`{<QUEUE_PREFIX>:<queue>}:<id>`, keys.py),
+    or the bare `_job_id` it was queued with, taken in `queue` (a name in QUEUES; by default
+    `default`). `await job.status()`, `await job.result(timeout=...)`, `await job.info()`, and
+    `await job.abort()` (a queued job is removed, a running one cancelled). Raises
+    `UnknownQueueError` for a queue QUEUES does not list.
     """
+    if queue is not None:
+        queue_name = get_settings().queue_keys.get(queue)
+        if queue_name is None:
+            known = ", ".join(get_settings().queues)
+            raise UnknownQueueError(f"no queue named {queue!r}; QUEUES lists {known}")
+        if queue_of(job_id) is None:
+            job_id = namespaced_job_id(queue_name, job_id)
     return job_by_id(job_id, await get_task_pool())
 
 

@@ -104,7 +104,7 @@ class WorkerHooks:
         if ctx.get("metrics") is not None:
             await ctx["metrics"].stop()
         await close_sentinel_connections(ctx["redis"])  # arq closes the pool itself
-        logger.info("worker on queue %s stopped", ctx["queue_name"])
+        logger.info("worker on queue %s stopped", ", ".join(ctx["heartbeats"]))
 
     async def on_job_start(self, ctx: JobContext) -> None:
         heartbeat_of(ctx).job_started(ctx["job_id"])

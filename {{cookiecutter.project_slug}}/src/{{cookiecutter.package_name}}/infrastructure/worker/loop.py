@@ -523,12 +523,16 @@ class Worker(ArqWorker):
             self.tasks[job_id] = task
 
     async def run_cron(self, n: datetime, delay: float, num_windows: int = 2) -> None:
-        """arq's, but each cron job's ticks go to its own queue (`@cron_job(queue=...)`),
-        whichever queues this worker serves: workers serving other queues queue the same tick
-        under the same id in the same queue, so it runs once."""
+        """arq's, but each cron job's ticks go to its own queue (`@cron_job(queue=...)`), and
+        only workers serving that queue queue them: every one of those queues the same tick
+        under the same id, so it runs once, and a worker group that never runs a cron job's
+        ticks does not pile them up on a queue it does not serve."""
         futures = []
         cutoff = n + timedelta(seconds=delay * num_windows)
         for cron_job in self.cron_jobs:
+            queue_name = self._cron_queues.get(cron_job.name, self.queue_name)
+            if queue_name not in self.queue_names:
+                continue
             if cron_job.next_run is None:
                 if cron_job.run_at_startup:
                     cron_job.next_run = n
@@ -544,7 +548,7 @@ class Worker(ArqWorker):
                     self.pool.enqueue_job(
                         cron_job.name,
                         _job_id=job_id,
-                        _queue_name=self._cron_queues.get(cron_job.name, self.queue_name),
+                        _queue_name=queue_name,
                         _defer_until=cron_job.next_run if later else None,
                     )
                 )
