@@ -27,7 +27,7 @@ from {{ cookiecutter.package_name }}.infrastructure.tasks import (
     get_task_pool,
 )
 
-from .conftest import TEST_HEARTBEAT_SECONDS, Configure, WorkerProcesses
+from .conftest import TEST_HEARTBEAT_SECONDS, Configure, WorkerProcesses, full_id
 
 pytestmark = pytest.mark.slow
 
@@ -266,7 +266,7 @@ async def run_load(
 
 
 async def results_of(pool: ArqRedis, jobs: int) -> list[dict[str, Any]]:
-    keys = [f"{result_key_prefix}load-{n}" for n in range(jobs)]
+    keys = [result_key_prefix + full_id(f"load-{n}") for n in range(jobs)]
     raw = [
         value
         for start in range(0, jobs, 1000)
