@@ -37,6 +37,7 @@ KEEP_FOR = {
     f"{PACKAGE}/infrastructure/job_events.py": QUEUE,
     f"{PACKAGE}/infrastructure/registry.py": QUEUE,
     f"{PACKAGE}/infrastructure/keys.py": QUEUE,
+    f"{PACKAGE}/infrastructure/limits.py": QUEUE,
     f"{PACKAGE}/worker_lifespan.py": QUEUE,
     f"{PACKAGE}/infrastructure/testing.py": QUEUE,
     "tests/test_jobs.py": QUEUE,

@@ -38,6 +38,7 @@ QUEUE_ONLY = [
     "src/{package}/infrastructure/local/dev.py",
     "src/{package}/infrastructure/registry.py",
     "src/{package}/infrastructure/keys.py",
+    "src/{package}/infrastructure/limits.py",
     "src/{package}/infrastructure/client/__init__.py",
     "src/{package}/infrastructure/client/handles.py",
     "src/{package}/infrastructure/store/__init__.py",

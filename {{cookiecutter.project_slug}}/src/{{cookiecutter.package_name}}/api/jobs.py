@@ -55,6 +55,9 @@ class JobView(BaseModel):
     finished_at: datetime | None
     result: Any = None
     error: JobError | None = None
+    # Why a queued job has not started, when one of its limits holds it back (docs/queues.md):
+    # "max_concurrency: 3 jobs of send_email are running", "rate_limit: 60/m for ...".
+    waiting_for: str | None = None
 
 
 def job_path(request: Request, job_id: str) -> str:
@@ -87,7 +90,7 @@ async def read_view(job: Job[Any]) -> JobView | None:
     # only the try it was enqueued with.
     started = await job.tries_started()
     current = started if status is JobStatus.in_progress else started + 1
-    return JobView(
+    view = JobView(
         job_id=job.job_id,
         function=info.function,
         status=status.value,
@@ -96,6 +99,11 @@ async def read_view(job: Job[Any]) -> JobView | None:
         started_at=None,
         finished_at=None,
     )
+    if status in (JobStatus.queued, JobStatus.deferred):
+        limit_wait = await job.limit_wait()
+        if limit_wait is not None:
+            view.waiting_for = limit_wait.describe()
+    return view
 
 
 def finished_view(job_id: str, result: JobResult) -> JobView:

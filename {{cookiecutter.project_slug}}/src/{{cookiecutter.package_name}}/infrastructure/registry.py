@@ -16,6 +16,7 @@ from typing import Any
 
 from .job_types import JobFunction
 from .keys import DEFAULT_QUEUE
+from .limits import Limits
 
 # The module whose import declares the project's jobs: `jobs.py`, or a `jobs/` package whose
 # `__init__.py` imports its modules.
@@ -42,6 +43,8 @@ class JobSpec:
     schedule: dict[str, Any] | None = None
     # The queue it goes to unless the caller names another (QUEUES).
     queue: str = DEFAULT_QUEUE
+    # Limits across every worker (limits.py); none by default.
+    limits: Limits = field(default_factory=Limits)
     signature: inspect.Signature = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:

@@ -32,6 +32,7 @@ from ...config import get_settings
 from .. import registry
 from ..job_types import UNREADABLE_JOB
 from ..keys import DEFAULT_QUEUE, namespaced_job_id, queue_of
+from ..limits import job_limits, limited_key
 from ..store import dead_letters
 from ..store.connection import close_pool, connect, unavailable
 from ..store.job_handle import Job
@@ -163,6 +164,7 @@ async def enqueue_checked(
             f"cannot enqueue {name!r}: no queue named {queue!r}; QUEUES lists "
             f"{', '.join(get_settings().queues)} (docs/queues.md)"
         )
+    limits = _limits_of(name, queue, args, kwargs)
     pool = await get_task_pool()
     job_id = namespaced_job_id(queue_name, _job_id or uuid4().hex)
     enqueued_ms = timestamp_ms()
@@ -178,22 +180,37 @@ async def enqueue_checked(
         payload = serialize_job(
             name, args, kwargs, None, enqueued_ms, serializer=pool.job_serializer
         )
-        write = (
-            job_key_prefix + job_id,
-            result_key_prefix + job_id,
-            queue_name,
-            wake_key(queue_name),
-            str(lifetime_ms),
-            payload.decode(),  # JSON (serialization.py)
-            str(score),
-            job_id,
-        )
+        keys = [job_key_prefix + job_id, result_key_prefix + job_id, queue_name]
+        keys.append(wake_key(queue_name))
+        arguments = [str(lifetime_ms), payload.decode(), str(score), job_id]  # JSON payload
+        if limits is not None:  # written with the job, for the claim's check (limits.py)
+            keys.append(limited_key(queue_name, job_id))
+            arguments.append(limits)
+        write = (*keys, *arguments)
         queued = await job_writer(pool).write(write)
     except SerializationError as error:
         raise JobArgumentError(f"cannot enqueue {name!r}: {error.__cause__}") from error
     except (RedisError, OSError) as error:  # away, out of memory, read-only: connection.py names it
         raise unavailable(error) from error
     return job_by_id(job_id, pool) if queued else None
+
+
+def _limits_of(name: str, queue: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
+    """What a limited job carries (limits.py's `job_limits`), or None for a job without limits.
+    Raises JobArgumentError for a limited job sent to another queue than its own, or a limit
+    key it cannot give."""
+    spec = registry.enqueueable(name)
+    if spec is None or not spec.limits:
+        return None
+    if queue != spec.queue:
+        raise JobArgumentError(
+            f"cannot enqueue {name!r} on queue {queue!r}: its limits ({spec.limits.describe()}) "
+            f"are counted on its own queue, {spec.queue!r}, where it runs (docs/queues.md)"
+        )
+    try:
+        return job_limits(name, spec.limits, args, kwargs, spec.signature)
+    except ValueError as error:
+        raise JobArgumentError(f"cannot enqueue {name!r}: {error}") from error
 
 
 @functools.lru_cache(maxsize=1024)

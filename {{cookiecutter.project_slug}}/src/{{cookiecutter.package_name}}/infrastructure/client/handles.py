@@ -18,6 +18,7 @@ and `**kwargs: P.kwargs` (python/mypy#14832).
 """
 
 import functools
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -27,6 +28,7 @@ from arq.cron import cron
 
 from ..job_types import JobContext, JobFn, P, R
 from ..keys import DEFAULT_QUEUE, QUEUE_NAME_PATTERN
+from ..limits import LimitKey, Limits, parse_rate_limit
 from ..registry import CRON_PREFIX, JobSpec, register
 from ..store.job_handle import Job
 from .enqueue import JobArgumentError, argument_error, enqueue_checked
@@ -169,6 +171,10 @@ def job(
     max_tries: int | None = None,
     timeout: float | None = None,
     queue: str = DEFAULT_QUEUE,
+    max_concurrency: int | None = None,
+    max_concurrency_key: LimitKey | None = None,
+    rate_limit: str | None = None,
+    rate_limit_key: LimitKey | None = None,
 ) -> Callable[[JobFn[P, R]], JobHandle[P, R]]: ...
 
 
@@ -180,15 +186,27 @@ def job(
     max_tries: int | None = None,
     timeout: float | None = None,
     queue: str = DEFAULT_QUEUE,
+    max_concurrency: int | None = None,
+    max_concurrency_key: LimitKey | None = None,
+    rate_limit: str | None = None,
+    rate_limit_key: LimitKey | None = None,
 ) -> JobHandle[P, R] | Callable[[JobFn[P, R]], JobHandle[P, R]]:
     """Declare a job: `@job`, or `@job(max_tries=5, timeout=30, queue="emails")`.
 
     `max_tries` (default WORKER_MAX_TRIES) counts every try, the first included; `timeout` is
     seconds per try (default WORKER_JOB_TIMEOUT); `name` defaults to the function's; `queue`
-    is the one of QUEUES it goes to unless a caller names another. Raises ValueError for a
-    limit below its minimum or a malformed queue name, DuplicateJobError (registry.py) for a
-    name taken. Whether QUEUES lists the queue is checked when the job is queued and when a
-    worker starts (the settings may not be read yet here).
+    is the one of QUEUES it goes to unless a caller names another.
+
+    Limits hold across every worker (limits.py): `max_concurrency` jobs of it run at once at
+    most; `rate_limit` ("50/s", "60/m", "1000/h", "10/d") spaces their starts evenly.
+    `max_concurrency_key` / `rate_limit_key` key a limit by an argument: its name, or a
+    function taking the job's arguments (after ctx) and returning the key. A limited job runs
+    on its own queue only (its limits live there).
+
+    Raises ValueError for a limit below its minimum, a malformed rate or queue name, or a
+    limit key that names no argument (or comes without its limit); DuplicateJobError
+    (registry.py) for a name taken. Whether QUEUES lists the queue is checked when the job is
+    queued and when a worker starts (the settings may not be read yet here).
     """
 
     def declare(function: JobFn[P, R]) -> JobHandle[P, R]:
@@ -198,6 +216,9 @@ def job(
             max_tries=_checked_tries(max_tries),
             timeout=_checked_timeout(timeout),
             queue=_checked_queue(queue),
+            limits=_checked_limits(
+                function, max_concurrency, max_concurrency_key, rate_limit, rate_limit_key
+            ),
         )
         return JobHandle(register(spec), function)
 
@@ -246,6 +267,38 @@ def _checked_tries(max_tries: int | None) -> int | None:
     if max_tries is not None and max_tries < 1:
         raise ValueError(f"max_tries must be at least 1 (the first try counts), not {max_tries}")
     return max_tries
+
+
+def _checked_limits(
+    function: JobFn[P, R],
+    max_concurrency: int | None,
+    max_concurrency_key: LimitKey | None,
+    rate_limit: str | None,
+    rate_limit_key: LimitKey | None,
+) -> Limits:
+    if max_concurrency is not None and max_concurrency < 1:
+        raise ValueError(f"max_concurrency must be at least 1, not {max_concurrency}")
+    arguments = list(inspect.signature(function).parameters)[1:]  # after ctx
+    for keyword, key, limit in (
+        ("max_concurrency_key", max_concurrency_key, max_concurrency),
+        ("rate_limit_key", rate_limit_key, rate_limit),
+    ):
+        if key is None:
+            continue
+        if limit is None:
+            limit_keyword = keyword.removesuffix("_key")
+            raise ValueError(f"{keyword} keys a limit: give {limit_keyword} with it")
+        if isinstance(key, str) and key not in arguments:
+            raise ValueError(
+                f"{keyword}={key!r} names no argument of {function.__name__} "
+                f"({', '.join(arguments) or 'it takes none after ctx'})"
+            )
+    return Limits(
+        max_concurrency=max_concurrency,
+        max_concurrency_key=max_concurrency_key,
+        rate_limit=None if rate_limit is None else parse_rate_limit(rate_limit),
+        rate_limit_key=rate_limit_key,
+    )
 
 
 def _checked_queue(queue: str) -> str:

@@ -52,6 +52,7 @@ from redis.exceptions import ResponseError
 from ...config import get_settings
 from ..job_types import UNREADABLE_JOB
 from ..keys import abort_requests_key
+from ..limits import LimitWait, limit_wait_key, limited_key, read_limit_wait
 from .records import (
     LATEST_TIMESTAMP,
     PREVIEW_BYTES,
@@ -197,7 +198,8 @@ class Job(ArqJob, Generic[R]):
             pipe.get(result_key)
             pipe.exists(in_progress_key_prefix + self.job_id)
             pipe.zscore(self._queue_name, self.job_id)
-            result, in_progress, score = await pipe.execute(raise_on_error=False)
+            pipe.get(limit_wait_key(self._queue_name, self.job_id))
+            result, in_progress, score, limit_wait = await pipe.execute(raise_on_error=False)
         if is_wrong_type(result):
             result = b""  # a result is there, of another type: unreadable
         elif isinstance(result, BaseException):
@@ -208,8 +210,21 @@ class Job(ArqJob, Generic[R]):
         if in_progress:
             return JobStatus.in_progress
         if score is not None:
+            if isinstance(limit_wait, bytes) and limit_wait.startswith(b"concurrency:"):
+                return JobStatus.queued  # ready, waiting for a slot of its limit (limits.py)
             return JobStatus.deferred if score > time.time() * 1000 else JobStatus.queued
         return JobStatus.not_found
+
+    async def limit_wait(self) -> LimitWait | None:
+        """Why the job, queued, has not started yet, if one of its limits holds it back
+        (`@job(max_concurrency=...)`, `rate_limit`: limits.py); None otherwise."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.get(limit_wait_key(self._queue_name, self.job_id))
+            pipe.get(limited_key(self._queue_name, self.job_id))
+            wait, limits = await pipe.execute(raise_on_error=False)
+        if not isinstance(wait, bytes) or not isinstance(limits, bytes):
+            return None  # none, or a key of another type: nothing to tell
+        return read_limit_wait(wait, limits)
 
     # The parameters are arq's, so that code written for arq's `Job.result()` keeps working.
     async def result(

@@ -38,15 +38,18 @@ from typing import Any
 from uuid import uuid4
 
 from arq.connections import ArqRedis
+from arq.utils import timestamp_ms, to_ms, to_unix_ms
 from redis.exceptions import NoScriptError
 
 from ...config import get_settings
 from .. import registry
 from ..keys import namespaced_job_id
+from ..limits import job_limits, limited_key
 from .job_handle import Job
 
-# KEYS: the job, its result, the queue, the queue's wake-up list (worker.py).
-# ARGV: the job's lifetime (ms), payload, score, id.
+# KEYS: the job, its result, the queue, the queue's wake-up list (worker.py), and for a job with
+# limits, where they go (limits.py). ARGV: the job's lifetime (ms), payload, score, id, and its
+# limits.
 # Each job also pushes a token that wakes one waiting worker: at once for a job due now; for a
 # deferred one, so that the worker times its wait to the job's start. The list keeps at most 64
 # tokens, enough to wake that many workers at once.
@@ -54,6 +57,7 @@ ENQUEUE_JOB = """
 if redis.call('EXISTS', KEYS[1], KEYS[2]) > 0 then return 0 end
 redis.call('PSETEX', KEYS[1], ARGV[1], ARGV[2])
 redis.call('ZADD', KEYS[3], ARGV[3], ARGV[4])
+if KEYS[5] then redis.call('PSETEX', KEYS[5], ARGV[1], ARGV[5]) end
 if redis.call('LPUSH', KEYS[4], '1') > 64 then redis.call('RPOP', KEYS[4]) end
 return 1
 """
@@ -67,7 +71,8 @@ def wake_key(queue_name: str) -> str:
     return f"{queue_name}:wake"
 
 
-JobWrite = tuple[str, str, str, str, str, str, str, str]
+# ENQUEUE_JOB's keys, then as many arguments: 4 of each, or 5 for a job with limits.
+JobWrite = tuple[str, ...]
 
 
 class JobWriter:
@@ -124,7 +129,7 @@ class JobWriter:
     async def send(self, writes: list[JobWrite]) -> list[int | Exception]:
         pipeline = self.pool.pipeline(transaction=False)
         for keys_and_args in writes:
-            pipeline.evalsha(ENQUEUE_JOB_SHA, 4, *keys_and_args)
+            pipeline.evalsha(ENQUEUE_JOB_SHA, len(keys_and_args) // 2, *keys_and_args)
         return await pipeline.execute(raise_on_error=False)
 
 
@@ -158,10 +163,17 @@ class JobPool(ArqRedis):
         **kwargs: Any,
     ) -> Job[Any] | None:
         queue_name = self.queue_key(function, _queue_name)
+        job_id = namespaced_job_id(queue_name, _job_id or uuid4().hex)
+        start_ms = (
+            to_unix_ms(_defer_until) if _defer_until else timestamp_ms() + (to_ms(_defer_by) or 0)
+        )
+        # As long as arq keeps the job (its enqueue_job's rule).
+        lifetime_ms = to_ms(_expires) or start_ms - timestamp_ms() + self.expires_extra_ms
+        await self.write_limits(function, queue_name, job_id, args, kwargs, lifetime_ms)
         job = await super().enqueue_job(
             function,
             *args,
-            _job_id=namespaced_job_id(queue_name, _job_id or uuid4().hex),
+            _job_id=job_id,
             _queue_name=queue_name,
             _defer_until=_defer_until,
             _defer_by=_defer_by,
@@ -176,6 +188,29 @@ class JobPool(ArqRedis):
             pipe.ltrim(wake_key(queue_name), 0, WAKE_TOKENS_KEPT - 1)
             await pipe.execute()
         return Job(job.job_id, self, _queue_name=queue_name, _deserializer=self.job_deserializer)
+
+    async def write_limits(
+        self,
+        function: str,
+        queue_name: str,
+        job_id: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        lifetime_ms: int,
+    ) -> None:
+        """For a job with limits (limits.py), write them before the job, so that no claim finds
+        the job without them. Raises ValueError for a limited job sent to another queue than
+        its own, or a limit key it cannot give."""
+        spec = registry.enqueueable(function)
+        if spec is None or not spec.limits:
+            return
+        if queue_name != get_settings().queue_keys.get(spec.queue):
+            raise ValueError(
+                f"cannot enqueue {function!r} on {queue_name!r}: its limits are counted on its "
+                f"own queue, {spec.queue!r}, where it runs (docs/queues.md)"
+            )
+        limits = job_limits(function, spec.limits, args, kwargs, spec.signature)
+        await self.set(limited_key(queue_name, job_id), limits, px=max(lifetime_ms, 1), nx=True)
 
     def queue_key(self, function: str, queue: str | None) -> str:
         """The key of the queue a job goes to: `queue` (a name in QUEUES, or a queue's key as

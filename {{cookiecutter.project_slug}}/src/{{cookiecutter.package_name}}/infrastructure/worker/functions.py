@@ -89,6 +89,12 @@ def cron_queues() -> dict[str, str]:
     return {spec.name: keys[spec.queue] for spec in registry.declared() if spec.is_cron}
 
 
+def limited_queues() -> set[str]:
+    """The keys of the queues some declared job with limits (limits.py) goes to."""
+    keys = get_settings().queue_keys
+    return {keys[spec.queue] for spec in registry.declared() if spec.limits}
+
+
 def _limits(spec: JobSpec) -> dict[str, Any]:
     return {"max_tries": spec.max_tries, "timeout": spec.timeout}
 

@@ -84,16 +84,25 @@ from arq.jobs import JobResult, deserialize_result
 from arq.utils import timestamp_ms, to_ms, to_unix_ms
 from arq.worker import Worker as ArqWorker
 from arq.worker import get_kwargs
+from redis.asyncio.client import Pipeline
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 from ...config import get_settings
 from .. import job_events
 from ..keys import abort_requests_key, queue_of
+from ..limits import (
+    LEASE_MARGIN_SECONDS,
+    LIMIT_CHECK,
+    RELEASE_LEASE,
+    concurrency_keys,
+    limit_wait_key,
+    limited_key,
+)
 from ..store.connection import stop_waiting_for_redis
 from ..store.job_writes import wake_key
 from ..store.serialization import JobFailed, deserialize, serialize
-from .functions import cron_queues
+from .functions import cron_queues, limited_queues
 from .missing_functions import FunctionTable, wait_for_function
 from .retries import record_dead_letter
 
@@ -116,32 +125,58 @@ READ_AHEAD_SHARE = 0.25
 
 # KEYS: the queue, its wake-up list. ARGV: now (ms), how many to claim, arq's in-progress key
 # prefix, the in-progress lifetime (ms), CLAIM_LOOK_PAST, '1' to delete the wake-up tokens
-# once nothing is due ('0' when the list was just found empty: a DEL is one more command).
+# once nothing is due ('0' when the list was just found empty: a DEL is one more command), a
+# concurrency lease's lifetime (ms), '1' to check the limits of jobs that have some (limits.py;
+# '0' on a queue where no job declares any: one GET per job saved).
 # Reads the queue in score order, one id past what it still wants, so that the first id not
-# due yet tells when the next one starts. Returns [drained, next start (ms) or false, id, score,
-# id, score, ...]: drained is 1 when no due id is left unclaimed (as far as it looked).
-CLAIM_JOBS = """
+# due yet tells when the next one starts. A job its limits hold back is not claimed: its score
+# moves on (LIMIT_CHECK) and the scan goes on past it. Returns [drained, next start (ms) or
+# false, id, score, limits, id, score, limits, ...]: drained is 1 when no due id is left
+# unclaimed (as far as it looked); limits is '' for a job without limits, else '=' and the
+# concurrency limit whose lease it holds ('=' alone for a rate limit only).
+CLAIM_JOBS = (
+    LIMIT_CHECK
+    + """
 local now = tonumber(ARGV[1])
 local wanted = tonumber(ARGV[2])
 local until_ms = now + tonumber(ARGV[4])
+local check_limits = ARGV[8] == '1'
 local claimed = {}
 local skipped = 0
+local held_back = 0
 local drained = 0
 local next_start = false
-while drained == 0 and #claimed < 2 * wanted and skipped < tonumber(ARGV[5]) do
-  local asked = wanted - #claimed / 2 + 1
+while drained == 0 and #claimed < 3 * wanted and skipped + held_back < tonumber(ARGV[5]) do
+  local asked = wanted - #claimed / 3 + 1
   local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '+inf', 'WITHSCORES', 'LIMIT',
                          skipped, asked)
   for i = 1, #ids, 2 do
     if tonumber(ids[i + 1]) > now then
-      next_start = ids[i + 1]
+      if not next_start or tonumber(ids[i + 1]) < tonumber(next_start) then
+        next_start = ids[i + 1]
+      end
       drained = 1
       break
     end
-    if #claimed < 2 * wanted and redis.call('SET', ARGV[3] .. ids[i], '1', 'NX', 'PX', ARGV[4]) then
+    local mark = ARGV[3] .. ids[i]
+    local verdict = {'free'}
+    if #claimed >= 3 * wanted then
+      verdict = {'skip'}  -- one more than wanted
+    elseif check_limits then
+      if redis.call('EXISTS', mark) == 1 then
+        verdict = {'skip'}
+      else
+        verdict = limit_check(KEYS[1], ids[i], tonumber(ids[i + 1]), now, tonumber(ARGV[7]))
+      end
+    end
+    if verdict[1] == 'wait' then
+      held_back = held_back + 1  -- out of the due range now: the offset stays
+      if not next_start or verdict[2] < tonumber(next_start) then next_start = verdict[2] end
+    elseif verdict[1] ~= 'skip' and redis.call('SET', mark, '1', 'NX', 'PX', ARGV[4]) then
       redis.call('ZADD', KEYS[1], 'XX', until_ms, ids[i])
       claimed[#claimed + 1] = ids[i]
       claimed[#claimed + 1] = ids[i + 1]
+      claimed[#claimed + 1] = verdict[1] == 'run' and '=' .. verdict[2] or ''
     else
       skipped = skipped + 1  -- running elsewhere, or one more than wanted
     end
@@ -153,6 +188,7 @@ table.insert(claimed, 1, next_start)
 table.insert(claimed, 1, drained)
 return claimed
 """
+)
 
 
 class Worker(ArqWorker):
@@ -181,6 +217,14 @@ class Worker(ArqWorker):
         self._serialize = self.job_serializer or serialize
         self.job_serializer = self._serialize_with_job_queue
         self._cron_queues = cron_queues()
+        # The queues where some job has limits (limits.py), and the jobs in hand that have
+        # them: id -> the concurrency limit whose lease it holds ('' for none).
+        self._limited_queues = limited_queues()
+        self._limited_jobs: dict[str, str] = {}
+        interval = get_settings().worker_health_check_interval
+        self._lease_ms = int((interval + LEASE_MARGIN_SECONDS) * 1000)
+        self._lease_renewal_s = interval / 2
+        self._last_lease_renewal = 0.0
         self.read_ahead = max(1, math.ceil(self.max_jobs * READ_AHEAD_SHARE))
         # arq's semaphore bounds the jobs in hand (max_jobs + 1 in arq); the functions running
         # at once are bounded by _function_slots (max_jobs).
@@ -189,6 +233,8 @@ class Worker(ArqWorker):
         self._functions_running: set[str] = set()
         self._slot_freed = asyncio.Event()
         self._last_look_around = 0.0
+        # The wait for a wake-up token (BRPOP), while it is under way (wait_for_jobs).
+        self._token_wait: asyncio.Future[Any] | None = None
         self._claim_jobs: AsyncScript | None = None
         self._scores_before_claim: dict[str, int] = {}
         # Jobs whose function arq is about to run (its on_job_start hook has been called).
@@ -293,6 +339,9 @@ class Worker(ArqWorker):
             self._functions_starting.discard(job_id)
             self._tries_counted.discard(job_id)
             self._outcome_writes.pop(job_id, None)
+            # A lease not given back above (an error in arq's own handling) is no longer
+            # renewed: it runs out within a lease's lifetime (limits.py).
+            self._limited_jobs.pop(job_id, None)
 
     async def give_back(self, job_id: str, score: int, try_counted: bool) -> None:
         """Undo a claim: the job is due again at `score`, no longer in progress, and (with
@@ -302,6 +351,7 @@ class Worker(ArqWorker):
             pipe.delete(in_progress_key_prefix + job_id)
             if try_counted:
                 pipe.decr(retry_key_prefix + job_id)
+            self.release_limits(pipe, job_id, finished=False)
             await pipe.execute()
 
     async def finish_failed_job(self, job_id: str, result_data: bytes | None) -> None:
@@ -411,6 +461,7 @@ class Worker(ArqWorker):
                 tr.zincrby(queue_name, incr_score, job_id)
             if delete_keys:
                 tr.delete(*delete_keys)
+            self.release_limits(tr, job_id, finished=finish)
             await tr.execute()
 
     async def write_failure(self, job_id: str, result_data: bytes | None) -> None:
@@ -428,7 +479,40 @@ class Worker(ArqWorker):
             if result_data is not None and keep_result:
                 expire = 0 if self.keep_result_forever else self.keep_result_s
                 tr.set(result_key_prefix + job_id, result_data, px=to_ms(expire))
+            self.release_limits(tr, job_id, finished=True)
             await tr.execute()
+
+    def release_limits(self, transaction: Pipeline, job_id: str, finished: bool) -> None:
+        """Add to `transaction`, for a job with limits this worker claimed: give its lease
+        back, which makes the oldest job waiting for it due (limits.py); once `finished`, drop
+        its limits too. Nothing for a job without limits."""
+        lease = self._limited_jobs.pop(job_id, None)
+        if lease is None:
+            return
+        queue_name = self.queue_of(job_id)
+        if lease:
+            running, waiting = concurrency_keys(queue_name, lease)
+            keys = (running, waiting, queue_name, wake_key(queue_name))
+            transaction.eval(RELEASE_LEASE, len(keys), *keys, job_id, str(timestamp_ms()))
+        if finished:
+            transaction.delete(limited_key(queue_name, job_id), limit_wait_key(queue_name, job_id))
+
+    async def renew_leases(self) -> None:
+        """Every half heartbeat interval: the concurrency leases of this worker's jobs last
+        another lifetime (limits.py), so that only a dead worker's run out."""
+        now = time.monotonic()
+        if now - self._last_lease_renewal < self._lease_renewal_s:
+            return
+        self._last_lease_renewal = now
+        leases = [(job_id, lease) for job_id, lease in self._limited_jobs.items() if lease]
+        if not leases:
+            return
+        expiry = timestamp_ms() + self._lease_ms
+        async with self.pool.pipeline(transaction=False) as pipe:
+            for job_id, lease in leases:
+                running, _ = concurrency_keys(self.queue_of(job_id), lease)
+                pipe.zadd(running, {job_id: expiry}, xx=True)
+            await pipe.execute()
 
     def queue_of(self, job_id: str) -> str:
         """The key of the queue a job this worker claimed came from: its id says (keys.py); a
@@ -507,10 +591,17 @@ class Worker(ArqWorker):
                 int(self.in_progress_timeout_s * 1000),
                 CLAIM_LOOK_PAST,
                 "1" if clear_tokens else "0",
+                self._lease_ms,
+                "1" if queue_name in self._limited_queues else "0",
             ],
         )
         drained, next_start, *flat = reply
-        jobs = [(flat[i].decode(), int(float(flat[i + 1]))) for i in range(0, len(flat), 2)]
+        jobs = []
+        for i in range(0, len(flat), 3):
+            job_id, limits = flat[i].decode(), flat[i + 2].decode()
+            jobs.append((job_id, int(float(flat[i + 1]))))
+            if limits:
+                self._limited_jobs[job_id] = limits[1:]
         return jobs, bool(drained), float(next_start) if next_start else None
 
     async def start_claimed(self, jobs: list[tuple[str, int]]) -> None:
@@ -569,6 +660,7 @@ class Worker(ArqWorker):
         self._last_look_around = now
         if self.abort_running_jobs and self.job_tasks:
             await self._cancel_aborted_jobs()
+        await self.renew_leases()
         await self.heart_beat()
 
     async def _cancel_aborted_jobs(self) -> None:
@@ -599,6 +691,11 @@ class Worker(ArqWorker):
     async def close(self) -> None:
         """arq's `close()`, with Redis given SHUTDOWN_REDIS_SECONDS (not the reconnect window)
         and the shutdown hook run even when Redis does not answer."""
+        if self._token_wait is not None:
+            self._token_wait.cancel()  # redis-py drops its connection
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._token_wait
+            self._token_wait = None
         if self._pool is not None:
             stop_waiting_for_redis(self._pool, SHUTDOWN_REDIS_SECONDS)
         if not self._handle_signals:
@@ -645,11 +742,20 @@ class Worker(ArqWorker):
         if self.burst:  # a burst worker does not wait for jobs queued later
             await asyncio.sleep(min(timeout, self.poll_delay_s))
             return True
-        # redis-py types the timeout as int; Redis takes fractions of a second since 6.0.
-        # One wait on every served queue's list (one command, however many queues).
-        wake_keys = [wake_key(queue_name) for queue_name in self.queue_names]
-        token = await self.pool.brpop(wake_keys, timeout=timeout)  # type: ignore[misc, arg-type]
-        return token is not None
+        # One wait on every served queue's list (one command, however many queues), for up to
+        # FALLBACK_POLL_SECONDS, left running when the next start comes first: Redis ends a
+        # blocking wait only on its 100 ms clock (`hz` 10), so a wait timed to a deferred
+        # start (a retry's backoff, a rate limit's turn) would start it up to 100 ms late.
+        if self._token_wait is None:
+            wake_keys = [wake_key(queue_name) for queue_name in self.queue_names]
+            self._token_wait = asyncio.ensure_future(
+                self.pool.brpop(wake_keys, timeout=FALLBACK_POLL_SECONDS)  # type: ignore[arg-type]
+            )
+        done, _ = await asyncio.wait({self._token_wait}, timeout=timeout)
+        if not done:
+            return False  # the list is still empty: the wait goes on
+        token_wait, self._token_wait = self._token_wait, None
+        return token_wait.result() is not None  # raises what the BRPOP raised
 
 
 class TriesUsedUp(Exception):
