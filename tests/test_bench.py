@@ -269,3 +269,40 @@ def test_keda_sizing_prints_its_inputs_the_queue_over_time_and_a_summary() -> No
     assert workers[0] == 1  # the minimum before the burst at 60 s
     assert max(workers) == 10  # 2,000 jobs/s need more than the 800/s one worker drains
     assert lines[-1].startswith("wait at each poll: p50 ")
+
+
+# The rows bench/limits.py prints (their first cells, up to the sizes), and the goals it judges.
+LIMITS_ROWS = (
+    ('rate_limit="50/s", 2 workers, 100 jobs queued: jobs started in the first 1 s', "50 ± 2 %"),
+    ('rate_limit="50/s": most starts in any 1 s window', "≤ 55"),
+    ('rate_limit="50/s": gap between starts p50 ms', ""),
+    ('rate_limit="50/s": gap between starts p99 ms', ""),
+    ("max_concurrency=3, 2 workers, 12 jobs of 50 ms: most running at once", "≤ 3"),
+    ("max_concurrency=3: jobs/s", ""),
+    ("max_concurrency=3: jobs/s / 3 slots' ideal (60/s)", "≥ 0.95"),
+)
+
+
+@pytest.mark.slow
+def test_bench_limits_prints_every_figure_and_its_goal() -> None:
+    sizes = "--seconds 1 --workers 2 --job-seconds 0.05 --concurrency-jobs 12"
+    result = subprocess.run(
+        [sys.executable, "bench/limits.py", *sizes.split()],
+        cwd=TEMPLATE_ROOT,
+        env={**os.environ, "UV_PYTHON_DOWNLOADS": "never"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "CPUs" in result.stdout.splitlines()[0]
+    table = [line.split(" | ") for line in result.stdout.splitlines() if line.startswith("| ")]
+    rows = table[1:]  # after the header
+    assert len(rows) == len(LIMITS_ROWS)
+    for (figure, measured, goal, verdict), (label, expected_goal) in zip(
+        rows, LIMITS_ROWS, strict=True
+    ):
+        assert figure.removeprefix("| ") == label, figure
+        assert float(measured) > 0, figure
+        assert goal.strip() == expected_goal, figure
+        assert verdict.strip(" |") in (("met", "NOT met") if expected_goal else ("",)), figure
