@@ -12,7 +12,7 @@ the dead letters, a cron tick, aborting a queued and a running job, `Job.status(
 {%- if cookiecutter.api_framework == "fastapi" %}
 the dashboard's snapshot,
 {%- endif %}
-requeueing and purging dead letters. Then it groups what it saw into what a cluster runs as one
+requeueing and purging dead letters, and jobs with limits (leases and rate turns). Then it groups what it saw into what a cluster runs as one
 unit (a script with the commands it ran, a WATCH/MULTI ... EXEC of one connection, a single
 command), asks the server for each command's keys (COMMAND GETKEYS) and hashes them as a cluster
 does (`redis.crc.key_slot`).
@@ -39,12 +39,17 @@ from redis.crc import key_slot
 from {{ cookiecutter.package_name }}.api.dashboard.snapshot import read_snapshot
 {% endif -%}
 from {{ cookiecutter.package_name }}.config import get_settings
+from {{ cookiecutter.package_name }}.infrastructure import registry
 from {{ cookiecutter.package_name }}.infrastructure.local.redis_server import LocalRedisServer
 from {{ cookiecutter.package_name }}.infrastructure.ops.metrics import render_queue_stats
 from {{ cookiecutter.package_name }}.infrastructure.store import dead_letters
 from {{ cookiecutter.package_name }}.infrastructure.store.depth import queue_depth, queue_stats
 from {{ cookiecutter.package_name }}.infrastructure.store.heartbeat import Heartbeat
-from {{ cookiecutter.package_name }}.infrastructure.worker.functions import arq_cron_job, arq_function
+from {{ cookiecutter.package_name }}.infrastructure.worker.functions import (
+    arq_cron_job,
+    arq_function,
+    worker_functions,
+)
 from {{ cookiecutter.package_name }}.queue import (
     Job,
     JobContext,
@@ -54,6 +59,7 @@ from {{ cookiecutter.package_name }}.queue import (
     get_job,
     requeue_dead_letter,
 )
+from {{ cookiecutter.package_name }}.queue import job as declare_job
 
 from .conftest import Configure, RunningWorker, sleeps, wait_until_listed, wait_until_started
 
@@ -392,18 +398,44 @@ async def job_lifecycle(pool: ArqRedis, running_worker: RunningWorker, queue: st
     await read_the_queue(pool, queue)
 
 
+async def limited_jobs(running_worker: RunningWorker) -> None:
+    """Jobs with limits (limits.py): leases taken, waited for, renewed and given back; rate
+    turns reserved, per key."""
+
+    @declare_job(max_concurrency=1)
+    async def one_at_a_time(ctx: JobContext, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+    @declare_job(rate_limit="20/s", rate_limit_key="key")
+    async def spaced(ctx: JobContext, key: int) -> None: ...
+
+    queued = [await one_at_a_time.enqueue(0.3) for _ in range(3)]
+    queued += [await spaced.enqueue(n % 2) for n in range(4)]
+    async with running_worker(functions=worker_functions()[0]):
+        await asyncio.sleep(0.2)
+        await queued[1].limit_wait()
+        await look_at(queued)
+        for limited in queued:
+            await limited.result(timeout=15, poll_delay=0.05)
+
+
 async def test_every_script_transaction_and_multi_key_command_stays_in_one_slot(
     task_pool: ArqRedis,
     redis_server: LocalRedisServer,
     running_worker: RunningWorker,
     configure: Configure,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # Quick retries, and heartbeats several times a second (each looks for dead workers).
+    # Quick retries, and heartbeats several times a second (each looks for dead workers, and
+    # renews the leases of jobs with limits).
     configure(WORKER_RETRY_BASE="0.1", WORKER_HEALTH_CHECK_INTERVAL="0.2")
     queue = get_settings().queue_name
+    registry.load_jobs()
+    monkeypatch.setattr(registry, "_specs", dict(registry._specs))  # limited_jobs' own jobs
 
     with CommandLog(redis_server.url) as log:
         await job_lifecycle(task_pool, running_worker, queue)
+        await limited_jobs(running_worker)
 
     assert len(log.lines) > 100  # the log saw the lifecycle
     offences = cross_slot(redis_server.url, log.lines)

@@ -117,14 +117,15 @@ async def test_a_job_waiting_for_its_limit_says_why_and_holds_no_slot(
     running_worker: RunningWorker, task_pool: ArqRedis, limit_jobs: ModuleType
 ) -> None:
     functions = limit_jobs.WorkerSettings["functions"]
-    first = await enqueue_task("alone", "first", 1.0)
-    second = await enqueue_task("alone", "second", 0.0)
-    unlimited = await enqueue_task("example_task", "not limited")
-    assert first is not None
-    assert second is not None
-    assert unlimited is not None
-
     async with running_worker(functions=functions, max_jobs=2):
+        first = await enqueue_task("alone", "first", 1.0)
+        assert first is not None
+        await wait_for_starts(task_pool, 1, 5)
+        second = await enqueue_task("alone", "second", 0.0)
+        unlimited = await enqueue_task("example_task", "not limited")
+        assert second is not None
+        assert unlimited is not None
+
         assert await unlimited.result(timeout=5) is not None  # the waiting job took no slot
         assert await second.status() == JobStatus.queued
         waiting = await second.limit_wait()

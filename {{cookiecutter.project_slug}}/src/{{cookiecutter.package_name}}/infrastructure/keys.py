@@ -26,6 +26,11 @@ The key layout, for a queue `Q` = `{<QUEUE_PREFIX>:<queue>}` and a job id `J` = 
     Q:activity:<start>              hash: counts per 10 s bucket, for the dashboard
     Q:cron-claims:J                 a cron tick's claim: one worker runs it
     Q:missing-function:J            since when a job has waited for a worker that has its function
+    Q:limited:J                     a job's limits, written with it (limits.py)
+    Q:limit-wait:J                  why a limited job waits: its limit is full, or its rate turn
+    Q:limit:<limit>:running         sorted set: a concurrency limit's leases -> when each runs out
+    Q:limit:<limit>:waiting         sorted set: the jobs waiting for a lease, oldest first
+    Q:limit:<limit>:next-start      a rate limit's next free turn (ms)
     arq:job:J                       the job: function, arguments, enqueue time, tries
     arq:in-progress:J               set while a worker has it claimed
     arq:retry:J                     how many tries have started
