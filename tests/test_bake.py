@@ -97,6 +97,9 @@ QUEUE_ONLY = [
     "tests/infrastructure/test_isolation.py",
     "tests/infrastructure/test_cluster_slots.py",
     "tests/infrastructure/test_queues.py",
+    "tests/infrastructure/test_limits.py",
+    "tests/infrastructure/limit_jobs.py",
+    "src/{package}/infrastructure/worker/slots.py",
 ]
 FALKORDB_ONLY = ["src/{package}/infrastructure/graph.py", "tests/infrastructure/test_graph.py"]
 EVERY_VARIANT = [

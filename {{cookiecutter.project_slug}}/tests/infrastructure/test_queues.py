@@ -22,6 +22,7 @@ from {{ cookiecutter.package_name }}.infrastructure.worker.functions import (
     arq_function,
     worker_functions,
 )
+from {{ cookiecutter.package_name }}.infrastructure.worker.slots import FunctionSlots
 from {{ cookiecutter.package_name }}.queue import JobContext, cron_job, enqueue_task, get_job, job
 
 from .conftest import Configure, RunningWorker, RunWorker
@@ -271,3 +272,44 @@ async def test_worker_check_names_the_queue_it_looks_at(
         assert f"1 worker(s) alive on queue {key('critical')}" in capsys.readouterr().out
         assert await cli.worker_check(task_pool, asking("bulk")) == 1
         assert await cli.worker_check(task_pool, asking("urgent")) == 2
+
+
+async def test_a_freed_slot_goes_to_the_waiting_job_of_the_highest_queue_first() -> None:
+    # Jobs read ahead wait for a function slot (worker/slots.py): a critical job read after two
+    # bulk jobs still takes the next slot; within a queue, the earliest read goes first.
+    slots = FunctionSlots(1)
+    await slots.acquire(2)  # a bulk job runs
+    order: list[str] = []
+
+    async def start(priority: int, label: str) -> None:
+        await slots.acquire(priority)
+        order.append(label)
+
+    waiting = [
+        asyncio.create_task(start(priority, label))
+        for priority, label in ((2, "bulk-1"), (2, "bulk-2"), (0, "critical"), (1, "default"))
+    ]
+    await asyncio.sleep(0)
+    for _ in waiting:
+        slots.release()  # the job running ends: the next one starts, then ends, ...
+        await asyncio.sleep(0)
+    await asyncio.gather(*waiting)
+
+    assert order == ["critical", "default", "bulk-1", "bulk-2"]
+    slots.release()
+    assert slots.free == 1
+
+
+async def test_a_slot_given_to_a_job_cancelled_before_it_starts_goes_to_the_next() -> None:
+    slots = FunctionSlots(1)
+    await slots.acquire()
+    cancelled = asyncio.create_task(slots.acquire(0))
+    next_one = asyncio.create_task(slots.acquire(1))
+    await asyncio.sleep(0)
+
+    slots.release()  # to the first waiter, which is cancelled before it runs
+    cancelled.cancel()
+    await asyncio.wait_for(next_one, timeout=1)
+
+    assert cancelled.cancelled()
+    assert slots.free == 0

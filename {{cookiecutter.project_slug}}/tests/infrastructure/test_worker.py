@@ -167,7 +167,7 @@ async def test_a_job_cancelled_before_its_function_ran_is_given_back(
     assert queued is not None
     worker = make_worker(redis_server.url)
     worker._pool = task_pool  # as main() would set it, without starting the loop
-    jobs, _, _ = await worker.claim(worker.queue_name, 1, clear_tokens=True)
+    jobs, _, _ = await worker.claim([worker.queue_name], 1, clear_tokens=True)
     assert [job_id for job_id, _ in jobs] == [queued.job_id]
     assert await queued.status() == JobStatus.in_progress
 

@@ -18,7 +18,9 @@ WATCH/MULTI per id. Here, instead:
   ones others are running. If the worker dies, both expire together and the job is due again,
   as with arq; a live worker that finds a dead one's jobs (heartbeat.py) makes them due at once.
   A job to be run again (a retry, a job cancelled at shutdown) gets its score back first, so
-  arq's retry delay counts from it as before (`finish_job`).
+  arq's retry delay counts from it as before (`finish_job`). The same script checks the limits
+  of jobs that have some (limits.py), and claims from every queue served, highest first: one
+  round trip per claim, however many queues.
 - **No idle slot while jobs wait.** When a claim fills every free slot and more jobs are due,
   the worker claims again as soon as a slot frees, without sleeping.
 - **The next jobs are read while the slots are busy.** `WORKER_MAX_JOBS` bounds the job
@@ -27,7 +29,7 @@ WATCH/MULTI per id. Here, instead:
   once, instead of first claiming and reading it (two round trips, about 1.5 ms, a sixth of a
   10 ms job). A job read ahead is listed as running (heartbeat.py), so a live worker runs it
   again if this one dies; one this worker cancels before its function starts (shutdown) is given
-  back, due at once.
+  back, due at once. A slot that frees goes to the job in hand of the highest queue (slots.py).
 - **Woken, not polling.** `enqueue_task` pushes a token onto `<queue>:wake` with each job
   (job_writes.py), and a worker with free slots and nothing due waits on that list (BRPOP): a
   job due now starts about a millisecond after it is queued, and a deferred one wakes a worker
@@ -37,8 +39,11 @@ WATCH/MULTI per id. Here, instead:
 - **Nothing is missed without a token.** The wait ends at the start time of the next deferred
   job the worker knows of (a `_defer_by`, a cron tick, a retry's backoff) and at the latest
   after FALLBACK_POLL_SECONDS (1 s), so a job queued without a token (by arq's own
-  `enqueue_job`, another service) still starts within a second of its time. An idle worker thus sends 3 commands a second (a BRPOP, and a claim
-  that reads the queue once), where arq's loop sends about 100.
+  `enqueue_job`, another service) still starts within a second of its time. The deferred start
+  is timed by the worker's own clock, the BRPOP going on meanwhile: Redis ends a blocking wait
+  only on its 100 ms tick. An idle worker thus sends 3 commands a second (a BRPOP, and a claim
+  that reads the queue once; one more read per extra queue served), where arq's loop sends
+  about 100.
 
 `arq {{ cookiecutter.package_name }}.infrastructure.tasks.WorkerSettings` still runs the same jobs correctly, with arq's
 loop: it honours the same in-progress keys, so both kinds of worker can share a queue. What it
@@ -105,6 +110,7 @@ from ..store.serialization import JobFailed, deserialize, serialize
 from .functions import cron_queues, limited_queues
 from .missing_functions import FunctionTable, wait_for_function
 from .retries import record_dead_letter
+from .slots import FunctionSlots
 
 logger = logging.getLogger(__name__)
 
@@ -123,69 +129,85 @@ CLAIM_LOOK_PAST = 1000
 # enough to cover the claim and read of the jobs whose slots free while those run.
 READ_AHEAD_SHARE = 0.25
 
-# KEYS: the queue, its wake-up list. ARGV: now (ms), how many to claim, arq's in-progress key
-# prefix, the in-progress lifetime (ms), CLAIM_LOOK_PAST, '1' to delete the wake-up tokens
-# once nothing is due ('0' when the list was just found empty: a DEL is one more command), a
-# concurrency lease's lifetime (ms), '1' to check the limits of jobs that have some (limits.py;
-# '0' on a queue where no job declares any: one GET per job saved).
-# Reads the queue in score order, one id past what it still wants, so that the first id not
-# due yet tells when the next one starts. A job its limits hold back is not claimed: its score
-# moves on (LIMIT_CHECK) and the scan goes on past it. Returns [drained, next start (ms) or
-# false, id, score, limits, id, score, limits, ...]: drained is 1 when no due id is left
-# unclaimed (as far as it looked); limits is '' for a job without limits, else '=' and the
-# concurrency limit whose lease it holds ('=' alone for a rate limit only).
+# KEYS: each queue to claim from, in the order to claim, and its wake-up list: queue, list,
+# queue, list, ... ARGV: now (ms), how many to claim, arq's in-progress key prefix, the
+# in-progress lifetime (ms), CLAIM_LOOK_PAST, '1' to delete a queue's wake-up tokens once it has
+# nothing due ('0' when the lists were just found empty: a DEL is one more command), a
+# concurrency lease's lifetime (ms), and a '1' or '0' per queue: '1' to check the limits of
+# jobs that have some (limits.py; '0' for a queue where no job declares any: a GET per job
+# saved).
+# Reads each queue in score order, one id past what it still wants, so that the first id not
+# due yet tells when the next one starts; takes a queue's due jobs before it looks at the next
+# queue. A job its limits hold back is not claimed: its score moves on (LIMIT_CHECK) and the
+# scan goes on past it. Returns [drained, next start (ms) or false, id, score, limits, id,
+# score, limits, ...]: drained is 1 when no queue has a due id left unclaimed (as far as it
+# looked); limits is '' for a job without limits, else '=' and the concurrency limit whose
+# lease it holds ('=' alone for a rate limit only). One script for every queue served: one
+# round trip per claim however many queues there are.
 CLAIM_JOBS = (
     LIMIT_CHECK
     + """
 local now = tonumber(ARGV[1])
 local wanted = tonumber(ARGV[2])
 local until_ms = now + tonumber(ARGV[4])
-local check_limits = ARGV[8] == '1'
+local look_past = tonumber(ARGV[5])
+local lease_ms = tonumber(ARGV[7])
 local claimed = {}
-local skipped = 0
-local held_back = 0
-local drained = 0
+local all_drained = 1
 local next_start = false
-while drained == 0 and #claimed < 3 * wanted and skipped + held_back < tonumber(ARGV[5]) do
-  local asked = wanted - #claimed / 3 + 1
-  local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '+inf', 'WITHSCORES', 'LIMIT',
-                         skipped, asked)
-  for i = 1, #ids, 2 do
-    if tonumber(ids[i + 1]) > now then
-      if not next_start or tonumber(ids[i + 1]) < tonumber(next_start) then
-        next_start = ids[i + 1]
-      end
-      drained = 1
-      break
-    end
-    local mark = ARGV[3] .. ids[i]
-    local verdict = {'free'}
-    if #claimed >= 3 * wanted then
-      verdict = {'skip'}  -- one more than wanted
-    elseif check_limits then
-      if redis.call('EXISTS', mark) == 1 then
-        verdict = {'skip'}
-      else
-        verdict = limit_check(KEYS[1], ids[i], tonumber(ids[i + 1]), now, tonumber(ARGV[7]))
-      end
-    end
-    if verdict[1] == 'wait' then
-      held_back = held_back + 1  -- out of the due range now: the offset stays
-      if not next_start or verdict[2] < tonumber(next_start) then next_start = verdict[2] end
-    elseif verdict[1] ~= 'skip' and redis.call('SET', mark, '1', 'NX', 'PX', ARGV[4]) then
-      redis.call('ZADD', KEYS[1], 'XX', until_ms, ids[i])
-      claimed[#claimed + 1] = ids[i]
-      claimed[#claimed + 1] = ids[i + 1]
-      claimed[#claimed + 1] = verdict[1] == 'run' and '=' .. verdict[2] or ''
-    else
-      skipped = skipped + 1  -- running elsewhere, or one more than wanted
-    end
-  end
-  if #ids < 2 * asked then drained = 1 end
+local function earlier(score)
+  if not next_start or tonumber(score) < tonumber(next_start) then next_start = score end
 end
-if drained == 1 and ARGV[6] == '1' then redis.call('DEL', KEYS[2]) end
+for q = 1, #KEYS / 2 do
+  if #claimed >= 3 * wanted then
+    all_drained = 0  -- a queue not asked may have jobs due
+    break
+  end
+  local queue = KEYS[2 * q - 1]
+  local check_limits = string.sub(ARGV[8], q, q) == '1'
+  local skipped = 0
+  local held_back = 0
+  local drained = 0
+  while drained == 0 and #claimed < 3 * wanted and skipped + held_back < look_past do
+    local asked = wanted - #claimed / 3 + 1
+    local ids = redis.call('ZRANGEBYSCORE', queue, '-inf', '+inf', 'WITHSCORES', 'LIMIT',
+                           skipped, asked)
+    for i = 1, #ids, 2 do
+      if tonumber(ids[i + 1]) > now then
+        earlier(ids[i + 1])
+        drained = 1
+        break
+      end
+      local mark = ARGV[3] .. ids[i]
+      local verdict = {'free'}
+      if #claimed >= 3 * wanted then
+        verdict = {'skip'}  -- one more than wanted
+      elseif check_limits then
+        if redis.call('EXISTS', mark) == 1 then
+          verdict = {'skip'}
+        else
+          verdict = limit_check(queue, ids[i], tonumber(ids[i + 1]), now, lease_ms)
+        end
+      end
+      if verdict[1] == 'wait' then
+        held_back = held_back + 1  -- out of the due range now: the offset stays
+        earlier(verdict[2])
+      elseif verdict[1] ~= 'skip' and redis.call('SET', mark, '1', 'NX', 'PX', ARGV[4]) then
+        redis.call('ZADD', queue, 'XX', until_ms, ids[i])
+        claimed[#claimed + 1] = ids[i]
+        claimed[#claimed + 1] = ids[i + 1]
+        claimed[#claimed + 1] = verdict[1] == 'run' and '=' .. verdict[2] or ''
+      else
+        skipped = skipped + 1  -- running elsewhere, or one more than wanted
+      end
+    end
+    if #ids < 2 * asked then drained = 1 end
+  end
+  if drained == 1 and ARGV[6] == '1' then redis.call('DEL', KEYS[2 * q]) end
+  if drained == 0 then all_drained = 0 end
+end
 table.insert(claimed, 1, next_start)
-table.insert(claimed, 1, drained)
+table.insert(claimed, 1, all_drained)
 return claimed
 """
 )
@@ -229,12 +251,13 @@ class Worker(ArqWorker):
         # arq's semaphore bounds the jobs in hand (max_jobs + 1 in arq); the functions running
         # at once are bounded by _function_slots (max_jobs).
         self.sem = asyncio.BoundedSemaphore(self.max_jobs + self.read_ahead + 1)
-        self._function_slots = asyncio.Semaphore(self.max_jobs)
+        self._function_slots = FunctionSlots(self.max_jobs)
         self._functions_running: set[str] = set()
         self._slot_freed = asyncio.Event()
         self._last_look_around = 0.0
         # The wait for a wake-up token (BRPOP), while it is under way (wait_for_jobs).
         self._token_wait: asyncio.Future[Any] | None = None
+        self._token_wait_ends = 0.0  # time.monotonic() when it ends, unless a token comes
         self._claim_jobs: AsyncScript | None = None
         self._scores_before_claim: dict[str, int] = {}
         # Jobs whose function arq is about to run (its on_job_start hook has been called).
@@ -267,7 +290,9 @@ class Worker(ArqWorker):
         self._tries_counted.add(job_id)
         if self._on_job_start is not None:
             await self._on_job_start(ctx)
-        await self._function_slots.acquire()  # cancelled here: run_job gives the job back
+        # Jobs of a higher queue in hand start first (slots.py); cancelled here, run_job gives
+        # the job back.
+        await self._function_slots.acquire(self.priority_of(job_id))
         self._functions_running.add(job_id)
         if not self.allow_pick_jobs:  # shutting down: a job read ahead is not started now
             raise asyncio.CancelledError
@@ -279,6 +304,13 @@ class Worker(ArqWorker):
         self._free_function_slot(ctx["job_id"])
         if self._on_job_end is not None:
             await self._on_job_end(ctx)
+
+    def priority_of(self, job_id: str) -> int:
+        """The job's queue's place in priority order (0: the first queue served); 0 for every
+        job with WORKER_QUEUE_WEIGHTS, whose promise is each queue's share, not an order."""
+        if self.queue_weights:
+            return 0
+        return self.queue_names.index(self.queue_of(job_id))
 
     def _free_function_slot(self, job_id: str) -> None:
         if job_id in self._functions_running:
@@ -543,22 +575,8 @@ class Worker(ArqWorker):
     ) -> tuple[list[tuple[str, int]], bool, float | None]:
         """Up to `wanted` due jobs from the served queues, each queue's taken before the next
         one's (`claim_order`): ([(id, score)], drained, next start ms). Drained when no queue
-        asked has a due job left; the next start is the earliest any of them told."""
-        jobs: list[tuple[str, int]] = []
-        all_drained = True
-        next_start_ms: float | None = None
-        for queue_name in self.claim_order():
-            if len(jobs) == wanted:
-                all_drained = False  # a queue not asked may have jobs due
-                break
-            claimed, drained, next_start = await self.claim(
-                queue_name, wanted - len(jobs), clear_tokens
-            )
-            jobs += claimed
-            all_drained = all_drained and drained
-            if next_start is not None and (next_start_ms is None or next_start < next_start_ms):
-                next_start_ms = next_start
-        return jobs, all_drained, next_start_ms
+        has a due job left; the next start is the earliest any of them told."""
+        return await self.claim(self.claim_order(), wanted, clear_tokens)
 
     @property
     def running_functions(self) -> int:
@@ -576,14 +594,18 @@ class Worker(ArqWorker):
         return max(free, 0)
 
     async def claim(
-        self, queue_name: str, wanted: int, clear_tokens: bool
+        self, queue_names: Sequence[str], wanted: int, clear_tokens: bool
     ) -> tuple[list[tuple[str, int]], bool, float | None]:
-        """Up to `wanted` due jobs of one queue, now this worker's: ([(id, score)], drained,
-        next start ms)."""
+        """Up to `wanted` due jobs of these queues, in this order, now this worker's: ([(id,
+        score)], drained, next start ms). One script call (CLAIM_JOBS)."""
         if self._claim_jobs is None:  # sent by its SHA1, loaded again if Redis lost it
             self._claim_jobs = self.pool.register_script(CLAIM_JOBS)
+        keys = []
+        for queue_name in queue_names:
+            keys += [queue_name, wake_key(queue_name)]
+        check_limits = "".join("1" if q in self._limited_queues else "0" for q in queue_names)
         reply = await self._claim_jobs(
-            keys=[queue_name, wake_key(queue_name)],
+            keys=keys,
             args=[
                 timestamp_ms(),
                 wanted,
@@ -592,7 +614,7 @@ class Worker(ArqWorker):
                 CLAIM_LOOK_PAST,
                 "1" if clear_tokens else "0",
                 self._lease_ms,
-                "1" if queue_name in self._limited_queues else "0",
+                check_limits,
             ],
         )
         drained, next_start, *flat = reply
@@ -751,7 +773,10 @@ class Worker(ArqWorker):
             self._token_wait = asyncio.ensure_future(
                 self.pool.brpop(wake_keys, timeout=FALLBACK_POLL_SECONDS)  # type: ignore[arg-type]
             )
-        done, _ = await asyncio.wait({self._token_wait}, timeout=timeout)
+            self._token_wait_ends = time.monotonic() + FALLBACK_POLL_SECONDS
+        # The BRPOP ending first is the fallback poll: no timer of its own then.
+        timer = None if time.monotonic() + timeout >= self._token_wait_ends else timeout
+        done, _ = await asyncio.wait({self._token_wait}, timeout=timer)
         if not done:
             return False  # the list is still empty: the wait goes on
         token_wait, self._token_wait = self._token_wait, None
