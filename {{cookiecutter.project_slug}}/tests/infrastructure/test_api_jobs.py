@@ -5,6 +5,7 @@ it, and what a client gets when its request is invalid or Redis is away."""
 
 import asyncio
 import contextlib
+import importlib
 import json
 import os
 import re
@@ -16,6 +17,7 @@ import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -29,12 +31,13 @@ from {{ cookiecutter.package_name }}.api.app import create_app
 from {{ cookiecutter.package_name }}.api.dependencies import authorize, current_settings
 from {{ cookiecutter.package_name }}.api.job_requests import idempotent_job_id
 from {{ cookiecutter.package_name }}.config import Settings, get_settings
+from {{ cookiecutter.package_name }}.infrastructure import registry
 from {{ cookiecutter.package_name }}.infrastructure.keys import abort_requests_key, bare_job_id, queue_of
 from {{ cookiecutter.package_name }}.infrastructure.local.redis_server import LocalRedisServer, free_port
 from {{ cookiecutter.package_name }}.infrastructure.store.job_handle import abort_mark_key
 from {{ cookiecutter.package_name }}.infrastructure.tasks import WorkerSettings as ProjectSettings
 from {{ cookiecutter.package_name }}.infrastructure.worker.functions import arq_function
-from {{ cookiecutter.package_name }}.queue import JobContext, PermanentError, get_job
+from {{ cookiecutter.package_name }}.queue import JobContext, PermanentError, enqueue_task, get_job
 
 from .conftest import Configure, WorkerProcesses, full_id
 
@@ -210,6 +213,44 @@ async def test_aborting_a_queued_job_removes_it_without_a_worker(
         "type": "JobAborted",
         "message": "aborted before it started",
     }
+
+
+async def test_a_job_waiting_for_its_limit_says_why_and_can_be_aborted(
+    client: httpx.AsyncClient,
+    task_pool: ArqRedis,
+    worker_processes: WorkerProcesses,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    registry.load_jobs()
+    monkeypatch.setattr(registry, "_specs", dict(registry._specs))
+    from . import limit_jobs
+
+    importlib.reload(limit_jobs)  # its jobs, for this test only: `alone` runs one at a time
+    worker_processes.start(f"{limit_jobs.__name__}.WorkerSettings")
+    running = await enqueue_task("alone", "running", 30.0)
+    assert running is not None
+    await wait_for_status(client, quote(running.job_id), "in_progress")
+    waiting = await enqueue_task("alone", "waiting", 0.0)
+    assert waiting is not None
+    path = f"/jobs/{quote(waiting.job_id)}"
+
+    async def said() -> dict[str, Any]:
+        for _ in range(100):  # until the worker has looked at it: at once, with a token
+            view: dict[str, Any] = (await client.get(path)).json()
+            if "waiting_for" in view:
+                return view
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"{path} never said why it waits")
+
+    view = await said()
+    aborted = await client.delete(path)
+
+    assert (view["status"], view["waiting_for"]) == (
+        "queued",
+        "max_concurrency: 1 jobs of alone are running",
+    )
+    assert aborted.json()["status"] == "aborted"
+    assert "waiting_for" not in aborted.json()
 
 
 async def test_aborting_an_unknown_job_is_404_and_a_later_job_with_its_id_runs(

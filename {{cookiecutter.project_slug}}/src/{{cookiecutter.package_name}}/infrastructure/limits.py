@@ -21,7 +21,9 @@ every worker process and host:
   (GCRA with no burst, as Celery spreads `rate_limit` over its period).
   `Q:limit:<limit>:next-start` holds the earliest time the next start may take. A job over the
   rate is not claimed: it reserves that time, and its score in the queue moves to it, so each
-  job is looked at twice at most, and any one-second window holds at most n/period + 1 starts.
+  job is looked at twice at most. The turns are one interval apart: any one-second window holds
+  at most n/period + 1 of them. A job starts at its turn, plus the milliseconds its worker
+  takes to claim and read it (bench/limits.py measures both).
 
 A job waiting for its limit has not been read: it has used no try and holds no worker slot.
 `Q:limit-wait:J` says why it waits ("concurrency", or "rate" with the start it reserved), which
