@@ -264,17 +264,35 @@ end
 """
 
 # KEYS: the limit's leases and waiting jobs (concurrency_keys), the queue, its wake-up list.
-# ARGV: the job id giving its lease back, now (ms). The oldest waiting job still queued is due
-# now, and a token wakes a worker for it (one per lease: one slot has freed).
-RELEASE_LEASE = """
+# ARGV: the job id giving its lease back, now (ms), '1' if the worker giving it back takes the
+# next job itself, arq's in-progress key prefix, the in-progress lifetime (ms), the lease
+# lifetime (ms). The oldest waiting job still queued gets the slot: claimed for that worker in
+# this same script (a lease, its in-progress mark), or else made due now with a token that wakes
+# a worker for it. Returns {id, score, limits} for a job claimed here (as CLAIM_JOBS returns
+# each), else false.
+RELEASE_LEASE = (
+    LIMIT_CHECK
+    + """
+local now = tonumber(ARGV[2])
 redis.call('ZREM', KEYS[1], ARGV[1])
 while true do
   local oldest = redis.call('ZRANGE', KEYS[2], 0, 0)
-  if #oldest == 0 then return 0 end
-  redis.call('ZREM', KEYS[2], oldest[1])
-  if redis.call('ZADD', KEYS[3], 'XX', 'LT', 'CH', ARGV[2], oldest[1]) == 1 then
+  if #oldest == 0 then return false end
+  local id = oldest[1]
+  redis.call('ZREM', KEYS[2], id)
+  if redis.call('ZSCORE', KEYS[3], id) then
+    local mark = ARGV[4] .. id
+    if ARGV[3] == '1' and redis.call('EXISTS', mark) == 0 then
+      local verdict = limit_check(KEYS[3], id, now, now, tonumber(ARGV[6]))
+      if verdict[1] == 'wait' then return false end  -- its rate turn has not come
+      redis.call('SET', mark, '1', 'PX', ARGV[5])
+      redis.call('ZADD', KEYS[3], 'XX', now + tonumber(ARGV[5]), id)
+      return {id, tostring(now), verdict[1] == 'run' and '=' .. verdict[2] or ''}
+    end
+    redis.call('ZADD', KEYS[3], 'XX', 'LT', now, id)
     if redis.call('LPUSH', KEYS[4], '1') > 64 then redis.call('RPOP', KEYS[4]) end
-    return 1
+    return false
   end
 end
 """
+)

@@ -493,8 +493,13 @@ class Worker(ArqWorker):
                 tr.zincrby(queue_name, incr_score, job_id)
             if delete_keys:
                 tr.delete(*delete_keys)
-            self.release_limits(tr, job_id, finished=finish)
-            await tr.execute()
+            held = job_id in self._limited_jobs and await self.hold_a_place()
+            released, replies = False, []
+            try:
+                released = self.release_limits(tr, job_id, finish, take_next=held)
+                replies = await tr.execute()
+            finally:
+                self.start_handed_over(held, replies[-1] if replies and released else None)
 
     async def write_failure(self, job_id: str, result_data: bytes | None) -> None:
         """arq's `finish_failed_job` write, in the job's own queue (as `write_outcome`)."""
@@ -511,23 +516,65 @@ class Worker(ArqWorker):
             if result_data is not None and keep_result:
                 expire = 0 if self.keep_result_forever else self.keep_result_s
                 tr.set(result_key_prefix + job_id, result_data, px=to_ms(expire))
-            self.release_limits(tr, job_id, finished=True)
-            await tr.execute()
+            held = job_id in self._limited_jobs and await self.hold_a_place()
+            released, replies = False, []
+            try:
+                released = self.release_limits(tr, job_id, True, take_next=held)
+                replies = await tr.execute()
+            finally:
+                self.start_handed_over(held, replies[-1] if replies and released else None)
 
-    def release_limits(self, transaction: Pipeline, job_id: str, finished: bool) -> None:
-        """Add to `transaction`, for a job with limits this worker claimed: give its lease
-        back, which makes the oldest job waiting for it due (limits.py); once `finished`, drop
-        its limits too. Nothing for a job without limits."""
+    def release_limits(
+        self, transaction: Pipeline, job_id: str, finished: bool, take_next: bool = False
+    ) -> bool:
+        """Add to `transaction`, for a job with limits this worker claimed: once `finished`,
+        drop its limits; and give its lease back, last, which passes the slot to the oldest job
+        waiting for it (limits.py): claimed for this worker with `take_next`, else made due for
+        any. True if the lease goes back (the transaction's last reply is then RELEASE_LEASE's,
+        for `start_handed_over`). Nothing for a job without limits."""
         lease = self._limited_jobs.pop(job_id, None)
         if lease is None:
-            return
+            return False
         queue_name = self.queue_of(job_id)
-        if lease:
-            running, waiting = concurrency_keys(queue_name, lease)
-            keys = (running, waiting, queue_name, wake_key(queue_name))
-            transaction.eval(RELEASE_LEASE, len(keys), *keys, job_id, str(timestamp_ms()))
         if finished:
             transaction.delete(limited_key(queue_name, job_id), limit_wait_key(queue_name, job_id))
+        if not lease:
+            return False
+        running, waiting = concurrency_keys(queue_name, lease)
+        keys = (running, waiting, queue_name, wake_key(queue_name))
+        transaction.eval(
+            RELEASE_LEASE,
+            len(keys),
+            *keys,
+            job_id,
+            str(timestamp_ms()),
+            "1" if take_next else "0",
+            in_progress_key_prefix,
+            str(int(self.in_progress_timeout_s * 1000)),
+            str(self._lease_ms),
+        )
+        return True
+
+    async def hold_a_place(self) -> bool:
+        """Whether this worker takes one more job in hand now; if so, its place is held (the
+        semaphore), to be used by `start_handed_over` or given back by it. Never waits."""
+        if self.free_slots() == 0 or self.sem.locked():
+            return False
+        await self.sem.acquire()  # not locked: returns at once
+        return True
+
+    def start_handed_over(self, held: bool, reply: Any) -> None:
+        """Start the job RELEASE_LEASE claimed for this worker (`reply`, or false: none), in the
+        place `hold_a_place` held; without a job, give that place back."""
+        if not held:
+            return
+        if not reply:
+            self.sem.release()
+            return
+        job_id, score, limits = (part.decode() for part in reply)
+        if limits:
+            self._limited_jobs[job_id] = limits[1:]
+        self._start_job(job_id, int(float(score)))
 
     async def renew_leases(self) -> None:
         """Every half heartbeat interval: the concurrency leases of this worker's jobs last
@@ -630,10 +677,13 @@ class Worker(ArqWorker):
         """Start claimed jobs as arq's `start_jobs` does once it has its in-progress key."""
         for job_id, score in jobs:
             await self.sem.acquire()  # free: a claim takes at most the free slots
-            self.job_counter += 1
-            task = self.loop.create_task(self.run_job(job_id, score))
-            task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
-            self.tasks[job_id] = task
+            self._start_job(job_id, score)
+
+    def _start_job(self, job_id: str, score: int) -> None:
+        self.job_counter += 1
+        task = self.loop.create_task(self.run_job(job_id, score))
+        task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
+        self.tasks[job_id] = task
 
     async def run_cron(self, n: datetime, delay: float, num_windows: int = 2) -> None:
         """arq's, but each cron job's ticks go to its own queue (`@cron_job(queue=...)`), and
