@@ -10,8 +10,13 @@ import asyncio
 import time
 
 from {{ cookiecutter.package_name }}.infrastructure.tasks import WorkerSettings as ProjectSettings
-from {{ cookiecutter.package_name }}.infrastructure.worker.functions import worker_functions
+from {{ cookiecutter.package_name }}.infrastructure.worker.functions import (
+    arq_function,
+    worker_functions,
+)
 from {{ cookiecutter.package_name }}.queue import JobContext, job
+
+from .fault_jobs import counted
 
 
 async def record_start(ctx: JobContext, name: str) -> None:
@@ -53,5 +58,25 @@ async def per_domain(ctx: JobContext, domain: str, path: str) -> None:
     await record_start(ctx, f"{domain}{path}")
 
 
+# KEYS: the most seen; ARGV: how many run now.
+RECORD_MOST = """
+if tonumber(ARGV[1]) > tonumber(redis.call('GET', KEYS[1]) or '0') then
+  redis.call('SET', KEYS[1], ARGV[1])
+end
+"""
+
+
+@job(max_concurrency=6, rate_limit="1000/s", rate_limit_key=lambda number: number % 4)
+async def counted_with_limits(ctx: JobContext, number: int) -> None:
+    """fault_jobs.py's `counted` (its runs in the hash `runs`), at most 6 at once and 1,000
+    starts a second per key (four keys); the most seen running at once in `most-running`."""
+    running = await ctx["redis"].incr("running")
+    await ctx["redis"].eval(RECORD_MOST, 1, "most-running", running)
+    await ctx["redis"].hincrby("runs", str(number), 1)
+    await ctx["redis"].decr("running")
+
+
 # No cron jobs: a minute tick would add a job to the queue.
 WorkerSettings = {**vars(ProjectSettings), "functions": worker_functions()[0], "cron_jobs": ()}
+# For the race (test_faults.py): these jobs and fault_jobs.py's `counted`.
+RaceSettings = {**WorkerSettings, "functions": (*worker_functions()[0], arq_function(counted))}

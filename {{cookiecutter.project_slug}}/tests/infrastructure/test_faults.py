@@ -5,6 +5,7 @@ Redis not there when a worker starts, and many workers racing for the same jobs.
 `just test-faults` runs them."""
 
 import asyncio
+import importlib
 import re
 import signal
 import time
@@ -16,6 +17,7 @@ from arq.connections import ArqRedis
 from arq.constants import result_key_prefix
 
 from {{ cookiecutter.package_name }}.config import get_settings
+from {{ cookiecutter.package_name }}.infrastructure import registry
 from {{ cookiecutter.package_name }}.infrastructure.local.redis_server import LocalRedisServer, free_port
 from {{ cookiecutter.package_name }}.infrastructure.store import dead_letters
 from {{ cookiecutter.package_name }}.infrastructure.store.connection import RedisUnavailableError
@@ -326,6 +328,42 @@ async def drain(pool: ArqRedis, within: float, queues: tuple[str, ...] = ()) -> 
             raise AssertionError(f"{left} jobs still queued after {within} s")
         await asyncio.sleep(0.1)
     return time.monotonic() - started
+
+
+async def test_eight_workers_racing_on_three_queues_with_limits_run_each_job_once(
+    task_pool: ArqRedis,
+    worker_processes: WorkerProcesses,
+    configure: Configure,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A quarter of the jobs limited (6 at once, 1,000 starts a second per key), on `default`;
+    # the rest spread over the three queues.
+    queues = ("critical", "default", "bulk")
+    configure(QUEUES=",".join(queues))
+    registry.load_jobs()
+    monkeypatch.setattr(registry, "_specs", dict(registry._specs))
+    from . import limit_jobs
+
+    importlib.reload(limit_jobs)  # declares its jobs, for this test only
+    for start in range(0, 20_000, 100):
+        await asyncio.gather(
+            *(
+                task_pool.enqueue_job("counted_with_limits", n)
+                if n % 4 == 0
+                else task_pool.enqueue_job("counted", n, _queue_name=queues[n % 3])
+                for n in range(start, start + 100)
+            )
+        )
+    for _ in range(8):
+        worker_processes.start(f"{limit_jobs.__name__}.RaceSettings", QUEUES=",".join(queues))
+    seconds = await drain(task_pool, within=240, queues=queues)
+
+    runs = await run_counts(task_pool, 20_000)
+    assert runs.count(1) == 20_000, {count: runs.count(count) for count in set(runs)}
+    assert 1 < int(await task_pool.get("most-running")) <= 6
+    assert await task_pool.keys("*:limit:*:running") == []  # every lease given back
+    assert all(worker.poll() is None for worker in worker_processes.started)
+    print(f"race with limits: 20,000 jobs on 3 queues, 8 workers, each once, {seconds:.1f} s")
 
 
 async def run_counts(pool: ArqRedis, jobs: int) -> list[int]:
