@@ -82,6 +82,26 @@ async def test_readiness_counts_the_live_workers_and_needs_none(
     assert (counted.status_code, counted.json()) == (200, {"status": "ready", "workers": 1})
 
 
+async def test_readiness_counts_each_queue_s_workers_and_each_worker_once(
+    task_pool: ArqRedis, worker_processes: WorkerProcesses, configure: Configure
+) -> None:
+    configure(QUEUES="critical,default,bulk")
+    async with serving(create_app()) as client:
+        worker_processes.start(QUEUES="critical,default,bulk")
+        worker_processes.start(QUEUES="critical,default,bulk", WORKER_QUEUES="bulk")
+        for _ in range(600):  # up to 30 s for both workers' first heartbeats
+            counted = await client.get("/health/ready")
+            if counted.json().get("workers") == 2:
+                break
+            await asyncio.sleep(0.05)
+
+    assert counted.json() == {
+        "status": "ready",
+        "workers": 2,
+        "queues": {"critical": 1, "default": 1, "bulk": 2},
+    }
+
+
 async def test_the_app_starts_while_redis_is_down_and_is_ready_once_it_is_back(
     configure: Configure, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -8,8 +8,8 @@ liveness probes at it, so that {% if cookiecutter.cache_backend != "none" %}a Re
 and would take a write, else 503 with the reason (connection.py's line for it: out of reach, out
 of memory (used_memory past maxmemory, from INFO), a read-only replica): point readiness probes
 at it. Its body counts the live workers
-(heartbeat.py), but no worker does not make the API unready: jobs wait in the queue until a
-worker starts, so alert on the count instead.
+(heartbeat.py), and with several QUEUES those of each queue too, but no worker does not make the
+API unready: jobs wait in the queue until a worker starts, so alert on the count instead.
 {%- else %}
 `GET /health/ready` answers 200 once the app has started: point readiness probes at it, and make
 it check what requests need when the app comes to depend on other services.
@@ -45,6 +45,8 @@ class Readiness(BaseModel):
     # Workers whose heartbeat is current; 0 is not a failure, but nothing runs the jobs. None
     # when Redis answered but did not finish counting them within API_READY_TIMEOUT.
     workers: int | None
+    # With several QUEUES: the live workers serving each (a worker serving two counts in both).
+    queues: dict[str, int] | None = None
 {%- endif %}
 
 
@@ -55,10 +57,11 @@ async def live() -> Liveness:
 {%- if cookiecutter.cache_backend != "none" %}
 
 
-@router.get("/ready", responses=problem_responses(503))
+@router.get("/ready", responses=problem_responses(503), response_model_exclude_unset=True)
 async def ready(settings: AppSettings) -> Readiness:
     """Redis answers within `API_READY_TIMEOUT` seconds and would take a write (it is not out
-    of memory, nor a read-only replica); the body counts the live workers."""
+    of memory, nor a read-only replica); the body counts the live workers, and with several
+    QUEUES those serving each queue."""
     # The pool is opened here rather than through `TaskPool`, so that the time limit covers
     # connecting too (REDIS_CONNECT_TIMEOUT alone allows 5 s).
     try:
@@ -75,10 +78,17 @@ async def ready(settings: AppSettings) -> Readiness:
     # PING; readiness does not depend on it.
     try:
         async with asyncio.timeout_at(time_limit.when()):
-            workers: int | None = len(await live_workers(pool, settings.queue_name))
+            beats = {
+                queue: await live_workers(pool, key) for queue, key in settings.queue_keys.items()
+            }
     except TimeoutError:
-        workers = None
-    return Readiness(status="ready", workers=workers)
+        return Readiness(status="ready", workers=None)
+    # A worker serving several queues beats in each: counted once, by host and process.
+    workers = len({(beat.host, beat.pid) for each in beats.values() for beat in each})
+    if len(beats) == 1:
+        return Readiness(status="ready", workers=workers)
+    queues = {queue: len(each) for queue, each in beats.items()}
+    return Readiness(status="ready", workers=workers, queues=queues)
 {%- else %}
 
 
