@@ -493,13 +493,7 @@ class Worker(ArqWorker):
                 tr.zincrby(queue_name, incr_score, job_id)
             if delete_keys:
                 tr.delete(*delete_keys)
-            held = job_id in self._limited_jobs and await self.hold_a_place()
-            released, replies = False, []
-            try:
-                released = self.release_limits(tr, job_id, finish, take_next=held)
-                replies = await tr.execute()
-            finally:
-                self.start_handed_over(held, replies[-1] if replies and released else None)
+            await self.execute_releasing_limits(tr, job_id, finish)
 
     async def write_failure(self, job_id: str, result_data: bytes | None) -> None:
         """arq's `finish_failed_job` write, in the job's own queue (as `write_outcome`)."""
@@ -516,13 +510,20 @@ class Worker(ArqWorker):
             if result_data is not None and keep_result:
                 expire = 0 if self.keep_result_forever else self.keep_result_s
                 tr.set(result_key_prefix + job_id, result_data, px=to_ms(expire))
-            held = job_id in self._limited_jobs and await self.hold_a_place()
-            released, replies = False, []
-            try:
-                released = self.release_limits(tr, job_id, True, take_next=held)
-                replies = await tr.execute()
-            finally:
-                self.start_handed_over(held, replies[-1] if replies and released else None)
+            await self.execute_releasing_limits(tr, job_id, True)
+
+    async def execute_releasing_limits(
+        self, transaction: Pipeline, job_id: str, finished: bool
+    ) -> None:
+        """Run a job's outcome write (`transaction`) with its limits released in it
+        (`release_limits`); the job it hands over to this worker, if any, starts."""
+        held = job_id in self._limited_jobs and await self.hold_a_place()
+        released, replies = False, []
+        try:
+            released = self.release_limits(transaction, job_id, finished, take_next=held)
+            replies = await transaction.execute()
+        finally:
+            self.start_handed_over(held, replies[-1] if replies and released else None)
 
     def release_limits(
         self, transaction: Pipeline, job_id: str, finished: bool, take_next: bool = False
