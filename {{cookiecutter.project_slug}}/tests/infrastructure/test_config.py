@@ -6,7 +6,11 @@ import pytest
 from pydantic import ValidationError
 
 from {{ cookiecutter.package_name }}.config import Settings
-from {{ cookiecutter.package_name }}.infrastructure.settings import TemplateSettings, describe_invalid_settings
+from {{ cookiecutter.package_name }}.infrastructure.settings import (
+    IGNORE_DOTENV,
+    TemplateSettings,
+    describe_invalid_settings,
+)
 
 
 def test_defaults_describe_this_project(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -18,6 +22,20 @@ def test_defaults_describe_this_project(monkeypatch: pytest.MonkeyPatch) -> None
     assert str(settings.redis_url) == "redis://localhost:{{ cookiecutter.redis_port }}/0"
     assert settings.queue_name == "{" + "{{ cookiecutter.project_slug }}:default}"
 {%- endif %}
+
+
+def test_tests_read_no_env_file_and_a_project_does(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # The test session sets IGNORE_DOTENV (conftest.py): a developer's `.env` changes no test.
+    (tmp_path / ".env").write_text("LOG_LEVEL=ERROR\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("LOG_LEVEL", raising=False)
+    in_tests = Settings()
+    monkeypatch.delenv(IGNORE_DOTENV)
+    in_the_project = Settings()
+
+    assert (in_tests.log_level, in_the_project.log_level) == ("INFO", "ERROR")
 
 
 def test_environment_overrides_defaults(monkeypatch: pytest.MonkeyPatch) -> None:

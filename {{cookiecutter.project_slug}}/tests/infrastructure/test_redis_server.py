@@ -29,6 +29,7 @@ from {{ cookiecutter.package_name }}.infrastructure.local.redis_server import (
     RedisServerError,
     free_port,
 )
+from {{ cookiecutter.package_name }}.infrastructure.settings import IGNORE_DOTENV
 from {{ cookiecutter.package_name }}.infrastructure.store.heartbeat import escape_glob, key_prefix
 from {{ cookiecutter.package_name }}.infrastructure.store.serialization import deserialize, serialize
 
@@ -51,7 +52,13 @@ class Dev:
         self.module = module
         self.args = args
         self.log_path = folder / f"dev-{time.monotonic_ns()}.log"
-        environment = {name: value for name, value in os.environ.items() if name != "REDIS_URL"}
+        # The folder's `.env` is what these commands read: not the test session's REDIS_URL,
+        # nor its IGNORE_DOTENV (testing.py).
+        environment = {
+            name: value
+            for name, value in os.environ.items()
+            if name not in {"REDIS_URL", IGNORE_DOTENV}
+        }
         # The project, for tests.fault_jobs; the folder, for a test's own job module.
         environment["PYTHONPATH"] = os.pathsep.join([str(PROJECT), str(folder)])
         with self.log_path.open("wb") as log:

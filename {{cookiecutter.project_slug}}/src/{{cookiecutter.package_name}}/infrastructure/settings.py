@@ -5,6 +5,7 @@ Every field maps to the upper-case environment variable of the same name, e.g. `
 `.env.example` lists them with their defaults.
 """
 
+import os
 {% if cookiecutter.cache_backend != "none" -%}
 import re
 {% endif -%}
@@ -27,7 +28,14 @@ from pydantic import (
 {% else -%}
 from pydantic import Field, SecretStr, ValidationError
 {% endif -%}
-from pydantic_settings import BaseSettings, {% if cookiecutter.cache_backend != "none" %}NoDecode, {% endif %}SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+{%- if cookiecutter.cache_backend != "none" %}
+    NoDecode,
+{%- endif %}
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 {%- if cookiecutter.cache_backend != "none" %}
 
 from .keys import DEFAULT_QUEUE, QUEUE_NAME_PATTERN, queue_key
@@ -82,6 +90,10 @@ def redis_url_problem(url: str) -> str | None:
 {%- endif %}
 
 
+# Set (to anything) to read settings from the environment alone, not `.env` too (tests).
+IGNORE_DOTENV = "IGNORE_DOTENV"
+
+
 class TemplateSettings(BaseSettings):
     """The template's settings; `config.Settings` extends it with the project's own."""
 
@@ -90,6 +102,22 @@ class TemplateSettings(BaseSettings):
     model_config = SettingsConfigDict(
         env_file=".env", env_file_encoding="utf-8", extra="ignore", hide_input_in_errors=True
     )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """pydantic-settings' sources, less `.env` when IGNORE_DOTENV is set: the test session
+        sets it (tests/conftest.py), so that tests, and the processes they start, do not read
+        the developer's `.env` (a QUEUES or a DASHBOARD_PASSWORD there changed what they test)."""
+        if os.environ.get(IGNORE_DOTENV):
+            return init_settings, env_settings, file_secret_settings
+        return init_settings, env_settings, dotenv_settings, file_secret_settings
 
     app_name: str = "{{ cookiecutter.project_name }}"
     environment: Literal["development", "test", "production"] = "development"

@@ -23,9 +23,12 @@ loads (`pytest_plugins`), so every test may ask for them by name.
 - `burst_worker`: `await burst_worker()` runs the project's worker (your lifespan included)
   until nothing is queued, then stops it; it raises arq's `FailedJobs` if a job failed.
 
+Tests do not read `.env` (`pytest_configure` below): settings come from the environment alone.
+
 docs/testing.md says more.
 """
 
+import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
@@ -41,6 +44,7 @@ from ..worker_lifespan import worker_lifespan
 from .client.enqueue import close_task_pool, get_task_pool
 from .job_types import JobContext, JobFn, P, R
 from .local.redis_server import LocalRedisServer
+from .settings import IGNORE_DOTENV
 from .store.connection import redis_settings
 from .worker.loop import Worker, create_worker
 
@@ -56,6 +60,14 @@ __all__ = [
 
 # How often the burst worker looks for due jobs (the default, 0.5 s, would slow every test).
 BURST_POLL_SECONDS = 0.01
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Tests, and the processes they start, read settings from the environment alone, not
+    `.env` (settings.py): what a developer keeps there (QUEUES, DASHBOARD_PASSWORD) would change
+    what the tests test. A test sets what it needs with `monkeypatch.setenv`. (tests/conftest.py
+    loads this plugin; a project without a queue sets the same in its conftest.py.)"""
+    os.environ[IGNORE_DOTENV] = "1"
 
 
 class RunJob:
