@@ -35,6 +35,7 @@ from .infrastructure.client.handles import (
     job,
 )
 from .infrastructure.job_types import JobContext, JobFunction, PermanentError
+from .infrastructure.limits import LimitWait
 from .infrastructure.registry import DuplicateJobError
 from .infrastructure.store.connection import RedisUnavailableError
 from .infrastructure.store.depth import QueueDepth, queue_depth
@@ -53,6 +54,7 @@ __all__ = [
     "JobFunction",
     "JobHandle",
     "JobStatus",
+    "LimitWait",
     "PermanentError",
     "QueueDepth",
     "RedisUnavailableError",

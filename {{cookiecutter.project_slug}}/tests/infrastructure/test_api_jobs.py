@@ -246,8 +246,8 @@ async def test_a_job_waiting_for_its_limit_says_why_and_can_be_aborted(
     aborted = await client.delete(path)
 
     assert (view["status"], view["waiting_for"]) == (
-        "queued",
-        "max_concurrency: 1 jobs of alone are running",
+        "deferred",
+        "max_concurrency: 1 job of alone is running",
     )
     assert aborted.json()["status"] == "aborted"
     assert "waiting_for" not in aborted.json()

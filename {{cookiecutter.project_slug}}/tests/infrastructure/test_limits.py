@@ -9,6 +9,7 @@ import itertools
 import signal
 import time
 from types import ModuleType
+from typing import Any, cast
 
 import pytest
 from arq.connections import ArqRedis
@@ -66,10 +67,13 @@ def test_limits_are_checked_where_they_are_declared() -> None:
 
     with pytest.raises(ValueError, match="rate_limit must be a count per second"):
         job(rate_limit="60 per minute")(fetch)
-    with pytest.raises(ValueError, match="rate_limit must be"):
+    with pytest.raises(ValueError, match="rate_limit must allow at least 1 start, not '0/s'"):
         job(rate_limit="0/s")(fetch)
-    with pytest.raises(ValueError, match="max_concurrency must be at least 1"):
-        job(max_concurrency=0)(fetch)
+    with pytest.raises(ValueError, match="rate_limit must be a count per second"):
+        job(rate_limit=cast(Any, 60))(fetch)
+    for wrong in (0, 2.5, True):
+        with pytest.raises(ValueError, match="max_concurrency must be a whole number, at least 1"):
+            job(max_concurrency=cast(Any, wrong))(fetch)
     with pytest.raises(ValueError, match="names no argument of fetch"):
         job(rate_limit="1/s", rate_limit_key="customer")(fetch)
     with pytest.raises(ValueError, match="give max_concurrency with it"):
@@ -85,8 +89,12 @@ async def test_a_limited_job_runs_on_its_own_queue_and_needs_its_key(
 
     with pytest.raises(JobArgumentError, match="counted on its own queue, 'default'"):
         await enqueue_task("two_at_once", "a", 0.1, _queue_name="bulk")
-    with pytest.raises(JobArgumentError, match="the limit key of 'per_domain' is 'None'"):
+    with pytest.raises(JobArgumentError, match="its limit key, argument 'domain', is None"):
         await enqueue_task("per_domain", None, "/")
+    with pytest.raises(JobArgumentError, match="has a line break"):
+        await enqueue_task("per_domain", "a\nb", "/")
+    with pytest.raises(JobArgumentError, match="is 201 characters long, over 200"):
+        await enqueue_task("per_domain", "a" * 201, "/")
     with pytest.raises(ValueError, match="counted on its own queue"):
         await task_pool.enqueue_job("two_at_once", "a", 0.1, _queue_name="bulk")
 
@@ -127,10 +135,10 @@ async def test_a_job_waiting_for_its_limit_says_why_and_holds_no_slot(
         assert unlimited is not None
 
         assert await unlimited.result(timeout=5) is not None  # the waiting job took no slot
-        assert await second.status() == JobStatus.queued
+        assert await second.status() == JobStatus.deferred  # as the queue's counts say
         waiting = await second.limit_wait()
         assert waiting is not None
-        assert waiting.describe() == "max_concurrency: 1 jobs of alone are running"
+        assert waiting.describe() == "max_concurrency: 1 job of alone is running"
         assert await first.limit_wait() is None
         assert await second.result(timeout=5) == "second"
 

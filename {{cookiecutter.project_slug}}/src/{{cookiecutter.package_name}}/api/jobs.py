@@ -55,9 +55,12 @@ class JobView(BaseModel):
     finished_at: datetime | None
     result: Any = None
     error: JobError | None = None
-    # Why a queued job has not started, when one of its limits holds it back (docs/queues.md):
-    # "max_concurrency: 3 jobs of send_email are running", "rate_limit: 60/m for ...".
-    waiting_for: str | None = None
+    waiting_for: str | None = Field(
+        default=None,
+        description="Why the job has not started, when one of its limits holds it back "
+        '(docs/queues.md, "Limits"): "max_concurrency: 3 jobs of render_report are running", '
+        '"rate_limit: 60/m for call_api, its turn at 2026-12-06T20:19:34.389Z".',
+    )
 
 
 def job_path(request: Request, job_id: str) -> str:

@@ -70,12 +70,14 @@ class RateLimit:
 
 def parse_rate_limit(text: str) -> RateLimit:
     """`"60/m"` -> RateLimit(60, 60, "60/m"). Raises ValueError for anything else, or a count of 0."""
-    match = RATE_PATTERN.fullmatch(text)
-    if match is None or int(match[1]) < 1:
+    match = RATE_PATTERN.fullmatch(text) if isinstance(text, str) else None
+    if match is None:
         raise ValueError(
             f"rate_limit must be a count per second, minute, hour or day, like '50/s' or "
             f"'60/m', not {text!r}"
         )
+    if int(match[1]) < 1:
+        raise ValueError(f"rate_limit must allow at least 1 start, not {text!r}")
     count, unit = int(match[1]), match[2]
     return RateLimit(count, PERIOD_SECONDS[unit], f"{count}/{unit}")
 
@@ -132,22 +134,26 @@ def limit_name(
     if key is None:
         return function
     if callable(key):
+        source = "its limit key function"
         try:
             value = key(*args, **kwargs)
         except Exception as error:
             raise ValueError(f"the limit key function of {function!r} raised {error!r}") from error
     else:
+        source = f"its limit key, argument {key!r},"
         bound = signature.bind(None, *args, **kwargs)
         bound.apply_defaults()
         value = bound.arguments[key]
     text = str(value)
-    if value is None or "\n" in text or len(text) > LIMIT_KEY_MAX_CHARS:
-        shown = text if len(text) <= 40 else text[:40] + "..."
-        raise ValueError(
-            f"the limit key of {function!r} is {shown!r}: it must be a value other than None, "
-            f"of at most {LIMIT_KEY_MAX_CHARS} characters on one line"
-        )
-    return f"{function}:{text}"
+    if value is None:
+        problem = "is None"
+    elif "\n" in text:
+        problem = "has a line break"
+    elif len(text) > LIMIT_KEY_MAX_CHARS:
+        problem = f"is {len(text)} characters long, over {LIMIT_KEY_MAX_CHARS}"
+    else:
+        return f"{function}:{text}"
+    raise ValueError(f"{source} {problem}: {function!r} needs a key to count its limit by")
 
 
 def job_limits(
@@ -183,11 +189,15 @@ class LimitWait:
     starts_at: datetime | None = None
 
     def describe(self) -> str:
+        """For people: `max_concurrency: 3 jobs of render_report are running`, `rate_limit:
+        60/m for call_api, its turn at 2026-12-06T20:19:34.389Z`."""
         if self.kind == "max_concurrency":
-            return f"max_concurrency: {self.allowed} jobs of {self.limit} are running"
+            jobs = "1 job" if self.allowed == "1" else f"{self.allowed} jobs"
+            running = "is" if self.allowed == "1" else "are"
+            return f"max_concurrency: {jobs} of {self.limit} {running} running"
         if self.starts_at is None:
             return f"rate_limit: {self.allowed} for {self.limit}"
-        turn = self.starts_at.isoformat(timespec="milliseconds")
+        turn = self.starts_at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
         return f"rate_limit: {self.allowed} for {self.limit}, its turn at {turn}"
 
 

@@ -276,8 +276,14 @@ def _checked_limits(
     rate_limit: str | None,
     rate_limit_key: LimitKey | None,
 ) -> Limits:
-    if max_concurrency is not None and max_concurrency < 1:
-        raise ValueError(f"max_concurrency must be at least 1, not {max_concurrency}")
+    if max_concurrency is not None and (
+        not isinstance(max_concurrency, int)
+        or isinstance(max_concurrency, bool)
+        or max_concurrency < 1
+    ):
+        raise ValueError(
+            f"max_concurrency must be a whole number, at least 1, not {max_concurrency!r}"
+        )
     arguments = list(inspect.signature(function).parameters)[1:]  # after ctx
     for keyword, key, limit in (
         ("max_concurrency_key", max_concurrency_key, max_concurrency),

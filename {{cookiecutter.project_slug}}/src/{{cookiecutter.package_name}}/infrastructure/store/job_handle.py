@@ -198,8 +198,7 @@ class Job(ArqJob, Generic[R]):
             pipe.get(result_key)
             pipe.exists(in_progress_key_prefix + self.job_id)
             pipe.zscore(self._queue_name, self.job_id)
-            pipe.get(limit_wait_key(self._queue_name, self.job_id))
-            result, in_progress, score, limit_wait = await pipe.execute(raise_on_error=False)
+            result, in_progress, score = await pipe.execute(raise_on_error=False)
         if is_wrong_type(result):
             result = b""  # a result is there, of another type: unreadable
         elif isinstance(result, BaseException):
@@ -210,8 +209,7 @@ class Job(ArqJob, Generic[R]):
         if in_progress:
             return JobStatus.in_progress
         if score is not None:
-            if isinstance(limit_wait, bytes) and limit_wait.startswith(b"concurrency:"):
-                return JobStatus.queued  # ready, waiting for a slot of its limit (limits.py)
+            # A job its limits hold back is deferred too (limits.py): `limit_wait()` says why.
             return JobStatus.deferred if score > time.time() * 1000 else JobStatus.queued
         return JobStatus.not_found
 
