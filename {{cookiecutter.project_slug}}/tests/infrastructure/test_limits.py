@@ -26,7 +26,7 @@ from {{ cookiecutter.package_name }}.queue import (
     job,
 )
 
-from .conftest import Configure, RunningWorker, WorkerProcesses
+from .conftest import Configure, RunningWorker, WorkerProcesses, wait_until_listed
 
 SETTINGS = "tests.infrastructure.limit_jobs.WorkerSettings"
 
@@ -197,6 +197,7 @@ async def test_a_killed_worker_gives_its_lease_back_within_its_heartbeat_window(
     held = await enqueue_task("alone", "held", 60.0)
     assert held is not None
     await wait_for_starts(task_pool, 1, 10)
+    await wait_until_listed(task_pool, 1)  # so that a live worker can let it run again
     killed.send_signal(signal.SIGKILL)
     killed.wait()
     worker_processes.start(SETTINGS)

@@ -114,7 +114,7 @@ class TemplateSettings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         """pydantic-settings' sources, less `.env` when IGNORE_DOTENV is set: the test session
         sets it (tests/conftest.py), so that tests, and the processes they start, do not read
-        the developer's `.env` (a QUEUES or a DASHBOARD_PASSWORD there changed what they test)."""
+        the developer's `.env` (what is kept there for development changed what they test)."""
         if os.environ.get(IGNORE_DOTENV):
             return init_settings, env_settings, file_secret_settings
         return init_settings, env_settings, dotenv_settings, file_secret_settings
