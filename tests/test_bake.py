@@ -100,6 +100,7 @@ QUEUE_ONLY = [
     "tests/infrastructure/test_limits.py",
     "tests/infrastructure/limit_jobs.py",
     "src/{package}/infrastructure/worker/slots.py",
+    "src/{package}/infrastructure/worker/run.py",
 ]
 FALKORDB_ONLY = ["src/{package}/infrastructure/graph.py", "tests/infrastructure/test_graph.py"]
 EVERY_VARIANT = [

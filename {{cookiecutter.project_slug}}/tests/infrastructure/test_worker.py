@@ -19,7 +19,11 @@ from arq.connections import ArqRedis, RedisSettings
 from arq.constants import retry_key_prefix
 
 from {{ cookiecutter.package_name }}.infrastructure.local.redis_server import LocalRedisServer
-from {{ cookiecutter.package_name }}.infrastructure.store.job_writes import JobPool, wake_key
+from {{ cookiecutter.package_name }}.infrastructure.store.job_writes import (
+    WAKE_TOKENS_KEPT,
+    JobPool,
+    wake_key,
+)
 from {{ cookiecutter.package_name }}.infrastructure.store.serialization import deserialize, serialize
 from {{ cookiecutter.package_name }}.infrastructure.tasks import WorkerSettings
 from {{ cookiecutter.package_name }}.infrastructure.worker.functions import arq_function
@@ -66,6 +70,23 @@ async def test_each_job_the_project_queues_leaves_a_wake_up_token(
 
     wake = wake_key(WorkerSettings.queue_name)
     assert await task_pool.llen(wake) == 3  # type: ignore[misc]
+
+
+async def test_a_claim_that_leaves_jobs_due_keeps_a_short_token_list(
+    task_pool: ArqRedis, redis_server: LocalRedisServer
+) -> None:
+    # Each job pushes a token and nothing trims it then (one command per job saved): the claims
+    # do. With jobs still due, a claim keeps enough tokens to wake WAKE_TOKENS_KEPT workers.
+    wake = wake_key(WorkerSettings.queue_name)
+    await asyncio.gather(*(enqueue_task("example_task") for _ in range(WAKE_TOKENS_KEPT + 36)))
+    assert await task_pool.llen(wake) == WAKE_TOKENS_KEPT + 36  # type: ignore[misc]
+    worker = make_worker(redis_server.url)
+    worker._pool = task_pool
+
+    jobs, drained, _ = await worker.claim([worker.queue_name], 10, clear_tokens=True)
+
+    assert (len(jobs), drained) == (10, False)
+    assert await task_pool.llen(wake) == WAKE_TOKENS_KEPT  # type: ignore[misc]
 
 
 async def test_a_job_queued_with_the_pool_s_enqueue_job_starts_at_once(
@@ -158,24 +179,49 @@ async def test_a_retry_s_delay_counts_from_the_job_not_from_its_claim(
         assert await queued.result(timeout=10) == 2
 
 
-async def test_a_job_cancelled_before_its_function_ran_is_given_back(
+async def test_a_job_cancelled_before_its_function_ran_is_given_back_with_its_try(
     task_pool: ArqRedis, redis_server: LocalRedisServer
 ) -> None:
-    # arq's shutdown cancels every job task, and then gathers them: one still reading its job
-    # (Redis paused here to hold it there) must neither stay claimed nor fail the shutdown.
+    # arq's shutdown cancels every job task, and then gathers them. The claim has read the job
+    # and counted its try; one still waiting for a function slot must neither stay claimed,
+    # nor keep a try it never used, nor fail the shutdown.
     queued = await enqueue_task("example_task", message="claimed at shutdown")
     assert queued is not None
-    worker = make_worker(redis_server.url)
+    worker = make_worker(redis_server.url, on_job_start=None)
     worker._pool = task_pool  # as main() would set it, without starting the loop
     jobs, _, _ = await worker.claim([worker.queue_name], 1, clear_tokens=True)
     assert [job_id for job_id, _ in jobs] == [queued.job_id]
     assert await queued.status() == JobStatus.in_progress
+    assert await task_pool.get(retry_key_prefix + queued.job_id) == b"1"  # counted by the claim
+
+    for _ in range(worker.max_jobs):  # every function slot busy
+        await worker._function_slots.acquire()
+    running = asyncio.create_task(worker.run_job(*jobs[0]))
+    await asyncio.sleep(0.1)  # waiting for a slot
+    running.cancel()
+    await running  # ends normally: arq's close() gathers it
+
+    assert await queued.status() == JobStatus.queued
+    assert await task_pool.get(retry_key_prefix + queued.job_id) == b"0"
+
+
+async def test_a_job_cancelled_while_it_is_read_is_given_back(
+    task_pool: ArqRedis, redis_server: LocalRedisServer
+) -> None:
+    # A job claimed without its read (handed over by a concurrency limit's release) is read
+    # when it starts; cancelled then (Redis paused here to hold it there), it is given back.
+    queued = await enqueue_task("example_task", message="read at shutdown")
+    assert queued is not None
+    worker = make_worker(redis_server.url)
+    worker._pool = task_pool
+    jobs, _, _ = await worker.claim([worker.queue_name], 1, clear_tokens=True)
+    worker._claimed_reads.pop(queued.job_id)  # as a handed-over job: not read yet
 
     await task_pool.client_pause(300, all=False)  # writes wait 0.3 s
     running = asyncio.create_task(worker.run_job(*jobs[0]))
-    await asyncio.sleep(0.1)  # blocked in arq's first read of the job
+    await asyncio.sleep(0.1)  # blocked in its read
     running.cancel()
-    await running  # ends normally: arq's close() gathers it
+    await running
 
     assert await queued.status() == JobStatus.queued
 

@@ -300,7 +300,7 @@ while true do
       return {id, tostring(now), verdict[1] == 'run' and '=' .. verdict[2] or ''}
     end
     redis.call('ZADD', KEYS[3], 'XX', 'LT', now, id)
-    if redis.call('LPUSH', KEYS[4], '1') > 64 then redis.call('RPOP', KEYS[4]) end
+    redis.call('LPUSH', KEYS[4], '1')
     return false
   end
 end

@@ -51,18 +51,21 @@ from .job_handle import Job
 # limits, where they go (limits.py). ARGV: the job's lifetime (ms), payload, score, id, and its
 # limits.
 # Each job also pushes a token that wakes one waiting worker: at once for a job due now; for a
-# deferred one, so that the worker times its wait to the job's start. The list keeps at most 64
-# tokens, enough to wake that many workers at once.
+# deferred one, so that the worker times its wait to the job's start. The claims keep the list
+# short (worker.py's CLAIM_JOBS: at most WAKE_TOKENS_KEPT once a claim leaves jobs due, none once
+# it leaves none), so a job costs no command to trim it: 5 in all, counting the EVALSHA.
 ENQUEUE_JOB = """
 if redis.call('EXISTS', KEYS[1], KEYS[2]) > 0 then return 0 end
 redis.call('PSETEX', KEYS[1], ARGV[1], ARGV[2])
 redis.call('ZADD', KEYS[3], ARGV[3], ARGV[4])
 if KEYS[5] then redis.call('PSETEX', KEYS[5], ARGV[1], ARGV[5]) end
-if redis.call('LPUSH', KEYS[4], '1') > 64 then redis.call('RPOP', KEYS[4]) end
+redis.call('LPUSH', KEYS[4], '1')
 return 1
 """
 ENQUEUE_JOB_SHA = hashlib.sha1(ENQUEUE_JOB.encode(), usedforsecurity=False).hexdigest()
-# How many wake-up tokens a queue's list keeps (as ENQUEUE_JOB above).
+# How many wake-up tokens a claim leaves in a queue's list that still has jobs due: enough to
+# wake that many workers at once. Tokens pushed while no worker claims (none runs) pile up until
+# one does, a few bytes each beside each job's own record.
 WAKE_TOKENS_KEPT = 64
 
 
@@ -183,10 +186,7 @@ class JobPool(ArqRedis):
         )
         if job is None:  # an id already known: nothing queued, nobody to wake
             return None
-        async with self.pipeline(transaction=False) as pipe:
-            pipe.lpush(wake_key(queue_name), "1")
-            pipe.ltrim(wake_key(queue_name), 0, WAKE_TOKENS_KEPT - 1)
-            await pipe.execute()
+        await self.lpush(wake_key(queue_name), "1")  # type: ignore[misc]  # redis-py's union
         return Job(job.job_id, self, _queue_name=queue_name, _deserializer=self.job_deserializer)
 
     async def write_limits(

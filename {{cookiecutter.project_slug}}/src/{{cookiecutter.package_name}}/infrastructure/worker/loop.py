@@ -13,7 +13,8 @@ WATCH/MULTI per id. Here, instead:
 
 - **Claims are atomic.** One Lua script (`CLAIM_JOBS`) takes up to as many due jobs as there are
   free slots: for each, it sets arq's in-progress key (so arq's own workers, and everything that
-  reads job status, see it running) and moves its score to when that key expires. Running jobs
+  reads job status, see it running), moves its score to when that key expires, and reads the
+  job and counts its try as arq's start of a job would (run.py), in the same round trip. Running jobs
   thus leave the due part of the queue: the next claim, by any worker, reads fresh ids, not the
   ones others are running. If the worker dies, both expire together and the job is due again,
   as with arq; a live worker that finds a dead one's jobs (heartbeat.py) makes them due at once.
@@ -35,7 +36,8 @@ WATCH/MULTI per id. Here, instead:
   job due now starts about a millisecond after it is queued, and a deferred one wakes a worker
   that then waits for its start time. The claim that finds nothing more due
   deletes the tokens, so one burst of jobs wakes as many workers as it needs, not all of them
-  for every job.
+  for every job; one that leaves jobs due keeps WAKE_TOKENS_KEPT (64), so a queue that is
+  never empty keeps a short list without a command per job to trim it.
 - **Nothing is missed without a token.** The wait ends at the start time of the next deferred
   job the worker knows of (a `_defer_by`, a cron tick, a retry's backoff) and at the latest
   after FALLBACK_POLL_SECONDS (1 s), so a job queued without a token (by arq's own
@@ -105,11 +107,13 @@ from ..limits import (
     limited_key,
 )
 from ..store.connection import stop_waiting_for_redis
-from ..store.job_writes import wake_key
+from ..store.job_writes import WAKE_TOKENS_KEPT, wake_key
 from ..store.serialization import JobFailed, deserialize, serialize
+from . import run
 from .functions import cron_queues, limited_queues
 from .missing_functions import FunctionTable, wait_for_function
 from .retries import record_dead_letter
+from .run import TRY_COUNT_LIFETIME_SECONDS, JobRead, read_job
 from .slots import FunctionSlots
 
 logger = logging.getLogger(__name__)
@@ -133,17 +137,19 @@ READ_AHEAD_SHARE = 0.25
 # queue, list, ... ARGV: now (ms), how many to claim, arq's in-progress key prefix, the
 # in-progress lifetime (ms), CLAIM_LOOK_PAST, '1' to delete a queue's wake-up tokens once it has
 # nothing due ('0' when the lists were just found empty: a DEL is one more command), a
-# concurrency lease's lifetime (ms), and a '1' or '0' per queue: '1' to check the limits of
+# concurrency lease's lifetime (ms), a '1' or '0' per queue: '1' to check the limits of
 # jobs that have some (limits.py; '0' for a queue where no job declares any: a GET per job
-# saved).
+# saved), arq's job and try-count key prefixes, a try count's lifetime (s), and how many
+# wake-up tokens to keep in the list of a queue that still has jobs due (job_writes.py).
 # Reads each queue in score order, one id past what it still wants, so that the first id not
 # due yet tells when the next one starts; takes a queue's due jobs before it looks at the next
 # queue. A job its limits hold back is not claimed: its score moves on (LIMIT_CHECK) and the
-# scan goes on past it. Returns [drained, next start (ms) or false, id, score, limits, id,
-# score, limits, ...]: drained is 1 when no queue has a due id left unclaimed (as far as it
-# looked); limits is '' for a job without limits, else '=' and the concurrency limit whose
-# lease it holds ('=' alone for a rate limit only). One script for every queue served: one
-# round trip per claim however many queues there are.
+# scan goes on past it. Each job claimed is also read, and its try counted, as arq's read does
+# (run.py). Returns [drained, next start (ms) or false, then for each job claimed: id, score,
+# limits, payload (false once the job has expired), try]: drained is 1 when no queue has a due
+# id left unclaimed (as far as it looked); limits is '' for a job without limits, else '=' and
+# the concurrency limit whose lease it holds ('=' alone for a rate limit only). One script for
+# every queue served: one round trip per claim however many queues there are.
 CLAIM_JOBS = (
     LIMIT_CHECK
     + """
@@ -152,14 +158,23 @@ local wanted = tonumber(ARGV[2])
 local until_ms = now + tonumber(ARGV[4])
 local look_past = tonumber(ARGV[5])
 local lease_ms = tonumber(ARGV[7])
-local claimed = {}
+local claimed = {}  -- per_job entries for each job claimed
+local per_job = 5
 local all_drained = 1
+-- This try's number, counted as arq counts it when it reads a job (INCR, and the count kept
+-- for a day): a first try, the usual case, in one command.
+local function count_try(key)
+  if redis.call('SET', key, '1', 'NX', 'EX', ARGV[11]) then return 1 end
+  local count = redis.call('INCR', key)
+  redis.call('EXPIRE', key, ARGV[11])
+  return count
+end
 local next_start = false
 local function earlier(score)
   if not next_start or tonumber(score) < tonumber(next_start) then next_start = score end
 end
 for q = 1, #KEYS / 2 do
-  if #claimed >= 3 * wanted then
+  if #claimed >= per_job * wanted then
     all_drained = 0  -- a queue not asked may have jobs due
     break
   end
@@ -168,8 +183,8 @@ for q = 1, #KEYS / 2 do
   local skipped = 0
   local held_back = 0
   local drained = 0
-  while drained == 0 and #claimed < 3 * wanted and skipped + held_back < look_past do
-    local asked = wanted - #claimed / 3 + 1
+  while drained == 0 and #claimed < per_job * wanted and skipped + held_back < look_past do
+    local asked = wanted - #claimed / per_job + 1
     local ids = redis.call('ZRANGEBYSCORE', queue, '-inf', '+inf', 'WITHSCORES', 'LIMIT',
                            skipped, asked)
     for i = 1, #ids, 2 do
@@ -180,7 +195,7 @@ for q = 1, #KEYS / 2 do
       end
       local mark = ARGV[3] .. ids[i]
       local verdict = {'free'}
-      if #claimed >= 3 * wanted then
+      if #claimed >= per_job * wanted then
         verdict = {'skip'}  -- one more than wanted
       elseif check_limits then
         if redis.call('EXISTS', mark) == 1 then
@@ -197,6 +212,8 @@ for q = 1, #KEYS / 2 do
         claimed[#claimed + 1] = ids[i]
         claimed[#claimed + 1] = ids[i + 1]
         claimed[#claimed + 1] = verdict[1] == 'run' and '=' .. verdict[2] or ''
+        claimed[#claimed + 1] = redis.call('GET', ARGV[9] .. ids[i])
+        claimed[#claimed + 1] = count_try(ARGV[10] .. ids[i])
       else
         skipped = skipped + 1  -- running elsewhere, or one more than wanted
       end
@@ -204,7 +221,10 @@ for q = 1, #KEYS / 2 do
     if #ids < 2 * asked then drained = 1 end
   end
   if drained == 1 and ARGV[6] == '1' then redis.call('DEL', KEYS[2 * q]) end
-  if drained == 0 then all_drained = 0 end
+  if drained == 0 then
+    all_drained = 0
+    redis.call('LTRIM', KEYS[2 * q], 0, tonumber(ARGV[12]) - 1)  -- enough to wake that many
+  end
 end
 table.insert(claimed, 1, next_start)
 table.insert(claimed, 1, all_drained)
@@ -268,9 +288,8 @@ class Worker(ArqWorker):
         self.on_job_end = self._job_function_ended
         # For the start-up hook (hooks.py): the per-worker metrics read its slots (metrics.py).
         self.ctx["worker"] = self
-        # Jobs whose try arq has counted (it has called on_job_start): given back unrun, the
-        # try is taken back.
-        self._tries_counted: set[str] = set()
+        # What the claim read of each job claimed, until the job's task takes it (run.py).
+        self._claimed_reads: dict[str, JobRead] = {}
         # The task writing each job's outcome (finish_job, which arq shields), once it starts.
         self._outcome_writes: dict[str, asyncio.Task[Any] | None] = {}
         self.functions = FunctionTable(self.functions, wait_for_function)
@@ -287,7 +306,6 @@ class Worker(ArqWorker):
         """arq's on_job_start: the job is read. List it as running (the project's hook), wait for
         a function slot, then let arq run the function."""
         job_id = ctx["job_id"]
-        self._tries_counted.add(job_id)
         if self._on_job_start is not None:
             await self._on_job_start(ctx)
         # Jobs of a higher queue in hand start first (slots.py); cancelled here, run_job gives
@@ -345,9 +363,14 @@ class Worker(ArqWorker):
             # claim again at once
 
     async def run_job(self, job_id: str, score: int) -> None:
+        """Run a claimed job (run.py), read by its claim or (handed over by a limit's
+        release) read now; a job this worker gives back unrun has its try taken back."""
         self._scores_before_claim[job_id] = score
+        read = self._claimed_reads.pop(job_id, None)
         try:
-            await super().run_job(job_id, score)
+            if read is None:
+                read = await read_job(self, job_id)
+            await run.run_job(self, job_id, score, read)
         except asyncio.CancelledError:
             writing = self._outcome_writes.get(job_id)
             if writing is not None:
@@ -364,12 +387,11 @@ class Worker(ArqWorker):
             # job: its function never ran. Give the job back, due at once, instead of leaving it
             # claimed until its in-progress mark expires; and end this task normally, so that
             # arq's close() (which gathers the job tasks) completes.
-            await asyncio.shield(self.give_back(job_id, score, job_id in self._tries_counted))
+            await asyncio.shield(self.give_back(job_id, score, read is not None))
         finally:
             self._free_function_slot(job_id)  # if arq did not reach on_job_end
             self._scores_before_claim.pop(job_id, None)
             self._functions_starting.discard(job_id)
-            self._tries_counted.discard(job_id)
             self._outcome_writes.pop(job_id, None)
             # A lease not given back above (an error in arq's own handling) is no longer
             # renewed: it runs out within a lease's lifetime (limits.py).
@@ -663,15 +685,21 @@ class Worker(ArqWorker):
                 "1" if clear_tokens else "0",
                 self._lease_ms,
                 check_limits,
+                job_key_prefix,
+                retry_key_prefix,
+                TRY_COUNT_LIFETIME_SECONDS,
+                WAKE_TOKENS_KEPT,
             ],
         )
         drained, next_start, *flat = reply
         jobs = []
-        for i in range(0, len(flat), 3):
-            job_id, limits = flat[i].decode(), flat[i + 2].decode()
-            jobs.append((job_id, int(float(flat[i + 1]))))
+        for i in range(0, len(flat), 5):
+            job_id, score, limits, payload, job_try = flat[i : i + 5]
+            job_id = job_id.decode()
+            jobs.append((job_id, int(float(score))))
             if limits:
-                self._limited_jobs[job_id] = limits[1:]
+                self._limited_jobs[job_id] = limits.decode()[1:]
+            self._claimed_reads[job_id] = JobRead(payload, int(job_try))
         return jobs, bool(drained), float(next_start) if next_start else None
 
     async def start_claimed(self, jobs: list[tuple[str, int]]) -> None:

@@ -1,0 +1,246 @@
+# Template file, kept current by `cruft update`: yours are listed in README.md, "Your code".
+"""Running one claimed job: arq 0.28's `Worker.run_job`, with the job read by the claim.
+
+arq reads a job when it starts it, in a transaction of its own: MULTI, GET the job, INCR and
+EXPIRE its try count, EXEC (five commands, one round trip). The claim script (loop.py's
+CLAIM_JOBS) has the job in hand already, so it reads the job and counts the try in the same
+script, for two or three commands and no round trip: `JobRead`. What follows the read is arq's,
+unchanged but for names: the function is called with arq's `ctx`, its outcome is logged and
+written by the worker's `finish_job` (or `finish_failed_job`) exactly as arq's would be, so the
+retry rules, time limits, aborts and hooks stay arq's.
+
+A job handed over by a concurrency limit's release (limits.py) was claimed without its read;
+`read_job` reads it as arq does.
+"""
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from arq.constants import job_key_prefix, keep_cronjob_progress, retry_key_prefix
+from arq.cron import CronJob
+from arq.jobs import SerializationError, deserialize_job_raw, serialize_result
+from arq.utils import args_to_string, ms_to_datetime, timestamp_ms, truncate
+from arq.worker import Function, JobExecutionFailed, Retry, RetryJob, Worker, no_result
+
+logger = logging.getLogger("arq.worker")  # arq's logger: its lines read as arq's always did
+
+# How long a try count is kept, in seconds (arq's figure: a day and a bit).
+TRY_COUNT_LIFETIME_SECONDS = 88400
+
+
+@dataclass(frozen=True)
+class JobRead:
+    """A claimed job as read from Redis: its payload (None if it has expired) and this try's
+    number (1 for the first), counted when it was read."""
+
+    payload: bytes | None
+    job_try: int
+
+
+async def read_job(worker: Worker, job_id: str) -> JobRead:
+    """Read a claimed job and count its try, as arq does (one transaction)."""
+    async with worker.pool.pipeline(transaction=True) as pipe:
+        pipe.get(job_key_prefix + job_id)
+        pipe.incr(retry_key_prefix + job_id)
+        pipe.expire(retry_key_prefix + job_id, TRY_COUNT_LIFETIME_SECONDS)
+        payload, job_try, _ = await pipe.execute()
+    return JobRead(payload, int(job_try))
+
+
+async def run_job(worker: Worker, job_id: str, score: int, read: JobRead) -> None:
+    """arq's `run_job` after its read: run the job's function and record its outcome."""
+    start_ms = timestamp_ms()
+    job_try = read.job_try
+    function_name, enqueue_time_ms = "<unknown>", 0
+    args: tuple[Any, ...] = ()
+    kwargs: dict[Any, Any] = {}
+
+    async def job_failed(exc: BaseException) -> None:
+        worker.jobs_failed += 1
+        result_data_ = serialize_result(
+            function=function_name,
+            args=args,
+            kwargs=kwargs,
+            job_try=job_try,
+            enqueue_time_ms=enqueue_time_ms,
+            success=False,
+            result=exc,
+            start_ms=start_ms,
+            finished_ms=timestamp_ms(),
+            ref=f"{job_id}:{function_name}",
+            serializer=worker.job_serializer,
+            queue_name=worker.queue_name,
+            job_id=job_id,
+        )
+        await asyncio.shield(worker.finish_failed_job(job_id, result_data_))
+
+    if not read.payload:
+        logger.warning("job %s expired", job_id)
+        return await job_failed(JobExecutionFailed("job expired"))
+
+    try:
+        function_name, args, kwargs, enqueue_job_try, enqueue_time_ms = deserialize_job_raw(
+            read.payload, deserializer=worker.job_deserializer
+        )
+    except SerializationError as e:
+        logger.exception("deserializing job %s failed", job_id)
+        return await job_failed(e)
+
+    try:
+        function: Function | CronJob = worker.functions[function_name]
+    except KeyError:
+        logger.warning("job %s, function %r not found", job_id, function_name)
+        return await job_failed(JobExecutionFailed(f"function {function_name!r} not found"))
+
+    keep_in_progress: float | None
+    if hasattr(function, "next_run"):  # a cron job
+        ref = function_name
+        keep_in_progress = keep_cronjob_progress
+    else:
+        ref = f"{job_id}:{function_name}"
+        keep_in_progress = None
+
+    if enqueue_job_try and enqueue_job_try > job_try:
+        job_try = enqueue_job_try
+        await worker.pool.setex(retry_key_prefix + job_id, TRY_COUNT_LIFETIME_SECONDS, str(job_try))
+
+    max_tries = worker.max_tries if function.max_tries is None else function.max_tries
+    if job_try > max_tries:
+        t = (timestamp_ms() - enqueue_time_ms) / 1000
+        logger.warning("%6.2fs ! %s max retries %d exceeded", t, ref, max_tries)
+        worker.jobs_failed += 1
+        result_data = serialize_result(
+            function_name,
+            args,
+            kwargs,
+            job_try,
+            enqueue_time_ms,
+            False,
+            JobExecutionFailed(f"max {max_tries} retries exceeded"),
+            start_ms,
+            timestamp_ms(),
+            ref,
+            worker.queue_name,
+            job_id=job_id,
+            serializer=worker.job_serializer,
+        )
+        return await asyncio.shield(worker.finish_failed_job(job_id, result_data))
+
+    result: Any = no_result
+    exc_extra = None
+    finish = False
+    timeout_s = worker.job_timeout_s if function.timeout_s is None else function.timeout_s
+    incr_score: int | None = None
+    job_ctx = {
+        "job_id": job_id,
+        "job_try": job_try,
+        "enqueue_time": ms_to_datetime(enqueue_time_ms),
+        "score": score,
+    }
+    ctx = {**worker.ctx, **job_ctx}
+
+    if worker.on_job_start:
+        await worker.on_job_start(ctx)
+
+    start_ms = timestamp_ms()
+    success = False
+    try:
+        s = args_to_string(args, kwargs)
+        extra = f" try={job_try}" if job_try > 1 else ""
+        if (start_ms - score) > 1200:
+            extra += f" delayed={(start_ms - score) / 1000:0.2f}s"
+        logger.info("%6.2fs → %s(%s)%s", (start_ms - enqueue_time_ms) / 1000, ref, s, extra)
+        worker.job_tasks[job_id] = task = worker.loop.create_task(
+            function.coroutine(ctx, *args, **kwargs)
+        )
+        # repr(result) and extra can raise: inside the try
+        try:
+            result = await asyncio.wait_for(task, timeout_s)
+        except (Exception, asyncio.CancelledError) as e:
+            exc_extra = getattr(e, "extra", None)
+            if callable(exc_extra):
+                exc_extra = exc_extra()
+            raise
+        else:
+            result_str = "" if result is None or not worker.log_results else truncate(repr(result))
+        finally:
+            del worker.job_tasks[job_id]
+
+    except (Exception, asyncio.CancelledError) as e:
+        finished_ms = timestamp_ms()
+        t = (finished_ms - start_ms) / 1000
+        if worker.retry_jobs and isinstance(e, Retry):
+            incr_score = e.defer_score
+            logger.info("%6.2fs ↻ %s retrying job in %0.2fs", t, ref, (e.defer_score or 0) / 1000)
+            if e.defer_score:
+                incr_score = e.defer_score + (timestamp_ms() - score)
+            worker.jobs_retried += 1
+        elif job_id in worker.aborting_tasks and isinstance(e, asyncio.CancelledError):
+            logger.info("%6.2fs ⊘ %s aborted", t, ref)
+            result = e
+            finish = True
+            worker.aborting_tasks.remove(job_id)
+            worker.jobs_failed += 1
+        elif worker.retry_jobs and isinstance(e, asyncio.CancelledError | RetryJob):
+            logger.info("%6.2fs ↻ %s cancelled, will be run again", t, ref)
+            worker.jobs_retried += 1
+        else:
+            logger.exception(
+                "%6.2fs ! %s failed, %s: %s", t, ref, e.__class__.__name__, e,
+                extra={"extra": exc_extra},
+            )  # fmt: skip
+            result = e
+            finish = True
+            worker.jobs_failed += 1
+    else:
+        success = True
+        finished_ms = timestamp_ms()
+        logger.info("%6.2fs ← %s ● %s", (finished_ms - start_ms) / 1000, ref, result_str)
+        finish = True
+        worker.jobs_complete += 1
+
+    keep_result_forever = (
+        worker.keep_result_forever
+        if function.keep_result_forever is None
+        else function.keep_result_forever
+    )
+    result_timeout_s = (
+        worker.keep_result_s if function.keep_result_s is None else function.keep_result_s
+    )
+    result_data = None
+    if result is not no_result and (keep_result_forever or result_timeout_s > 0):
+        result_data = serialize_result(
+            function_name,
+            args,
+            kwargs,
+            job_try,
+            enqueue_time_ms,
+            success,
+            result,
+            start_ms,
+            finished_ms,
+            ref,
+            worker.queue_name,
+            job_id=job_id,
+            serializer=worker.job_serializer,
+        )
+
+    if worker.on_job_end:
+        await worker.on_job_end(ctx)
+
+    await asyncio.shield(
+        worker.finish_job(
+            job_id,
+            finish,
+            result_data,
+            result_timeout_s,
+            keep_result_forever,
+            incr_score,
+            keep_in_progress,
+        )
+    )
+
+    if worker.after_job_end:
+        await worker.after_job_end(ctx)
