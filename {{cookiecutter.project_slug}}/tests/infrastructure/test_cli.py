@@ -50,10 +50,23 @@ def cli(environment: dict[str, str], *args: str) -> subprocess.CompletedProcess[
 
 def wait_for_check(environment: dict[str, str], exit_code: int, within: float) -> float:
     """Run worker-check until it exits with `exit_code`; return how long that took."""
+    return timed_wait_for_check(environment, exit_code, within)[0]
+
+
+def timed_wait_for_check(
+    environment: dict[str, str], exit_code: int, within: float
+) -> tuple[float, float]:
+    """Run worker-check until it exits with `exit_code`: (seconds from the call to the start of
+    that run, the longest run). The run's own time is left out: a Python start, and a check
+    that began just before the change it waits for, can take seconds on a busy CI machine."""
     started = time.monotonic()
+    longest = 0.0
     while time.monotonic() - started < within:
-        if cli(environment, "worker-check").returncode == exit_code:
-            return time.monotonic() - started
+        began = time.monotonic()
+        exited = cli(environment, "worker-check").returncode
+        longest = max(longest, time.monotonic() - began)
+        if exited == exit_code:
+            return began - started, longest
         time.sleep(0.1)
     raise AssertionError(f"worker-check did not exit {exit_code} within {within} s")
 
@@ -117,9 +130,11 @@ def test_worker_check_follows_each_worker(
     # SIGKILL gives the worker no chance to clean up: its heartbeat simply runs out.
     second.send_signal(signal.SIGKILL)
     second.wait()
-    elapsed = wait_for_check(environment, 1, within=TEST_HEARTBEAT_SECONDS + MARGIN_SECONDS + 5)
-    # Within the key's lifetime, plus one `worker-check` run (a Python start, slow on a busy CI).
-    assert elapsed <= TEST_HEARTBEAT_SECONDS + MARGIN_SECONDS + 2
+    lifetime = TEST_HEARTBEAT_SECONDS + MARGIN_SECONDS
+    elapsed, longest_run = timed_wait_for_check(environment, 1, within=lifetime + 15)
+    # Seen within the key's lifetime: the run that saw it began at most one run (the one that
+    # still found the key) and a pause after the key expired.
+    assert elapsed <= lifetime + longest_run + 0.5
 
 
 def test_worker_logs_the_projects_records(
