@@ -255,6 +255,27 @@ class RedisConnection:
         calls.pop("info", None)
         return calls
 
+    async def command_usage(self) -> dict[str, tuple[int, int]]:
+        """(calls, µs) so far of each command (`INFO commandstats`), less INFO's own. A script's
+        µs include those of the commands it calls, which are counted again on their own lines."""
+        usage = {}
+        for line in (await self.call("INFO", "commandstats")).decode().splitlines():
+            if line.startswith("cmdstat_"):
+                name, _, fields = line.removeprefix("cmdstat_").partition(":")
+                values = dict(field.split("=") for field in fields.split(","))
+                usage[name] = (int(values["calls"]), int(values["usec"]))
+        usage.pop("info", None)
+        return usage
+
+    async def cpu_seconds(self) -> float:
+        """The Redis server's CPU time so far (`INFO cpu`: used_cpu_user + used_cpu_sys), s."""
+        fields = dict(
+            line.split(":", 1)
+            for line in (await self.call("INFO", "cpu")).decode().splitlines()
+            if ":" in line
+        )
+        return float(fields["used_cpu_user"]) + float(fields["used_cpu_sys"])
+
     async def clients(self) -> list[dict[str, str]]:
         """Every other client's `CLIENT LIST` fields (cmd: its last command, flags: b blocked)."""
         own = str(await self.call("CLIENT", "ID"))
@@ -272,6 +293,17 @@ def calls_between(before: dict[str, int], after: dict[str, int]) -> dict[str, in
     """Per command, the calls made between two `command_calls()`; commands not called left out."""
     spent = {name: calls - before.get(name, 0) for name, calls in after.items()}
     return {name: calls for name, calls in spent.items() if calls}
+
+
+def usage_between(
+    before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]]
+) -> dict[str, tuple[int, int]]:
+    """Per command, the (calls, µs) between two `command_usage()`; commands not called left out."""
+    spent = {
+        name: (calls - before.get(name, (0, 0))[0], us - before.get(name, (0, 0))[1])
+        for name, (calls, us) in after.items()
+    }
+    return {name: usage for name, usage in spent.items() if usage[0]}
 
 
 class Slots:
@@ -464,25 +496,36 @@ async def drain_in_processes(
 ) -> dict[str, float]:
     """`jobs` jobs of `kind` queued, then drained by `processes` worker processes: jobs/s from
     "go" to the last job's end; Redis commands per job from before the processes start to
-    after they exit (their start-up and shutdown in: the queueing out); and the worker
-    processes' CPU time per job in µs, from "go" to "stop" (where they report it)."""
+    after they exit (their start-up and shutdown in: the queueing out), and those of the
+    queueing apart; Redis's time per job for each half, as `INFO commandstats` sums it (µs; a
+    script's own line includes the commands it calls, so scripts count twice) and as the server's
+    CPU time (`INFO cpu`, µs: what one Redis core caps); and the worker processes' CPU time per
+    job in µs, from "go" to "stop" (where they report it)."""
     redis = await RedisConnection.open(redis_url)
     try:
         await redis.call("FLUSHDB")
+        queueing, queueing_cpu = await redis.command_usage(), await redis.cpu_seconds()
         await driver.enqueue(kind, jobs)
-        before = await redis.command_calls()
+        before, before_cpu = await redis.command_usage(), await redis.cpu_seconds()
         with tempfile.TemporaryDirectory(prefix="bench-slots-") as folder:
             commands = [driver.worker_command] * processes
             async with WorkerProcesses(commands, Path(folder)) as workers:
                 started = await workers.go()
                 ended = await workers.wait_for(jobs, timeout)
                 reports = await workers.stop()
-        spent = calls_between(before, await redis.command_calls())
+        after, after_cpu = await redis.command_usage(), await redis.cpu_seconds()
     finally:
         await redis.close()
+    queued = usage_between(queueing, before)
+    spent = usage_between(before, after)
     drained = {
         "jobs_per_s": jobs / (ended - started),
-        "commands_per_job": sum(spent.values()) / jobs,
+        "commands_per_job": sum(calls for calls, _ in spent.values()) / jobs,
+        "enqueue_commands_per_job": sum(calls for calls, _ in queued.values()) / jobs,
+        "redis_us_per_job": sum(us for _, us in spent.values()) / jobs,
+        "enqueue_redis_us_per_job": sum(us for _, us in queued.values()) / jobs,
+        "redis_cpu_us_per_job": (after_cpu - before_cpu) / jobs * 1e6,
+        "enqueue_redis_cpu_us_per_job": (before_cpu - queueing_cpu) / jobs * 1e6,
     }
     if all("cpu_s" in report for report in reports):
         drained["cpu_us_per_job"] = sum(report["cpu_s"] for report in reports) / jobs * 1e6

@@ -178,6 +178,8 @@ WORKER_TABLES = (
     "| how it waits |",
     "| queue (no-op jobs/s) | 1 worker | 2 workers | 2 against 1 |",
     "| queue (Redis commands per job) | 10 ms I/O, 1 worker | no-op, 1 worker | no-op, 2 workers",
+    "| queue (Redis per no-op job: enqueue + worker) | commands, 1 worker "
+    "| commandstats µs, 1 worker",
     "| job kind | workers | generated worker jobs/s | plain arq, same tuning jobs/s | ratio",
     "| goal | measured | target | verdict |",
 )
@@ -187,6 +189,9 @@ WORKER_GOALS = (
     "enqueue-to-start p99 ms, generated worker",
     "idle worker Redis commands/s, generated worker",
     "no-op jobs/s, generated worker / plain arq, same tuning, 1 worker",
+    "Redis commands per no-op job, enqueue + worker, generated worker, 1 worker",
+    "Redis CPU per no-op job (enqueue + worker), generated worker / SAQ, 1 worker",
+    "no-op jobs/s, generated worker / taskiq, list broker, 1 worker",
     "no-op jobs/s, generated worker, 4 workers / 1 worker",
 )
 WORKER_SIZES = (
@@ -233,6 +238,10 @@ def test_bench_workers_prints_the_worker_tables() -> None:
         assert float(io_rate) > 0 and 0 < p50 <= p99 and float(idle) >= 0, label
     for row in rows_after(output, WORKER_TABLES[1]):
         assert all(float(cell) > 0 for cell in row[1:]), row
+    for row in rows_after(output, WORKER_TABLES[3]):  # "enqueue + worker = total" per cell
+        for cell in row[1:]:
+            enqueue, worker, total = (float(part) for part in cell.replace("=", "+").split("+"))
+            assert enqueue > 0 and worker > 0 and abs(enqueue + worker - total) < 0.2, row
     goals = {row[0]: row for row in rows_after(output, WORKER_TABLES[-1])}
     for goal in WORKER_GOALS:
         assert goal in goals, f"no goal {goal!r}"
