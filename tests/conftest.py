@@ -11,14 +11,16 @@ TEMPLATE_ROOT = Path(__file__).resolve().parents[1]
 
 @dataclass(frozen=True)
 class Combination:
-    """One supported set of answers; `slow` combinations also run the baked project's checks,
-    `faults` ones its slow fault tests too (`just test-faults`)."""
+    """One supported set of answers; `slow` combinations also run the baked project's checks
+    (`just check`, and `just test`: all its tests, or only `test_paths` where given), `faults`
+    ones its slow fault tests too (`just test-faults`)."""
 
     cache_backend: str
     python_version: str = "3.12"
     extra: dict[str, str] = field(default_factory=dict)
     slow: bool = False
     faults: bool = False
+    test_paths: tuple[str, ...] = ()
 
     @property
     def id(self) -> str:
@@ -40,7 +42,22 @@ class Combination:
 # `slow=True` ones do (as cookiecutter-django runs its linters on a subset).
 COMBINATIONS = [
     Combination("redis", "3.12", slow=True, faults=True),
-    Combination("falkordb", "3.12", slow=True),
+    # A FalkorDB bake differs from a Redis one only in what these tests cover (its server, with
+    # the module loaded; the graph client and job); the rest is the same code, which the Redis
+    # bake's full run tests on the same server binary.
+    Combination(
+        "falkordb",
+        "3.12",
+        slow=True,
+        test_paths=(
+            "tests/test_jobs.py",
+            "tests/infrastructure/test_graph.py",
+            "tests/infrastructure/test_redis_server.py",
+            "tests/infrastructure/test_dev.py",
+            "tests/infrastructure/test_connection.py",
+            "tests/infrastructure/test_worker.py",
+        ),
+    ),
     Combination("none", "3.12", slow=True),
     # Non-ASCII and apostrophes in free text must survive TOML, Python, .env and Markdown, and a
     # package named unlike the project must still build.
@@ -59,6 +76,21 @@ COMBINATIONS = [
     Combination("none", "3.13", extra={"api_framework": "none"}),
     Combination("falkordb", "3.13", extra={"project_name": "Graph Jobs", "redis_port": "6390"}),
 ]
+# What docs/background-tasks.md tells a user to write, in jobs.py alone: a job with its own
+# limits, and a cron job (`job`, `cron_job` and `JobContext` are imported there already).
+DOCS_NEW_JOBS = """
+
+@job(max_tries=5, timeout=60)
+async def send_receipt(ctx: JobContext, order_id: str) -> str:
+    logger.info("sending the receipt for order %s", order_id)
+    return f"sent {order_id}"
+
+
+@cron_job(minute={0, 30})
+async def nightly_cleanup(ctx: JobContext) -> None:
+    logger.info("cleaning up")
+"""
+
 QUEUE_COMBINATIONS = [c for c in COMBINATIONS if c.cache_backend != "none"]
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .conftest import COMBINATIONS, TEMPLATE_ROOT, Combination, tool_environment
+from .conftest import COMBINATIONS, DOCS_NEW_JOBS, TEMPLATE_ROOT, Combination, tool_environment
 
 CRUFT = Path(sys.executable).parent / "cruft"
 COOKIECUTTER = Path(sys.executable).parent / "cookiecutter"
@@ -40,14 +40,6 @@ GIT_CONFIG = """\
     gpgsign = false
 """
 
-# The user's work in jobs.py, as docs/background-tasks.md says to add a job.
-USER_JOB = '''
-
-async def send_receipt(ctx: JobContext, order_id: str) -> str:
-    """Send the receipt for an order: the user's own job, which an update must keep."""
-    logger.info("sending the receipt for order %s", order_id)
-    return order_id
-'''
 # The first line of the template's README.md.
 TEMPLATE_TITLE = "# {{ cookiecutter.project_name }}"
 
@@ -201,8 +193,8 @@ def test_an_update_brings_the_template_s_commit_and_keeps_the_user_s_job(
     shell("uv", "sync", "--quiet", cwd=project)
     commit(shell, project, "Lock")
     jobs = project / "src" / package / "jobs.py"
-    append(jobs, USER_JOB)
-    commit(shell, project, "Add send_receipt")
+    append(jobs, DOCS_NEW_JOBS)  # the job and cron job docs/background-tasks.md shows
+    commit(shell, project, "Add send_receipt and nightly_cleanup")
 
     # 2. The template's commit B: a raised pin (to the version the lock already has, so no
     # download), a doc, and code the user never touched.
@@ -233,7 +225,7 @@ def test_an_update_brings_the_template_s_commit_and_keeps_the_user_s_job(
     assert pin in (project / "pyproject.toml").read_text()
     assert (project / "docs" / "deployment.md").read_text().endswith(doc)
     assert (project / "src" / package / "infrastructure" / "settings.py").read_text().endswith(fix)
-    assert jobs.read_text().endswith(USER_JOB)
+    assert jobs.read_text().endswith(DOCS_NEW_JOBS)
     assert cruft_state(project)["commit"] == commit_b
     shell(CRUFT, "check", cwd=project)
 
