@@ -29,7 +29,13 @@ from {{ cookiecutter.package_name }}.infrastructure.tasks import (
     get_task_pool,
 )
 
-from .conftest import TEST_HEARTBEAT_SECONDS, Configure, WorkerProcesses, full_id
+from .conftest import (
+    TEST_HEARTBEAT_SECONDS,
+    Configure,
+    WorkerProcesses,
+    full_id,
+    wait_until_listed,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -85,6 +91,9 @@ async def test_sigkill_mid_job_loses_no_job_and_recovers_within_the_heartbeat(
         await task_pool.enqueue_job("sleepy", name, 2.0)
     first = worker_processes.start(FAULT_JOBS, WORKER_MAX_JOBS="30")
     await wait_for_counts(task_pool, "starts", names, at_least=1, within=30)
+    # Listed as running, so that a live worker lets them run again: a job killed within
+    # heartbeat.py's GATHER_SECONDS of its start is not listed yet, and waits out its mark.
+    await wait_until_listed(task_pool, len(names))
 
     first.send_signal(signal.SIGKILL)
     first.wait()
