@@ -57,23 +57,27 @@ async def run_job(worker: Worker, job_id: str, score: int, read: JobRead) -> Non
     args: tuple[Any, ...] = ()
     kwargs: dict[Any, Any] = {}
 
+    def result_record(success: bool, result: Any, finished_ms: int, ref: str) -> bytes | None:
+        """The job's outcome as arq records it, from what is known of the job so far."""
+        return serialize_result(
+            function_name,
+            args,
+            kwargs,
+            job_try,
+            enqueue_time_ms,
+            success,
+            result,
+            start_ms,
+            finished_ms,
+            ref,
+            worker.queue_name,
+            job_id=job_id,
+            serializer=worker.job_serializer,
+        )
+
     async def job_failed(exc: BaseException) -> None:
         worker.jobs_failed += 1
-        result_data_ = serialize_result(
-            function=function_name,
-            args=args,
-            kwargs=kwargs,
-            job_try=job_try,
-            enqueue_time_ms=enqueue_time_ms,
-            success=False,
-            result=exc,
-            start_ms=start_ms,
-            finished_ms=timestamp_ms(),
-            ref=f"{job_id}:{function_name}",
-            serializer=worker.job_serializer,
-            queue_name=worker.queue_name,
-            job_id=job_id,
-        )
+        result_data_ = result_record(False, exc, timestamp_ms(), f"{job_id}:{function_name}")
         await asyncio.shield(worker.finish_failed_job(job_id, result_data_))
 
     if not read.payload:
@@ -111,21 +115,8 @@ async def run_job(worker: Worker, job_id: str, score: int, read: JobRead) -> Non
         t = (timestamp_ms() - enqueue_time_ms) / 1000
         logger.warning("%6.2fs ! %s max retries %d exceeded", t, ref, max_tries)
         worker.jobs_failed += 1
-        result_data = serialize_result(
-            function_name,
-            args,
-            kwargs,
-            job_try,
-            enqueue_time_ms,
-            False,
-            JobExecutionFailed(f"max {max_tries} retries exceeded"),
-            start_ms,
-            timestamp_ms(),
-            ref,
-            worker.queue_name,
-            job_id=job_id,
-            serializer=worker.job_serializer,
-        )
+        exceeded = JobExecutionFailed(f"max {max_tries} retries exceeded")
+        result_data = result_record(False, exceeded, timestamp_ms(), ref)
         return await asyncio.shield(worker.finish_failed_job(job_id, result_data))
 
     result: Any = no_result
@@ -211,21 +202,7 @@ async def run_job(worker: Worker, job_id: str, score: int, read: JobRead) -> Non
     )
     result_data = None
     if result is not no_result and (keep_result_forever or result_timeout_s > 0):
-        result_data = serialize_result(
-            function_name,
-            args,
-            kwargs,
-            job_try,
-            enqueue_time_ms,
-            success,
-            result,
-            start_ms,
-            finished_ms,
-            ref,
-            worker.queue_name,
-            job_id=job_id,
-            serializer=worker.job_serializer,
-        )
+        result_data = result_record(success, result, finished_ms, ref)
 
     if worker.on_job_end:
         await worker.on_job_end(ctx)
