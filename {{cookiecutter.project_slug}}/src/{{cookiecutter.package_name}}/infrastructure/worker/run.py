@@ -4,7 +4,8 @@
 arq reads a job when it starts it, in a transaction of its own: MULTI, GET the job, INCR and
 EXPIRE its try count, EXEC (five commands, one round trip). The claim script (loop.py's
 CLAIM_JOBS) has the job in hand already, so it reads the job and counts the try in the same
-script, for two or three commands and no round trip: `JobRead`. What follows the read is arq's,
+script, with no round trip of its own: two commands for a first try (GET, SET NX), four for a
+later one (GET, SET NX, INCR, EXPIRE). That is `JobRead`. What follows the read is arq's,
 unchanged but for names: the function is called with arq's `ctx`, its outcome is logged and
 written by the worker's `finish_job` (or `finish_failed_job`) exactly as arq's would be, so the
 retry rules, time limits, aborts and hooks stay arq's.
