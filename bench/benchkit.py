@@ -247,13 +247,7 @@ class RedisConnection:
 
     async def command_calls(self) -> dict[str, int]:
         """Calls so far of each command (`INFO commandstats`), less INFO's own."""
-        calls = {}
-        for line in (await self.call("INFO", "commandstats")).decode().splitlines():
-            if line.startswith("cmdstat_"):
-                name, _, fields = line.removeprefix("cmdstat_").partition(":")
-                calls[name] = int(fields.split(",")[0].removeprefix("calls="))
-        calls.pop("info", None)
-        return calls
+        return {name: calls for name, (calls, _) in (await self.command_usage()).items()}
 
     async def command_usage(self) -> dict[str, tuple[int, int]]:
         """(calls, µs) so far of each command (`INFO commandstats`), less INFO's own. A script's
