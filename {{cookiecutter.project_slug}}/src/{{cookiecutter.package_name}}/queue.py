@@ -39,7 +39,7 @@ from .infrastructure.limits import LimitWait
 from .infrastructure.registry import DuplicateJobError
 from .infrastructure.store.connection import RedisUnavailableError
 from .infrastructure.store.depth import QueueDepth, queue_depth
-from .infrastructure.store.job_handle import Job, JobStatus
+from .infrastructure.store.job_handle import Job, JobState, JobStatus
 from .infrastructure.store.serialization import JobAborted, JobFailed
 
 __all__ = [
@@ -53,6 +53,7 @@ __all__ = [
     "JobFailed",
     "JobFunction",
     "JobHandle",
+    "JobState",
     "JobStatus",
     "LimitWait",
     "PermanentError",

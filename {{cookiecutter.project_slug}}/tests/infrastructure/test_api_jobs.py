@@ -6,8 +6,10 @@ it, and what a client gets when its request is invalid or Redis is away."""
 import asyncio
 import contextlib
 import importlib
+import itertools
 import json
 import os
+import random
 import re
 import shlex
 import shutil
@@ -22,7 +24,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 from arq.connections import ArqRedis
-from arq.constants import abort_jobs_ss
+from arq.constants import abort_jobs_ss, in_progress_key_prefix, retry_key_prefix
 from fastapi import FastAPI, HTTPException
 from pydantic import Field, SecretStr, ValidationError
 
@@ -33,6 +35,7 @@ from {{ cookiecutter.package_name }}.api.job_requests import idempotent_job_id
 from {{ cookiecutter.package_name }}.config import Settings, get_settings
 from {{ cookiecutter.package_name }}.infrastructure import registry
 from {{ cookiecutter.package_name }}.infrastructure.keys import abort_requests_key, bare_job_id, queue_of
+from {{ cookiecutter.package_name }}.infrastructure.limits import limit_wait_key
 from {{ cookiecutter.package_name }}.infrastructure.local.redis_server import LocalRedisServer, free_port
 from {{ cookiecutter.package_name }}.infrastructure.store.job_handle import abort_mark_key
 from {{ cookiecutter.package_name }}.infrastructure.tasks import WorkerSettings as ProjectSettings
@@ -251,6 +254,61 @@ async def test_a_job_waiting_for_its_limit_says_why_and_can_be_aborted(
     )
     assert aborted.json()["status"] == "aborted"
     assert "waiting_for" not in aborted.json()
+
+
+async def test_a_job_s_view_is_read_at_one_moment_while_it_is_parked_freed_and_started(
+    client: httpx.AsyncClient, task_pool: ArqRedis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No worker: the test parks the job and frees it, as a claim and a released lease do
+    # (limits.py), each in one transaction, while the route reads it. A view read in pieces
+    # showed "queued" with the reason of a parked job (the CI run of 2026-12-07).
+    registry.load_jobs()
+    monkeypatch.setattr(registry, "_specs", dict(registry._specs))
+    from . import limit_jobs
+
+    importlib.reload(limit_jobs)
+    queued = await enqueue_task("alone", "parked and freed", 0.0)
+    assert queued is not None
+    queue, job_id = queued.queue_name, queued.job_id
+    wait_key = limit_wait_key(queue, job_id)
+    stop = asyncio.Event()
+
+    async def park_free_and_start() -> None:
+        # Each change of state is one transaction, as the worker's are; the job cycles through
+        # queued, parked for its limit, queued, started on its first try.
+        states: list[tuple[float, dict[str, Any]]] = [
+            (4_000_000_000_000, {wait_key: "concurrency"}),
+            (1, {}),
+            (1, {in_progress_key_prefix + job_id: "1", retry_key_prefix + job_id: "1"}),
+            (1, {}),
+        ]
+        written = [wait_key, in_progress_key_prefix + job_id, retry_key_prefix + job_id]
+        pace = random.Random(7)
+        for score, keys in itertools.cycle(states):
+            if stop.is_set():
+                return
+            async with task_pool.pipeline(transaction=True) as pipe:
+                pipe.zadd(queue, {job_id: score})
+                pipe.delete(*written)
+                for key, value in keys.items():
+                    pipe.set(key, value)
+                await pipe.execute()
+            for _ in range(pace.randrange(3)):  # so the changes do not keep step with the reads
+                await task_pool.ping()
+
+    toggling = asyncio.create_task(park_free_and_start())
+    try:
+        views = [(await client.get(f"/jobs/{quote(queued.job_id)}")).json() for _ in range(200)]
+    finally:
+        stop.set()
+        await toggling
+
+    shown = {(view["status"], view.get("waiting_for"), view["try"]) for view in views}
+    assert shown == {
+        ("queued", None, 1),
+        ("deferred", "max_concurrency: 1 job of alone is running", 1),
+        ("in_progress", None, 1),
+    }
 
 
 async def test_aborting_an_unknown_job_is_404_and_a_later_job_with_its_id_runs(

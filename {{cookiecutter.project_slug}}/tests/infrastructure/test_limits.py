@@ -136,10 +136,11 @@ async def test_a_job_waiting_for_its_limit_says_why_and_holds_no_slot(
         assert unlimited is not None
 
         assert await unlimited.result(timeout=5) is not None  # the waiting job took no slot
-        assert await second.status() == JobStatus.deferred  # as the queue's counts say
-        waiting = await second.limit_wait()
-        assert waiting is not None
-        assert waiting.describe() == "max_concurrency: 1 job of alone is running"
+        state = await second.state()
+        assert state.status == JobStatus.deferred  # as the queue's counts say
+        assert state.limit_wait is not None
+        assert state.limit_wait.describe() == "max_concurrency: 1 job of alone is running"
+        assert state.limit_wait == await second.limit_wait()
         assert await first.limit_wait() is None
         assert await second.result(timeout=5) == "second"
 

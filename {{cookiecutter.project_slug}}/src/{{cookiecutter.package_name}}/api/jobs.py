@@ -83,7 +83,8 @@ async def read_view(job: Job[Any]) -> JobView | None:
         # neither read, but its result is there now.
         result = await job.result_info()
         return None if result is None else finished_view(job.job_id, result)
-    status = await job.status()
+    state = await job.state()  # status, tries and limit wait at one moment
+    status = state.status
     if status in FINISHED:  # it finished between the two reads
         result = await job.result_info()
         return None if result is None else finished_view(job.job_id, result)
@@ -91,8 +92,7 @@ async def read_view(job: Job[Any]) -> JobView | None:
         return None
     # arq counts the tries started in a key of its own (`arq:retry:<id>`); the queued job keeps
     # only the try it was enqueued with.
-    started = await job.tries_started()
-    current = started if status is JobStatus.in_progress else started + 1
+    current = state.tries_started if status is JobStatus.in_progress else state.tries_started + 1
     view = JobView(
         job_id=job.job_id,
         function=info.function,
@@ -102,10 +102,8 @@ async def read_view(job: Job[Any]) -> JobView | None:
         started_at=None,
         finished_at=None,
     )
-    if status in (JobStatus.queued, JobStatus.deferred):
-        limit_wait = await job.limit_wait()
-        if limit_wait is not None:
-            view.waiting_for = limit_wait.describe()
+    if state.limit_wait is not None:
+        view.waiting_for = state.limit_wait.describe()
     return view
 
 

@@ -171,6 +171,22 @@ def outcome_of(result: JobResult) -> Outcome:
     return Outcome(JobStatus.failed, type(error).__name__, str(error), result.job_try)
 
 
+@dataclass(frozen=True)
+class JobState:
+    """A job's `status`, the `tries_started` (arq's count) and, while it is queued or deferred,
+    why one of its limits holds it back (`limit_wait`, else None), all read at one moment."""
+
+    status: JobStatus
+    tries_started: int
+    limit_wait: LimitWait | None
+
+
+def _limit_wait_from(wait: Any, limits: Any) -> LimitWait | None:
+    if not isinstance(wait, bytes) or not isinstance(limits, bytes):
+        return None  # none, or a key of another type: nothing to tell
+    return read_limit_wait(wait, limits)
+
+
 # What the job returns (`Job[str]` for a job declared `-> str`; `Job[Any]` when only the name is known).
 R = TypeVar("R")
 
@@ -193,12 +209,33 @@ class Job(ArqJob, Generic[R]):
 
     async def status(self) -> JobStatus:  # type: ignore[override]
         """Where the job is; a job whose result cannot be read is `failed` (see `result_info`)."""
-        result_key = result_key_prefix + self.job_id
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.get(result_key)
-            pipe.exists(in_progress_key_prefix + self.job_id)
-            pipe.zscore(self._queue_name, self.job_id)
-            result, in_progress, score = await pipe.execute(raise_on_error=False)
+            self._read_status(pipe)
+            replies = await pipe.execute(raise_on_error=False)
+        return self._status_from(*replies)
+
+    async def state(self) -> JobState:
+        """The job's status, the tries started and why its limits hold it back, read in one
+        transaction: a worker that takes or parks the job between two reads could otherwise
+        show a queued job waiting for a limit, or a queued job on its second try."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            self._read_status(pipe)
+            pipe.get(retry_key_prefix + self.job_id)
+            pipe.get(limit_wait_key(self._queue_name, self.job_id))
+            pipe.get(limited_key(self._queue_name, self.job_id))
+            *replies, tries, wait, limits = await pipe.execute(raise_on_error=False)
+        status = self._status_from(*replies)
+        limit_wait = None
+        if status in (JobStatus.queued, JobStatus.deferred):
+            limit_wait = _limit_wait_from(wait, limits)
+        return JobState(status, self._tries_from(tries), limit_wait)
+
+    def _read_status(self, pipe: Any) -> None:
+        pipe.get(result_key_prefix + self.job_id)
+        pipe.exists(in_progress_key_prefix + self.job_id)
+        pipe.zscore(self._queue_name, self.job_id)
+
+    def _status_from(self, result: Any, in_progress: Any, score: Any) -> JobStatus:
         if is_wrong_type(result):
             result = b""  # a result is there, of another type: unreadable
         elif isinstance(result, BaseException):
@@ -216,13 +253,11 @@ class Job(ArqJob, Generic[R]):
     async def limit_wait(self) -> LimitWait | None:
         """Why the job, queued, has not started yet, if one of its limits holds it back
         (`@job(max_concurrency=...)`, `rate_limit`: limits.py); None otherwise."""
-        async with self._redis.pipeline(transaction=False) as pipe:
+        async with self._redis.pipeline(transaction=True) as pipe:
             pipe.get(limit_wait_key(self._queue_name, self.job_id))
             pipe.get(limited_key(self._queue_name, self.job_id))
             wait, limits = await pipe.execute(raise_on_error=False)
-        if not isinstance(wait, bytes) or not isinstance(limits, bytes):
-            return None  # none, or a key of another type: nothing to tell
-        return read_limit_wait(wait, limits)
+        return _limit_wait_from(wait, limits)
 
     # The parameters are arq's, so that code written for arq's `Job.result()` keeps working.
     async def result(
@@ -378,13 +413,18 @@ class Job(ArqJob, Generic[R]):
     async def tries_started(self) -> int:
         """How many tries of the job have started, as arq counts them (`arq:retry:<id>`); 0 when
         none has, or when the count cannot be read (records.py counts and logs that)."""
-        key = retry_key_prefix + self.job_id
         try:
-            raw: bytes | None = await self._redis.get(key)
+            raw: Any = await self._redis.get(retry_key_prefix + self.job_id)
         except ResponseError as error:
-            if not is_wrong_type(error):
-                raise
-            skip("job", key, error)
+            raw = error
+        return self._tries_from(raw)
+
+    def _tries_from(self, raw: Any) -> int:
+        key = retry_key_prefix + self.job_id
+        if isinstance(raw, BaseException):
+            if not is_wrong_type(raw):
+                raise raw
+            skip("job", key, raw)
             return 0
         count = None if raw is None else read_or_skip("job", key, _count, raw)
         return count or 0
