@@ -80,6 +80,8 @@ KEEP_FOR = {
     "tests/infrastructure/test_queues.py": QUEUE,
     "tests/infrastructure/test_limits.py": QUEUE,
     "tests/infrastructure/limit_jobs.py": QUEUE,
+    "tests/infrastructure/test_progress.py": QUEUE,
+    "tests/infrastructure/progress_jobs.py": QUEUE,
     "tests/infrastructure/test_migrate.py": QUEUE,
     "deploy/monitoring": QUEUE,
     "docs/monitoring.md": QUEUE,

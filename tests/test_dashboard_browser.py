@@ -41,7 +41,7 @@ def test_the_page_templates_come_out_as_jinja2_for_the_app(bake_once) -> None:
     source = SOURCE / DASHBOARD.format(package="{{cookiecutter.package_name}}") / "templates"
     baked = project / DASHBOARD.format(package=package_of(project)) / "templates"
 
-    for name in ("page.html", "live.html"):
+    for name in ("page.html", "live.html", "progress.html"):
         written = (source / name).read_text()
         # The source wraps the whole file in {% raw %} ... {% endraw %} for cookiecutter.
         match = re.fullmatch(r"\{% raw %\}(.*)\{% endraw %\}", written, re.DOTALL)

@@ -5,9 +5,9 @@ the list).
     from {{ cookiecutter.package_name }}.queue import JobContext, enqueue_task, get_job, job
 
 Job authors: `@job` / `@cron_job` to declare a job where it lives (jobs.py), `JobContext`,
-`PermanentError`, `Retry`. Clients: a declared job's `enqueue(...)` (typed: `Job[R]`), or
-`enqueue_task("name", ...)` by name; `get_job` and the `Job` handle, `run_sync` from synchronous
-code, `queue_depth`, and the errors. See docs/background-tasks.md.
+`PermanentError`, `Retry`, `report_progress`. Clients: a declared job's `enqueue(...)` (typed:
+`Job[R]`), or `enqueue_task("name", ...)` by name; `get_job` and the `Job` handle (its
+`progress()` too), `run_sync` from synchronous code, `queue_depth`, and the errors. See docs/background-tasks.md.
 """
 
 from arq import Retry
@@ -40,6 +40,7 @@ from .infrastructure.registry import DuplicateJobError
 from .infrastructure.store.connection import RedisUnavailableError
 from .infrastructure.store.depth import QueueDepth, queue_depth
 from .infrastructure.store.job_handle import Job, JobState, JobStatus
+from .infrastructure.store.progress import Progress, report_progress
 from .infrastructure.store.serialization import JobAborted, JobFailed
 
 __all__ = [
@@ -57,6 +58,7 @@ __all__ = [
     "JobStatus",
     "LimitWait",
     "PermanentError",
+    "Progress",
     "QueueDepth",
     "RedisUnavailableError",
     "RequeueRefused",
@@ -72,6 +74,7 @@ __all__ = [
     "get_task_pool",
     "job",
     "queue_depth",
+    "report_progress",
     "requeue_blocker",
     "requeue_dead_letter",
     "run_sync",

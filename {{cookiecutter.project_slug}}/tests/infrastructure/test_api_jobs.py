@@ -311,6 +311,39 @@ async def test_a_job_s_view_is_read_at_one_moment_while_it_is_parked_freed_and_s
     }
 
 
+async def test_a_job_s_progress_is_shown_while_it_runs_and_after_it_ends(
+    client: httpx.AsyncClient, worker_processes: WorkerProcesses, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registry.load_jobs()
+    monkeypatch.setattr(registry, "_specs", dict(registry._specs))
+    from . import progress_jobs
+
+    importlib.reload(progress_jobs)  # its jobs, for this test only
+    worker_processes.start(f"{progress_jobs.__name__}.WorkerSettings")
+    queued = await enqueue_task("steps_then_waits", 4, 2.0)
+    assert queued is not None
+    path = f"/jobs/{quote(queued.job_id)}"
+
+    running = await wait_for_status(client, quote(queued.job_id), "in_progress")
+    for _ in range(50):  # the last step's report is written within 0.25 s
+        if running.get("progress", {}).get("done") == 4:
+            break
+        await asyncio.sleep(0.05)
+        running = (await client.get(path)).json()
+    done = await wait_for_status(client, quote(queued.job_id), "complete", "failed")
+
+    assert running["status"] == "in_progress"
+    assert {k: v for k, v in running["progress"].items() if k != "updated_at"} == {
+        "done": 4,
+        "total": 4,
+        "note": "step 4",
+        "try": 1,
+    }
+    assert running["progress"]["updated_at"].endswith("Z")
+    assert done["status"] == "complete"
+    assert done["progress"]["done"] == 4  # kept with the result
+
+
 async def test_aborting_an_unknown_job_is_404_and_a_later_job_with_its_id_runs(
     client: httpx.AsyncClient, task_pool: ArqRedis, worker_processes: WorkerProcesses
 ) -> None:

@@ -6,6 +6,7 @@ of each queue of a project with several."""
 import asyncio
 import base64
 import contextlib
+import importlib
 import re
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -21,6 +22,7 @@ from fastapi import FastAPI
 from {{ cookiecutter.package_name }}.api.app import create_app
 from {{ cookiecutter.package_name }}.api.dashboard import security, snapshot
 from {{ cookiecutter.package_name }}.config import get_settings
+from {{ cookiecutter.package_name }}.infrastructure import registry
 from {{ cookiecutter.package_name }}.infrastructure.keys import bare_job_id, namespaced_job_id, queue_of
 from {{ cookiecutter.package_name }}.infrastructure.ops import activity
 from {{ cookiecutter.package_name }}.infrastructure.store import dead_letters
@@ -430,7 +432,7 @@ async def test_the_snapshot_lists_live_workers_with_their_beat(
             await asyncio.sleep(0.05)
 
     [worker] = snapshot["workers"]
-    assert set(worker) == {"host", "pid", "started_at", "beat_at", "running"}
+    assert set(worker) == {"host", "pid", "started_at", "beat_at", "running", "progress"}
     assert worker["beat_at"] is not None
     assert snapshot["counts"]["workers"] == 1
 
@@ -645,6 +647,34 @@ async def test_the_live_part_counts_what_workers_recorded(
     assert re.search(r"<dt>Done / min</dt><dd>5</dd>", live)
     assert live.count('class="complete"') >= 1  # a bar in the chart
     assert len(await activity.recent_jobs(task_pool, get_settings().queue_name)) == 5
+
+
+async def test_a_running_job_s_progress_shows_as_a_bar_beside_it_and_in_its_view(
+    dashboard: httpx.AsyncClient, running_worker: RunningWorker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registry.load_jobs()
+    monkeypatch.setattr(registry, "_specs", dict(registry._specs))
+    from . import progress_jobs
+
+    functions = importlib.reload(progress_jobs).WorkerSettings["functions"]
+    async with running_worker(functions=functions, cron_jobs=[]):
+        job = await enqueue_task("steps_then_waits", 3, 5.0)
+        assert job is not None
+        live = ""
+        for _ in range(100):  # until the worker lists it as running, with its last report
+            live = (await dashboard.get("/dashboard/live")).text
+            if "3 of 3" in live:
+                break
+            await asyncio.sleep(0.05)
+        page = (await dashboard.get("/dashboard", params={"job": job.job_id})).text
+        running = (await dashboard.get("/dashboard/snapshot.json")).json()["workers"]
+        await job.abort(timeout=5)
+
+    bar = '<progress value="3" max="3"></progress> 3 of 3 (100%) · <span class="note">step 3</span>'
+    assert bar in live
+    [details] = re.findall(r'<dd id="job-progress">(.*?)</dd>', page)
+    assert bar in details
+    assert running[0]["progress"] == {job.job_id: {"done": 3, "total": 3, "note": "step 3"}}
 
 
 def bucket(

@@ -19,6 +19,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..infrastructure.store.job_handle import outcome_of
+from ..infrastructure.store.progress import Progress
 from ..queue import Job, JobStatus
 from .dependencies import AppSettings, JobHandle, authorize
 from .problems import problem_responses
@@ -35,6 +36,29 @@ class JobError(BaseModel):
 
     type: str
     message: str
+
+
+class ProgressView(BaseModel):
+    """A job's latest progress report (`report_progress`): `done` of `total` (null when the job
+    did not give one), a `note`, the try that reported it and when."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    done: int | float  # as reported: 3 stays 3, not 3.0
+    total: int | float | None
+    note: str | None
+    job_try: int = Field(alias="try")
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, progress: Progress) -> "ProgressView":
+        return cls(
+            done=progress.done,
+            total=progress.total,
+            note=progress.note,
+            job_try=progress.job_try,
+            updated_at=progress.updated_at,
+        )
 
 
 class JobView(BaseModel):
@@ -61,6 +85,11 @@ class JobView(BaseModel):
         '(docs/queues.md, "Limits"): "max_concurrency: 3 jobs of render_report are running", '
         '"rate_limit: 60/m for call_api, its turn at 2026-12-06T20:19:34.389Z".',
     )
+    progress: ProgressView | None = Field(
+        default=None,
+        description="The job's latest progress report, if it made one (docs/background-tasks.md, "
+        '"Progress"); kept as long as its result.',
+    )
 
 
 def job_path(request: Request, job_id: str) -> str:
@@ -75,6 +104,15 @@ def job_path(request: Request, job_id: str) -> str:
 
 async def read_view(job: Job[Any]) -> JobView | None:
     """The job as the API shows it, or None if there is no such job (any more)."""
+    view = await _read_view(job)
+    if view is not None and view.status in FINISHED:
+        progress = await job.progress()
+        if progress is not None:  # else left unset: the view has no "progress" at all
+            view.progress = ProgressView.of(progress)
+    return view
+
+
+async def _read_view(job: Job[Any]) -> JobView | None:
     info = await job.info()  # its result if it has finished, else what was queued
     if isinstance(info, JobResult):
         return finished_view(job.job_id, info)
@@ -104,6 +142,8 @@ async def read_view(job: Job[Any]) -> JobView | None:
     )
     if state.limit_wait is not None:
         view.waiting_for = state.limit_wait.describe()
+    if state.progress is not None:
+        view.progress = ProgressView.of(state.progress)
     return view
 
 

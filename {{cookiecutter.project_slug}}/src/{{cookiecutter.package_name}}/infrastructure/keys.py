@@ -31,6 +31,7 @@ The key layout, for a queue `Q` = `{<QUEUE_PREFIX>:<queue>}` and a job id `J` = 
     Q:limit:<limit>:running         sorted set: a concurrency limit's leases -> when each runs out
     Q:limit:<limit>:waiting         sorted set: the jobs waiting for a lease, oldest first
     Q:limit:<limit>:next-start      a rate limit's next free turn (ms)
+    Q:progress:J                    a job's latest progress report (progress.py)
     arq:job:J                       the job: function, arguments, enqueue time, tries
     arq:in-progress:J               set while a worker has it claimed
     arq:retry:J                     how many tries have started

@@ -90,8 +90,22 @@ def duration(seconds: float) -> str:
     return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.1f} s"
 
 
+def count(number: float) -> str:
+    """A progress count as a person reads it: 1,234 or 12.5."""
+    return f"{number:,.0f}" if float(number).is_integer() else f"{number:,.2f}".rstrip("0")
+
+
+def percent(done: float, total: float) -> str:
+    return f"{min(100.0, 100 * done / total):.0f}%"
+
+
 templates.filters.update(
-    text=as_text, clock=clock, duration=duration, requeue_blocker=requeue_blocker
+    text=as_text,
+    clock=clock,
+    duration=duration,
+    requeue_blocker=requeue_blocker,
+    count=count,
+    percent=percent,
 )
 
 # What `?notice=` may say after an action; the page shows no other text from the query.

@@ -3,10 +3,10 @@
 serves it as is.
 
 Everything comes from the infrastructure's own readers: the counts (depth.py's `queue_stats`),
-the heartbeats and running-lists (heartbeat.py), the dead letters (dead_letters.py) and the
-workers' activity record (activity.py). About 100 Redis commands in about 9 round trips, most of
-them the chart's 90 buckets in one pipeline, and no SCAN: nothing a refresh every 2 s would
-notice.
+the heartbeats and running-lists (heartbeat.py), the running jobs' progress (progress.py), the
+dead letters (dead_letters.py) and the workers' activity record (activity.py). About 100 Redis
+commands in about 10 round trips, most of them the chart's 90 buckets in one pipeline, and no
+SCAN: nothing a refresh every 2 s would notice.
 """
 
 from datetime import UTC, datetime
@@ -16,7 +16,7 @@ from arq.connections import ArqRedis
 from pydantic import BaseModel, ConfigDict, Field
 
 from ...infrastructure.ops import activity
-from ...infrastructure.store import dead_letters
+from ...infrastructure.store import dead_letters, progress
 from ...infrastructure.store.dead_letters import DeadLetter
 
 # How many of each list the page shows (the JSON too): enough to see, little to send.
@@ -42,6 +42,15 @@ class Counts(BaseModel):
     last_15_minutes: dict[Outcome, int]
 
 
+class JobProgress(BaseModel):
+    """A running job's latest progress report (`report_progress`): `done` of `total` (None:
+    the job gave none), and its `note`."""
+
+    done: int | float  # as reported: 3 stays 3, not 3.0
+    total: int | float | None
+    note: str | None
+
+
 class Worker(BaseModel):
     host: str
     pid: int
@@ -49,6 +58,8 @@ class Worker(BaseModel):
     # Its latest heartbeat; None from a worker of an older version of this project.
     beat_at: datetime | None
     running: list[str]
+    # The running jobs that reported progress, by id.
+    progress: dict[str, JobProgress] = {}
 
 
 class ChartBucket(BaseModel):
@@ -112,6 +123,8 @@ async def read_snapshot(redis: ArqRedis, queue_name: str) -> Snapshot:
     recent = await activity.recent_jobs(redis, queue_name, RECENT_SHOWN)
     failures = await activity.recent_jobs(redis, queue_name, RECENT_SHOWN, failures=True)
     letters = await dead_letters.newest(redis, queue_name, DEAD_LETTERS_SHOWN)
+    running = [job_id for status in workers for job_id in status.running]
+    reports = await progress.read_many(redis, queue_name, running)
     return Snapshot(
         queue=queue_name,
         taken_at=taken_at,
@@ -133,6 +146,11 @@ async def read_snapshot(redis: ArqRedis, queue_name: str) -> Snapshot:
                 if status.beat.beat_at
                 else None,
                 running=status.running,
+                progress={
+                    job_id: JobProgress(done=report.done, total=report.total, note=report.note)
+                    for job_id in status.running
+                    if (report := reports.get(job_id)) is not None
+                },
             )
             for status in workers
         ],

@@ -53,6 +53,8 @@ from ...config import get_settings
 from ..job_types import UNREADABLE_JOB
 from ..keys import abort_requests_key
 from ..limits import LimitWait, limit_wait_key, limited_key, read_limit_wait
+from .progress import Progress, progress_key
+from .progress import read as read_progress
 from .records import (
     LATEST_TIMESTAMP,
     PREVIEW_BYTES,
@@ -173,12 +175,14 @@ def outcome_of(result: JobResult) -> Outcome:
 
 @dataclass(frozen=True)
 class JobState:
-    """A job's `status`, the `tries_started` (arq's count) and, while it is queued or deferred,
-    why one of its limits holds it back (`limit_wait`, else None), all read at one moment."""
+    """A job's `status`, the `tries_started` (arq's count), while it is queued or deferred why
+    one of its limits holds it back (`limit_wait`, else None), and its latest `progress` report
+    (progress.py; None if it made none), all read at one moment."""
 
     status: JobStatus
     tries_started: int
     limit_wait: LimitWait | None
+    progress: Progress | None = None
 
 
 def _limit_wait_from(wait: Any, limits: Any) -> LimitWait | None:
@@ -223,12 +227,28 @@ class Job(ArqJob, Generic[R]):
             pipe.get(retry_key_prefix + self.job_id)
             pipe.get(limit_wait_key(self._queue_name, self.job_id))
             pipe.get(limited_key(self._queue_name, self.job_id))
-            *replies, tries, wait, limits = await pipe.execute(raise_on_error=False)
+            pipe.get(self._progress_key)
+            *replies, tries, wait, limits, report = await pipe.execute(raise_on_error=False)
         status = self._status_from(*replies)
         limit_wait = None
         if status in (JobStatus.queued, JobStatus.deferred):
             limit_wait = _limit_wait_from(wait, limits)
-        return JobState(status, self._tries_from(tries), limit_wait)
+        progress = read_progress(self._progress_key, report)
+        return JobState(status, self._tries_from(tries), limit_wait, progress)
+
+    async def progress(self) -> Progress | None:
+        """The job's latest progress report (`report_progress`, progress.py): `done`, `total`,
+        `note`, the try that made it and when; None if it made none, or it has expired with the
+        job's result."""
+        try:
+            reply: Any = await self._redis.get(self._progress_key)
+        except ResponseError as error:
+            reply = error
+        return read_progress(self._progress_key, reply)
+
+    @property
+    def _progress_key(self) -> str:
+        return progress_key(self._queue_name, self.job_id)
 
     def _read_status(self, pipe: Any) -> None:
         pipe.get(result_key_prefix + self.job_id)

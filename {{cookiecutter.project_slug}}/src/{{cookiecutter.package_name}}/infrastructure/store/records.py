@@ -76,7 +76,8 @@ def skip(
 def unreadable_records() -> dict[str, int]:
     """How many unreadable records each kind of reader has skipped since the process started,
     counting a record again each time it is read: for `arq_unreadable_records_total{kind=...}`.
-    Kinds: heartbeat, live-workers, running, recent, bucket, dead-letter, result, job, queue."""
+    Kinds: heartbeat, live-workers, running, recent, bucket, dead-letter, result, job, queue,
+    progress."""
     return dict(_counts)
 
 

@@ -34,6 +34,7 @@ from ..job_types import JobContext, JobFunction, PermanentError
 from ..keys import queue_of_job
 from ..store import dead_letters
 from ..store.job_handle import mark_aborted
+from ..store.progress import close_progress
 from ..store.serialization import serialize
 
 logger = logging.getLogger(__name__)
@@ -91,6 +92,7 @@ def retrying(
             report_end(started, "failed", error)
             raise
         finally:
+            await close_progress(ctx)  # the try's last report, before its outcome is written
             job_fields.reset(fields)
         report_end(started, "complete", None)
         return result

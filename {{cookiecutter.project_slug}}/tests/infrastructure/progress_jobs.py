@@ -1,0 +1,45 @@
+# Template file, kept current by `cruft update`: yours are listed in README.md, "Your code".
+"""Jobs that report their progress (progress.py), for test_progress.py's workers."""
+
+import asyncio
+import math
+
+from {{ cookiecutter.package_name }}.infrastructure.tasks import WorkerSettings as ProjectSettings
+from {{ cookiecutter.package_name }}.infrastructure.worker.functions import worker_functions
+from {{ cookiecutter.package_name }}.queue import JobContext, job, report_progress
+
+
+@job()
+async def tight_loop(ctx: JobContext, reports: int) -> int:
+    """Reports `reports` times as fast as it can, then returns how many it made."""
+    for done in range(1, reports + 1):
+        await report_progress(ctx, done, reports, note=f"item {done}")
+    return reports
+
+
+@job()
+async def steps_then_waits(ctx: JobContext, steps: int, seconds: float) -> str:
+    """Reports each of `steps` steps at once, then waits `seconds` before it ends."""
+    for done in range(1, steps + 1):
+        await report_progress(ctx, done, steps, note=f"step {done}")
+    await asyncio.sleep(seconds)
+    return "done"
+
+
+# Reports the checks refuse, by name (JSON, which carries a job's arguments, has no NaN).
+BAD_REPORTS: dict[str, tuple[float, float | None]] = {
+    "negative": (-1, 10),
+    "over its total": (11, 10),
+    "not a number": (math.nan, None),
+    "an endless total": (1, math.inf),
+}
+
+
+@job(max_tries=1)
+async def reports_badly(ctx: JobContext, report: str) -> None:
+    """Makes one of BAD_REPORTS."""
+    await report_progress(ctx, *BAD_REPORTS[report])
+
+
+# No cron jobs: a minute tick would add a job to the queue.
+WorkerSettings = {**vars(ProjectSettings), "functions": worker_functions()[0], "cron_jobs": ()}
