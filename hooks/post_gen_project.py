@@ -82,6 +82,7 @@ KEEP_FOR = {
     "tests/infrastructure/limit_jobs.py": QUEUE,
     "tests/infrastructure/test_progress.py": QUEUE,
     "tests/infrastructure/progress_jobs.py": QUEUE,
+    "tests/infrastructure/test_bulk.py": QUEUE,
     "tests/infrastructure/test_migrate.py": QUEUE,
     "deploy/monitoring": QUEUE,
     "docs/monitoring.md": QUEUE,

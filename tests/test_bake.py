@@ -31,6 +31,7 @@ QUEUE_ONLY = [
     "src/{package}/infrastructure/store/serialization.py",
     "src/{package}/infrastructure/store/dead_letters.py",
     "src/{package}/infrastructure/store/progress.py",
+    "src/{package}/infrastructure/client/bulk.py",
     "src/{package}/infrastructure/store/heartbeat.py",
     "src/{package}/infrastructure/ops/cli.py",
     "src/{package}/infrastructure/store/connection.py",
@@ -102,6 +103,7 @@ QUEUE_ONLY = [
     "tests/infrastructure/limit_jobs.py",
     "tests/infrastructure/test_progress.py",
     "tests/infrastructure/progress_jobs.py",
+    "tests/infrastructure/test_bulk.py",
     "src/{package}/infrastructure/worker/slots.py",
     "src/{package}/infrastructure/worker/run.py",
 ]

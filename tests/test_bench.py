@@ -315,3 +315,47 @@ def test_bench_limits_prints_every_figure_and_its_goal() -> None:
         assert float(measured) > 0, figure
         assert goal.strip() == expected_goal, figure
         assert verdict.strip(" |") in (("met", "NOT met") if expected_goal else ("",)), figure
+
+
+# The rows bench/workflows.py prints (their first cells, up to the sizes), and the goals it judges.
+WORKFLOWS_ROWS = (
+    ("200 no-op jobs: enqueue_many, jobs/s", ""),
+    ("200 no-op jobs: enqueue_task one after another, jobs/s", ""),
+    ("200 no-op jobs: enqueue_task gathered, jobs/s", ""),
+    ("enqueue_many / one after another", "≥ 10"),
+    ("5,000 progress reports in a tight loop: writes", ""),
+    ("progress: writes per second of the job's run", "≤ 20"),
+)
+
+
+@pytest.mark.slow
+def test_bench_workflows_prints_every_figure_and_its_goal() -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "bench/workflows.py",
+            "--rounds",
+            "1",
+            "--jobs",
+            "200",
+            "--reports",
+            "5000",
+        ],
+        cwd=TEMPLATE_ROOT,
+        env={**os.environ, "UV_PYTHON_DOWNLOADS": "never"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "CPUs" in result.stdout.splitlines()[0]
+    table = [line.split(" | ") for line in result.stdout.splitlines() if line.startswith("| ")]
+    rows = table[1:]  # after the header
+    assert len(rows) == len(WORKFLOWS_ROWS)
+    for (figure, measured, goal, verdict), (label, expected_goal) in zip(
+        rows, WORKFLOWS_ROWS, strict=True
+    ):
+        assert figure.removeprefix("| ") == label, figure
+        assert float(measured) > 0, figure
+        assert goal.strip() == expected_goal, figure
+        assert verdict.strip(" |") in (("met", "NOT met") if expected_goal else ("",)), figure

@@ -6,13 +6,15 @@ the list).
 
 Job authors: `@job` / `@cron_job` to declare a job where it lives (jobs.py), `JobContext`,
 `PermanentError`, `Retry`, `report_progress`. Clients: a declared job's `enqueue(...)` (typed:
-`Job[R]`), or `enqueue_task("name", ...)` by name; `get_job` and the `Job` handle (its
-`progress()` too), `run_sync` from synchronous code, `queue_depth`, and the errors. See docs/background-tasks.md.
+`Job[R]`; many at once with `enqueue_many` and `call(...)`), or `enqueue_task("name", ...)` by
+name (many: `enqueue_many`); `get_job` and the `Job` handle (its `progress()` too), `run_sync`
+from synchronous code, `queue_depth`, and the errors. See docs/background-tasks.md.
 """
 
 from arq import Retry
 from arq.jobs import ResultNotFound
 
+from .infrastructure.client.bulk import JobCall, enqueue_many
 from .infrastructure.client.enqueue import (
     JobArgumentError,
     RequeueRefused,
@@ -50,6 +52,7 @@ __all__ = [
     "Job",
     "JobAborted",
     "JobArgumentError",
+    "JobCall",
     "JobContext",
     "JobFailed",
     "JobFunction",
@@ -69,6 +72,7 @@ __all__ = [
     "UnknownTaskError",
     "close_task_pool",
     "cron_job",
+    "enqueue_many",
     "enqueue_task",
     "get_job",
     "get_task_pool",

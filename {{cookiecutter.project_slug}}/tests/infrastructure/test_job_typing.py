@@ -43,6 +43,10 @@ ACCEPTED = {
     "defaults_only": "await example_task.enqueue()",
     "keywords": "await example_task.enqueue(message='x', seconds=1)",
     "required_positional": "count: int = await (await ship.enqueue('A-17', express=True)).result()",
+    "bulk": """
+        many: list[Job[int] | None] = await ship.enqueue_many(ship.call(o) for o in ['A-1', 'A-2'])
+        unique = await ship.enqueue_many([ship.options(job_id='s-1').call('A-1', express=True)])
+        """,
     "options": """
         later: Job[int] = await ship.options(defer_by=60).enqueue('A-1')
         once = await ship.options(job_id='ship-A-1').enqueue('A-1')
@@ -57,6 +61,16 @@ REJECTED = {
         "await example_task.enqueue(message=1)",
         r'Argument "message" to "enqueue" of "JobHandle" has incompatible type "int"; '
         r'expected "str"  \[arg-type\]',
+    ),
+    "bulk_call_argument_type": (
+        "ship.call(17)",
+        r'Argument 1 to "call" of "JobHandle" has incompatible type "int"; expected "str"  '
+        r"\[arg-type\]",
+    ),
+    "bulk_calls_of_another_job": (
+        "await ship.enqueue_many([example_task.call('x')])",
+        r'List item 0 has incompatible type "JobCall\[\[str, .*\], str\]"; '
+        r'expected "JobCall\[\[str, .*\], int\]"  \[list-item\]',
     ),
     "unknown_keyword": (
         "await example_task.enqueue(wrong=1)",

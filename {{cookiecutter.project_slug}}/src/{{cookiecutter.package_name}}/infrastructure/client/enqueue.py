@@ -18,6 +18,7 @@ import os
 import threading
 import weakref
 from collections.abc import AsyncGenerator, Coroutine
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 from uuid import uuid4
@@ -36,7 +37,7 @@ from ..limits import job_limits, limited_key
 from ..store import dead_letters
 from ..store.connection import close_pool, connect, unavailable
 from ..store.job_handle import Job
-from ..store.job_writes import JobPool, job_writer, wake_key
+from ..store.job_writes import JobPool, JobWrite, job_writer, wake_key
 from ..store.serialization import deserialize, serialize_at_most
 
 T = TypeVar("T")
@@ -128,13 +129,7 @@ async def enqueue_task(
     `JobArgumentError` for arguments the job does not take, cannot be serialized (see
     serialization.py) or are larger than `JOB_MAX_BYTES`; in every case nothing is queued.
     """
-    spec = registry.enqueueable(name)
-    if spec is None:
-        known = ", ".join(sorted(registry.jobs()))
-        raise UnknownTaskError(
-            f"no job named {name!r} is declared (with @job, in {registry.JOBS_MODULE}); "
-            f"known jobs: {known}"
-        )
+    spec = enqueueable_spec(name)
     mismatch = argument_error(spec, len(args), tuple(kwargs))
     if mismatch is not None:
         raise JobArgumentError(f"cannot enqueue {name!r}: {mismatch}")
@@ -144,6 +139,18 @@ async def enqueue_task(
     return await enqueue_checked(
         name, args, kwargs, _job_id, _defer_by, _defer_until, _expires, queue
     )
+
+
+def enqueueable_spec(name: str) -> registry.JobSpec:
+    """The declared job `name`; raises `UnknownTaskError` for a name no worker runs."""
+    spec = registry.enqueueable(name)
+    if spec is None:
+        known = ", ".join(sorted(registry.jobs()))
+        raise UnknownTaskError(
+            f"no job named {name!r} is declared (with @job, in {registry.JOBS_MODULE}); "
+            f"known jobs: {known}"
+        )
+    return spec
 
 
 async def enqueue_checked(
@@ -157,15 +164,73 @@ async def enqueue_checked(
     queue: str = DEFAULT_QUEUE,
 ) -> Job[Any] | None:
     """Write the job to `queue` (a name in QUEUES), its name and arguments already checked
-    (`enqueue_task`, a `JobHandle`); raises `UnknownQueueError` for a queue QUEUES lacks."""
+    (`enqueue_task`, a `JobHandle`); raises as `checked_queue` and `prepare_job` do, and
+    `RedisUnavailableError`."""
+    queue_name = checked_queue(name, queue)
+    limits = limits_of(name, queue, args, kwargs)
+    pool = await get_task_pool()
+    prepared = prepare_job(
+        pool, name, args, kwargs, queue_name, limits, _job_id, _defer_by, _defer_until, _expires
+    )
+    try:
+        queued = await job_writer(pool).write(prepared.write)
+    except (RedisError, OSError) as error:  # away, out of memory, read-only: connection.py names it
+        raise unavailable(error) from error
+    return job_by_id(prepared.job_id, pool) if queued else None
+
+
+def checked_queue(name: str, queue: str) -> str:
+    """The key of `queue` (a name in QUEUES), where the job `name` goes; raises
+    `UnknownQueueError` for a queue QUEUES lacks."""
     queue_name = get_settings().queue_keys.get(queue)
     if queue_name is None:
         raise UnknownQueueError(
             f"cannot enqueue {name!r}: no queue named {queue!r}; QUEUES lists "
             f"{', '.join(get_settings().queues)} (docs/queues.md)"
         )
-    limits = _limits_of(name, queue, args, kwargs)
-    pool = await get_task_pool()
+    return queue_name
+
+
+@dataclass(frozen=True)
+class PreparedJob:
+    """A job ready to write to its queue (`queue_name`, a key): its full id, serialized payload,
+    start time (`score`, ms), lifetime (ms), and what its limits carry (None: it has none)."""
+
+    job_id: str
+    queue_name: str
+    payload: str
+    score: int
+    lifetime_ms: int
+    limits: str | None
+
+    @property
+    def write(self) -> JobWrite:
+        """ENQUEUE_JOB's keys and arguments for it (job_writes.py)."""
+        job_id, queue_name = self.job_id, self.queue_name
+        keys = [job_key_prefix + job_id, result_key_prefix + job_id, queue_name]
+        keys.append(wake_key(queue_name))
+        arguments = [str(self.lifetime_ms), self.payload, str(self.score), job_id]
+        if self.limits is not None:  # written with the job, for the claim's check (limits.py)
+            keys.append(limited_key(queue_name, job_id))
+            arguments.append(self.limits)
+        return (*keys, *arguments)
+
+
+def prepare_job(
+    pool: ArqRedis,
+    name: str,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    queue_name: str,
+    limits: str | None,
+    _job_id: str | None,
+    _defer_by: int | float | timedelta | None,
+    _defer_until: datetime | None,
+    _expires: int | float | timedelta | None,
+) -> PreparedJob:
+    """The job `name` serialized for the queue `queue_name` (a key), with what its `limits`
+    carry (`limits_of`). Raises `JobArgumentError` for arguments that cannot be serialized or
+    exceed JOB_MAX_BYTES."""
     job_id = namespaced_job_id(queue_name, _job_id or uuid4().hex)
     enqueued_ms = timestamp_ms()
     if _defer_until is not None:
@@ -180,22 +245,12 @@ async def enqueue_checked(
         payload = serialize_job(
             name, args, kwargs, None, enqueued_ms, serializer=pool.job_serializer
         )
-        keys = [job_key_prefix + job_id, result_key_prefix + job_id, queue_name]
-        keys.append(wake_key(queue_name))
-        arguments = [str(lifetime_ms), payload.decode(), str(score), job_id]  # JSON payload
-        if limits is not None:  # written with the job, for the claim's check (limits.py)
-            keys.append(limited_key(queue_name, job_id))
-            arguments.append(limits)
-        write = (*keys, *arguments)
-        queued = await job_writer(pool).write(write)
     except SerializationError as error:
         raise JobArgumentError(f"cannot enqueue {name!r}: {error.__cause__}") from error
-    except (RedisError, OSError) as error:  # away, out of memory, read-only: connection.py names it
-        raise unavailable(error) from error
-    return job_by_id(job_id, pool) if queued else None
+    return PreparedJob(job_id, queue_name, payload.decode(), score, lifetime_ms, limits)
 
 
-def _limits_of(name: str, queue: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
+def limits_of(name: str, queue: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
     """What a limited job carries (limits.py's `job_limits`), or None for a job without limits.
     Raises JobArgumentError for a limited job sent to another queue than its own, or a limit
     key it cannot give."""

@@ -7,6 +7,7 @@
     queued = await send_receipt.enqueue("A-17")        # Job[str]; mypy checks the arguments
     later = await send_receipt.options(defer_by=60).enqueue("A-17")
     once = await send_receipt.options(job_id="receipt-A-17").enqueue("A-17")  # Job[str] | None
+    many = await send_receipt.enqueue_many(send_receipt.call(o) for o in orders)  # bulk.py
 
 Declaring only records a `JobSpec` in the registry (registry.py): no pool, no Redis, nothing
 that could fail at import. The worker's settings (tasks.py) are built from the registry, so a
@@ -19,7 +20,7 @@ and `**kwargs: P.kwargs` (python/mypy#14832).
 
 import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Generic, cast, overload
@@ -31,6 +32,7 @@ from ..keys import DEFAULT_QUEUE, QUEUE_NAME_PATTERN
 from ..limits import LimitKey, Limits, parse_rate_limit
 from ..registry import CRON_PREFIX, JobSpec, register
 from ..store.job_handle import Job
+from .bulk import JobCall, enqueue_calls
 from .enqueue import JobArgumentError, argument_error, enqueue_checked
 
 Delay = int | float | timedelta
@@ -128,6 +130,28 @@ class JobHandle(DeclaredJob[P, R]):
         if job_id is not None:
             return UniqueJobHandle(self.spec, self.function, options)
         return JobHandle(self.spec, self.function, options)
+
+    def call(self, *args: P.args, **kwargs: P.kwargs) -> JobCall[P, R]:
+        """The job with these arguments and this handle's options, not queued yet: what
+        `enqueue_many` takes (bulk.py). The arguments are checked when it is queued."""
+        options = self._options
+        return JobCall(
+            self.name, args, kwargs, options.job_id, options.queue,
+            options.defer_by, options.defer_until, options.expires,
+        )  # fmt: skip
+
+    async def enqueue_many(self, calls: Iterable[JobCall[P, R]]) -> list[Job[R] | None]:
+        """Queue many calls of this job (`handle.call(...)`) in few round trips: a `Job[R]` each,
+        in order, or None for a call whose unique id is taken (bulk.py). Raises as
+        `enqueue_task` does, naming the call, before anything is queued; JobArgumentError for
+        a call of another job."""
+        batch = list(calls)
+        for index, each in enumerate(batch):
+            if each.name != self.name:
+                raise JobArgumentError(
+                    f"cannot enqueue {self.name!r}, job {index}: it is a call of {each.name!r}"
+                )
+        return cast("list[Job[R] | None]", await enqueue_calls(batch))
 
     async def _enqueue(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Job[R] | None:
         mismatch = argument_error(self.spec, len(args), tuple(kwargs))

@@ -69,6 +69,36 @@ ENQUEUE_JOB_SHA = hashlib.sha1(ENQUEUE_JOB.encode(), usedforsecurity=False).hexd
 WAKE_TOKENS_KEPT = 64
 
 
+# Many jobs of one queue in one script call (`enqueue_many`, bulk.py): ENQUEUE_JOB's rule and
+# writes for each, one ZADD for all of them, and one token per job queued, up to
+# WAKE_TOKENS_KEPT. KEYS: the queue, its wake-up list, then per job: the job, its result, where
+# its limits go. ARGV: the tokens' cap, then per job: its lifetime (ms), payload, score, id,
+# and its limits ('' for none). Returns 1 or 0 per job, as ENQUEUE_JOB does.
+ENQUEUE_JOBS = """
+local queued, members = {}, {}
+for i = 1, (#KEYS - 2) / 3 do
+  local k, a = 2 + (i - 1) * 3, 1 + (i - 1) * 5
+  if redis.call('EXISTS', KEYS[k + 1], KEYS[k + 2]) > 0 then
+    queued[i] = 0
+  else
+    redis.call('PSETEX', KEYS[k + 1], ARGV[a + 1], ARGV[a + 2])
+    if ARGV[a + 5] ~= '' then redis.call('PSETEX', KEYS[k + 3], ARGV[a + 1], ARGV[a + 5]) end
+    members[#members + 1] = ARGV[a + 3]
+    members[#members + 1] = ARGV[a + 4]
+    queued[i] = 1
+  end
+end
+if #members > 0 then
+  redis.call('ZADD', KEYS[1], unpack(members))
+  local tokens = {}
+  for t = 1, math.min(#members / 2, tonumber(ARGV[1])) do tokens[t] = '1' end
+  redis.call('LPUSH', KEYS[2], unpack(tokens))
+end
+return queued
+"""
+ENQUEUE_JOBS_SHA = hashlib.sha1(ENQUEUE_JOBS.encode(), usedforsecurity=False).hexdigest()
+
+
 def wake_key(queue_name: str) -> str:
     """The list a worker with free slots waits on: one token per job queued (worker.py)."""
     return f"{queue_name}:wake"
@@ -134,6 +164,37 @@ class JobWriter:
         for keys_and_args in writes:
             pipeline.evalsha(ENQUEUE_JOB_SHA, len(keys_and_args) // 2, *keys_and_args)
         return await pipeline.execute(raise_on_error=False)
+
+
+# One ENQUEUE_JOBS call: the queue's key, then per job its three keys and five arguments.
+JobsWrite = tuple[str, list[str], list[str]]
+
+
+async def write_chunks(pool: ArqRedis, chunks: list[JobsWrite]) -> list[list[int]]:
+    """Run ENQUEUE_JOBS once per chunk, all in one pipeline; each chunk's replies (1 queued, 0
+    an id already known), in order. Raises what redis-py raises for the first chunk that
+    failed (the chunks before it are written)."""
+    replies = await _send_chunks(pool, chunks)
+    if any(isinstance(reply, NoScriptError) for reply in replies):
+        await pool.script_load(ENQUEUE_JOBS)
+        unknown = [index for index, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+        again = await _send_chunks(pool, [chunks[index] for index in unknown])
+        for index, reply in zip(unknown, again, strict=True):
+            replies[index] = reply
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
+    return [[int(flag) for flag in reply] for reply in replies]
+
+
+async def _send_chunks(pool: ArqRedis, chunks: list[JobsWrite]) -> list[Any]:
+    pipeline = pool.pipeline(transaction=False)
+    for queue_name, keys, arguments in chunks:
+        all_keys = [queue_name, wake_key(queue_name), *keys]
+        pipeline.evalsha(
+            ENQUEUE_JOBS_SHA, len(all_keys), *all_keys, str(WAKE_TOKENS_KEPT), *arguments
+        )
+    return await pipeline.execute(raise_on_error=False)
 
 
 _writers: "weakref.WeakKeyDictionary[ArqRedis, JobWriter]" = weakref.WeakKeyDictionary()

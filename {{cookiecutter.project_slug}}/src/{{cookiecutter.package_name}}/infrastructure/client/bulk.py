@@ -1,0 +1,201 @@
+# Template file, kept current by `cruft update`: yours are listed in README.md, "Your code".
+"""Enqueueing many jobs in one call: `enqueue_many`, and a typed handle's `enqueue_many`.
+
+    queued = await enqueue_many("send_receipt", [("A-1",), ("A-2",), {"order_id": "A-3"}])
+    queued = await send_receipt.enqueue_many(send_receipt.call(order) for order in orders)
+
+Every job is checked first, as `enqueue_task` checks one (its name, its arguments against the
+function's signature, serialization, JOB_MAX_BYTES, its queue, its limit keys): one bad job
+raises before anything is written, naming its position. Then the jobs go in chunks of at most
+CHUNK_JOBS jobs (and CHUNK_BYTES of payload), each chunk one script call that applies
+`enqueue_task`'s rule to each job (an id whose job or result exists is not queued again: None
+in its place) and writes them with one ZADD and a few wake-up tokens; up to
+CHUNKS_PER_ROUND_TRIP chunks share a round trip. 10,000 jobs are 10 script calls in one round
+trip (bench/workflows.py measures it against 10,000 `enqueue_task` calls).
+
+A chunk is written whole or not at all, but chunks are separate: if Redis fails part way, the
+chunks before the failure are queued and `RedisUnavailableError` says so. Give the jobs ids
+(`job_ids=`, or a unique handle's calls) and a second try queues only what the first did not.
+"""
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Generic
+
+from arq.constants import job_key_prefix, result_key_prefix
+from redis.exceptions import RedisError
+
+from ..job_types import P, R
+from ..keys import DEFAULT_QUEUE
+from ..limits import limited_key
+from ..store.connection import RedisUnavailableError, unavailable
+from ..store.job_handle import Job
+from ..store.job_writes import JobsWrite, write_chunks
+from .enqueue import (
+    JobArgumentError,
+    PreparedJob,
+    UnknownQueueError,
+    UnknownTaskError,
+    argument_error,
+    checked_queue,
+    enqueueable_spec,
+    get_task_pool,
+    job_by_id,
+    limits_of,
+    prepare_job,
+)
+
+# A chunk holds at most this many jobs, and this much payload: one script call each, short
+# enough not to hold Redis up (about 2 ms for 1,000 small jobs).
+CHUNK_JOBS = 1000
+CHUNK_BYTES = 4 * 1024 * 1024
+# How many chunks share one round trip.
+CHUNKS_PER_ROUND_TRIP = 16
+
+Delay = int | float | timedelta
+
+
+@dataclass(frozen=True)
+class JobCall(Generic[P, R]):
+    """A job with its arguments, not queued yet (Celery's signature): what a handle's
+    `call(...)` returns and `enqueue_many` takes. `queue` None: the job's own."""
+
+    name: str
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    job_id: str | None = None
+    queue: str | None = None
+    defer_by: Delay | None = None
+    defer_until: datetime | None = None
+    expires: Delay | None = None
+
+
+async def enqueue_many(
+    name: str,
+    arguments: Iterable[tuple[Any, ...] | dict[str, Any]],
+    *,
+    job_ids: Iterable[str] | None = None,
+    queue: str | None = None,
+    defer_by: Delay | None = None,
+    defer_until: datetime | None = None,
+    expires: Delay | None = None,
+) -> list[Job[Any] | None]:
+    """Queue the job `name` once per item of `arguments` (a tuple: positional arguments; a dict:
+    keyword arguments), in few round trips. Returns a `Job` handle per item, in order, or None
+    where `job_ids` gave an id that is queued, running or has a kept result. The options are
+    `enqueue_task`'s (`queue` is `_queue_name`, ...) and apply to every job.
+
+    Raises before anything is queued, naming the item: `UnknownTaskError`, `UnknownQueueError`,
+    `JobArgumentError` (as `enqueue_task`), and JobArgumentError for `job_ids` of another
+    length than `arguments`. `RedisUnavailableError` if Redis fails (see the module docstring)."""
+    items = list(arguments)
+    ids: list[str | None] = [None] * len(items) if job_ids is None else list(job_ids)
+    if len(ids) != len(items):
+        raise JobArgumentError(f"cannot enqueue {name!r}: {len(ids)} job_ids for {len(items)} jobs")
+    calls: list[JobCall[Any, Any]] = []
+    for index, (item, job_id) in enumerate(zip(items, ids, strict=True)):
+        if isinstance(item, dict):
+            args, kwargs = (), item
+        elif isinstance(item, tuple):
+            args, kwargs = item, {}
+        else:
+            raise JobArgumentError(
+                f"cannot enqueue {name!r}, job {index}: give a tuple of arguments or a dict of "
+                f"keyword arguments, not {type(item).__name__}"
+            )
+        calls.append(JobCall(name, args, kwargs, job_id, queue, defer_by, defer_until, expires))
+    return await enqueue_calls(calls)
+
+
+async def enqueue_calls(calls: Sequence[JobCall[Any, Any]]) -> list[Job[Any] | None]:
+    """Queue every call (`enqueue_many`'s checks, chunks and replies)."""
+    checked = [_checked(index, call) for index, call in enumerate(calls)]
+    if not checked:
+        return []
+    pool = await get_task_pool()
+    prepared = []
+    for index, (call, queue_name, limits) in enumerate(checked):
+        try:
+            prepared.append(
+                prepare_job(
+                    pool,
+                    call.name,
+                    call.args,
+                    call.kwargs,
+                    queue_name,
+                    limits,
+                    call.job_id,
+                    call.defer_by,
+                    call.defer_until,
+                    call.expires,
+                )
+            )
+        except JobArgumentError as error:
+            raise JobArgumentError(f"job {index}: {error}") from error
+    chunks = _chunks(prepared)
+    replies: list[int] = []
+    try:
+        for start in range(0, len(chunks), CHUNKS_PER_ROUND_TRIP):
+            written = await write_chunks(pool, chunks[start : start + CHUNKS_PER_ROUND_TRIP])
+            for chunk_replies in written:
+                replies.extend(chunk_replies)
+    except (RedisError, OSError) as error:
+        problem = unavailable(error)
+        raise RedisUnavailableError(
+            f"{problem} (the first {len(replies)} of {len(prepared)} jobs were written before "
+            "this; enqueue again with the same job ids to queue only the rest)",
+            problem.kind,
+        ) from error
+    return [
+        job_by_id(job.job_id, pool) if queued else None
+        for job, queued in zip(prepared, replies, strict=True)
+    ]
+
+
+def _checked(index: int, call: JobCall[Any, Any]) -> tuple[JobCall[Any, Any], str, str | None]:
+    """The call, its queue's key and its limits, or the error `enqueue_task` would raise for
+    it, naming its position."""
+    try:
+        spec = enqueueable_spec(call.name)
+        mismatch = argument_error(spec, len(call.args), tuple(call.kwargs))
+        if mismatch is not None:
+            raise JobArgumentError(f"cannot enqueue {call.name!r}: {mismatch}")
+        if call.defer_until is not None and call.defer_by is not None:
+            raise JobArgumentError(
+                f"cannot enqueue {call.name!r}: give defer_until or defer_by, not both"
+            )
+        queue = call.queue or spec.queue or DEFAULT_QUEUE
+        queue_name = checked_queue(call.name, queue)
+        limits = limits_of(call.name, queue, call.args, call.kwargs)
+    except (UnknownTaskError, UnknownQueueError, JobArgumentError) as error:
+        raise type(error)(f"job {index}: {error}") from error
+    return call, queue_name, limits
+
+
+def _chunks(jobs: list[PreparedJob]) -> list[JobsWrite]:
+    """ENQUEUE_JOBS calls for `jobs`, in order: a new chunk for each queue change, and at most
+    CHUNK_JOBS jobs and CHUNK_BYTES of payload in each."""
+    chunks: list[JobsWrite] = []
+    size = count = 0
+    for job in jobs:
+        if (
+            not chunks
+            or chunks[-1][0] != job.queue_name
+            or count == CHUNK_JOBS
+            or (size + len(job.payload) > CHUNK_BYTES and count > 0)
+        ):
+            chunks.append((job.queue_name, [], []))
+            size = count = 0
+        _, keys, arguments = chunks[-1]
+        keys += [
+            job_key_prefix + job.job_id,
+            result_key_prefix + job.job_id,
+            limited_key(job.queue_name, job.job_id),
+        ]
+        arguments += [
+            str(job.lifetime_ms), job.payload, str(job.score), job.job_id, job.limits or "",
+        ]  # fmt: skip
+        size += len(job.payload)
+        count += 1
+    return chunks
