@@ -40,7 +40,13 @@ from {{ cookiecutter.package_name }}.infrastructure.local.redis_server import Lo
 from {{ cookiecutter.package_name }}.infrastructure.store import dead_letters
 from {{ cookiecutter.package_name }}.infrastructure.tasks import WorkerSettings as ProjectSettings
 from {{ cookiecutter.package_name }}.infrastructure.worker.functions import arq_function
-from {{ cookiecutter.package_name }}.queue import Job, JobContext, PermanentError, enqueue_task
+from {{ cookiecutter.package_name }}.queue import (
+    Job,
+    JobContext,
+    PermanentError,
+    enqueue_task,
+    report_progress,
+)
 
 from .conftest import WorkerProcesses
 from .test_api_server import wait_until_serving
@@ -55,7 +61,10 @@ PAGE_WAIT_SECONDS = 15
 
 
 async def takes_a_while(ctx: JobContext, seconds: float) -> float:
-    await asyncio.sleep(seconds)
+    """Sleeps `seconds` in ten steps, reporting each: the dashboard shows its progress."""
+    for step in range(1, 11):
+        await asyncio.sleep(seconds / 10)
+        await report_progress(ctx, step, 10, note=f"step {step} of 10")
     return seconds
 
 
