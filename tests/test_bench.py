@@ -280,6 +280,25 @@ def test_keda_sizing_prints_its_inputs_the_queue_over_time_and_a_summary() -> No
     assert lines[-1].startswith("wait at each poll: p50 ")
 
 
+def assert_goal_table(
+    result: "subprocess.CompletedProcess[str]", expected: tuple[tuple[str, str], ...]
+) -> None:
+    """A bench script ran, said what it ran on, and printed one row per `expected` (label,
+    goal): a figure above 0, its goal, and a verdict where there is a goal."""
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "CPUs" in result.stdout.splitlines()[0]
+    table = [line.split(" | ") for line in result.stdout.splitlines() if line.startswith("| ")]
+    rows = table[1:]  # after the header
+    assert len(rows) == len(expected)
+    for (figure, measured, goal, verdict), (label, expected_goal) in zip(
+        rows, expected, strict=True
+    ):
+        assert figure.removeprefix("| ") == label, figure
+        assert float(measured) > 0, figure
+        assert goal.strip() == expected_goal, figure
+        assert verdict.strip(" |") in (("met", "NOT met") if expected_goal else ("",)), figure
+
+
 # The rows bench/limits.py prints (their first cells, up to the sizes), and the goals it judges.
 LIMITS_ROWS = (
     ('rate_limit="50/s", 2 workers, 100 jobs queued: jobs started in the first 1 s', "50 ± 2 %"),
@@ -303,18 +322,7 @@ def test_bench_limits_prints_every_figure_and_its_goal() -> None:
         text=True,
         timeout=300,
     )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "CPUs" in result.stdout.splitlines()[0]
-    table = [line.split(" | ") for line in result.stdout.splitlines() if line.startswith("| ")]
-    rows = table[1:]  # after the header
-    assert len(rows) == len(LIMITS_ROWS)
-    for (figure, measured, goal, verdict), (label, expected_goal) in zip(
-        rows, LIMITS_ROWS, strict=True
-    ):
-        assert figure.removeprefix("| ") == label, figure
-        assert float(measured) > 0, figure
-        assert goal.strip() == expected_goal, figure
-        assert verdict.strip(" |") in (("met", "NOT met") if expected_goal else ("",)), figure
+    assert_goal_table(result, LIMITS_ROWS)
 
 
 # The rows bench/workflows.py prints (their first cells, up to the sizes), and the goals it judges.
@@ -347,15 +355,4 @@ def test_bench_workflows_prints_every_figure_and_its_goal() -> None:
         text=True,
         timeout=300,
     )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "CPUs" in result.stdout.splitlines()[0]
-    table = [line.split(" | ") for line in result.stdout.splitlines() if line.startswith("| ")]
-    rows = table[1:]  # after the header
-    assert len(rows) == len(WORKFLOWS_ROWS)
-    for (figure, measured, goal, verdict), (label, expected_goal) in zip(
-        rows, WORKFLOWS_ROWS, strict=True
-    ):
-        assert figure.removeprefix("| ") == label, figure
-        assert float(measured) > 0, figure
-        assert goal.strip() == expected_goal, figure
-        assert verdict.strip(" |") in (("met", "NOT met") if expected_goal else ("",)), figure
+    assert_goal_table(result, WORKFLOWS_ROWS)

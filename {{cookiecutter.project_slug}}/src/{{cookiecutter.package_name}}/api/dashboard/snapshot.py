@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ...infrastructure.ops import activity
 from ...infrastructure.store import dead_letters, progress
 from ...infrastructure.store.dead_letters import DeadLetter
+from ..jobs import ProgressView
 
 # How many of each list the page shows (the JSON too): enough to see, little to send.
 RECENT_SHOWN = 12
@@ -42,15 +43,6 @@ class Counts(BaseModel):
     last_15_minutes: dict[Outcome, int]
 
 
-class JobProgress(BaseModel):
-    """A running job's latest progress report (`report_progress`): `done` of `total` (None:
-    the job gave none), and its `note`."""
-
-    done: int | float  # as reported: 3 stays 3, not 3.0
-    total: int | float | None
-    note: str | None
-
-
 class Worker(BaseModel):
     host: str
     pid: int
@@ -59,7 +51,7 @@ class Worker(BaseModel):
     beat_at: datetime | None
     running: list[str]
     # The running jobs that reported progress, by id.
-    progress: dict[str, JobProgress] = {}
+    progress: dict[str, ProgressView] = {}
 
 
 class ChartBucket(BaseModel):
@@ -147,7 +139,7 @@ async def read_snapshot(redis: ArqRedis, queue_name: str) -> Snapshot:
                 else None,
                 running=status.running,
                 progress={
-                    job_id: JobProgress(done=report.done, total=report.total, note=report.note)
+                    job_id: ProgressView.of(report)
                     for job_id in status.running
                     if (report := reports.get(job_id)) is not None
                 },
