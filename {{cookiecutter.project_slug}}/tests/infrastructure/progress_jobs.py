@@ -26,6 +26,15 @@ async def steps_then_waits(ctx: JobContext, steps: int, seconds: float) -> str:
     return "done"
 
 
+@job()
+async def slow_steps(ctx: JobContext, steps: int, seconds: float) -> int:
+    """Reports each of `steps` steps, `seconds` apart, then returns how many."""
+    for done in range(1, steps + 1):
+        await asyncio.sleep(seconds)
+        await report_progress(ctx, done, steps, note=f"step {done}")
+    return steps
+
+
 # Reports the checks refuse, by name (JSON, which carries a job's arguments, has no NaN).
 BAD_REPORTS: dict[str, tuple[float, float | None]] = {
     "negative": (-1, 10),

@@ -96,13 +96,16 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 def document_problems_as_problem_json(openapi: dict[str, Any]) -> None:
     """Move the error responses of an OpenAPI schema to `application/problem+json`, the media
     type they are sent with. FastAPI puts every `responses=` model under the route's own media
-    type, `application/json`."""
+    type: `application/json`, or `text/event-stream` for a stream (job_stream.py)."""
     for operations in openapi.get("paths", {}).values():
         for operation in operations.values():
             for status, response in operation.get("responses", {}).items():
                 content = response.get("content", {})
-                if status.isdigit() and int(status) >= 400 and "application/json" in content:
-                    content[PROBLEM_MEDIA_TYPE] = content.pop("application/json")
+                if not (status.isdigit() and int(status) >= 400):
+                    continue
+                for media_type in ("application/json", "text/event-stream"):
+                    if media_type in content:
+                        content[PROBLEM_MEDIA_TYPE] = content.pop(media_type)
 
 
 async def http_error(request: Request, error: HTTPException) -> Response:
