@@ -110,7 +110,8 @@ async def enqueue_many(
 
 async def enqueue_calls(calls: Sequence[JobCall[Any, Any]]) -> list[Job[Any] | None]:
     """Queue every call (`enqueue_many`'s checks, chunks and replies)."""
-    checked = [_checked(index, call) for index, call in enumerate(calls)]
+    checks: dict[tuple[Any, ...], str] = {}  # what calls of one shape share: their queue's key
+    checked = [_checked(index, call, checks) for index, call in enumerate(calls)]
     if not checked:
         return []
     pool = await get_task_pool()
@@ -133,7 +134,7 @@ async def enqueue_calls(calls: Sequence[JobCall[Any, Any]]) -> list[Job[Any] | N
             )
         except JobArgumentError as error:
             raise JobArgumentError(f"job {index}: {error}") from error
-    chunks = _chunks(prepared)
+    chunks = [_write_of(chunk) for chunk in _chunks(prepared)]
     replies: list[int] = []
     try:
         for start in range(0, len(chunks), CHUNKS_PER_ROUND_TRIP):
@@ -153,15 +154,22 @@ async def enqueue_calls(calls: Sequence[JobCall[Any, Any]]) -> list[Job[Any] | N
     ]
 
 
-def _checked(index: int, call: JobCall[Any, Any]) -> tuple[JobCall[Any, Any], str, str | None]:
+def _checked(
+    index: int, call: JobCall[Any, Any], checks: dict[tuple[Any, ...], str]
+) -> tuple[JobCall[Any, Any], str, str | None]:
     """The call, its queue's key and its limits, or the error `enqueue_task` would raise for
-    it, naming its position."""
+    it, naming its position. What depends only on the call's shape (its job, queue, argument
+    names and count) is checked once per shape, in `checks`, for a job without limits."""
+    shape = (call.name, call.queue, len(call.args), tuple(call.kwargs))
+    both = call.defer_until is not None and call.defer_by is not None
+    if not both and shape in checks:
+        return call, checks[shape], None
     try:
         spec = enqueueable_spec(call.name)
         mismatch = argument_error(spec, len(call.args), tuple(call.kwargs))
         if mismatch is not None:
             raise JobArgumentError(f"cannot enqueue {call.name!r}: {mismatch}")
-        if call.defer_until is not None and call.defer_by is not None:
+        if both:
             raise JobArgumentError(
                 f"cannot enqueue {call.name!r}: give defer_until or defer_by, not both"
             )
@@ -170,32 +178,41 @@ def _checked(index: int, call: JobCall[Any, Any]) -> tuple[JobCall[Any, Any], st
         limits = limits_of(call.name, queue, call.args, call.kwargs)
     except (UnknownTaskError, UnknownQueueError, JobArgumentError) as error:
         raise type(error)(f"job {index}: {error}") from error
+    if not spec.limits:  # a limited job's limits depend on its arguments' values
+        checks[shape] = queue_name
     return call, queue_name, limits
 
 
-def _chunks(jobs: list[PreparedJob]) -> list[JobsWrite]:
-    """ENQUEUE_JOBS calls for `jobs`, in order: a new chunk for each queue change, and at most
-    CHUNK_JOBS jobs and CHUNK_BYTES of payload in each."""
-    chunks: list[JobsWrite] = []
-    size = count = 0
+def _chunks(jobs: list[PreparedJob]) -> list[list[PreparedJob]]:
+    """`jobs` in chunks, in order: a new chunk for each queue change, and at most CHUNK_JOBS
+    jobs and CHUNK_BYTES of payload in each."""
+    chunks: list[list[PreparedJob]] = []
+    size = 0
     for job in jobs:
         if (
             not chunks
-            or chunks[-1][0] != job.queue_name
-            or count == CHUNK_JOBS
-            or (size + len(job.payload) > CHUNK_BYTES and count > 0)
+            or chunks[-1][0].queue_name != job.queue_name
+            or len(chunks[-1]) == CHUNK_JOBS
+            or size + len(job.payload) > CHUNK_BYTES
         ):
-            chunks.append((job.queue_name, [], []))
-            size = count = 0
-        _, keys, arguments = chunks[-1]
-        keys += [
-            job_key_prefix + job.job_id,
-            result_key_prefix + job.job_id,
-            limited_key(job.queue_name, job.job_id),
-        ]
-        arguments += [
-            str(job.lifetime_ms), job.payload, str(job.score), job.job_id, job.limits or "",
-        ]  # fmt: skip
+            chunks.append([])
+            size = 0
+        chunks[-1].append(job)
         size += len(job.payload)
-        count += 1
     return chunks
+
+
+def _write_of(chunk: list[PreparedJob]) -> JobsWrite:
+    """ENQUEUE_JOBS's keys and arguments for a chunk: per job two keys and four arguments, and
+    where some job of the chunk has limits, a third key and a fifth argument for every job."""
+    limited = any(job.limits is not None for job in chunk)
+    keys: list[str] = []
+    arguments: list[str] = []
+    for job in chunk:
+        job_id = job.job_id
+        keys += (job_key_prefix + job_id, result_key_prefix + job_id)
+        arguments += (str(job.lifetime_ms), job.payload, str(job.score), job_id)
+        if limited:
+            keys.append(limited_key(job.queue_name, job_id))
+            arguments.append(job.limits or "")
+    return chunk[0].queue_name, limited, keys, arguments

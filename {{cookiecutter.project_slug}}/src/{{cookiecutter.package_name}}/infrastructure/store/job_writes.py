@@ -71,18 +71,23 @@ WAKE_TOKENS_KEPT = 64
 
 # Many jobs of one queue in one script call (`enqueue_many`, bulk.py): ENQUEUE_JOB's rule and
 # writes for each, one ZADD for all of them, and one token per job queued, up to
-# WAKE_TOKENS_KEPT. KEYS: the queue, its wake-up list, then per job: the job, its result, where
-# its limits go. ARGV: the tokens' cap, then per job: its lifetime (ms), payload, score, id,
-# and its limits ('' for none). Returns 1 or 0 per job, as ENQUEUE_JOB does.
+# WAKE_TOKENS_KEPT. KEYS: the queue, its wake-up list, then per job: the job, its result (and
+# where its limits go, with limits). ARGV: the tokens' cap, '1' with limits, then per job: its
+# lifetime (ms), payload, score, id (and its limits, '' for none). Returns 1 or 0 per job, as
+# ENQUEUE_JOB does.
 ENQUEUE_JOBS = """
+local limited = ARGV[2] == '1'
+local per_key, per_arg = limited and 3 or 2, limited and 5 or 4
 local queued, members = {}, {}
-for i = 1, (#KEYS - 2) / 3 do
-  local k, a = 2 + (i - 1) * 3, 1 + (i - 1) * 5
+for i = 1, (#KEYS - 2) / per_key do
+  local k, a = 2 + (i - 1) * per_key, 2 + (i - 1) * per_arg
   if redis.call('EXISTS', KEYS[k + 1], KEYS[k + 2]) > 0 then
     queued[i] = 0
   else
     redis.call('PSETEX', KEYS[k + 1], ARGV[a + 1], ARGV[a + 2])
-    if ARGV[a + 5] ~= '' then redis.call('PSETEX', KEYS[k + 3], ARGV[a + 1], ARGV[a + 5]) end
+    if limited and ARGV[a + 5] ~= '' then
+      redis.call('PSETEX', KEYS[k + 3], ARGV[a + 1], ARGV[a + 5])
+    end
     members[#members + 1] = ARGV[a + 3]
     members[#members + 1] = ARGV[a + 4]
     queued[i] = 1
@@ -166,8 +171,9 @@ class JobWriter:
         return await pipeline.execute(raise_on_error=False)
 
 
-# One ENQUEUE_JOBS call: the queue's key, then per job its three keys and five arguments.
-JobsWrite = tuple[str, list[str], list[str]]
+# One ENQUEUE_JOBS call: the queue's key, whether its jobs carry limits, their keys, their
+# arguments.
+JobsWrite = tuple[str, bool, list[str], list[str]]
 
 
 async def write_chunks(pool: ArqRedis, chunks: list[JobsWrite]) -> list[list[int]]:
@@ -189,11 +195,10 @@ async def write_chunks(pool: ArqRedis, chunks: list[JobsWrite]) -> list[list[int
 
 async def _send_chunks(pool: ArqRedis, chunks: list[JobsWrite]) -> list[Any]:
     pipeline = pool.pipeline(transaction=False)
-    for queue_name, keys, arguments in chunks:
+    for queue_name, limited, keys, arguments in chunks:
         all_keys = [queue_name, wake_key(queue_name), *keys]
-        pipeline.evalsha(
-            ENQUEUE_JOBS_SHA, len(all_keys), *all_keys, str(WAKE_TOKENS_KEPT), *arguments
-        )
+        flags = (str(WAKE_TOKENS_KEPT), "1" if limited else "0")
+        pipeline.evalsha(ENQUEUE_JOBS_SHA, len(all_keys), *all_keys, *flags, *arguments)
     return await pipeline.execute(raise_on_error=False)
 
 
