@@ -81,7 +81,7 @@ async def test_job_ids_make_a_repeat_queue_only_what_is_new(task_pool: ArqRedis)
         ([("ok",)] * 5 + [(1, 2, 3)], {}, JobArgumentError, "job 5: cannot enqueue 'example_task': too many positional arguments"),
         ([("ok",), {"wrong": 1}], {}, JobArgumentError, "job 1: cannot enqueue 'example_task': got an unexpected keyword argument 'wrong'"),
         ([("ok",), (object(),)], {}, JobArgumentError, "job 1: cannot enqueue 'example_task': "),
-        ([("ok",), ["a list"]], {}, JobArgumentError, "cannot enqueue 'example_task', job 1: give a tuple of arguments or a dict"),
+        ([("ok",), ["a list"]], {}, JobArgumentError, "job 1: cannot enqueue 'example_task': give a tuple of arguments or a dict"),
         ([("ok",)], {"queue": "nowhere"}, UnknownQueueError, "job 0: cannot enqueue 'example_task': no queue named 'nowhere'"),
         ([("ok",)], {"job_ids": ["a", "b"]}, JobArgumentError, "cannot enqueue 'example_task': 2 job_ids for 1 jobs"),
     ],
@@ -126,7 +126,10 @@ async def test_a_typed_handle_queues_its_calls_and_refuses_another_job_s(
     ]
     assert [job.job_id if job else None for job in unique] == [full_id("order-A-1"), None]
     other: bulk.JobCall[Any, Any] = bulk.JobCall("another_job", ("x",))
-    with pytest.raises(JobArgumentError, match="job 0: it is a call of 'another_job'"):
+    with pytest.raises(
+        JobArgumentError,
+        match="job 0: cannot enqueue 'example_task': it is a call of 'another_job'",
+    ):
         await example_task.enqueue_many([other])
 
 
@@ -146,3 +149,7 @@ async def test_limited_jobs_carry_their_limits_in_bulk_too(
     for job in queued:
         assert job is not None
         assert await task_pool.exists(limited_key(queue_name, job.job_id)) == 1
+    # A misspelt keyword is named, not the argument it leaves out.
+    misspelt = r"^job 0: cannot enqueue 'per_domain': got an unexpected keyword argument 'domian'"
+    with pytest.raises(JobArgumentError, match=misspelt):
+        await enqueue_many("per_domain", [{"domian": "example.org", "path": "/c"}])

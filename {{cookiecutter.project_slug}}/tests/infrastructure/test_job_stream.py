@@ -112,10 +112,13 @@ async def test_a_stream_sends_each_change_then_the_outcome_and_ends(
     assert (outcome["status"], outcome["result"], outcome["try"]) == ("complete", 3, 1)
     assert outcome == (await client.get(f"/jobs/{quote(job.job_id)}")).json()
 
-    # Resuming: from the last event, nothing is missing; from an earlier one, the outcome.
-    assert await events(client, job.job_id, last_event_id=received[-1]["id"]) == []
+    # Resuming: from an earlier event, the outcome; from the outcome, 204: nothing to send,
+    # and no reason for a browser to reconnect.
     resumed = await events(client, job.job_id, last_event_id=received[0]["id"])
     assert [event["event"] for event in resumed] == ["outcome"]
+    path = f"/jobs/{quote(job.job_id)}/events"
+    seen_all = await client.get(path, headers={"Last-Event-ID": received[-1]["id"]})
+    assert (seen_all.status_code, seen_all.content) == (204, b"")
 
 
 async def test_an_unknown_job_is_a_404_before_any_stream(

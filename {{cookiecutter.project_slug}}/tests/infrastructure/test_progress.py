@@ -21,6 +21,7 @@ from {{ cookiecutter.package_name }}.config import get_settings
 from {{ cookiecutter.package_name }}.infrastructure import registry
 from {{ cookiecutter.package_name }}.infrastructure.local.redis_server import free_port
 from {{ cookiecutter.package_name }}.infrastructure.store import progress, records
+from {{ cookiecutter.package_name }}.infrastructure.testing import RunJob
 from {{ cookiecutter.package_name }}.queue import JobFailed, JobStatus, enqueue_task
 
 from .conftest import RunningWorker
@@ -170,3 +171,20 @@ async def test_an_unreadable_report_reads_as_none_and_is_counted(task_pool: ArqR
     assert await job.progress() is None
 
     assert records.unreadable_records().get("progress", 0) == before + 3
+
+
+async def test_run_job_writes_the_last_report_as_a_worker_does(
+    run_job: RunJob, task_pool: ArqRedis, progress_jobs: ModuleType
+) -> None:
+    assert await run_job(progress_jobs.tight_loop, 1000) == 1000
+
+    [key] = await task_pool.keys("*:progress:*")
+    report = await progress_jobs_progress(task_pool, key)
+    assert (report.done, report.total, report.note) == (1000, 1000, "item 1000")
+
+
+async def progress_jobs_progress(pool: ArqRedis, key: bytes) -> progress.Progress:
+    """The report in `key`, which must be readable."""
+    report = progress.read(key.decode(), await pool.get(key))
+    assert report is not None
+    return report

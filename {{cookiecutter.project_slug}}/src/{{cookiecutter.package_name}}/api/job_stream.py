@@ -1,7 +1,7 @@
 # Template file, kept current by `cruft update`: yours are listed in README.md, "Your code".
 """Following a job live: `GET /jobs/{job_id}/events`, server-sent events.
 
-    curl -N http://127.0.0.1:8000/jobs/<job_id>/events
+    curl -gN http://127.0.0.1:8000/jobs/<job_id>/events
 
     event: status
     id: in_progress.1.1765102774389
@@ -16,8 +16,11 @@ progress changes, and one `outcome` event when it has finished (complete, failed
 after which the stream ends. Each event's `data` is what `GET /jobs/{job_id}` answers at that
 moment (jobs.py's `read_view`). Each event's `id` names that state: a client that reconnects
 with `Last-Event-ID` (a browser's EventSource does it by itself) gets the job's state only if it
-has changed since, so nothing is missed and nothing is sent twice. A job that disappears (its
-result expired, or aborted when results are not kept) ends the stream with a `gone` event.
+has changed since, so nothing is missed and nothing is sent twice; one that has the outcome
+already gets 204 No Content, which tells a browser to stop reconnecting (still, close an
+EventSource on `outcome`: `source.addEventListener("outcome", () => source.close())`). A job
+that disappears (its result expired, or aborted when results are not kept) ends the stream with
+a `gone` event.
 
 Clients add no Redis connections: the API reads each job followed, once per
 `WATCH_INTERVAL_SECONDS` for all of its streams together (`JobWatcher`), at most
@@ -32,7 +35,7 @@ from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import APIRouter, Depends, Header, HTTPException, Request
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from ..queue import Job
@@ -128,27 +131,40 @@ def watcher(request: Request) -> JobWatcher:
     return found
 
 
-async def existing_job(job: JobHandle, jobs: Annotated[JobWatcher, Depends(watcher)]) -> Job[Any]:
-    """The job the path names; 404 if there is none (before the stream starts). Read through
-    the watcher, so that many streams opening at once share its connections too."""
-    if await jobs.read(job) is None:
+async def job_to_stream(
+    job: JobHandle,
+    jobs: Annotated[JobWatcher, Depends(watcher)],
+    last_event_id: Annotated[str | None, Header()] = None,
+) -> Job[Any]:
+    """The job the path names, before the stream starts: 404 if there is none; 204 if it has
+    finished and the client's `Last-Event-ID` is its outcome's (it has seen the end: a 204 is
+    what stops a browser's EventSource from reconnecting). Read through the watcher, so that
+    many streams opening at once share its connections too."""
+    view = await jobs.read(job)
+    if view is None:
         raise no_such_job(job.job_id)
+    if view.status in FINISHED and event_id(view) == last_event_id:
+        raise HTTPException(204)
     return job
 
 
 @router.get(
     "/{job_id}/events",
     response_class=EventSourceResponse,
-    responses=problem_responses(404, 422, 503),
+    responses={
+        204: {"description": "The job has finished and `Last-Event-ID` is its outcome's."},
+        **problem_responses(404, 422, 503),
+    },
 )
 async def job_events(
-    job: Annotated[Job[Any], Depends(existing_job)],
+    job: Annotated[Job[Any], Depends(job_to_stream)],
     jobs: Annotated[JobWatcher, Depends(watcher)],
     last_event_id: Annotated[str | None, Header()] = None,
 ) -> AsyncIterable[ServerSentEvent]:
     """The job's status as it changes, as server-sent events: `status` (the job as GET
     /jobs/{job_id} shows it) now and at each change of status, try or progress, then `outcome`
-    when it has finished, and the stream ends. Resumes after `Last-Event-ID`."""
+    when it has finished, and the stream ends. Resumes after `Last-Event-ID`; 204 once the
+    client has the outcome (close an EventSource on `outcome`)."""
     async for view in jobs.views(job):
         if view is None:
             yield ServerSentEvent(event="gone", raw_data="{}")

@@ -35,6 +35,8 @@ from ..infrastructure.store.connection import RedisUnavailableError, unavailable
 logger = logging.getLogger(__name__)
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
+# Statuses an `HTTPException` may carry that have no body (RFC 9110): sent without a problem.
+NO_BODY = {204, 304}
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
@@ -111,8 +113,10 @@ def document_problems_as_problem_json(openapi: dict[str, Any]) -> None:
 async def http_error(request: Request, error: HTTPException) -> Response:
     """An `HTTPException` as a problem, with its headers (`Allow` on a 405, `WWW-Authenticate`
     on a 401)."""
-    detail = str(error.detail)
     headers = dict(error.headers or {})
+    if error.status_code in NO_BODY:  # no problem document: these statuses carry no body
+        return Response(status_code=error.status_code, headers=headers)
+    detail = str(error.detail)
     if error.status_code == 405:
         headers["Allow"] = ", ".join(allowed_methods(request))
     if detail == HTTPStatus(error.status_code).phrase:  # Starlette's own, which says no more

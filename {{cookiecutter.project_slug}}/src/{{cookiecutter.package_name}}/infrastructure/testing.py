@@ -46,6 +46,7 @@ from .job_types import JobContext, JobFn, P, R
 from .local.redis_server import LocalRedisServer
 from .settings import IGNORE_DOTENV
 from .store.connection import redis_settings
+from .store.progress import close_progress
 from .worker.loop import Worker, create_worker
 
 __all__ = [
@@ -77,7 +78,8 @@ class RunJob:
     is the one a worker gives a job: `redis` (the project's pool), `job_id` (new for each run),
     `job_try`, `enqueue_time`, `score`, `queue_name`; then `worker_lifespan(ctx)` opens around
     the call, so what it puts in `ctx` is there, and is closed after. The job's own exception
-    comes out as it raised it: no retries, no dead letter, no time limit.
+    comes out as it raised it: no retries, no dead letter, no time limit. Its last progress
+    report (`report_progress`) is written when it ends, as a worker writes it.
     """
 
     def __init__(
@@ -110,7 +112,10 @@ class RunJob:
         ctx = self.new_context()
         async with worker_lifespan(ctx):
             ctx.update(self.context)
-            return await job(ctx, *args, **kwargs)
+            try:
+                return await job(ctx, *args, **kwargs)
+            finally:
+                await close_progress(ctx)  # its last progress report, written as a worker does
 
 
 class BurstWorker:

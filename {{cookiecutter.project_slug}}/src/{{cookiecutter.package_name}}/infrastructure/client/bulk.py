@@ -86,7 +86,8 @@ async def enqueue_many(
     where `job_ids` gave an id that is queued, running or has a kept result. The options are
     `enqueue_task`'s (`queue` is `_queue_name`, ...) and apply to every job.
 
-    Raises before anything is queued, naming the item: `UnknownTaskError`, `UnknownQueueError`,
+    Raises before anything is queued, naming the item by its position (from 0: "job 17: ..."):
+    `UnknownTaskError`, `UnknownQueueError`,
     `JobArgumentError` (as `enqueue_task`), and JobArgumentError for `job_ids` of another
     length than `arguments`. `RedisUnavailableError` if Redis fails (see the module docstring)."""
     items = list(arguments)
@@ -101,7 +102,7 @@ async def enqueue_many(
             args, kwargs = item, {}
         else:
             raise JobArgumentError(
-                f"cannot enqueue {name!r}, job {index}: give a tuple of arguments or a dict of "
+                f"job {index}: cannot enqueue {name!r}: give a tuple of arguments or a dict of "
                 f"keyword arguments, not {type(item).__name__}"
             )
         calls.append(JobCall(name, args, kwargs, job_id, queue, defer_by, defer_until, expires))

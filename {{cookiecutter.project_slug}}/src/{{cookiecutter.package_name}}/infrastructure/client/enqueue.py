@@ -277,6 +277,18 @@ def argument_error(
     # are named, never on their values, so the answer is cached per job and shape:
     # `Signature.bind` on every call cost `enqueue_task` about 3% of its time (the template's
     # bench/compare.py). Keyed by the spec itself, so a job declared anew is checked anew.
+    parameters = spec.signature.parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+        # An unknown keyword first: Signature.bind names the argument it then misses instead,
+        # which hides a misspelt name (`order` for `order_id`).
+        taken = {
+            name
+            for name, p in parameters.items()
+            if p.kind not in (p.POSITIONAL_ONLY, p.VAR_POSITIONAL)
+        }
+        unknown = [keyword for keyword in keywords if keyword not in taken]
+        if unknown:
+            return f"got an unexpected keyword argument {unknown[0]!r}"
     placeholders = [None] * positional  # None stands in for arq's ctx and for every value
     try:
         spec.signature.bind(None, *placeholders, **dict.fromkeys(keywords))

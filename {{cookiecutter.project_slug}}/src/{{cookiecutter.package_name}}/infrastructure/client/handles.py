@@ -149,7 +149,7 @@ class JobHandle(DeclaredJob[P, R]):
         for index, each in enumerate(batch):
             if each.name != self.name:
                 raise JobArgumentError(
-                    f"cannot enqueue {self.name!r}, job {index}: it is a call of {each.name!r}"
+                    f"job {index}: cannot enqueue {self.name!r}: it is a call of {each.name!r}"
                 )
         return cast("list[Job[R] | None]", await enqueue_calls(batch))
 
