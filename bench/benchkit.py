@@ -112,6 +112,19 @@ def run_script_inside(
     return json.loads(run.stdout.splitlines()[-1])
 
 
+def measure_in_baked_project(
+    script: str, arguments: list[str], name: str, timeout: float = 3600
+) -> Any:
+    """Bake the default project into a scratch folder, `uv sync` it, run `script` inside it
+    (`run_script_inside`) and return its report; the folder goes afterwards."""
+    environment = tool_environment()
+    with tempfile.TemporaryDirectory(prefix=f"cookiecutter-arq-{name}-") as scratch:
+        project = bake(scratch)
+        print(f"baked {project}; uv sync", file=sys.stderr, flush=True)
+        sync(project, environment)
+        return run_script_inside(project, script, arguments, environment, timeout=timeout)
+
+
 def stop_process(process: "subprocess.Popen[bytes]", grace: float) -> None:
     """SIGTERM, then SIGKILL if `process` is still running after `grace` seconds."""
     if process.poll() is None:

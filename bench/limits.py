@@ -43,13 +43,10 @@ from pathlib import Path
 from typing import Any
 
 from benchkit import (
-    bake,
+    measure_in_baked_project,
     percentile,
     rotated,
-    run_script_inside,
     stop_process,
-    sync,
-    tool_environment,
 )
 
 MAX_CONCURRENCY = 3
@@ -140,12 +137,7 @@ def rated_jobs(args: argparse.Namespace) -> int:
 
 def outside(args: argparse.Namespace) -> int:
     started = time.perf_counter()
-    environment = tool_environment()
-    with tempfile.TemporaryDirectory(prefix="cookiecutter-arq-limits-") as scratch:
-        project = bake(scratch)
-        say(f"baked {project}; uv sync")
-        sync(project, environment)
-        report = run_script_inside(project, __file__, options(args), environment, timeout=3600)
+    report = measure_in_baked_project(__file__, options(args), "limits")
     print_report(args, report, time.perf_counter() - started)
     return 0
 

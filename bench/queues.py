@@ -42,22 +42,18 @@ import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
 from collections import Counter
 from typing import Any
 
 from benchkit import (
     RedisConnection,
-    bake,
     calls_between,
+    measure_in_baked_project,
     paired_ratios,
     percentile,
     polling,
     rotated,
-    run_script_inside,
-    sync,
-    tool_environment,
 )
 
 QUEUES = ("critical", "default", "bulk")
@@ -128,12 +124,7 @@ def options(args: argparse.Namespace) -> list[str]:
 
 def outside(args: argparse.Namespace) -> int:
     started = time.perf_counter()
-    environment = tool_environment()
-    with tempfile.TemporaryDirectory(prefix="cookiecutter-arq-queues-") as scratch:
-        project = bake(scratch)
-        say(f"baked {project}; uv sync")
-        sync(project, environment)
-        report = run_script_inside(project, __file__, options(args), environment, timeout=3600)
+    report = measure_in_baked_project(__file__, options(args), "queues")
     print_report(args, report, time.perf_counter() - started)
     return 0
 

@@ -30,12 +30,15 @@ import random
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from benchkit import bake, percentile, run_script_inside, stop_process, sync, tool_environment
+from benchkit import (
+    measure_in_baked_project,
+    percentile,
+    stop_process,
+)
 
 PATHS = (
     "enqueue_task()",
@@ -75,14 +78,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def outside(args: argparse.Namespace) -> int:
     started = time.perf_counter()
-    environment = tool_environment()
-    with tempfile.TemporaryDirectory(prefix="cookiecutter-arq-wake-") as scratch:
-        project = bake(scratch)
-        say(f"baked {project}; uv sync")
-        sync(project, environment)
-        report = run_script_inside(
-            project, __file__, ["--jobs", str(args.jobs)], environment, timeout=1800
-        )
+    report = measure_in_baked_project(__file__, ["--jobs", str(args.jobs)], "wake", timeout=1800)
     print(f"{os.cpu_count()} CPUs, {args.jobs} jobs per way, {time.perf_counter() - started:.0f} s")
     print()
     print("| queued with | enqueue-to-start p50 ms | p99 ms | max ms |")

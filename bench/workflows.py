@@ -27,12 +27,14 @@ import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from benchkit import bake, rotated, run_script_inside, sync, tool_environment
+from benchkit import (
+    measure_in_baked_project,
+    rotated,
+)
 
 BULK_GOAL = 10.0  # goal 1: enqueue_many at least 10x one enqueue_task after another
 PROGRESS_GOAL = 20.0  # goal 2: at most 20 writes a second for one job's progress
@@ -81,12 +83,7 @@ def options(args: argparse.Namespace) -> list[str]:
 
 def outside(args: argparse.Namespace) -> int:
     started = time.perf_counter()
-    environment = tool_environment()
-    with tempfile.TemporaryDirectory(prefix="cookiecutter-arq-workflows-") as scratch:
-        project = bake(scratch)
-        say(f"baked {project}; uv sync")
-        sync(project, environment)
-        report = run_script_inside(project, __file__, options(args), environment, timeout=3600)
+    report = measure_in_baked_project(__file__, options(args), "workflows")
     print_report(args, report, time.perf_counter() - started)
     return 0
 
