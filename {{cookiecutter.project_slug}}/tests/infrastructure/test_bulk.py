@@ -84,6 +84,7 @@ async def test_job_ids_make_a_repeat_queue_only_what_is_new(task_pool: ArqRedis)
         ([("ok",), ["a list"]], {}, JobArgumentError, "job 1: cannot enqueue 'example_task': give a tuple of arguments or a dict"),
         ([("ok",)], {"queue": "nowhere"}, UnknownQueueError, "job 0: cannot enqueue 'example_task': no queue named 'nowhere'"),
         ([("ok",)], {"job_ids": ["a", "b"]}, JobArgumentError, "cannot enqueue 'example_task': 2 job_ids for 1 jobs"),
+        ([("ok",)], {"job_ids": ["a\0b"]}, JobArgumentError, "job 0: cannot enqueue 'example_task': its id holds a NUL"),
     ],
 )  # fmt: skip
 async def test_one_bad_job_queues_nothing_and_is_named(

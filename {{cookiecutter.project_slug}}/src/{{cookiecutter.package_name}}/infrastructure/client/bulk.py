@@ -31,7 +31,7 @@ from ..keys import DEFAULT_QUEUE
 from ..limits import limited_key
 from ..store.connection import RedisUnavailableError, unavailable
 from ..store.job_handle import Job
-from ..store.job_writes import JobsWrite, write_chunks
+from ..store.job_writes import JOB_FIELDS_SEPARATOR, JobsWrite, write_chunks
 from .enqueue import (
     JobArgumentError,
     PreparedJob,
@@ -161,6 +161,8 @@ def _checked(
     """The call, its queue's key and its limits, or the error `enqueue_task` would raise for
     it, naming its position. What depends only on the call's shape (its job, queue, argument
     names and count) is checked once per shape, in `checks`, for a job without limits."""
+    if call.job_id is not None and JOB_FIELDS_SEPARATOR in call.job_id:
+        raise JobArgumentError(f"job {index}: cannot enqueue {call.name!r}: its id holds a NUL")
     shape = (call.name, call.queue, len(call.args), tuple(call.kwargs))
     both = call.defer_until is not None and call.defer_by is not None
     if not both and shape in checks:
@@ -204,16 +206,18 @@ def _chunks(jobs: list[PreparedJob]) -> list[list[PreparedJob]]:
 
 
 def _write_of(chunk: list[PreparedJob]) -> JobsWrite:
-    """ENQUEUE_JOBS's keys and arguments for a chunk: per job two keys and four arguments, and
-    where some job of the chunk has limits, a third key and a fifth argument for every job."""
+    """ENQUEUE_JOBS's keys and arguments for a chunk: per job two keys (a third, where its
+    limits go, for every job when one job of the chunk has limits) and one argument, its
+    fields joined (job_writes.py)."""
     limited = any(job.limits is not None for job in chunk)
     keys: list[str] = []
     arguments: list[str] = []
+    join = JOB_FIELDS_SEPARATOR.join
     for job in chunk:
         job_id = job.job_id
         keys += (job_key_prefix + job_id, result_key_prefix + job_id)
-        arguments += (str(job.lifetime_ms), job.payload, str(job.score), job_id)
         if limited:
             keys.append(limited_key(job.queue_name, job_id))
-            arguments.append(job.limits or "")
+        fields = (str(job.lifetime_ms), str(job.score), job_id, job.limits or "", job.payload)
+        arguments.append(join(fields))
     return chunk[0].queue_name, limited, keys, arguments

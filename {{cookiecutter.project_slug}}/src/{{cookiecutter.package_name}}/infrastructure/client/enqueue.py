@@ -191,7 +191,7 @@ def checked_queue(name: str, queue: str) -> str:
     return queue_name
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass costs 2 µs more to make (enqueue_many)
 class PreparedJob:
     """A job ready to write to its queue (`queue_name`, a key): its full id, serialized payload,
     start time (`score`, ms), lifetime (ms), and what its limits carry (None: it has none)."""
