@@ -41,6 +41,7 @@ Jobs queued by a plain arq client (`ArqRedis.enqueue_job` with arq's own pool) k
 keys; a worker runs them all the same, but they are arq's global keys, outside the namespace.
 """
 
+import os
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -55,6 +56,12 @@ def queue_key(prefix: str, queue: str) -> str:
     """The Redis key of `queue` in the namespace `prefix` (QUEUE_PREFIX): `{<prefix>:<queue>}`,
     the queue's sorted set and the start of every other key of the queue and its jobs."""
     return "{" + prefix + ":" + queue + "}"
+
+
+def new_job_id() -> str:
+    """A random job id: 32 hex digits, as arq's `uuid4().hex` gives, from `os.urandom` (128
+    random bits, and about a quarter of uuid4's time, which counts in `enqueue_many`)."""
+    return os.urandom(16).hex()
 
 
 def namespaced_job_id(queue_name: str, job_id: str) -> str:

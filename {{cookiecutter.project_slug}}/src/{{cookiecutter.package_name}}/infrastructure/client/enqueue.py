@@ -21,7 +21,6 @@ from collections.abc import AsyncGenerator, Coroutine
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
-from uuid import uuid4
 
 from arq.connections import ArqRedis
 from arq.constants import job_key_prefix, result_key_prefix
@@ -32,7 +31,7 @@ from redis.exceptions import RedisError
 from ...config import get_settings
 from .. import registry
 from ..job_types import UNREADABLE_JOB
-from ..keys import DEFAULT_QUEUE, namespaced_job_id, queue_of
+from ..keys import DEFAULT_QUEUE, namespaced_job_id, new_job_id, queue_of
 from ..limits import job_limits, limited_key
 from ..store import dead_letters
 from ..store.connection import close_pool, connect, unavailable
@@ -231,7 +230,7 @@ def prepare_job(
     """The job `name` serialized for the queue `queue_name` (a key), with what its `limits`
     carry (`limits_of`). Raises `JobArgumentError` for arguments that cannot be serialized or
     exceed JOB_MAX_BYTES."""
-    job_id = namespaced_job_id(queue_name, _job_id or uuid4().hex)
+    job_id = namespaced_job_id(queue_name, _job_id or new_job_id())
     enqueued_ms = timestamp_ms()
     if _defer_until is not None:
         score = to_unix_ms(_defer_until)

@@ -35,7 +35,6 @@ import hashlib
 import weakref
 from datetime import datetime, timedelta
 from typing import Any
-from uuid import uuid4
 
 from arq.connections import ArqRedis
 from arq.utils import timestamp_ms, to_ms, to_unix_ms
@@ -43,7 +42,7 @@ from redis.exceptions import NoScriptError
 
 from ...config import get_settings
 from .. import registry
-from ..keys import namespaced_job_id
+from ..keys import namespaced_job_id, new_job_id
 from ..limits import job_limits, limited_key
 from .job_handle import Job
 
@@ -241,7 +240,7 @@ class JobPool(ArqRedis):
         **kwargs: Any,
     ) -> Job[Any] | None:
         queue_name = self.queue_key(function, _queue_name)
-        job_id = namespaced_job_id(queue_name, _job_id or uuid4().hex)
+        job_id = namespaced_job_id(queue_name, _job_id or new_job_id())
         start_ms = (
             to_unix_ms(_defer_until) if _defer_until else timestamp_ms() + (to_ms(_defer_by) or 0)
         )
