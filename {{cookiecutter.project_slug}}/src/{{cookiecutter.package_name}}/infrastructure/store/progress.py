@@ -77,16 +77,6 @@ class Progress:
         """`done / total`, from 0 to 1; None without a total."""
         return None if not self.total else min(1.0, self.done / self.total)
 
-    def to_json(self) -> dict[str, Any]:
-        """The report as the API sends it: `done`, `total`, `note`, `try`, `updated_at`."""
-        return {
-            "done": self.done,
-            "total": self.total,
-            "note": self.note,
-            "try": self.job_try,
-            "updated_at": self.updated_at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-        }
-
 
 def checked(done: float, total: float | None, note: str | None) -> Report:
     """The report as stored, or ValueError naming what is wrong with it."""
