@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -19,8 +20,10 @@ import httpx
 import pytest
 from arq.connections import ArqRedis
 
+from {{ cookiecutter.package_name }}.api import job_stream
 from {{ cookiecutter.package_name }}.api.app import create_app
 from {{ cookiecutter.package_name }}.api.job_stream import MAX_CONCURRENT_READS
+from {{ cookiecutter.package_name }}.api.jobs import JobView
 from {{ cookiecutter.package_name }}.infrastructure import registry
 from {{ cookiecutter.package_name }}.infrastructure.local.redis_server import LocalRedisServer, free_port
 from {{ cookiecutter.package_name }}.queue import enqueue_task
@@ -193,3 +196,36 @@ async def test_200_streams_share_the_server_s_redis_connections_and_stop_reading
     assert after == 0  # nobody follows the job: no reads
     healthy = await client.get("/health/live")
     assert healthy.status_code == 200
+
+
+async def test_a_stream_waits_out_redis_going_away_and_reads_on(
+    task_pool: ArqRedis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job = await enqueue_task("example_task", "followed while Redis is away")
+    assert job is not None
+    finished = JobView(
+        job_id=job.job_id,
+        function="example_task",
+        status="complete",
+        job_try=1,
+        enqueued_at=datetime.now(UTC),
+        started_at=None,
+        finished_at=None,
+    )
+    answers: list[JobView | Exception] = [ConnectionError("Redis is away"), finished]
+
+    async def read_view(job: Any) -> JobView | None:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    monkeypatch.setattr(job_stream, "read_view", read_view)
+    monkeypatch.setattr(job_stream, "WATCH_INTERVAL_SECONDS", 0.01)
+
+    async def follow() -> list[JobView | None]:
+        return [view async for view in job_stream.JobWatcher().views(job)]
+
+    views = await asyncio.wait_for(follow(), 10)
+
+    assert views == [finished]  # the failed read was waited out, not the end of the stream

@@ -31,17 +31,21 @@ line every 15 s of quiet so that proxies keep it open.
 """
 
 import asyncio
+import logging
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Request
 from fastapi.sse import EventSourceResponse, ServerSentEvent
+from redis.exceptions import RedisError
 
 from ..queue import Job
 from .dependencies import JobHandle, authorize
 from .jobs import FINISHED, JobView, no_such_job, read_view
 from .problems import problem_responses
+
+logger = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/jobs", tags=["jobs"], dependencies=[Depends(authorize)])
 
@@ -69,11 +73,6 @@ class JobWatcher:
     def __init__(self) -> None:
         self._followed: dict[str, Followed] = {}
         self._reads = asyncio.Semaphore(MAX_CONCURRENT_READS)
-
-    @property
-    def followed(self) -> int:
-        """How many jobs are followed now (by one stream or more)."""
-        return len(self._followed)
 
     async def views(self, job: Job[Any]) -> AsyncIterator[JobView | None]:
         """The job's view now, then each time it changes; None once the job is gone. Ends when
@@ -107,7 +106,12 @@ class JobWatcher:
 
     async def _read(self, job: Job[Any], followed: Followed) -> None:
         while True:
-            view = await self.read(job)
+            try:
+                view = await self.read(job)
+            except (RedisError, OSError) as error:  # Redis away: the streams wait, and read on
+                logger.warning("could not read job %s for its event streams: %s", job.job_id, error)
+                await asyncio.sleep(WATCH_INTERVAL_SECONDS)
+                continue
             if view is None or followed.view is None or event_id(view) != event_id(followed.view):
                 async with followed.changed:
                     followed.view = view
