@@ -150,6 +150,7 @@ async def commands_in(pool: ArqRedis, seconds: float) -> int:
     return int(after["total_commands_processed"]) - int(before["total_commands_processed"]) - 1
 
 
+@pytest.mark.slow  # a load test: with the fault tests, in `just test-faults`
 async def test_200_streams_share_the_server_s_redis_connections_and_stop_reading_when_gone(
     api: tuple[httpx.AsyncClient, asyncio.subprocess.Process], task_pool: ArqRedis
 ) -> None:
