@@ -87,9 +87,9 @@ async def enqueue_many(
     `enqueue_task`'s (`queue` is `_queue_name`, ...) and apply to every job.
 
     Raises before anything is queued, naming the item by its position (from 0: "job 17: ..."):
-    `UnknownTaskError`, `UnknownQueueError`,
-    `JobArgumentError` (as `enqueue_task`), and JobArgumentError for `job_ids` of another
-    length than `arguments`. `RedisUnavailableError` if Redis fails (see the module docstring)."""
+    `UnknownTaskError`, `UnknownQueueError` and `JobArgumentError` as `enqueue_task` does, and
+    JobArgumentError for `job_ids` of another length than `arguments`. `RedisUnavailableError`
+    if Redis fails (see the module docstring)."""
     items = list(arguments)
     ids: list[str | None] = [None] * len(items) if job_ids is None else list(job_ids)
     if len(ids) != len(items):
