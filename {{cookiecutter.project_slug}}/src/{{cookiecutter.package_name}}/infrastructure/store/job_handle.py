@@ -219,9 +219,10 @@ class Job(ArqJob, Generic[R]):
         return self._status_from(*replies)
 
     async def state(self) -> JobState:
-        """The job's status, the tries started and why its limits hold it back, read in one
-        transaction: a worker that takes or parks the job between two reads could otherwise
-        show a queued job waiting for a limit, or a queued job on its second try."""
+        """The job's status, the tries started, why its limits hold it back and its latest
+        progress report, read in one transaction (`JobState`): a worker that takes or parks the
+        job between two reads could otherwise show a queued job waiting for a limit, or a
+        queued job on its second try."""
         async with self._redis.pipeline(transaction=True) as pipe:
             self._read_status(pipe)
             pipe.get(retry_key_prefix + self.job_id)
