@@ -8,7 +8,9 @@ Job authors: `@job` / `@cron_job` to declare a job where it lives (jobs.py), `Jo
 `PermanentError`, `Retry`, `report_progress`. Clients: a declared job's `enqueue(...)` (typed:
 `Job[R]`; many at once with `enqueue_many` and `call(...)`), or `enqueue_task("name", ...)` by
 name (many: `enqueue_many`); `get_job` and the `Job` handle (its `progress()` too), `run_sync`
-from synchronous code, `queue_depth`, and the errors. See docs/background-tasks.md.
+from synchronous code, `queue_depth`, and the errors. Work that spans jobs: `enqueue_chain`,
+`enqueue_group` (with a handle's `step(...)`) and their `Workflow` handle (`get_workflow`). See
+docs/background-tasks.md and docs/workflows.md.
 """
 
 from arq import Retry
@@ -36,6 +38,16 @@ from .infrastructure.client.handles import (
     cron_job,
     job,
 )
+from .infrastructure.client.workflows import (
+    MemberState,
+    Workflow,
+    WorkflowNotFound,
+    WorkflowState,
+    WorkflowStatus,
+    enqueue_chain,
+    enqueue_group,
+    get_workflow,
+)
 from .infrastructure.job_types import JobContext, JobFunction, PermanentError
 from .infrastructure.limits import LimitWait
 from .infrastructure.registry import DuplicateJobError
@@ -60,6 +72,7 @@ __all__ = [
     "JobState",
     "JobStatus",
     "LimitWait",
+    "MemberState",
     "PermanentError",
     "Progress",
     "QueueDepth",
@@ -70,12 +83,19 @@ __all__ = [
     "UniqueJobHandle",
     "UnknownQueueError",
     "UnknownTaskError",
+    "Workflow",
+    "WorkflowNotFound",
+    "WorkflowState",
+    "WorkflowStatus",
     "close_task_pool",
     "cron_job",
+    "enqueue_chain",
+    "enqueue_group",
     "enqueue_many",
     "enqueue_task",
     "get_job",
     "get_task_pool",
+    "get_workflow",
     "job",
     "queue_depth",
     "report_progress",

@@ -32,6 +32,9 @@ The key layout, for a queue `Q` = `{<QUEUE_PREFIX>:<queue>}` and a job id `J` = 
     Q:limit:<limit>:waiting         sorted set: the jobs waiting for a lease, oldest first
     Q:limit:<limit>:next-start      a rate limit's next free turn (ms)
     Q:progress:J                    a job's latest progress report (progress.py)
+    Q:workflow:W                    a chain or group (store/workflows.py): its kind and its jobs
+    Q:input:J                       what a workflow's waiting job receives when it runs
+    Q:handoffs                      hash: a workflow's moves to another queue, not made yet
     arq:job:J                       the job: function, arguments, enqueue time, tries
     arq:in-progress:J               set while a worker has it claimed
     arq:retry:J                     how many tries have started

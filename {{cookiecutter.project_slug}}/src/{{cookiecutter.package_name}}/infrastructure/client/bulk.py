@@ -112,7 +112,7 @@ async def enqueue_many(
 async def enqueue_calls(calls: Sequence[JobCall[Any, Any]]) -> list[Job[Any] | None]:
     """Queue every call (`enqueue_many`'s checks, chunks and replies)."""
     checks: dict[tuple[Any, ...], str] = {}  # what calls of one shape share: their queue's key
-    checked = [_checked(index, call, checks) for index, call in enumerate(calls)]
+    checked = [check_call(index, call, checks) for index, call in enumerate(calls)]
     if not checked:
         return []
     pool = await get_task_pool()
@@ -135,7 +135,7 @@ async def enqueue_calls(calls: Sequence[JobCall[Any, Any]]) -> list[Job[Any] | N
             )
         except JobArgumentError as error:
             raise JobArgumentError(f"job {index}: {error}") from error
-    chunks = [_write_of(chunk) for chunk in _chunks(prepared)]
+    chunks = [write_of(chunk) for chunk in chunks_of(prepared)]
     replies: list[int] = []
     try:
         for start in range(0, len(chunks), CHUNKS_PER_ROUND_TRIP):
@@ -155,23 +155,32 @@ async def enqueue_calls(calls: Sequence[JobCall[Any, Any]]) -> list[Job[Any] | N
     ]
 
 
-def _checked(
-    index: int, call: JobCall[Any, Any], checks: dict[tuple[Any, ...], str]
+def check_call(
+    index: int,
+    call: JobCall[Any, Any],
+    checks: dict[tuple[Any, ...], str],
+    *,
+    takes_input: bool = False,
+    label: str = "job",
 ) -> tuple[JobCall[Any, Any], str, str | None]:
     """The call, its queue's key and its limits, or the error `enqueue_task` would raise for
-    it, naming its position. What depends only on the call's shape (its job, queue, argument
+    it, naming its position ("job 3: ..."; `label` names it otherwise). A call that
+    `takes_input` gets one positional argument more, first, when it runs (a workflow's: the
+    previous step's result). What depends only on the call's shape (its job, queue, argument
     names and count) is checked once per shape, in `checks`, for a job without limits."""
     if call.job_id is not None and JOB_FIELDS_SEPARATOR in call.job_id:
-        raise JobArgumentError(f"job {index}: cannot enqueue {call.name!r}: its id holds a NUL")
-    shape = (call.name, call.queue, len(call.args), tuple(call.kwargs))
+        raise JobArgumentError(f"{label} {index}: cannot enqueue {call.name!r}: its id holds a NUL")
+    positional = len(call.args) + takes_input
+    shape = (call.name, call.queue, positional, tuple(call.kwargs))
     both = call.defer_until is not None and call.defer_by is not None
     if not both and shape in checks:
         return call, checks[shape], None
     try:
         spec = enqueueable_spec(call.name)
-        mismatch = argument_error(spec, len(call.args), tuple(call.kwargs))
+        mismatch = argument_error(spec, positional, tuple(call.kwargs))
         if mismatch is not None:
-            raise JobArgumentError(f"cannot enqueue {call.name!r}: {mismatch}")
+            first = " (its first argument is what the job before it returns)" if takes_input else ""
+            raise JobArgumentError(f"cannot enqueue {call.name!r}{first}: {mismatch}")
         if both:
             raise JobArgumentError(
                 f"cannot enqueue {call.name!r}: give defer_until or defer_by, not both"
@@ -180,13 +189,13 @@ def _checked(
         queue_name = checked_queue(call.name, queue)
         limits = limits_of(call.name, queue, call.args, call.kwargs)
     except (UnknownTaskError, UnknownQueueError, JobArgumentError) as error:
-        raise type(error)(f"job {index}: {error}") from error
+        raise type(error)(f"{label} {index}: {error}") from error
     if not spec.limits:  # a limited job's limits depend on its arguments' values
         checks[shape] = queue_name
     return call, queue_name, limits
 
 
-def _chunks(jobs: list[PreparedJob]) -> list[list[PreparedJob]]:
+def chunks_of(jobs: list[PreparedJob]) -> list[list[PreparedJob]]:
     """`jobs` in chunks, in order: a new chunk for each queue change, and at most CHUNK_JOBS
     jobs and CHUNK_BYTES of payload in each."""
     chunks: list[list[PreparedJob]] = []
@@ -205,7 +214,7 @@ def _chunks(jobs: list[PreparedJob]) -> list[list[PreparedJob]]:
     return chunks
 
 
-def _write_of(chunk: list[PreparedJob]) -> JobsWrite:
+def write_of(chunk: list[PreparedJob]) -> JobsWrite:
     """ENQUEUE_JOBS's keys and arguments for a chunk: per job two keys (a third, where its
     limits go, for every job when one job of the chunk has limits) and one argument, its
     fields joined (job_writes.py)."""

@@ -17,7 +17,7 @@ import functools
 import os
 import threading
 import weakref
-from collections.abc import AsyncGenerator, Coroutine
+from collections.abc import AsyncGenerator, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -38,6 +38,7 @@ from ..store.connection import close_pool, connect, unavailable
 from ..store.job_handle import Job
 from ..store.job_writes import JobPool, JobWrite, job_writer, wake_key
 from ..store.serialization import deserialize, serialize_at_most
+from ..store.workflows import MEMBERSHIP_FIELD, Membership
 
 T = TypeVar("T")
 
@@ -226,10 +227,11 @@ def prepare_job(
     _defer_by: int | float | timedelta | None,
     _defer_until: datetime | None,
     _expires: int | float | timedelta | None,
+    member: Membership | None = None,
 ) -> PreparedJob:
     """The job `name` serialized for the queue `queue_name` (a key), with what its `limits`
-    carry (`limits_of`). Raises `JobArgumentError` for arguments that cannot be serialized or
-    exceed JOB_MAX_BYTES."""
+    carry (`limits_of`) and its place in a workflow (`member`, store/workflows.py). Raises
+    `JobArgumentError` for arguments that cannot be serialized or exceed JOB_MAX_BYTES."""
     job_id = namespaced_job_id(queue_name, _job_id or new_job_id())
     enqueued_ms = timestamp_ms()
     if _defer_until is not None:
@@ -240,13 +242,20 @@ def prepare_job(
         score = enqueued_ms
     # As arq: by default a job not started a day after its planned start is dropped.
     lifetime_ms = to_ms(_expires) or score - enqueued_ms + pool.expires_extra_ms
+    serializer = pool.job_serializer
+    if member is not None and serializer is not None:
+        serializer = functools.partial(_with_membership, serializer, member.as_payload())
     try:
-        payload = serialize_job(
-            name, args, kwargs, None, enqueued_ms, serializer=pool.job_serializer
-        )
+        payload = serialize_job(name, args, kwargs, None, enqueued_ms, serializer=serializer)
     except SerializationError as error:
         raise JobArgumentError(f"cannot enqueue {name!r}: {error.__cause__}") from error
     return PreparedJob(job_id, queue_name, payload.decode(), score, lifetime_ms, limits)
+
+
+def _with_membership(
+    serializer: Callable[[dict[str, Any]], bytes], member: dict[str, Any], job: dict[str, Any]
+) -> bytes:
+    return serializer({**job, MEMBERSHIP_FIELD: member})
 
 
 def limits_of(name: str, queue: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:

@@ -48,6 +48,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from .job_handle import drop_stale_abort_requests
 from .records import is_wrong_type, read_or_skip, reply_or, skip, text, typed
+from .workflows import apply_handoffs
 
 logger = logging.getLogger(__name__)
 
@@ -203,6 +204,7 @@ class Heartbeat:
     async def start(self) -> None:
         await self._beat()  # visible before the worker takes its first job
         await self.release_jobs_of_dead_workers()
+        await apply_handoffs(self.redis, self.queue_name)
         self._task = asyncio.create_task(self._beat_forever(), name="heartbeat")
 
     async def stop(self) -> None:
@@ -266,6 +268,9 @@ class Heartbeat:
                 self.running_jobs.send_pending()
                 await self.release_jobs_of_dead_workers()
                 await drop_stale_abort_requests(self.redis, self.queue_name)
+                # A workflow's moves to another queue that a dead worker recorded and did not
+                # run (store/workflows.py).
+                await apply_handoffs(self.redis, self.queue_name)
             except (RedisError, OSError) as error:
                 # Keep beating: the key expires by itself if Redis stays away.
                 logger.warning("heartbeat to Redis failed: %s", error)

@@ -109,6 +109,16 @@ from ..limits import (
 from ..store.connection import stop_waiting_for_redis
 from ..store.job_writes import WAKE_TOKENS_KEPT, wake_key
 from ..store.serialization import JobFailed, deserialize, serialize
+from ..store.workflows import (
+    ADVANCE,
+    MemberRun,
+    advance_call,
+    handoff,
+    handoffs_key,
+    membership,
+    run_handoff,
+    same_slot,
+)
 from . import run
 from .functions import cron_queues, limited_queues
 from .missing_functions import FunctionTable, wait_for_function
@@ -292,6 +302,8 @@ class Worker(ArqWorker):
         self._claimed_reads: dict[str, JobRead] = {}
         # The task writing each job's outcome (finish_job, which arq shields), once it starts.
         self._outcome_writes: dict[str, asyncio.Task[Any] | None] = {}
+        # The jobs in hand that belong to a workflow (store/workflows.py), and how they end.
+        self._members: dict[str, MemberRun] = {}
         self.functions = FunctionTable(self.functions, wait_for_function)
         # arq counts an abort as a failure (jobs_failed); here it counts as an abort.
         self.jobs_aborted = 0
@@ -370,7 +382,10 @@ class Worker(ArqWorker):
         try:
             if read is None:
                 read = await read_job(self, job_id)
-            await run.run_job(self, job_id, score, read)
+            member = None
+            if read.payload is not None and (joined := membership(read.payload)) is not None:
+                member = self._members[job_id] = MemberRun(joined)
+            await run.run_job(self, job_id, score, read, member)
         except asyncio.CancelledError:
             writing = self._outcome_writes.get(job_id)
             if writing is not None:
@@ -393,6 +408,7 @@ class Worker(ArqWorker):
             self._scores_before_claim.pop(job_id, None)
             self._functions_starting.discard(job_id)
             self._outcome_writes.pop(job_id, None)
+            self._members.pop(job_id, None)
             # A lease not given back above (an error in arq's own handling) is no longer
             # renewed: it runs out within a lease's lifetime (limits.py).
             self._limited_jobs.pop(job_id, None)
@@ -515,7 +531,9 @@ class Worker(ArqWorker):
                 tr.zincrby(queue_name, incr_score, job_id)
             if delete_keys:
                 tr.delete(*delete_keys)
+            handed_off = self.advance_workflow(tr, job_id, finish)
             await self.execute_releasing_limits(tr, job_id, finish)
+        await self.run_handoff(job_id, handed_off)
 
     async def write_failure(self, job_id: str, result_data: bytes | None) -> None:
         """arq's `finish_failed_job` write, in the job's own queue (as `write_outcome`)."""
@@ -532,7 +550,39 @@ class Worker(ArqWorker):
             if result_data is not None and keep_result:
                 expire = 0 if self.keep_result_forever else self.keep_result_s
                 tr.set(result_key_prefix + job_id, result_data, px=to_ms(expire))
+            handed_off = self.advance_workflow(tr, job_id, True)
             await self.execute_releasing_limits(tr, job_id, True)
+        await self.run_handoff(job_id, handed_off)
+
+    def advance_workflow(self, transaction: Pipeline, job_id: str, finished: bool) -> str | None:
+        """Add to a job's outcome write, once it has `finished` and belongs to a workflow, the
+        move to the job after it (store/workflows.py's ADVANCE): itself, when that job is in the
+        same queue; else its record in the queue's handoffs, returned for `run_handoff`."""
+        member = self._members.get(job_id)
+        if not finished or member is None or member.outcome is None:
+            return None
+        call = advance_call(job_id, member, timestamp_ms())
+        if call is None:
+            return None
+        keys, arguments = call
+        if same_slot(job_id, keys):
+            transaction.eval(ADVANCE, len(keys), *keys, *arguments)
+            return None
+        record = handoff(keys, arguments)
+        transaction.hset(handoffs_key(self.queue_of(job_id)), job_id, record)
+        return record
+
+    async def run_handoff(self, job_id: str, record: str | None) -> None:
+        """Run the move to another queue's job that the outcome write recorded; one that fails
+        is run by the next heartbeat of any worker on this queue (store/workflows.py)."""
+        if record is None:
+            return
+        try:
+            await run_handoff(self.pool, self.queue_of(job_id), job_id, record)
+        except (RedisError, OSError) as error:
+            logger.warning(
+                "job %s: the next job of its workflow waits for a heartbeat: %s", job_id, error
+            )
 
     async def execute_releasing_limits(
         self, transaction: Pipeline, job_id: str, finished: bool

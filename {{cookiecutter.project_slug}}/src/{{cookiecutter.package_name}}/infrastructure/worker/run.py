@@ -25,6 +25,8 @@ from arq.jobs import SerializationError, deserialize_job_raw, serialize_result
 from arq.utils import args_to_string, ms_to_datetime, timestamp_ms, truncate
 from arq.worker import Function, JobExecutionFailed, Retry, RetryJob, Worker, no_result
 
+from ..store.workflows import MemberRun, MissingInput, read_input
+
 logger = logging.getLogger("arq.worker")  # arq's logger: its lines read as arq's always did
 
 # How long a try count is kept, in seconds (arq's figure: a day and a bit).
@@ -50,8 +52,12 @@ async def read_job(worker: Worker, job_id: str) -> JobRead:
     return JobRead(payload, int(job_try))
 
 
-async def run_job(worker: Worker, job_id: str, score: int, read: JobRead) -> None:
-    """arq's `run_job` after its read: run the job's function and record its outcome."""
+async def run_job(
+    worker: Worker, job_id: str, score: int, read: JobRead, member: MemberRun | None = None
+) -> None:
+    """arq's `run_job` after its read: run the job's function and record its outcome. A job of
+    a workflow (`member`, store/workflows.py) that waited for others gets their outcome as its
+    first argument, and its own outcome is kept in `member` for the write that moves on."""
     start_ms = timestamp_ms()
     job_try = read.job_try
     function_name, enqueue_time_ms = "<unknown>", 0
@@ -78,6 +84,8 @@ async def run_job(worker: Worker, job_id: str, score: int, read: JobRead) -> Non
 
     async def job_failed(exc: BaseException) -> None:
         worker.jobs_failed += 1
+        if member is not None:
+            member.outcome = (False, exc)
         result_data_ = result_record(False, exc, timestamp_ms(), f"{job_id}:{function_name}")
         await asyncio.shield(worker.finish_failed_job(job_id, result_data_))
 
@@ -92,6 +100,15 @@ async def run_job(worker: Worker, job_id: str, score: int, read: JobRead) -> Non
     except SerializationError as e:
         logger.exception("deserializing job %s failed", job_id)
         return await job_failed(e)
+
+    if member is not None:
+        member.function = function_name
+        if member.membership.takes is not None:
+            try:
+                args = (await read_input(worker.pool, job_id, member.membership), *args)
+            except (MissingInput, ValueError) as e:
+                logger.warning("job %s: %s", job_id, e)
+                return await job_failed(e)
 
     try:
         function: Function | CronJob = worker.functions[function_name]
@@ -118,6 +135,8 @@ async def run_job(worker: Worker, job_id: str, score: int, read: JobRead) -> Non
         worker.jobs_failed += 1
         exceeded = JobExecutionFailed(f"max {max_tries} retries exceeded")
         result_data = result_record(False, exceeded, timestamp_ms(), ref)
+        if member is not None:
+            member.outcome = (False, exceeded)
         return await asyncio.shield(worker.finish_failed_job(job_id, result_data))
 
     result: Any = no_result
@@ -204,6 +223,9 @@ async def run_job(worker: Worker, job_id: str, score: int, read: JobRead) -> Non
     result_data = None
     if result is not no_result and (keep_result_forever or result_timeout_s > 0):
         result_data = result_record(success, result, finished_ms, ref)
+
+    if member is not None and finish:
+        member.outcome = (success, result)
 
     if worker.on_job_end:
         await worker.on_job_end(ctx)

@@ -1,0 +1,270 @@
+# Template file, kept current by `cruft update`: yours are listed in README.md, "Your code".
+"""Work that spans jobs, as Redis keeps it: chains and groups (client/workflows.py makes them,
+the worker moves them on).
+
+A workflow's jobs are ordinary jobs of their queues, each carrying its place in the workflow in
+its payload (`"w"`, a `Membership`: which workflow, its index, which job its outcome goes to).
+Jobs that wait for others (a chain's later steps, a group's callback) are written when the
+workflow is made, like a queued job, but not put in their queue: they wait there, unclaimable,
+until the job before them ends. What they receive (the previous step's result; each member's
+result) is their input, `Q:input:J`, read by the worker when it runs them and passed as their
+first argument after `ctx`.
+
+**Moving on is part of writing the outcome.** When a member's last try ends, the worker's outcome
+write (loop.py's `write_outcome`, one MULTI) also runs ADVANCE for the job its outcome goes to:
+a chain's next step gets its input and is queued; a group's callback gets this member's result,
+and is queued by the write that adds the last one (HSETNX then HLEN, in one script: however many
+members end at once, on however many workers, exactly one write sees the count complete). A
+worker killed before that write runs the member again (heartbeat.py); after it, the next job is
+queued. Nothing is lost or done twice.
+
+A job in another queue than the member's lives in another Redis Cluster slot, which one MULTI
+cannot touch. Then the outcome write records the ADVANCE call in the member's own queue
+(`Q:handoffs`, in the same MULTI) and the worker runs it right after, then deletes the record;
+if the worker dies in between, any worker serving that queue runs it at its next heartbeat
+(`apply_handoffs`). ADVANCE is idempotent (the input is written once, a member's result is
+counted once), so running a record twice changes nothing.
+
+Keys, for a workflow `W` = `<home queue key>:wf-<hex>` (its first step's queue, or its callback's):
+
+    Q:workflow:W                    the workflow: kind, members and callback (JSON), kept
+                                    STATE_LIFETIME_MS
+    Q:input:J                       a waiting job's input: the previous step's result (JSON), or
+                                    a hash of member index -> result (a callback)
+    Q:handoffs                      hash: member id -> an ADVANCE call for another queue, not run
+                                    yet
+
+A failed chain step (after its retries) queues nothing more: the steps after it stay waiting and
+read as `cancelled` (client/workflows.py). A group member that fails, with `on_error="fail"`,
+records the callback's outcome as failed, naming the member; with `"pass"`, the callback gets
+the member's error (`JobFailed`) in its place in the list.
+"""
+
+import json
+import logging
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+from arq.constants import job_key_prefix, result_key_prefix
+from arq.jobs import serialize_result
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from ..keys import queue_of
+from .job_writes import wake_key
+from .records import Unreadable, typed
+from .serialization import JobFailed, deserialize, serialize
+
+logger = logging.getLogger(__name__)
+
+# How long a workflow's record, its waiting jobs' inputs and a group's failure are kept, in ms:
+# two days, longer than a waiting job's own lifetime (a day past its start, as arq's).
+STATE_LIFETIME_MS = 2 * 24 * 3600 * 1000
+# The start of a workflow's id after its queue's key.
+WORKFLOW_ID_PREFIX = "wf-"
+# A job's membership in its payload; a payload without it is an ordinary job's.
+MEMBERSHIP_FIELD = "w"
+_MARK = b'"w":{'
+
+# KEYS: the waiting job, its result, its input, its queue, the queue's wake-up list.
+# ARGV: 'chain' or 'group', the waiting job's id, its start (ms), STATE_LIFETIME_MS, the value
+# (JSON), the member's index, the group's size, and for a failed member of a group that fails
+# with it, the callback's failed result ('' otherwise). Returns 1 when it queued the job.
+ADVANCE = """
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+if ARGV[1] == 'chain' then
+  if not redis.call('SET', KEYS[3], ARGV[5], 'NX', 'PX', ARGV[4]) then return 0 end
+else
+  if redis.call('HSETNX', KEYS[3], ARGV[6], ARGV[5]) == 0 then return 0 end
+  redis.call('PEXPIRE', KEYS[3], ARGV[4])
+  if ARGV[8] ~= '' then
+    redis.call('SET', KEYS[2], ARGV[8], 'PX', ARGV[4])
+    redis.call('DEL', KEYS[1])
+    return 0
+  end
+  if redis.call('HLEN', KEYS[3]) < tonumber(ARGV[7]) then return 0 end
+end
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('ZADD', KEYS[4], 'NX', ARGV[3], ARGV[2])
+redis.call('LPUSH', KEYS[5], '1')
+return 1
+"""
+
+# KEYS: a waiting job, its result, its in-progress mark, its queue. ARGV: its id, its aborted
+# result, STATE_LIFETIME_MS. A job not queued, running or finished is cancelled: its result
+# says aborted, so that ADVANCE never queues it. Returns 1 if it was cancelled here.
+CANCEL_WAITING = """
+if redis.call('EXISTS', KEYS[2], KEYS[3]) > 0 then return 0 end
+if redis.call('ZSCORE', KEYS[4], ARGV[1]) then return 0 end
+redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+redis.call('DEL', KEYS[1])
+return 1
+"""
+
+Kind = Literal["chain", "group"]
+Takes = Literal["result", "results"]
+
+
+class MemberFailed(Exception):
+    """A group that fails with its members (`on_error="fail"`): the member that failed first."""
+
+
+class MissingInput(Exception):
+    """A waiting job runs without its input (expired, or queued by hand): it fails with this."""
+
+
+def workflow_key(queue_name: str, workflow_id: str) -> str:
+    return f"{queue_name}:workflow:{workflow_id}"
+
+
+def input_key(queue_name: str, job_id: str) -> str:
+    return f"{queue_name}:input:{job_id}"
+
+
+def handoffs_key(queue_name: str) -> str:
+    return f"{queue_name}:handoffs"
+
+
+@dataclass(frozen=True)
+class Membership:
+    """A job's place in a workflow, as its payload carries it: the workflow's `id` and `kind`,
+    the job's `index` (a step's or member's, from 0; -1 for a callback), the job its outcome
+    goes to (`then`, with its function `then_function`; None for none), the group's `size`, whether
+    a member's failure fails the group (`fail_group`), and what the job receives first (`takes`:
+    the previous step's result, or the members' results; None for nothing)."""
+
+    id: str
+    kind: Kind
+    index: int
+    then: str | None = None
+    then_function: str | None = None
+    size: int = 0
+    fail_group: bool = False
+    takes: Takes | None = None
+
+    def as_payload(self) -> dict[str, Any]:
+        return {name: value for name, value in asdict(self).items() if value is not None}
+
+
+def membership(payload: bytes) -> Membership | None:
+    """The membership a job's payload carries, or None for an ordinary job (or one whose
+    membership cannot be read: it runs as an ordinary job, and that is logged)."""
+    if _MARK not in payload:  # most jobs: no parsing
+        return None
+    try:
+        data = deserialize(payload)
+        value = data.get(MEMBERSHIP_FIELD) if isinstance(data, dict) else None
+        return None if value is None else typed(Membership, value)
+    except (ValueError, Unreadable) as error:
+        logger.warning("a job's workflow membership cannot be read, it runs alone: %s", error)
+        return None
+
+
+@dataclass
+class MemberRun:
+    """One try of a workflow's job in the worker: its membership, its function, and its outcome
+    once its last try ended (`success`, the value or the error)."""
+
+    membership: Membership
+    function: str = ""
+    outcome: tuple[bool, Any] | None = None
+
+
+async def read_input(redis: Redis, job_id: str, member: Membership) -> Any:
+    """What a waiting job receives: the previous step's result, or the list of each member's
+    result in order (a failed member's error, `JobFailed`, in its place). Raises MissingInput."""
+    queue_name = queue_of(job_id) or ""
+    key = input_key(queue_name, job_id)
+    if member.takes == "result":
+        data: bytes | None = await redis.get(key)
+        if data is None:
+            raise MissingInput(f"the input of {job_id} is missing: {key}")
+        return deserialize(data)
+    fields: dict[bytes, bytes] = await redis.hgetall(key)  # type: ignore[misc]
+    if len(fields) < member.size:
+        raise MissingInput(f"{key} holds {len(fields)} of {member.size} members' results")
+    return [deserialize(fields[str(index).encode()]) for index in range(member.size)]
+
+
+def advance_call(job_id: str, run: MemberRun, now_ms: int) -> tuple[list[str], list[str]] | None:
+    """ADVANCE's keys and arguments for a member whose last try ended (`run.outcome`), or None
+    when nothing follows it (a chain's last or failed step, a group without a callback)."""
+    member, (success, value) = run.membership, run.outcome or (False, None)
+    then = member.then
+    if then is None or (member.kind == "chain" and not success):
+        return None
+    try:
+        data = serialize(value)
+    except (TypeError, ValueError) as error:  # a result JSON cannot hold: the job's own fault
+        success, value = False, JobFailed(type(error).__name__, str(error))
+        data = serialize(value)
+        if member.kind == "chain":
+            return None
+    failed_result = ""
+    if member.kind == "group" and member.fail_group and not success:
+        failed_result = _group_failure(job_id, run, then, value, now_ms)
+    queue_name = queue_of(then) or ""
+    keys = [
+        job_key_prefix + then,
+        result_key_prefix + then,
+        input_key(queue_name, then),
+        queue_name,
+        wake_key(queue_name),
+    ]
+    arguments = [
+        member.kind,
+        then,
+        str(now_ms),
+        str(STATE_LIFETIME_MS),
+        data.decode(),
+        str(member.index),
+        str(member.size),
+        failed_result,
+    ]
+    return keys, arguments
+
+
+def _group_failure(job_id: str, run: MemberRun, then: str, error: Any, now_ms: int) -> str:
+    """The callback's result when a member fails a group that fails with it."""
+    member = run.membership
+    why = str(error) if isinstance(error, JobFailed) else f"{type(error).__name__}: {error}"
+    reason = MemberFailed(f"member {member.index} ({run.function}, {job_id}) failed: {why}")
+    queue_name = queue_of(then) or ""
+    function = member.then_function or "?"
+    record = serialize_result(
+        function, (), {}, 0, now_ms, False, reason, now_ms, now_ms,
+        f"{then}:{function}", queue_name, job_id=then, serializer=serialize,
+    )  # fmt: skip
+    assert record is not None  # our serializer writes every exception
+    return record.decode()
+
+
+def same_slot(job_id: str, keys: list[str]) -> bool:
+    """Whether an ADVANCE call's keys are in the queue of `job_id` (one Redis Cluster slot)."""
+    return queue_of(job_id) == queue_of(keys[0][len(job_key_prefix) :])
+
+
+def handoff(keys: list[str], arguments: list[str]) -> str:
+    """An ADVANCE call as a `Q:handoffs` record."""
+    return json.dumps([keys, arguments])
+
+
+async def run_handoff(redis: Redis, queue_name: str, job_id: str, record: str | bytes) -> None:
+    """Run a recorded ADVANCE call in its own queue, then delete the record."""
+    keys, arguments = json.loads(record)
+    await redis.eval(ADVANCE, len(keys), *keys, *arguments)  # type: ignore[misc]
+    await redis.hdel(handoffs_key(queue_name), job_id)  # type: ignore[misc]
+
+
+async def apply_handoffs(redis: Redis, queue_name: str) -> int:
+    """Run the ADVANCE calls a worker recorded in this queue and did not run (it died first);
+    returns how many. Each runs in its own queue; one that fails stays for the next time."""
+    records: dict[bytes, bytes] = await redis.hgetall(handoffs_key(queue_name))  # type: ignore[misc]
+    done = 0
+    for job_id, record in records.items():
+        try:
+            await run_handoff(redis, queue_name, job_id.decode(), record)
+            done += 1
+        except (RedisError, ValueError) as error:
+            logger.warning("could not move workflow job %r on: %s", job_id, error)
+    return done

@@ -1,0 +1,67 @@
+# Template file, kept current by `cruft update`: yours are listed in README.md, "Your code".
+"""Jobs for test_workflows.py's chains and groups (client/workflows.py)."""
+
+import asyncio
+from typing import Any
+
+from {{ cookiecutter.package_name }}.infrastructure.tasks import WorkerSettings as ProjectSettings
+from {{ cookiecutter.package_name }}.infrastructure.worker.functions import worker_functions
+from {{ cookiecutter.package_name }}.queue import JobContext, JobFailed, job
+
+
+@job()
+async def add(ctx: JobContext, number: int, more: int) -> int:
+    """`number + more`, the try that ran it appended to the list `ran`."""
+    await ctx["redis"].rpush("ran", f"add {number} {more}")
+    return number + more
+
+
+@job()
+async def slow_add(ctx: JobContext, number: int, more: int, seconds: float) -> int:
+    """`add`, taking `seconds` after it notes its run."""
+    await ctx["redis"].rpush("ran", f"add {number} {more}")
+    await asyncio.sleep(seconds)
+    return number + more
+
+
+@job()
+async def double(ctx: JobContext, number: int) -> int:
+    await ctx["redis"].rpush("ran", f"double {number}")
+    return 2 * number
+
+
+@job(max_tries=1)
+async def refuse(ctx: JobContext, number: int, refused: int) -> int:
+    """Fails for `refused`, else returns `number`."""
+    if number == refused:
+        raise ValueError(f"{number} is refused")
+    return number
+
+
+@job()
+async def member(ctx: JobContext, number: int, seconds: float) -> int:
+    """Counts its runs per number in the hash `runs`, waits `seconds`, returns `number`."""
+    await ctx["redis"].hincrby("runs", str(number), 1)
+    await asyncio.sleep(seconds)
+    return number
+
+
+@job()
+async def gather(ctx: JobContext, results: list[Any], label: str) -> dict[str, Any]:
+    """A group's callback: counts its runs (`callback-runs`), returns what it was given."""
+    await ctx["redis"].incr("callback-runs")
+    errors = [str(result) for result in results if isinstance(result, JobFailed)]
+    values = [result for result in results if not isinstance(result, JobFailed)]
+    return {"label": label, "values": values, "errors": errors}
+
+
+@job()
+async def waits(ctx: JobContext, number: int) -> int:
+    """Notes that it started (`started`), then runs for 30 s."""
+    await ctx["redis"].rpush("started", str(number))
+    await asyncio.sleep(30)
+    return number
+
+
+# No cron jobs: a minute tick would add a job to the queue.
+WorkerSettings = {**vars(ProjectSettings), "functions": worker_functions()[0], "cron_jobs": ()}
