@@ -32,7 +32,7 @@ from ..infrastructure.settings import settings_or_exit
 from ..logs import configure_logging
 {%- if cookiecutter.cache_backend != "none" %}
 from ..queue import RedisUnavailableError, close_task_pool
-from . import dashboard, health, job_stream, jobs, metrics, routes
+from . import dashboard, health, job_stream, jobs, metrics, routes, workflows
 from .dependencies import task_pool
 {%- else %}
 from . import health, routes
@@ -137,6 +137,7 @@ def create_app() -> FastAPI:
 {%- if cookiecutter.cache_backend != "none" %}
     app.include_router(jobs.router)
     app.include_router(job_stream.router)
+    app.include_router(workflows.router)
     app.state.job_watcher = job_stream.JobWatcher()  # what every job's event stream reads
     app.include_router(metrics.router)
     if settings.dashboard_password is not None:  # else /dashboard is a plain 404

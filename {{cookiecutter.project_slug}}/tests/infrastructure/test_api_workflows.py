@@ -1,0 +1,103 @@
+# Template file, kept current by `cruft update`: yours are listed in README.md, "Your code".
+"""The workflow routes (api/workflows.py), in process, against the test Redis and a worker: a
+chain followed to its end, a group aborted while it runs, and unknown or ended workflows."""
+
+import asyncio
+import importlib
+from collections.abc import AsyncIterator
+from types import ModuleType
+from urllib.parse import quote
+
+import httpx
+import pytest
+from arq.connections import ArqRedis
+
+from {{ cookiecutter.package_name }}.api.app import create_app
+from {{ cookiecutter.package_name }}.infrastructure import registry
+from {{ cookiecutter.package_name }}.queue import enqueue_chain, enqueue_group
+
+from .conftest import Configure, RunningWorker
+from .test_api_jobs import serving
+from .test_workflows import QUEUES, every_queue
+
+
+@pytest.fixture(autouse=True)
+def workflow_jobs(configure: Configure, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """QUEUES=critical,default,bulk, and workflow_jobs.py's jobs declared for this test only."""
+    configure(QUEUES=QUEUES)
+    registry.load_jobs()
+    monkeypatch.setattr(registry, "_specs", dict(registry._specs))
+    from . import workflow_jobs
+
+    return importlib.reload(workflow_jobs)
+
+
+@pytest.fixture
+async def client(task_pool: ArqRedis) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of a new app on the test server (QUEUES as this module sets them)."""
+    async with serving(create_app()) as client:
+        yield client
+
+
+def path(workflow_id: str) -> str:
+    return f"/workflows/{quote(workflow_id, safe=':')}"
+
+
+async def test_a_chain_is_followed_to_its_end_step_by_step(
+    client: httpx.AsyncClient, running_worker: RunningWorker, workflow_jobs: ModuleType
+) -> None:
+    jobs = workflow_jobs
+    flow = await enqueue_chain(jobs.add.call(1, 2), jobs.double.options(queue="bulk").step())
+    assert flow is not None
+    waiting = (await client.get(path(flow.id))).json()
+    assert waiting["status"] == "running"
+    assert [m["status"] for m in waiting["members"]] == ["queued", "waiting"]
+
+    async with running_worker(**every_queue(jobs)):
+        await flow.result(timeout=10, poll_delay=0.05)
+    reply = await client.get(path(flow.id))
+
+    assert reply.status_code == 200
+    view = reply.json()
+    assert view["kind"] == "chain"
+    assert view["status"] == "complete"
+    assert view["failure"] is None
+    assert view["callback"] is None
+    assert [(m["function"], m["queue"], m["role"], m["status"]) for m in view["members"]] == [
+        ("add", "default", "step", "complete"),
+        ("double", "bulk", "step", "complete"),
+    ]
+    job = await client.get(f"/jobs/{quote(view['members'][1]['job_id'], safe=':')}")
+    assert job.json()["result"] == 6
+    ended = await client.delete(path(flow.id))
+    assert ended.status_code == 409
+    assert ended.json()["detail"].endswith("has already ended (complete)")
+
+
+async def test_a_running_group_is_aborted_with_its_callback(
+    client: httpx.AsyncClient, running_worker: RunningWorker, workflow_jobs: ModuleType
+) -> None:
+    jobs = workflow_jobs
+    flow = await enqueue_group([jobs.waits.call(n) for n in range(3)], then=jobs.gather.step("x"))
+    assert flow is not None
+    async with running_worker(**every_queue(jobs)):
+        for _ in range(250):
+            if (await client.get(path(flow.id))).json()["members"][2]["status"] == "in_progress":
+                break
+            await asyncio.sleep(0.02)
+        reply = await client.delete(path(flow.id))
+
+    assert reply.status_code == 200
+    view = reply.json()
+    assert view["status"] == "aborted"
+    assert [m["status"] for m in view["members"]] == ["aborted"] * 3
+    assert view["callback"]["status"] == "aborted"
+    assert view["failure"].startswith("callback (gather) aborted")
+
+
+async def test_an_unknown_or_malformed_workflow_id_is_a_problem(client: httpx.AsyncClient) -> None:
+    unknown = await client.get(path("{my:default}:wf-nope"))
+    assert unknown.status_code == 404
+    assert unknown.headers["content-type"] == "application/problem+json"
+    assert (await client.delete(path("wf-nope"))).status_code == 404
+    assert (await client.get("/workflows/a%20b")).status_code == 422
