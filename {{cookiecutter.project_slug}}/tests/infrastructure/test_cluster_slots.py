@@ -12,7 +12,8 @@ the dead letters, a cron tick, aborting a queued and a running job, `Job.status(
 {%- if cookiecutter.api_framework == "fastapi" %}
 the dashboard's snapshot,
 {%- endif %}
-requeueing and purging dead letters, and jobs with limits (leases and rate turns). Then it groups what it saw into what a cluster runs as one
+requeueing and purging dead letters, jobs with limits (leases and rate turns), and chains and
+groups over two queues. Then it groups what it saw into what a cluster runs as one
 unit (a script with the commands it ran, a WATCH/MULTI ... EXEC of one connection, a single
 command), asks the server for each command's keys (COMMAND GETKEYS) and hashes them as a cluster
 does (`redis.crc.key_slot`).
@@ -55,6 +56,8 @@ from {{ cookiecutter.package_name }}.queue import (
     JobContext,
     JobFailed,
     JobStatus,
+    enqueue_chain,
+    enqueue_group,
     enqueue_task,
     get_job,
     requeue_dead_letter,
@@ -419,6 +422,45 @@ async def limited_jobs(running_worker: RunningWorker) -> None:
             await limited.result(timeout=15, poll_delay=0.05)
 
 
+async def workflows(running_worker: RunningWorker) -> None:
+    """A chain over two queues, each served by a worker of its own (a move to the next step in
+    the same queue, made in the outcome's transaction, and moves to the other queue, through
+    its handoffs), a group with a callback, workflows' states, and an abort that cancels a
+    waiting step."""
+
+    @declare_job()
+    async def plus_one(ctx: JobContext, number: int) -> int:
+        return number + 1
+
+    @declare_job(queue="bulk")
+    async def plus_one_in_bulk(ctx: JobContext, number: int) -> int:
+        return number + 1
+
+    @declare_job()
+    async def summed(ctx: JobContext, numbers: list[int]) -> int:
+        return sum(numbers)
+
+    chain = await enqueue_chain(
+        plus_one.call(0), plus_one.step(), plus_one_in_bulk.step(), plus_one.step()
+    )
+    group = await enqueue_group([plus_one_in_bulk.call(n) for n in range(3)], then=summed.step())
+    aborted = await enqueue_chain(plus_one.options(defer_by=60).call(0), plus_one.step())
+    assert chain is not None
+    assert group is not None
+    assert aborted is not None
+    # A worker per queue: one serving several claims from them all in one script, which a
+    # cluster refuses (docs/queues.md, "Redis Cluster").
+    functions = worker_functions()[0]
+    default, bulk = get_settings().queue_keys.values()
+    async with (
+        running_worker(functions=functions, queue_names=[default]),
+        running_worker(functions=functions, queue_names=[bulk]),
+    ):
+        assert await chain.result(timeout=15, poll_delay=0.05) == 4
+        assert await group.result(timeout=15, poll_delay=0.05) == 6
+        assert await aborted.abort()
+
+
 async def test_every_script_transaction_and_multi_key_command_stays_in_one_slot(
     task_pool: ArqRedis,
     redis_server: LocalRedisServer,
@@ -428,7 +470,13 @@ async def test_every_script_transaction_and_multi_key_command_stays_in_one_slot(
 ) -> None:
     # Quick retries, and heartbeats several times a second (each looks for dead workers, and
     # renews the leases of jobs with limits).
-    configure(WORKER_RETRY_BASE="0.1", WORKER_HEALTH_CHECK_INTERVAL="0.2")
+    # Two queues (the workflows' steps use both), each worker serving one.
+    configure(
+        WORKER_RETRY_BASE="0.1",
+        WORKER_HEALTH_CHECK_INTERVAL="0.2",
+        QUEUES="default,bulk",
+        WORKER_QUEUES="default",
+    )
     queue = get_settings().queue_name
     registry.load_jobs()
     monkeypatch.setattr(registry, "_specs", dict(registry._specs))  # limited_jobs' own jobs
@@ -436,6 +484,7 @@ async def test_every_script_transaction_and_multi_key_command_stays_in_one_slot(
     with CommandLog(redis_server.url) as log:
         await job_lifecycle(task_pool, running_worker, queue)
         await limited_jobs(running_worker)
+        await workflows(running_worker)
 
     assert len(log.lines) > 100  # the log saw the lifecycle
     offences = cross_slot(redis_server.url, log.lines)
