@@ -1,9 +1,11 @@
 # Template file, kept current by `cruft update`: yours are listed in README.md, "Your code".
 """The workflow routes (api/workflows.py), in process, against the test Redis and a worker: a
-chain followed to its end, a group aborted while it runs, and unknown or ended workflows."""
+chain followed to its end, a group aborted while it runs, and unknown or ended workflows; and
+the dashboard's view of a workflow."""
 
 import asyncio
 import importlib
+import re
 from collections.abc import AsyncIterator
 from types import ModuleType
 from urllib.parse import quote
@@ -14,7 +16,7 @@ from arq.connections import ArqRedis
 
 from {{ cookiecutter.package_name }}.api.app import create_app
 from {{ cookiecutter.package_name }}.infrastructure import registry
-from {{ cookiecutter.package_name }}.queue import enqueue_chain, enqueue_group
+from {{ cookiecutter.package_name }}.queue import JobFailed, enqueue_chain, enqueue_group
 
 from .conftest import Configure, RunningWorker
 from .test_api_jobs import serving
@@ -23,8 +25,9 @@ from .test_workflows import QUEUES, every_queue
 
 @pytest.fixture(autouse=True)
 def workflow_jobs(configure: Configure, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    """QUEUES=critical,default,bulk, and workflow_jobs.py's jobs declared for this test only."""
-    configure(QUEUES=QUEUES)
+    """QUEUES=critical,default,bulk, the dashboard on, and workflow_jobs.py's jobs declared for
+    this test only."""
+    configure(QUEUES=QUEUES, DASHBOARD_PASSWORD=PASSWORD)
     registry.load_jobs()
     monkeypatch.setattr(registry, "_specs", dict(registry._specs))
     from . import workflow_jobs
@@ -37,6 +40,9 @@ async def client(task_pool: ArqRedis) -> AsyncIterator[httpx.AsyncClient]:
     """A client of a new app on the test server (QUEUES as this module sets them)."""
     async with serving(create_app()) as client:
         yield client
+
+
+PASSWORD = "correct horse battery staple"
 
 
 def path(workflow_id: str) -> str:
@@ -101,3 +107,34 @@ async def test_an_unknown_or_malformed_workflow_id_is_a_problem(client: httpx.As
     assert unknown.headers["content-type"] == "application/problem+json"
     assert (await client.delete(path("wf-nope"))).status_code == 404
     assert (await client.get("/workflows/a%20b")).status_code == 422
+
+
+async def test_the_dashboard_shows_a_workflow_looked_up_by_its_id_or_a_member_s(
+    client: httpx.AsyncClient, running_worker: RunningWorker, workflow_jobs: ModuleType
+) -> None:
+    jobs = workflow_jobs
+    members = [jobs.refuse.call(n, 1) for n in range(3)]
+    flow = await enqueue_group(members, then=jobs.gather.options(queue="critical").step("x"))
+    assert flow is not None
+    async with running_worker(**every_queue(jobs)):
+        with pytest.raises(JobFailed):
+            await flow.result(timeout=10, poll_delay=0.05)
+    state = await flow.state()
+    login = ("operator", PASSWORD)
+
+    by_id = (await client.get("/dashboard", params={"job": flow.id}, auth=login)).text
+    by_member = await client.get("/dashboard", params={"job": state.members[1].job_id}, auth=login)
+
+    assert 'id="job-details"' not in by_id  # a workflow, not a job
+    rows = re.findall(r'<tr class="member[^"]*">(.*?)</tr>', by_id, re.DOTALL)
+    assert len(rows) == 4
+    assert [re.findall(r'class="badge (\w+)"', row) for row in rows] == [
+        ["complete"],
+        ["failed"],
+        ["complete"],
+        ["failed"],
+    ]
+    assert "member 1 (refuse, " in by_id  # the failure, named
+    assert re.search(r"<td>then</td>\s*<td><code>gather</code>", by_id)
+    assert 'id="job-details"' in by_member.text  # the job, and its workflow below
+    assert '<tr class="member current">' in by_member.text

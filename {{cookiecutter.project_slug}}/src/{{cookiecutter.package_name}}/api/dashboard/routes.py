@@ -32,6 +32,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 
 from ...infrastructure.client.enqueue import job_by_id
+from ...infrastructure.client.workflows import WorkflowNotFound, WorkflowState, workflow_of
 from ...infrastructure.keys import DEFAULT_QUEUE, QUEUE_NAME_PATTERN
 from ...infrastructure.store import dead_letters
 from ...queue import (
@@ -212,6 +213,15 @@ async def look_up(job: Job[Any], settings: AppSettings) -> dict[str, Any] | None
     }
 
 
+async def look_up_workflow(job_id: str, pool: TaskPool) -> WorkflowState | None:
+    """The workflow `job_id` names, or the one the job belongs to; None for neither."""
+    workflow = await workflow_of(job_id, pool)
+    try:
+        return None if workflow is None else await workflow.state()
+    except WorkflowNotFound:  # expired between the two reads
+        return None
+
+
 @router.get("")
 async def page(
     request: Request,
@@ -229,9 +239,11 @@ async def page(
         status_code, message = 404, unknown_queue_notice(settings, queue)
         queue = DEFAULT_QUEUE
     snapshot = await read_snapshot(pool, settings.queue_keys[queue])
-    looked_up = None
+    looked_up = workflow = None
     if job and re.fullmatch(JOB_ID_PATTERN, job) and len(job) <= JOB_ID_MAX_LENGTH:
-        looked_up = await look_up(job_by_id(job, pool), settings)
+        workflow = await look_up_workflow(job, pool)
+        if workflow is None or workflow.id != job:  # a job, maybe of a workflow
+            looked_up = await look_up(job_by_id(job, pool), settings)
     elif job:
         message = message if status_code != 200 else NOTICES["bad-id"]
     body = templates.get_template("page.html").render(
@@ -244,6 +256,7 @@ async def page(
         refresh_ms=REFRESH_SECONDS * 1000,
         job_id=job,
         looked_up=looked_up,
+        workflow=workflow,
         notice=message,
     )
     return html(body, status_code)

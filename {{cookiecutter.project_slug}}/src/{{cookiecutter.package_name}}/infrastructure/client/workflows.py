@@ -188,6 +188,23 @@ async def get_workflow(workflow_id: str) -> "Workflow":
     return Workflow(workflow_id, await get_task_pool())
 
 
+async def workflow_of(job_id: str, pool: ArqRedis) -> "Workflow | None":
+    """The workflow a job belongs to (or that an id names), or None: a job's id says which
+    workflow (`<queue key>:wf-<id>.<n>`), not its home queue, so each queue's is looked for."""
+    bare = bare_job_id(job_id)
+    if not bare.startswith(WORKFLOW_ID_PREFIX):
+        return None
+    flow = bare.partition(".")[0]
+    candidates = [namespaced_job_id(key, flow) for key in get_settings().queue_keys.values()]
+    async with pool.pipeline(transaction=False) as pipe:
+        for candidate in candidates:
+            pipe.exists(workflow_key(queue_of(candidate) or "", candidate))
+        found = await pipe.execute()
+    return next(
+        (Workflow(c, pool) for c, kept in zip(candidates, found, strict=True) if kept), None
+    )
+
+
 class Workflow:
     """A chain or group: its `id`, its `state()`, its `result()`, and `abort()`."""
 
