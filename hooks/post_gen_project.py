@@ -107,6 +107,7 @@ KEEP_FOR = {
     "tests/infrastructure/test_dashboard_browser.py": QUEUE_AND_API,
     "docs/dashboard.md": QUEUE_AND_API,
     "docs/dashboard.png": QUEUE_AND_API,
+    "docs/dashboard-workflow.png": QUEUE_AND_API,
     "tests/infrastructure/test_api_health.py": API,
     "tests/infrastructure/test_api_schema.py": API,
     "tests/infrastructure/test_api_jobs.py": QUEUE_AND_API,

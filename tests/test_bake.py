@@ -184,6 +184,7 @@ QUEUE_AND_API_ONLY = [
     "tests/infrastructure/test_dashboard_browser.py",
     "docs/dashboard.md",
     "docs/dashboard.png",
+    "docs/dashboard-workflow.png",
 ]
 # Kubernetes: the API's manifests come with the API, and without it the workers serve the
 # queue's gauges to KEDA through a Service of their own.

@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 import httpx
 import pytest
@@ -36,6 +36,7 @@ from selenium.webdriver.common.by import By
 
 from {{ cookiecutter.package_name }}.api.app import create_app
 from {{ cookiecutter.package_name }}.config import get_settings
+from {{ cookiecutter.package_name }}.infrastructure import registry
 from {{ cookiecutter.package_name }}.infrastructure.local.redis_server import LocalRedisServer, free_port
 from {{ cookiecutter.package_name }}.infrastructure.store import dead_letters
 from {{ cookiecutter.package_name }}.infrastructure.tasks import WorkerSettings as ProjectSettings
@@ -44,7 +45,9 @@ from {{ cookiecutter.package_name }}.queue import (
     Job,
     JobContext,
     PermanentError,
+    enqueue_group,
     enqueue_task,
+    job,
     report_progress,
 )
 
@@ -79,13 +82,19 @@ async def fails_now_and_then(ctx: JobContext, number: int) -> int:
     return number
 
 
-# What the worker processes run: the project's jobs and the two above, no cron jobs.
+async def adds_up(ctx: JobContext, results: list[float]) -> float:
+    """A group's callback: the sum of its members' results."""
+    return sum(results)
+
+
+# What the worker processes run: the project's jobs and the three above, no cron jobs.
 WorkerSettings = {
     **vars(ProjectSettings),
     "functions": (
         *ProjectSettings.functions,
         arq_function(takes_a_while),
         arq_function(fails_now_and_then),
+        arq_function(adds_up),
     ),
     "cron_jobs": (),
 }
@@ -313,6 +322,42 @@ async def jobs_flow(pool: ArqRedis, seconds: float) -> None:
             await pool.enqueue_job("takes_a_while", randomly.uniform(0.05, 0.6))
             await pool.enqueue_job("fails_now_and_then", number)
         await asyncio.sleep(randomly.uniform(0.5, 2))
+
+
+async def test_a_group_looked_up_shows_its_members_beside_the_running_ones_progress(
+    browser: webdriver.Chrome,
+    server: str,
+    worker_processes: WorkerProcesses,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """A group of four, two quick and two slow, with a callback: its view lists them (done,
+    running, the callback waiting), and the live part shows the slow ones' progress bars. The
+    screenshot goes to `$WORKFLOW_SCREENSHOT`, else into the test's tmp folder."""
+    registry.load_jobs()
+    monkeypatch.setattr(registry, "_specs", dict(registry._specs))
+    slow_steps, callback = job(takes_a_while), job(adds_up)
+    worker_processes.start(WORKER_SETTINGS)
+    members = [slow_steps.call(seconds) for seconds in (0.3, 12.0, 10.0, 0.5)]
+    flow = await enqueue_group(members, then=callback.step())
+    assert flow is not None
+    log_in(browser)
+    for _ in range(int(PAGE_WAIT_SECONDS / 0.2)):  # until the quick ones are done
+        browser.get(f"{server}/dashboard?job={quote(flow.id)}")
+        if texts(browser, "#workflow tr.member .badge").count("complete") == 2:
+            break
+        await asyncio.sleep(0.2)
+    await page_shows(browser, "#live .progress", "of 10")
+
+    badges = texts(browser, "#workflow tr.member .badge")
+    assert badges == ["complete", "in_progress", "in_progress", "complete", "waiting"]
+    assert texts(browser, "#workflow h3 .badge") == ["running"]
+    browser.set_window_size(1280, browser.execute_script("return document.body.scrollHeight") + 120)
+    await asyncio.sleep(0.5)
+    path = Path(os.environ.get("WORKFLOW_SCREENSHOT", tmp_path / "workflow.png"))
+    assert browser.save_screenshot(str(path))
+    print(f"screenshot: {path}")
+    assert await flow.result(timeout=30, poll_delay=0.2) == pytest.approx(22.8)
 
 
 async def test_a_screenshot_with_jobs_flowing_and_the_page_at_phone_width(

@@ -33,7 +33,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 
 from ...infrastructure.client.enqueue import job_by_id
 from ...infrastructure.client.workflows import WorkflowNotFound, WorkflowState, workflow_of
-from ...infrastructure.keys import DEFAULT_QUEUE, QUEUE_NAME_PATTERN
+from ...infrastructure.keys import DEFAULT_QUEUE, QUEUE_NAME_PATTERN, bare_job_id
 from ...infrastructure.store import dead_letters
 from ...queue import (
     Job,
@@ -107,6 +107,7 @@ templates.filters.update(
     requeue_blocker=requeue_blocker,
     count=count,
     percent=percent,
+    bare=bare_job_id,  # an id without its queue's key, where the queue is shown beside it
 )
 
 # What `?notice=` may say after an action; the page shows no other text from the query.
