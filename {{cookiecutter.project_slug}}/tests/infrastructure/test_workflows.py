@@ -256,10 +256,11 @@ async def test_a_worker_killed_mid_workflow_loses_and_doubles_nothing(
     task_pool: ArqRedis, worker_processes: WorkerProcesses, workflow_jobs: ModuleType
 ) -> None:
     """Three worker processes run a group of 300 members (on `bulk`, with a callback on
-    `default`) and a chain of 40 steps (over `critical` and `default`, which go first); one
-    worker is killed (SIGKILL) with both under way. Every member and step runs
-    (the killed worker's again, after the heartbeat), only those it was running run twice, and
-    the callback runs exactly once with every result."""
+    `default`) and a chain of 40 steps (two on `critical`, two on `default`, and so on: a step
+    hands the next to its own worker, or moves it to the other queue; those queues go first).
+    One worker is killed (SIGKILL) with both under way. Every member and step runs (the killed
+    worker's again, after the heartbeat), only those it was running run twice, and the
+    callback runs exactly once with every result."""
     jobs = workflow_jobs
     # A job claimed within heartbeat.py's GATHER_SECONDS of the kill is not listed as running
     # yet: it waits out its in-progress mark, the job timeout plus arq's 10 s.
@@ -277,7 +278,7 @@ async def test_a_worker_killed_mid_workflow_loses_and_doubles_nothing(
     )
     steps = [jobs.slow_add.call(0, 1, 0.05)]
     steps += [
-        jobs.slow_add.options(queue="critical" if n % 2 else "default").step(1, 0.05)
+        jobs.slow_add.options(queue="critical" if n // 2 % 2 else "default").step(1, 0.05)
         for n in range(39)
     ]
     chain = await enqueue_chain(*steps)
@@ -294,7 +295,9 @@ async def test_a_worker_killed_mid_workflow_loses_and_doubles_nothing(
     os.killpg(victim.pid, signal.SIGKILL)
     victim.wait()
     log = worker_processes.log(0)
-    cut_short = set(re.findall(r":member\((\d+),", log)) - set(re.findall(r":member ● (\d+)", log))
+    # What the killed worker had started: those may run again (its log says a function
+    # returned before the outcome is written, so a finished line proves nothing).
+    started_there = {int(n) for n in re.findall(r":member\((\d+),", log)}
 
     result = await group.result(timeout=60, poll_delay=0.1)
     assert result == {"label": "group", "values": list(range(300)), "errors": []}
@@ -302,13 +305,15 @@ async def test_a_worker_killed_mid_workflow_loses_and_doubles_nothing(
     assert await task_pool.get("callback-runs") == b"1"
     runs = {int(n): int(count) for n, count in (await task_pool.hgetall("runs")).items()}  # type: ignore[misc]
     assert sorted(runs) == list(range(300))
-    assert {n for n, count in runs.items() if count > 1} <= {int(n) for n in cut_short}
+    ran_twice = {n for n, count in runs.items() if count > 1}
+    assert ran_twice <= started_there
+    assert len(ran_twice) <= 10  # at most what it was running: WORKER_MAX_JOBS
     steps_ran = await ran(task_pool)  # the step the killed worker ran, if any, twice in a row
     assert [entry for i, entry in enumerate(steps_ran) if steps_ran[i - 1 : i] != [entry]] == [
         f"add {n} 1" for n in range(40)
     ]
     assert len(steps_ran) <= 41
     print(
-        f"kill -9 mid-workflow: 300 members and 40 steps ran; {len(cut_short)} members and "
+        f"kill -9 mid-workflow: 300 members and 40 steps ran; {len(ran_twice)} members and "
         f"{len(steps_ran) - 40} steps cut short ran again; the callback ran once"
     )

@@ -45,12 +45,18 @@ import logging
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from arq.constants import job_key_prefix, result_key_prefix
+from arq.constants import (
+    in_progress_key_prefix,
+    job_key_prefix,
+    result_key_prefix,
+    retry_key_prefix,
+)
 from arq.jobs import serialize_result
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from ..keys import queue_of
+from ..limits import limited_key
 from .job_writes import wake_key
 from .records import Unreadable, typed
 from .serialization import JobFailed, deserialize, serialize
@@ -66,10 +72,15 @@ WORKFLOW_ID_PREFIX = "wf-"
 MEMBERSHIP_FIELD = "w"
 _MARK = b'"w":{'
 
-# KEYS: the waiting job, its result, its input, its queue, the queue's wake-up list.
+# KEYS: the waiting job, its result, its input, its queue, the queue's wake-up list, its
+# in-progress mark, its try count, where its limits would be.
 # ARGV: 'chain' or 'group', the waiting job's id, its start (ms), STATE_LIFETIME_MS, the value
 # (JSON), the member's index, the group's size, and for a failed member of a group that fails
-# with it, the callback's failed result ('' otherwise). Returns 1 when it queued the job.
+# with it, the callback's failed result ('' otherwise); then '1' to take the job for this worker
+# (`take`), the in-progress mark's lifetime (ms), the try count's lifetime (s).
+# Returns 0 when it queued nothing, 1 when it queued the job, and when it took the job, what a
+# claim reads of it (loop.py's CLAIM_JOBS): {id, start, payload, try, input} (input: the value,
+# or the callback's hash as a flat list).
 ADVANCE = """
 if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
 if ARGV[1] == 'chain' then
@@ -85,6 +96,19 @@ else
   if redis.call('HLEN', KEYS[3]) < tonumber(ARGV[7]) then return 0 end
 end
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if ARGV[9] == '1' and redis.call('EXISTS', KEYS[8]) == 0
+   and redis.call('SET', KEYS[6], '1', 'NX', 'PX', ARGV[10]) then
+  -- Taken, as a claim takes a job: its score moves to when its mark runs out, its try counts.
+  redis.call('ZADD', KEYS[4], 'NX', tonumber(ARGV[3]) + tonumber(ARGV[10]), ARGV[2])
+  local count = 1
+  if not redis.call('SET', KEYS[7], '1', 'NX', 'EX', ARGV[11]) then
+    count = redis.call('INCR', KEYS[7])
+    redis.call('EXPIRE', KEYS[7], ARGV[11])
+  end
+  local input = ARGV[5]
+  if ARGV[1] ~= 'chain' then input = redis.call('HGETALL', KEYS[3]) end
+  return {ARGV[2], ARGV[3], redis.call('GET', KEYS[1]), count, input}
+end
 redis.call('ZADD', KEYS[4], 'NX', ARGV[3], ARGV[2])
 redis.call('LPUSH', KEYS[5], '1')
 return 1
@@ -168,27 +192,41 @@ class MemberRun:
     membership: Membership
     function: str = ""
     outcome: tuple[bool, Any] | None = None
+    given_input: Any = None  # what ADVANCE read when it handed the job over, if it did
 
 
-async def read_input(redis: Redis, job_id: str, member: Membership) -> Any:
+async def read_input(redis: Redis, job_id: str, run: MemberRun) -> Any:
     """What a waiting job receives: the previous step's result, or the list of each member's
-    result in order (a failed member's error, `JobFailed`, in its place). Raises MissingInput."""
+    result in order (a failed member's error, `JobFailed`, in its place); read now, unless the
+    job was handed over with it (`run.given_input`). Raises MissingInput."""
+    member = run.membership
     queue_name = queue_of(job_id) or ""
     key = input_key(queue_name, job_id)
     if member.takes == "result":
-        data: bytes | None = await redis.get(key)
+        data: bytes | None = run.given_input
+        if data is None:
+            data = await redis.get(key)
         if data is None:
             raise MissingInput(f"the input of {job_id} is missing: {key}")
         return deserialize(data)
-    fields: dict[bytes, bytes] = await redis.hgetall(key)  # type: ignore[misc]
+    fields: dict[bytes, bytes]
+    if isinstance(run.given_input, list):  # HGETALL's flat reply, as the script returns it
+        flat = run.given_input
+        fields = dict(zip(flat[::2], flat[1::2], strict=True))
+    else:
+        fields = await redis.hgetall(key)  # type: ignore[misc]
     if len(fields) < member.size:
         raise MissingInput(f"{key} holds {len(fields)} of {member.size} members' results")
     return [deserialize(fields[str(index).encode()]) for index in range(member.size)]
 
 
-def advance_call(job_id: str, run: MemberRun, now_ms: int) -> tuple[list[str], list[str]] | None:
+def advance_call(
+    job_id: str, run: MemberRun, now_ms: int, take: tuple[int, int] | None = None
+) -> tuple[list[str], list[str]] | None:
     """ADVANCE's keys and arguments for a member whose last try ended (`run.outcome`), or None
-    when nothing follows it (a chain's last or failed step, a group without a callback)."""
+    when nothing follows it (a chain's last or failed step, a group without a callback). With
+    `take` (the in-progress mark's lifetime in ms, the try count's in s), a job it queues is
+    taken for the caller instead, its read returned."""
     member, (success, value) = run.membership, run.outcome or (False, None)
     then = member.then
     if then is None or (member.kind == "chain" and not success):
@@ -210,6 +248,9 @@ def advance_call(job_id: str, run: MemberRun, now_ms: int) -> tuple[list[str], l
         input_key(queue_name, then),
         queue_name,
         wake_key(queue_name),
+        in_progress_key_prefix + then,
+        retry_key_prefix + then,
+        limited_key(queue_name, then),
     ]
     arguments = [
         member.kind,
@@ -220,6 +261,9 @@ def advance_call(job_id: str, run: MemberRun, now_ms: int) -> tuple[list[str], l
         str(member.index),
         str(member.size),
         failed_result,
+        "0" if take is None else "1",
+        str(take[0] if take else 0),
+        str(take[1] if take else 0),
     ]
     return keys, arguments
 

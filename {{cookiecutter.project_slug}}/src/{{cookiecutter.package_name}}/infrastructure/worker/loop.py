@@ -77,6 +77,7 @@ import random
 import signal
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -302,8 +303,10 @@ class Worker(ArqWorker):
         self._claimed_reads: dict[str, JobRead] = {}
         # The task writing each job's outcome (finish_job, which arq shields), once it starts.
         self._outcome_writes: dict[str, asyncio.Task[Any] | None] = {}
-        # The jobs in hand that belong to a workflow (store/workflows.py), and how they end.
+        # The jobs in hand that belong to a workflow (store/workflows.py), and how they end;
+        # the input of those handed over to this worker by the job before them (ADVANCE).
         self._members: dict[str, MemberRun] = {}
+        self._given_inputs: dict[str, Any] = {}
         self.functions = FunctionTable(self.functions, wait_for_function)
         # arq counts an abort as a failure (jobs_failed); here it counts as an abort.
         self.jobs_aborted = 0
@@ -383,8 +386,9 @@ class Worker(ArqWorker):
             if read is None:
                 read = await read_job(self, job_id)
             member = None
+            given = self._given_inputs.pop(job_id, None)
             if read.payload is not None and (joined := membership(read.payload)) is not None:
-                member = self._members[job_id] = MemberRun(joined)
+                member = self._members[job_id] = MemberRun(joined, given_input=given)
             await run.run_job(self, job_id, score, read, member)
         except asyncio.CancelledError:
             writing = self._outcome_writes.get(job_id)
@@ -511,7 +515,8 @@ class Worker(ArqWorker):
         keep_in_progress: float | None,
     ) -> None:
         """arq's `finish_job` write, in the job's own queue and without arq's global abort set:
-        every key of the transaction is the job's queue's (keys.py)."""
+        every key of the transaction is the job's queue's (keys.py). A workflow's job moves its
+        workflow on in the same write (`advance_workflow`)."""
         queue_name = self.queue_of(job_id)
         async with self.pool.pipeline(transaction=True) as tr:
             delete_keys = []
@@ -531,9 +536,7 @@ class Worker(ArqWorker):
                 tr.zincrby(queue_name, incr_score, job_id)
             if delete_keys:
                 tr.delete(*delete_keys)
-            handed_off = self.advance_workflow(tr, job_id, finish)
-            await self.execute_releasing_limits(tr, job_id, finish)
-        await self.run_handoff(job_id, handed_off)
+            await self.execute_moving_on(tr, job_id, finish)
 
     async def write_failure(self, job_id: str, result_data: bytes | None) -> None:
         """arq's `finish_failed_job` write, in the job's own queue (as `write_outcome`)."""
@@ -550,35 +553,81 @@ class Worker(ArqWorker):
             if result_data is not None and keep_result:
                 expire = 0 if self.keep_result_forever else self.keep_result_s
                 tr.set(result_key_prefix + job_id, result_data, px=to_ms(expire))
-            handed_off = self.advance_workflow(tr, job_id, True)
-            await self.execute_releasing_limits(tr, job_id, True)
-        await self.run_handoff(job_id, handed_off)
+            await self.execute_moving_on(tr, job_id, True)
 
-    def advance_workflow(self, transaction: Pipeline, job_id: str, finished: bool) -> str | None:
+    async def execute_moving_on(self, transaction: Pipeline, job_id: str, finished: bool) -> None:
+        """Run an outcome write with its workflow's move (`advance_workflow`) and its limits'
+        release (`execute_releasing_limits`) in it, then what follows the move."""
+        move = await self.advance_workflow(transaction, job_id, finished)
+        try:
+            replies = await self.execute_releasing_limits(transaction, job_id, finished)
+        except BaseException:
+            if move is not None and move.held:
+                self.sem.release()  # the place held for a job it would have taken
+            raise
+        await self.after_advance(job_id, move, replies)
+
+    async def advance_workflow(
+        self, transaction: Pipeline, job_id: str, finished: bool
+    ) -> "WorkflowMove | None":
         """Add to a job's outcome write, once it has `finished` and belongs to a workflow, the
-        move to the job after it (store/workflows.py's ADVANCE): itself, when that job is in the
-        same queue; else its record in the queue's handoffs, returned for `run_handoff`."""
+        move to the job after it (store/workflows.py's ADVANCE): itself, when that job is in
+        the same queue, taking the job for this worker when it serves that queue, has its
+        function and a place free (a chain then runs step after step without a claim); else
+        its record in the queue's handoffs. What `after_advance` needs, or None."""
         member = self._members.get(job_id)
         if not finished or member is None or member.outcome is None:
             return None
-        call = advance_call(job_id, member, timestamp_ms())
+        then = member.membership.then
+        take = None
+        held = False
+        if (
+            then is not None
+            and queue_of(then) == queue_of(job_id)
+            and queue_of(then) in self.queue_names
+            and member.membership.then_function in self.functions
+        ):
+            held = await self.hold_a_place()
+            if held:
+                take = (int(self.in_progress_timeout_s * 1000), TRY_COUNT_LIFETIME_SECONDS)
+        call = advance_call(job_id, member, timestamp_ms(), take)
         if call is None:
+            if held:
+                self.sem.release()
             return None
         keys, arguments = call
         if same_slot(job_id, keys):
+            reply_index = len(transaction.command_stack)
             transaction.eval(ADVANCE, len(keys), *keys, *arguments)
-            return None
+            return WorkflowMove(reply_index=reply_index, held=held)
+        if held:
+            self.sem.release()
         record = handoff(keys, arguments)
         transaction.hset(handoffs_key(self.queue_of(job_id)), job_id, record)
-        return record
+        return WorkflowMove(record=record)
 
-    async def run_handoff(self, job_id: str, record: str | None) -> None:
-        """Run the move to another queue's job that the outcome write recorded; one that fails
-        is run by the next heartbeat of any worker on this queue (store/workflows.py)."""
-        if record is None:
+    async def after_advance(
+        self, job_id: str, move: "WorkflowMove | None", replies: list[Any]
+    ) -> None:
+        """After the outcome write: start the job ADVANCE took for this worker (in the place
+        held for it, given back if it took none), or run the move recorded for another queue;
+        one that fails is run by the next heartbeat of any worker on this queue."""
+        if move is None:
+            return
+        if move.record is None:
+            reply = replies[move.reply_index] if len(replies) > move.reply_index else None
+            if not isinstance(reply, list):
+                if move.held:
+                    self.sem.release()
+                return
+            then_id, score, payload, job_try, given = reply
+            then_id = then_id.decode()
+            self._claimed_reads[then_id] = JobRead(payload, int(job_try))
+            self._given_inputs[then_id] = given
+            self._start_job(then_id, int(float(score)))
             return
         try:
-            await run_handoff(self.pool, self.queue_of(job_id), job_id, record)
+            await run_handoff(self.pool, self.queue_of(job_id), job_id, move.record)
         except (RedisError, OSError) as error:
             logger.warning(
                 "job %s: the next job of its workflow waits for a heartbeat: %s", job_id, error
@@ -586,9 +635,10 @@ class Worker(ArqWorker):
 
     async def execute_releasing_limits(
         self, transaction: Pipeline, job_id: str, finished: bool
-    ) -> None:
+    ) -> list[Any]:
         """Run a job's outcome write (`transaction`) with its limits released in it
-        (`release_limits`); the job it hands over to this worker, if any, starts."""
+        (`release_limits`); the job it hands over to this worker, if any, starts. Returns the
+        transaction's replies."""
         held = job_id in self._limited_jobs and await self.hold_a_place()
         released, replies = False, []
         try:
@@ -596,6 +646,7 @@ class Worker(ArqWorker):
             replies = await transaction.execute()
         finally:
             self.start_handed_over(held, replies[-1] if replies and released else None)
+        return replies
 
     def release_limits(
         self, transaction: Pipeline, job_id: str, finished: bool, take_next: bool = False
@@ -910,6 +961,17 @@ class Worker(ArqWorker):
             return False  # the list is still empty: the wait goes on
         token_wait, self._token_wait = self._token_wait, None
         return token_wait.result() is not None  # raises what the BRPOP raised
+
+
+@dataclass(frozen=True)
+class WorkflowMove:
+    """A workflow's move in an outcome write (`Worker.advance_workflow`): the ADVANCE call's
+    place among the write's replies, and whether a place was held for the job it may take; or
+    the record of a move to another queue, to run after the write."""
+
+    reply_index: int = -1
+    held: bool = False
+    record: str | None = None
 
 
 class TriesUsedUp(Exception):

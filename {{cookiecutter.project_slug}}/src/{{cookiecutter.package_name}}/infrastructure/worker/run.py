@@ -105,7 +105,7 @@ async def run_job(
         member.function = function_name
         if member.membership.takes is not None:
             try:
-                args = (await read_input(worker.pool, job_id, member.membership), *args)
+                args = (await read_input(worker.pool, job_id, member), *args)
             except (MissingInput, ValueError) as e:
                 logger.warning("job %s: %s", job_id, e)
                 return await job_failed(e)
