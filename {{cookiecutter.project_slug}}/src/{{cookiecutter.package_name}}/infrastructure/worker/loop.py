@@ -587,7 +587,9 @@ class Worker(ArqWorker):
             and queue_of(then) in self.queue_names
             and member.membership.then_function in self.functions
         ):
-            held = await self.hold_a_place()
+            # This job's function has ended: its place is as good as free (the next step may
+            # well be quicker to reach its own write than this job's task to end).
+            held = await self.hold_a_place(ending=1)
             if held:
                 take = (int(self.in_progress_timeout_s * 1000), TRY_COUNT_LIFETIME_SECONDS)
         call = advance_call(job_id, member, timestamp_ms(), take)
@@ -679,10 +681,11 @@ class Worker(ArqWorker):
         )
         return True
 
-    async def hold_a_place(self) -> bool:
-        """Whether this worker takes one more job in hand now; if so, its place is held (the
-        semaphore), to be used by `start_handed_over` or given back by it. Never waits."""
-        if self.free_slots() == 0 or self.sem.locked():
+    async def hold_a_place(self, ending: int = 0) -> bool:
+        """Whether this worker takes one more job in hand now (`free_slots(ending)`); if so,
+        its place is held (the semaphore), to be used by `start_handed_over` or given back by
+        it. Never waits."""
+        if self.free_slots(ending) == 0 or self.sem.locked():
             return False
         await self.sem.acquire()  # not locked: returns at once
         return True
@@ -754,12 +757,13 @@ class Worker(ArqWorker):
         """Jobs whose function is running now (at most `max_jobs`)."""
         return len(self._functions_running)
 
-    def free_slots(self) -> int:
+    def free_slots(self, ending: int = 0) -> int:
         """How many more jobs this worker takes in hand now: free function slots, plus the
-        read-ahead; 0 while it shuts down."""
+        read-ahead; 0 while it shuts down. `ending`: jobs in hand whose function has ended and
+        whose outcome is being written, counted as gone."""
         if not self.allow_pick_jobs:
             return 0
-        free = self.max_jobs + self.read_ahead - self.job_counter
+        free = self.max_jobs + self.read_ahead - self.job_counter + ending
         if self.burst and self.max_burst_jobs >= 0:
             free = min(free, self.max_burst_jobs - self._jobs_started())
         return max(free, 0)
