@@ -1,4 +1,5 @@
-"""Work that spans jobs (issue 26), side by side in one run: bulk enqueue and progress reports.
+"""Work that spans jobs (issue 26), side by side in one run: bulk enqueue, progress reports,
+chains and groups.
 
 `uv run python bench/workflows.py` bakes the default project into a scratch folder, `uv sync`s
 it, and runs this script inside it (`--inside`, in the project's venv) against a Redis server of
@@ -15,6 +16,16 @@ that reports progress in a tight loop, with `@job`.
    `report_progress` `--reports` times in a tight loop. Writes to its progress key are counted
    by Redis itself (keyspace notifications); writes a second is that count over the job's run
    time (at least 1 s). Goal: at most 20 a second.
+3. Chains: a chain of `--steps` no-op steps (`enqueue_chain`, each step given the previous
+   result), against as many independent no-op jobs (`enqueue_many`), each run by one worker
+   with `max_jobs` 1 (the project's, in this process, started and waiting first), timed from the
+   enqueue until the last result is there (looked for every 20 ms). Redis commands per step and
+   per job, everything from the enqueue to the last result (`INFO commandstats`: the enqueue,
+   the worker's, and those 20 ms looks).
+   Goals: the chain at least 0.8x the jobs' rate, and at most 1.5x their commands.
+4. Groups: four worker processes (`python -m <package>.infrastructure.worker`) run a group of
+   `--members` members with a callback, `--group-runs` times; the callback counts its runs and
+   checks it got every member's result, in order. Goal: exactly once, every member, each run.
 
 Figures are medians over `--rounds` rounds (the bulk ways' order turns each round).
 """
@@ -26,23 +37,31 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from benchkit import (
+    commands_so_far,
     measure_in_baked_project,
     rotated,
+    stop_process,
 )
 
 BULK_GOAL = 10.0  # goal 1: enqueue_many at least 10x one enqueue_task after another
 PROGRESS_GOAL = 20.0  # goal 2: at most 20 writes a second for one job's progress
+CHAIN_RATE_GOAL = 0.8  # goal 3: a chain's steps at least 0.8x the rate of independent jobs
+CHAIN_COMMANDS_GOAL = 1.5  # goal 3: and at most 1.5x their Redis commands each
+GROUP_WORKERS = 4
 WAYS = ("enqueue_many", "one after another", "gathered")
 JOBS_MODULE = "bench_workflow_jobs"
 
 JOBS_MODULE_TEXT = '''\
 """Written by bench/workflows.py: a no-op job, and one that reports progress in a tight loop."""
+
+from typing import Any
 
 from {package}.queue import JobContext, job, report_progress
 
@@ -53,11 +72,37 @@ async def bench_noop(ctx: JobContext, number: int) -> None:
 
 
 @job
+async def bench_step(ctx: JobContext, previous: Any) -> int:
+    """A chain's no-op step: its input, plus one."""
+    return (previous or 0) + 1
+
+
+@job
+async def bench_member(ctx: JobContext, number: int) -> int:
+    return number
+
+
+@job
+async def bench_callback(ctx: JobContext, results: list[int], size: int) -> bool:
+    """Counts its runs (`callback-runs`); True if it got every member's result, in order."""
+    await ctx["redis"].incr("callback-runs")
+    return results == list(range(size))
+
+
+@job
 async def bench_progress(ctx: JobContext, reports: int) -> int:
     """Reports its progress `reports` times, as fast as it can."""
     for done in range(1, reports + 1):
         await report_progress(ctx, done, reports)
     return reports
+
+
+# For the group's worker processes: these jobs, no cron jobs. Imported last: the project's
+# WorkerSettings lists the jobs declared when it is first imported (the bench's workers use it).
+from {package}.infrastructure.tasks import WorkerSettings as ProjectSettings  # noqa: E402
+from {package}.infrastructure.worker.functions import worker_functions  # noqa: E402
+
+WorkerSettings = {{**vars(ProjectSettings), "functions": worker_functions()[0], "cron_jobs": ()}}
 '''
 
 
@@ -70,12 +115,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--jobs", type=int, default=10_000, help="jobs queued each way (part 1)")
     parser.add_argument("--reports", type=int, default=100_000, help="progress reports (part 2)")
+    parser.add_argument("--steps", type=int, default=1000, help="a chain's steps (part 3)")
+    parser.add_argument("--members", type=int, default=1000, help="a group's members (part 4)")
+    parser.add_argument("--group-runs", type=int, default=20, help="groups run (part 4)")
     parser.add_argument("--inside", metavar="PACKAGE", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
 def options(args: argparse.Namespace) -> list[str]:
-    return ["--rounds", str(args.rounds), "--jobs", str(args.jobs), "--reports", str(args.reports)]
+    return [
+        *("--rounds", str(args.rounds), "--jobs", str(args.jobs), "--reports", str(args.reports)),
+        *("--steps", str(args.steps), "--members", str(args.members)),
+        *("--group-runs", str(args.group_runs)),
+    ]
 
 
 # --- outside: bake, run inside, print --------------------------------------------------------
@@ -126,6 +178,50 @@ def print_report(args: argparse.Namespace, report: dict[str, Any], seconds: floa
             verdict(writes <= PROGRESS_GOAL),
         ),
     ]
+    chain = {key: statistics.median(values) for key, values in report["chain"].items()}
+    rate_ratio = chain["chain_rate"] / chain["jobs_rate"]
+    commands_ratio = chain["chain_commands"] / chain["jobs_commands"]
+    steps = f"{args.steps:,}"
+    rows += [
+        (
+            f"a chain of {steps} no-op steps, steps/s (max_jobs 1)",
+            f"{chain['chain_rate']:.0f}",
+            "",
+            "",
+        ),
+        (
+            f"{steps} independent no-op jobs, jobs/s (max_jobs 1)",
+            f"{chain['jobs_rate']:.0f}",
+            "",
+            "",
+        ),
+        (
+            "chain steps / independent jobs, rate",
+            f"{rate_ratio:.2f}",
+            f"≥ {CHAIN_RATE_GOAL}",
+            verdict(rate_ratio >= CHAIN_RATE_GOAL),
+        ),
+        ("Redis commands per chain step", f"{chain['chain_commands']:.1f}", "", ""),
+        ("Redis commands per independent job", f"{chain['jobs_commands']:.1f}", "", ""),
+        (
+            "chain step / independent job, commands",
+            f"{commands_ratio:.2f}",
+            f"≤ {CHAIN_COMMANDS_GOAL}",
+            verdict(commands_ratio <= CHAIN_COMMANDS_GOAL),
+        ),
+    ]
+    group = report["group"]
+    once = sum(1 for runs, whole in group if runs == 1 and whole)
+    members = f"{args.members:,}"
+    rows.append(
+        (
+            f"a group of {members} members and a callback on {GROUP_WORKERS} worker processes: "
+            "runs with the callback once, with every result",
+            f"{once} of {len(group)}",
+            f"{len(group)} of {len(group)}",
+            verdict(once == len(group)),
+        )
+    )
     print("| figure | measured | goal | verdict |")
     print("|---|---:|---|---|")
     for row in rows:
@@ -143,6 +239,10 @@ class Bench:
         self.worker = importlib.import_module(f"{package}.infrastructure.worker.loop")
         self.tasks = importlib.import_module(f"{package}.infrastructure.tasks")
         self.connections = importlib.import_module("arq.connections")
+        config = importlib.import_module(f"{package}.config")
+        self.queue_key = config.get_settings().queue_name
+        self.start: Any = None
+        self.flow: Any = None
 
     async def bulk(self, way: str) -> float:
         """Jobs/s queued `way`, on an empty Redis."""
@@ -200,6 +300,94 @@ class Bench:
             "per_second": writes / max(run_seconds, 1.0),
         }
 
+    async def run_until(self, redis_url: str, last_result_key: str) -> tuple[float, int]:
+        """Seconds until `last_result_key` exists, and Redis commands meanwhile, with one
+        worker (`max_jobs` 1, the project's, in this process) running what is queued. The
+        worker starts first; its idle commands (a few a second) count, its start does not."""
+        worker = self.worker.create_worker(
+            dict(vars(self.tasks.WorkerSettings)),
+            redis_settings=self.connections.RedisSettings.from_dsn(redis_url),
+            handle_signals=False,
+            cron_jobs=(),
+            max_jobs=1,
+        )
+        running = asyncio.create_task(worker.async_run())
+        try:
+            await asyncio.sleep(0.5)  # started, and waiting for jobs
+            return await self.timed(last_result_key)
+        finally:
+            running.cancel()
+            await asyncio.gather(running, return_exceptions=True)
+            await worker.close()
+
+    async def timed(self, last_result_key: str) -> tuple[float, int]:
+        before, started = await self.commands(), time.perf_counter()
+        await self.start()
+        while not await self.pool.exists(last_result_key):
+            await asyncio.sleep(0.02)
+        return time.perf_counter() - started, await self.commands() - before
+
+    async def commands(self) -> int:
+        return commands_so_far(await self.pool.info("commandstats"))
+
+    async def chain(self, redis_url: str) -> dict[str, float]:
+        """A chain's steps and as many independent jobs: each rate, and commands each."""
+        steps = self.args.steps
+        await self.pool.flushdb()
+        calls = [self.queue.JobCall("bench_step", (None,))]
+        calls += [self.queue.JobCall("bench_step", ()) for _ in range(steps - 1)]
+        ids = [f"chain-{steps}-{n}" for n in range(steps)]
+
+        async def start_chain() -> None:
+            self.flow = await self.queue.enqueue_chain(*calls, workflow_id=f"bench-{steps}")
+
+        self.start = start_chain
+        last = f"arq:result:{self.queue_key}:wf-bench-{steps}.{steps - 1}"
+        chain_seconds, chain_commands = await self.run_until(redis_url, last)
+        assert await self.flow.result(timeout=10) == steps
+        await self.pool.flushdb()
+
+        async def start_jobs() -> None:
+            await self.queue.enqueue_many("bench_step", [(n,) for n in range(steps)], job_ids=ids)
+
+        self.start = start_jobs
+        last = f"arq:result:{self.queue_key}:{ids[-1]}"
+        jobs_seconds, jobs_commands = await self.run_until(redis_url, last)
+        return {
+            "chain_rate": steps / chain_seconds,
+            "jobs_rate": steps / jobs_seconds,
+            "chain_commands": chain_commands / steps,
+            "jobs_commands": jobs_commands / steps,
+        }
+
+    async def groups(self, redis_url: str, package: str) -> list[tuple[int, bool]]:
+        """Each group's callback runs and whether it had every result, with GROUP_WORKERS
+        worker processes."""
+        await self.pool.flushdb()
+        environment = {**os.environ, "REDIS_URL": redis_url, "LOG_LEVEL": "WARNING"}
+        command = [sys.executable, "-m", f"{package}.infrastructure.worker"]
+        workers = [
+            subprocess.Popen([*command, f"{JOBS_MODULE}.WorkerSettings"], env=environment)
+            for _ in range(GROUP_WORKERS)
+        ]
+        outcomes = []
+        try:
+            for _ in range(self.args.group_runs):
+                await self.pool.delete("callback-runs")
+                members = [
+                    self.queue.JobCall("bench_member", (n,)) for n in range(self.args.members)
+                ]
+                then = self.queue.JobCall("bench_callback", (self.args.members,))
+                flow = await self.queue.enqueue_group(members, then=then)
+                whole = await flow.result(timeout=120, poll_delay=0.05)
+                await asyncio.sleep(0.2)  # a second run of the callback would show by now
+                runs = int(await self.pool.get("callback-runs") or 0)
+                outcomes.append((runs, bool(whole)))
+        finally:
+            for worker in workers:
+                stop_process(worker, grace=10)
+        return outcomes
+
 
 async def measure(args: argparse.Namespace) -> dict[str, Any]:
     import arq
@@ -223,6 +411,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
             bench = Bench(args, package, pool)
             bulk: dict[str, list[float]] = {way: [] for way in WAYS}
             progress: dict[str, list[float]] = {"writes": [], "writes_per_second": []}
+            chain: dict[str, list[float]] = {}
             for index in range(args.rounds):
                 say(f"round {index + 1} of {args.rounds}")
                 for way in rotated(WAYS, index):
@@ -230,12 +419,16 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
                 found = await bench.progress(server.url)
                 progress["writes"].append(found["writes"])
                 progress["writes_per_second"].append(found["per_second"])
+                for key, value in (await bench.chain(server.url)).items():
+                    chain.setdefault(key, []).append(value)
+            say(f"groups: {args.group_runs} runs on {GROUP_WORKERS} worker processes")
+            group = await bench.groups(server.url, package)
             await pool.flushdb()
             info = await pool.info("server")
         finally:
             await queue.close_task_pool()
     meta = {"arq": arq.VERSION, "redis": info["redis_version"], "python": platform.python_version()}
-    return {"bulk": bulk, "progress": progress, "meta": meta}
+    return {"bulk": bulk, "progress": progress, "chain": chain, "group": group, "meta": meta}
 
 
 def main(argv: list[str] | None = None) -> int:
