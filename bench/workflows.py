@@ -215,10 +215,10 @@ def print_report(args: argparse.Namespace, report: dict[str, Any], seconds: floa
     members = f"{args.members:,}"
     rows.append(
         (
-            f"a group of {members} members and a callback on {GROUP_WORKERS} worker processes: "
-            "runs with the callback once, with every result",
-            f"{once} of {len(group)}",
-            f"{len(group)} of {len(group)}",
+            f"a group of {members} members and a callback on {GROUP_WORKERS} worker processes, "
+            f"{len(group)} runs: runs with the callback once, with every result",
+            str(once),
+            f"= {len(group)}",
             verdict(once == len(group)),
         )
     )

@@ -333,6 +333,17 @@ WORKFLOWS_ROWS = (
     ("enqueue_many / one after another", "≥ 10"),
     ("5,000 progress reports in a tight loop: writes", ""),
     ("progress: writes per second of the job's run", "≤ 20"),
+    ("a chain of 100 no-op steps, steps/s (max_jobs 1)", ""),
+    ("100 independent no-op jobs, jobs/s (max_jobs 1)", ""),
+    ("chain steps / independent jobs, rate", "≥ 0.8"),
+    ("Redis commands per chain step", ""),
+    ("Redis commands per independent job", ""),
+    ("chain step / independent job, commands", "≤ 1.5"),
+    (
+        "a group of 100 members and a callback on 4 worker processes, 2 runs: runs with the "
+        "callback once, with every result",
+        "= 2",
+    ),
 )
 
 
@@ -348,6 +359,12 @@ def test_bench_workflows_prints_every_figure_and_its_goal() -> None:
             "200",
             "--reports",
             "5000",
+            "--steps",
+            "100",
+            "--members",
+            "100",
+            "--group-runs",
+            "2",
         ],
         cwd=TEMPLATE_ROOT,
         env={**os.environ, "UV_PYTHON_DOWNLOADS": "never"},
