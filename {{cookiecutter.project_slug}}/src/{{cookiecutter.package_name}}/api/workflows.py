@@ -7,6 +7,7 @@ workflow's `state()` (client/workflows.py): its status, which job failed and why
 jobs with its own status, each one's full view at `GET /jobs/{job_id}`.
 """
 
+from dataclasses import asdict
 from typing import Literal
 
 from fastapi import APIRouter, Depends, HTTPException
@@ -35,14 +36,7 @@ class MemberView(BaseModel):
 
     @classmethod
     def of(cls, member: MemberState) -> "MemberView":
-        return cls(
-            job_id=member.job_id,
-            function=member.function,
-            queue=member.queue,
-            role=member.role,
-            status=member.status,
-            error=member.error,
-        )
+        return cls(**asdict(member))  # the same fields
 
 
 class WorkflowView(BaseModel):
