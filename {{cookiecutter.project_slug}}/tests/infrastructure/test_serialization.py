@@ -1,6 +1,7 @@
 # Template file, kept current by `cruft update`: yours are listed in README.md, "Your code".
 """Jobs and results travel as JSON: no pickle, clear refusals, readable failures."""
 
+import copy
 import pickle
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -14,7 +15,14 @@ from arq.constants import job_key_prefix
 from arq.utils import timestamp_ms
 
 from {{ cookiecutter.package_name }}.infrastructure.store import dead_letters
-from {{ cookiecutter.package_name }}.infrastructure.store.serialization import JobFailed, deserialize, serialize
+from {{ cookiecutter.package_name }}.infrastructure.store.connection import RedisUnavailableError
+from {{ cookiecutter.package_name }}.infrastructure.store.job_handle import UnreadableResult
+from {{ cookiecutter.package_name }}.infrastructure.store.serialization import (
+    JobAborted,
+    JobFailed,
+    deserialize,
+    serialize,
+)
 from {{ cookiecutter.package_name }}.infrastructure.tasks import (
     JobArgumentError,
     WorkerSettings,
@@ -131,3 +139,36 @@ async def test_malformed_payload_is_a_dead_letter_with_the_reason(
     assert letter.error_type == "PermanentError"
     assert reason in letter.error
     assert await good.result(timeout=5) == "Processed: still fine"  # no other job lost
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        JobFailed("ValueError", "boom"),
+        JobFailed("TimeoutError", ""),
+        JobAborted("aborted before it started"),
+        UnreadableResult("not JSON", success=False),
+        RedisUnavailableError("Redis at 127.0.0.1:6379 is out of memory", "out_of_memory"),
+    ],
+    ids=lambda error: type(error).__name__,
+)
+def test_the_project_s_errors_survive_a_copy_and_a_pickle(error: Exception) -> None:
+    """A group's callback gets members' errors (JobFailed) among its arguments, and a dead
+    letter's record deep-copies a job's arguments: an error that cannot be copied would turn
+    the job's own failure into a TypeError from the copy."""
+    for again in (copy.deepcopy(error), pickle.loads(pickle.dumps(error))):
+        assert type(again) is type(error)
+        assert str(again) == str(error)
+        assert vars(again) == vars(error)
+
+
+def test_a_dead_letter_of_a_job_given_an_error_can_be_written() -> None:
+    letter = dead_letters.DeadLetter(
+        job_id="{q}:wf-1.then", function="total", args=[[2, JobFailed("ValueError", "boom")]],
+        kwargs={}, error_type="TypeError", error="unsupported operand", tries=3,
+        enqueued_at=datetime.now(UTC), failed_at=datetime.now(UTC),
+    )  # fmt: skip
+
+    read = dead_letters.DeadLetter.from_bytes(letter.to_bytes())
+
+    assert str(read.args[0][1]) == "ValueError: boom"

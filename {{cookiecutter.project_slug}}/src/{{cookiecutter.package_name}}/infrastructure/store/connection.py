@@ -112,6 +112,9 @@ class RedisUnavailableError(ConnectionError):
         super().__init__(message)
         self.kind: RedisErrorKind = kind
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (str(self), self.kind))  # copied and pickled with its kind
+
 
 class Outage:
     """Since when Redis has been away, for every copy of one `ReconnectingRetry`.

@@ -516,7 +516,11 @@ class UnreadableResult(JobFailed):
         super().__init__(
             "UnreadableResult", f"the job {how}, but its result cannot be read ({reason})"
         )
+        self.reason = reason
         self.success = success
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.reason, self.success))
 
 
 _EPOCH = datetime.fromtimestamp(0, UTC)

@@ -36,6 +36,12 @@ class JobFailed(Exception):
         self.error_type = error_type
         self.message = message
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Copied and pickled with its own arguments: Exception's default rebuilds it from
+        # `args` (the one joined message), which this __init__ does not take. A dead letter's
+        # record deep-copies its arguments, and a group's callback gets JobFailed among them.
+        return (type(self), (self.error_type, self.message))
+
 
 class JobAborted(Exception):
     """The job was aborted (`Job.abort()`): dropped before it started, or cancelled while running."""
