@@ -16,6 +16,7 @@ from arq.connections import ArqRedis
 
 from {{ cookiecutter.package_name }}.api.app import create_app
 from {{ cookiecutter.package_name }}.infrastructure import registry
+from {{ cookiecutter.package_name }}.infrastructure.keys import bare_job_id
 from {{ cookiecutter.package_name }}.queue import JobFailed, enqueue_chain, enqueue_group
 
 from .conftest import Configure, RunningWorker
@@ -53,7 +54,9 @@ async def test_a_chain_is_followed_to_its_end_step_by_step(
     client: httpx.AsyncClient, running_worker: RunningWorker, workflow_jobs: ModuleType
 ) -> None:
     jobs = workflow_jobs
-    flow = await enqueue_chain(jobs.add.call(1, 2), jobs.double.options(queue="bulk").step())
+    flow = await enqueue_chain(
+        jobs.flow_add.call(1, 2), jobs.flow_double.options(queue="bulk").step()
+    )
     assert flow is not None
     waiting = (await client.get(path(flow.id))).json()
     assert waiting["status"] == "running"
@@ -70,11 +73,15 @@ async def test_a_chain_is_followed_to_its_end_step_by_step(
     assert view["failure"] is None
     assert view["callback"] is None
     assert [(m["function"], m["queue"], m["role"], m["status"]) for m in view["members"]] == [
-        ("add", "default", "step", "complete"),
-        ("double", "bulk", "step", "complete"),
+        ("flow_add", "default", "step", "complete"),
+        ("flow_double", "bulk", "step", "complete"),
     ]
     job = await client.get(f"/jobs/{quote(view['members'][1]['job_id'], safe=':')}")
     assert job.json()["result"] == 6
+    short = await client.get(path(bare_job_id(flow.id)))  # without its queue's key
+    assert short.json() == view
+    a_job = await client.get(path(view["members"][0]["job_id"]))
+    assert a_job.status_code == 404  # a job of the workflow is not the workflow
     ended = await client.delete(path(flow.id))
     assert ended.status_code == 409
     assert ended.json()["detail"].endswith("has already ended (complete)")
@@ -84,7 +91,9 @@ async def test_a_running_group_is_aborted_with_its_callback(
     client: httpx.AsyncClient, running_worker: RunningWorker, workflow_jobs: ModuleType
 ) -> None:
     jobs = workflow_jobs
-    flow = await enqueue_group([jobs.waits.call(n) for n in range(3)], then=jobs.gather.step("x"))
+    flow = await enqueue_group(
+        [jobs.flow_waits.call(n) for n in range(3)], then=jobs.flow_gather.step("x")
+    )
     assert flow is not None
     async with running_worker(**every_queue(jobs)):
         for _ in range(250):
@@ -98,7 +107,7 @@ async def test_a_running_group_is_aborted_with_its_callback(
     assert view["status"] == "aborted"
     assert [m["status"] for m in view["members"]] == ["aborted"] * 3
     assert view["callback"]["status"] == "aborted"
-    assert view["failure"].startswith("callback (gather) aborted")
+    assert view["failure"].startswith("callback (flow_gather) aborted")
 
 
 async def test_an_unknown_or_malformed_workflow_id_is_a_problem(client: httpx.AsyncClient) -> None:
@@ -113,8 +122,8 @@ async def test_the_dashboard_shows_a_workflow_looked_up_by_its_id_or_a_member_s(
     client: httpx.AsyncClient, running_worker: RunningWorker, workflow_jobs: ModuleType
 ) -> None:
     jobs = workflow_jobs
-    members = [jobs.refuse.call(n, 1) for n in range(3)]
-    flow = await enqueue_group(members, then=jobs.gather.options(queue="critical").step("x"))
+    members = [jobs.flow_refuse.call(n, 1) for n in range(3)]
+    flow = await enqueue_group(members, then=jobs.flow_gather.options(queue="critical").step("x"))
     assert flow is not None
     async with running_worker(**every_queue(jobs)):
         with pytest.raises(JobFailed):
@@ -134,7 +143,7 @@ async def test_the_dashboard_shows_a_workflow_looked_up_by_its_id_or_a_member_s(
         ["complete"],
         ["failed"],
     ]
-    assert "member 1 (refuse, " in by_id  # the failure, named
-    assert re.search(r"<td>then</td>\s*<td><code>gather</code>", by_id)
+    assert "member 1 (flow_refuse, " in by_id  # the failure, named
+    assert re.search(r"<td>then</td>\s*<td><code>flow_gather</code>", by_id)
     assert 'id="job-details"' in by_member.text  # the job, and its workflow below
     assert '<tr class="member current">' in by_member.text

@@ -69,9 +69,9 @@ async def test_a_chain_runs_its_steps_in_order_each_on_its_queue_with_the_previo
 ) -> None:
     jobs = workflow_jobs
     flow = await enqueue_chain(
-        jobs.add.call(1, 2),
-        jobs.add.options(queue="bulk").step(10),
-        jobs.double.options(queue="critical").step(),
+        jobs.flow_add.call(1, 2),
+        jobs.flow_add.options(queue="bulk").step(10),
+        jobs.flow_double.options(queue="critical").step(),
     )
     assert flow is not None
     state = await flow.state()
@@ -85,9 +85,9 @@ async def test_a_chain_runs_its_steps_in_order_each_on_its_queue_with_the_previo
     state = await flow.state()
     assert state.status == WorkflowStatus.complete
     assert [(m.function, m.queue, m.status) for m in state.members] == [
-        ("add", "default", "complete"),
-        ("add", "bulk", "complete"),
-        ("double", "critical", "complete"),
+        ("flow_add", "default", "complete"),
+        ("flow_add", "bulk", "complete"),
+        ("flow_double", "critical", "complete"),
     ]
     assert (await get_workflow(flow.id)).id == flow.id
     assert await task_pool.keys("*:handoffs") == []  # the moves to other queues all ran
@@ -98,11 +98,16 @@ async def test_a_failed_step_stops_the_chain_and_the_failure_names_it(
 ) -> None:
     jobs = workflow_jobs
     flow = await enqueue_chain(
-        jobs.add.call(1, 2), jobs.refuse.step(3), jobs.double.step(), jobs.double.step()
+        jobs.flow_add.call(1, 2),
+        jobs.flow_refuse.step(3),
+        jobs.flow_double.step(),
+        jobs.flow_double.step(),
     )
     assert flow is not None
     async with running_worker(**every_queue(jobs)):
-        with pytest.raises(JobFailed, match=r"step 1 \(refuse\) failed: ValueError: 3 is refused"):
+        with pytest.raises(
+            JobFailed, match=r"step 1 \(flow_refuse\) failed: ValueError: 3 is refused"
+        ):
             await flow.result(timeout=10, poll_delay=0.05)
         await asyncio.sleep(0.3)  # nothing more runs
 
@@ -116,8 +121,8 @@ async def test_a_group_s_callback_runs_once_with_every_result_in_order(
     running_worker: RunningWorker, task_pool: ArqRedis, workflow_jobs: ModuleType
 ) -> None:
     jobs = workflow_jobs
-    members = [jobs.member.call(n, 0.01 * (n % 3)) for n in range(30)]
-    flow = await enqueue_group(members, then=jobs.gather.options(queue="critical").step("all"))
+    members = [jobs.flow_member.call(n, 0.01 * (n % 3)) for n in range(30)]
+    flow = await enqueue_group(members, then=jobs.flow_gather.options(queue="critical").step("all"))
     assert flow is not None
     async with running_worker(**every_queue(jobs), max_jobs=10):
         result = await flow.result(timeout=10, poll_delay=0.05)
@@ -135,15 +140,15 @@ async def test_a_group_fails_with_a_member_or_passes_its_error_to_the_callback(
     running_worker: RunningWorker, task_pool: ArqRedis, workflow_jobs: ModuleType
 ) -> None:
     jobs = workflow_jobs
-    members = [jobs.refuse.call(n, 2) for n in range(4)]
-    failing = await enqueue_group(members, then=jobs.gather.step("fail"))
-    passing = await enqueue_group(members, then=jobs.gather.step("pass"), on_error="pass")
-    no_callback = await enqueue_group([jobs.refuse.call(n, 9) for n in range(3)])
+    members = [jobs.flow_refuse.call(n, 2) for n in range(4)]
+    failing = await enqueue_group(members, then=jobs.flow_gather.step("fail"))
+    passing = await enqueue_group(members, then=jobs.flow_gather.step("pass"), on_error="pass")
+    no_callback = await enqueue_group([jobs.flow_refuse.call(n, 9) for n in range(3)])
     assert failing is not None
     assert passing is not None
     assert no_callback is not None
     async with running_worker(**every_queue(jobs)):
-        with pytest.raises(JobFailed, match=r"member 2 \(refuse, .*\) failed: ValueError"):
+        with pytest.raises(JobFailed, match=r"member 2 \(flow_refuse, .*\) failed: ValueError"):
             await failing.result(timeout=10, poll_delay=0.05)
         assert await passing.result(timeout=10, poll_delay=0.05) == {
             "label": "pass",
@@ -163,7 +168,9 @@ async def test_aborting_a_chain_aborts_its_running_step_and_cancels_the_rest(
     running_worker: RunningWorker, task_pool: ArqRedis, workflow_jobs: ModuleType
 ) -> None:
     jobs = workflow_jobs
-    flow = await enqueue_chain(jobs.waits.call(1), jobs.double.step(), jobs.double.step())
+    flow = await enqueue_chain(
+        jobs.flow_waits.call(1), jobs.flow_double.step(), jobs.flow_double.step()
+    )
     assert flow is not None
     async with running_worker(**every_queue(jobs)):
         for _ in range(250):
@@ -171,7 +178,7 @@ async def test_aborting_a_chain_aborts_its_running_step_and_cancels_the_rest(
                 break
             await asyncio.sleep(0.02)
         assert await flow.abort(timeout=5, poll_delay=0.05)
-        with pytest.raises(JobAborted, match=r"step 0 \(waits\) aborted"):
+        with pytest.raises(JobAborted, match=r"step 0 \(flow_waits\) aborted"):
             await flow.result(timeout=5, poll_delay=0.05)
 
     state = await flow.state()
@@ -186,13 +193,15 @@ async def test_a_step_for_another_queue_recorded_by_a_worker_that_died_runs_at_a
     """A worker that wrote a step's outcome, with the move to the next step's queue recorded
     (`Q:handoffs`), and died before it ran it: the next worker on that queue runs it."""
     jobs = workflow_jobs
-    flow = await enqueue_chain(jobs.add.call(1, 2), jobs.double.options(queue="bulk").step())
+    flow = await enqueue_chain(
+        jobs.flow_add.call(1, 2), jobs.flow_double.options(queue="bulk").step()
+    )
     assert flow is not None
     first, second = (m.job_id for m in (await flow.state()).members)
     payload = await task_pool.get(f"arq:job:{first}")
     joined = membership(payload)
     assert joined is not None
-    call = advance_call(first, MemberRun(joined, "add", (True, 3)), 0)
+    call = advance_call(first, MemberRun(joined, "flow_add", (True, 3)), 0)
     assert call is not None
     queue_name = get_settings().queue_name
     # What the dead worker left: the first step done (taken off its queue), the move recorded.
@@ -214,39 +223,54 @@ async def test_bad_workflows_are_refused_before_anything_is_queued(
         (enqueue_chain(), "a chain needs at least one step"),
         (enqueue_group([]), "a group needs at least one member"),
         (
-            enqueue_chain(jobs.add.call(1, 2), jobs.add.step()),
-            r"step 1: cannot enqueue 'add' \(its first argument is what the job before it "
+            enqueue_chain(jobs.flow_add.call(1, 2), jobs.flow_add.step()),
+            r"step 1: cannot enqueue 'flow_add' \(its first argument is what the job before it "
             r"returns\): missing a required argument: 'more'",
         ),
         (
-            enqueue_chain(jobs.add.call(1, 2), jobs.add.call(1, 2)),
-            r"step 1: cannot enqueue 'add' .*too many positional arguments",
+            enqueue_chain(jobs.flow_add.call(1, 2), jobs.flow_add.call(1, 2)),
+            r"step 1: cannot enqueue 'flow_add' .*too many positional arguments",
         ),
         (
-            enqueue_chain(jobs.add.call(1, 2), jobs.double.options(defer_by=5).call()),
-            "step 1: cannot enqueue 'double' deferred: it starts when the step before it succeeds",
+            enqueue_chain(jobs.flow_add.call(1, 2), jobs.flow_double.options(defer_by=5).step()),
+            "step 1: cannot enqueue 'flow_double' deferred: it starts when the step before it succeeds",
         ),
         (
-            enqueue_group([jobs.add.options(job_id="mine").call(1, 2)]),
-            "member 0: cannot enqueue 'add' with its own job id",
+            enqueue_group(
+                [jobs.flow_add.call(1, 2)], then=jobs.flow_gather.options(defer_by=5).step("x")
+            ),
+            "the callback: cannot enqueue 'flow_gather' deferred: it starts when the last member ends",
         ),
         (
-            enqueue_group([jobs.add.call(1, 2)], on_error="ignore"),  # type: ignore[arg-type]
+            enqueue_group([jobs.flow_add.call(1, 2)], then=jobs.flow_gather.call([], "x")),
+            r"the callback: cannot enqueue 'flow_gather' \(its first argument is what the job "
+            r"before it returns\): too many positional arguments",
+        ),
+        (
+            enqueue_chain(jobs.flow_add.call(1, 2), jobs.flow_double),
+            "step 1: give a job's call\\(...\\) or step\\(...\\), not JobHandle",
+        ),
+        (
+            enqueue_group([jobs.flow_add.options(job_id="mine").call(1, 2)]),
+            "member 0: cannot enqueue 'flow_add' with its own job id",
+        ),
+        (
+            enqueue_group([jobs.flow_add.call(1, 2)], on_error="ignore"),  # type: ignore[arg-type]
             "on_error must be 'fail' or 'pass'",
         ),
-        (enqueue_chain(jobs.add.call(1, 2), workflow_id="a.b"), "holds no '.'"),
+        (enqueue_chain(jobs.flow_add.call(1, 2), workflow_id="a.b"), "holds no '.'"),
     ]
     for coroutine, message in refusals:
         with pytest.raises(JobArgumentError, match=message):
             await coroutine
-    unknown = enqueue_group([jobs.add.call(1, 2), JobCall("nope", ())])
+    unknown = enqueue_group([jobs.flow_add.call(1, 2), JobCall("nope", ())])
     with pytest.raises(UnknownTaskError, match="member 1: no job named 'nope'"):
         await unknown
     assert await task_pool.keys("*") == []
 
-    once = await enqueue_chain(jobs.add.call(1, 2), workflow_id="nightly")
+    once = await enqueue_chain(jobs.flow_add.call(1, 2), workflow_id="nightly")
     assert once is not None
-    assert await enqueue_chain(jobs.add.call(1, 2), workflow_id="nightly") is None
+    assert await enqueue_chain(jobs.flow_add.call(1, 2), workflow_id="nightly") is None
     with pytest.raises(WorkflowNotFound):
         await (await get_workflow("no-such-flow")).state()
 
@@ -273,12 +297,12 @@ async def test_a_worker_killed_mid_workflow_loses_and_doubles_nothing(
             WORKER_MAX_JOBS="10",
         )
     group = await enqueue_group(
-        [jobs.member.options(queue="bulk").call(n, 0.1) for n in range(300)],
-        then=jobs.gather.step("group"),
+        [jobs.flow_member.options(queue="bulk").call(n, 0.1) for n in range(300)],
+        then=jobs.flow_gather.step("group"),
     )
-    steps = [jobs.slow_add.call(0, 1, 0.05)]
+    steps = [jobs.flow_slow_add.call(0, 1, 0.05)]
     steps += [
-        jobs.slow_add.options(queue="critical" if n // 2 % 2 else "default").step(1, 0.05)
+        jobs.flow_slow_add.options(queue="critical" if n // 2 % 2 else "default").step(1, 0.05)
         for n in range(39)
     ]
     chain = await enqueue_chain(*steps)
@@ -297,7 +321,7 @@ async def test_a_worker_killed_mid_workflow_loses_and_doubles_nothing(
     log = worker_processes.log(0)
     # What the killed worker had started: those may run again (its log says a function
     # returned before the outcome is written, so a finished line proves nothing).
-    started_there = {int(n) for n in re.findall(r":member\((\d+),", log)}
+    started_there = {int(n) for n in re.findall(r":flow_member\((\d+),", log)}
 
     result = await group.result(timeout=60, poll_delay=0.1)
     assert result == {"label": "group", "values": list(range(300)), "errors": []}

@@ -1,5 +1,6 @@
 # Template file, kept current by `cruft update`: yours are listed in README.md, "Your code".
-"""Jobs for test_workflows.py's chains and groups (client/workflows.py)."""
+"""Jobs for test_workflows.py's chains and groups (client/workflows.py), named `flow_...` so
+that no job of yours of the same name clashes with them."""
 
 import asyncio
 from typing import Any
@@ -10,28 +11,28 @@ from {{ cookiecutter.package_name }}.queue import JobContext, JobFailed, job
 
 
 @job()
-async def add(ctx: JobContext, number: int, more: int) -> int:
+async def flow_add(ctx: JobContext, number: int, more: int) -> int:
     """`number + more`, the try that ran it appended to the list `ran`."""
     await ctx["redis"].rpush("ran", f"add {number} {more}")
     return number + more
 
 
 @job()
-async def slow_add(ctx: JobContext, number: int, more: int, seconds: float) -> int:
-    """`add`, taking `seconds` after it notes its run."""
+async def flow_slow_add(ctx: JobContext, number: int, more: int, seconds: float) -> int:
+    """`flow_add`, taking `seconds` after it notes its run."""
     await ctx["redis"].rpush("ran", f"add {number} {more}")
     await asyncio.sleep(seconds)
     return number + more
 
 
 @job()
-async def double(ctx: JobContext, number: int) -> int:
+async def flow_double(ctx: JobContext, number: int) -> int:
     await ctx["redis"].rpush("ran", f"double {number}")
     return 2 * number
 
 
 @job(max_tries=1)
-async def refuse(ctx: JobContext, number: int, refused: int) -> int:
+async def flow_refuse(ctx: JobContext, number: int, refused: int) -> int:
     """Fails for `refused`, else returns `number`."""
     if number == refused:
         raise ValueError(f"{number} is refused")
@@ -39,7 +40,7 @@ async def refuse(ctx: JobContext, number: int, refused: int) -> int:
 
 
 @job()
-async def member(ctx: JobContext, number: int, seconds: float) -> int:
+async def flow_member(ctx: JobContext, number: int, seconds: float) -> int:
     """Counts its runs per number in the hash `runs`, waits `seconds`, returns `number`."""
     await ctx["redis"].hincrby("runs", str(number), 1)
     await asyncio.sleep(seconds)
@@ -47,7 +48,7 @@ async def member(ctx: JobContext, number: int, seconds: float) -> int:
 
 
 @job()
-async def gather(ctx: JobContext, results: list[Any], label: str) -> dict[str, Any]:
+async def flow_gather(ctx: JobContext, results: list[Any], label: str) -> dict[str, Any]:
     """A group's callback: counts its runs (`callback-runs`), returns what it was given."""
     await ctx["redis"].incr("callback-runs")
     errors = [str(result) for result in results if isinstance(result, JobFailed)]
@@ -56,7 +57,7 @@ async def gather(ctx: JobContext, results: list[Any], label: str) -> dict[str, A
 
 
 @job()
-async def waits(ctx: JobContext, number: int) -> int:
+async def flow_waits(ctx: JobContext, number: int) -> int:
     """Notes that it started (`started`), then runs for 30 s."""
     await ctx["redis"].rpush("started", str(number))
     await asyncio.sleep(30)

@@ -2,19 +2,23 @@
 """Following and aborting a chain or group by id: `GET /workflows/{workflow_id}` and
 `DELETE /workflows/{workflow_id}`.
 
-The id is the one `enqueue_chain` and `enqueue_group` return (`Workflow.id`). The view is the
-workflow's `state()` (client/workflows.py): its status, which job failed and why, and each of its
-jobs with its own status, each one's full view at `GET /jobs/{job_id}`.
+The id is the one `enqueue_chain` and `enqueue_group` return (`Workflow.id`), whole or without
+its queue's key. The view is the workflow's `state()` (client/workflows.py): its status, which
+job failed and why, and each of its jobs with its own status; a job's full view is at
+`GET /jobs/{job_id}` once it is queued (one that waits for the jobs before it is not yet).
 """
 
 from dataclasses import asdict
 from typing import Literal
 
+from arq.connections import ArqRedis
 from fastapi import APIRouter, Depends, HTTPException
 from pydantic import BaseModel
 
-from ..queue import MemberState, WorkflowNotFound, WorkflowState, get_workflow
-from .dependencies import AppSettings, JobId, authorize
+from ..infrastructure.client.workflows import workflow_of
+from ..infrastructure.keys import bare_job_id
+from ..queue import MemberState, Workflow, WorkflowNotFound, WorkflowState
+from .dependencies import AppSettings, JobId, TaskPool, authorize
 from .problems import problem_responses
 
 router = APIRouter(prefix="/workflows", tags=["workflows"], dependencies=[Depends(authorize)])
@@ -62,27 +66,38 @@ class WorkflowView(BaseModel):
         )
 
 
-async def read_state(workflow_id: str) -> WorkflowState:
+async def find(workflow_id: str, pool: ArqRedis) -> Workflow:
+    """The workflow `workflow_id` names: its whole id, or the part after its queue's key
+    (`wf-...`, looked for in each queue, as `GET /jobs` looks a short job id up). 404 if none."""
+    workflow = None
+    if "." not in bare_job_id(workflow_id):  # a job of a workflow is not the workflow
+        workflow = await workflow_of(workflow_id, pool)
+    if workflow is None:
+        raise HTTPException(404, f"no workflow {workflow_id!r} (or it has expired)")
+    return workflow
+
+
+async def read_state(workflow: Workflow) -> WorkflowState:
     try:
-        return await (await get_workflow(workflow_id)).state()
-    except WorkflowNotFound as error:
+        return await workflow.state()
+    except WorkflowNotFound as error:  # expired since it was found
         raise HTTPException(404, f"{error}") from error
 
 
 @router.get("/{workflow_id}", responses=problem_responses(404, 422, 503))
-async def read_workflow(workflow_id: JobId) -> WorkflowView:
+async def read_workflow(workflow_id: JobId, pool: TaskPool) -> WorkflowView:
     """The workflow's status and each of its jobs'."""
-    return WorkflowView.of(await read_state(workflow_id))
+    return WorkflowView.of(await read_state(await find(workflow_id, pool)))
 
 
 @router.delete("/{workflow_id}", responses=problem_responses(404, 409, 422, 503))
-async def abort_workflow(workflow_id: JobId, settings: AppSettings) -> WorkflowView:
+async def abort_workflow(workflow_id: JobId, settings: AppSettings, pool: TaskPool) -> WorkflowView:
     """Abort the workflow: its waiting jobs are cancelled, its queued ones dropped, and its
     running ones cancelled by their workers (waited for up to `API_ABORT_WAIT` seconds; the
     abort stands after that). 404 for an unknown workflow, 409 for one that has ended."""
-    before = await read_state(workflow_id)
+    workflow = await find(workflow_id, pool)
+    before = await read_state(workflow)
     if before.status.value != "running":
-        raise HTTPException(409, f"workflow {workflow_id!r} has already ended ({before.status})")
-    workflow = await get_workflow(workflow_id)
+        raise HTTPException(409, f"workflow {workflow.id!r} has already ended ({before.status})")
     await workflow.abort(timeout=settings.api_abort_wait, poll_delay=ABORT_POLL_SECONDS)
-    return WorkflowView.of(await read_state(workflow_id))
+    return WorkflowView.of(await read_state(workflow))

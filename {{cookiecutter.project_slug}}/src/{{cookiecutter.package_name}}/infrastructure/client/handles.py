@@ -143,9 +143,13 @@ class JobHandle(DeclaredJob[P, R]):
     def step(self, *args: Any, **kwargs: Any) -> JobCall[..., R]:
         """The job as a later step of a chain, or a group's callback (workflows.py): these
         arguments follow the one it gets first when it runs, the result of the step before
-        it (or the list of the group's results). Checked when the workflow is queued."""
-        call = self.call(*args, **kwargs)
-        return JobCall(call.name, call.args, call.kwargs, None, call.queue)
+        it (or the list of the group's results), with this handle's options. Checked when
+        the workflow is queued, by count and name only: mypy cannot check them here."""
+        options = self._options
+        return JobCall(
+            self.name, args, kwargs, options.job_id, options.queue,
+            options.defer_by, options.defer_until, options.expires,
+        )  # fmt: skip
 
     async def enqueue_many(self, calls: Iterable[JobCall[P, R]]) -> list[Job[R] | None]:
         """Queue many calls of this job (`handle.call(...)`) in few round trips: a `Job[R]` each,

@@ -36,8 +36,7 @@ from ...config import get_settings
 from ..keys import bare_job_id, namespaced_job_id, new_job_id, queue_of
 from ..limits import limited_key
 from ..store.connection import unavailable
-from ..store.job_handle import Job, JobStatus, outcome_of
-from ..store.job_writes import write_chunks
+from ..store.job_handle import Job, JobStatus, enqueue_time_ms, outcome_of
 from ..store.serialization import JobAborted, JobFailed
 from ..store.workflows import (
     CANCEL_WAITING,
@@ -47,7 +46,7 @@ from ..store.workflows import (
     Membership,
     workflow_key,
 )
-from .bulk import CHUNKS_PER_ROUND_TRIP, JobCall, check_call, chunks_of, write_of
+from .bulk import JobCall, check_call, chunks_of, write_all, write_of
 from .enqueue import JobArgumentError, PreparedJob, get_task_pool, job_by_id, prepare_job
 
 OnError = Literal["fail", "pass"]
@@ -102,6 +101,7 @@ async def enqueue_chain(
     ..."), before anything is queued; RedisUnavailableError."""
     if not steps:
         raise JobArgumentError("a chain needs at least one step")
+    _refuse_other_than_calls(steps, "step")
     checks: dict[tuple[Any, ...], str] = {}
     checked = [
         check_call(index, call, checks, takes_input=index > 0, label="step")
@@ -149,15 +149,22 @@ async def enqueue_group(
     calls = list(members)
     if not calls:
         raise JobArgumentError("a group needs at least one member")
+    _refuse_other_than_calls(calls, "member")
+    if then is not None:
+        _refuse_other_than_calls([then], "the callback")
     if on_error not in ("fail", "pass"):
         raise JobArgumentError(f"on_error must be 'fail' or 'pass', not {on_error!r}")
     checks: dict[tuple[Any, ...], str] = {}
     checked = [check_call(i, call, checks, label="member") for i, call in enumerate(calls)]
     _refuse_own_ids(calls, "member")
     if then is not None:
-        checked.append(check_call(0, then, checks, takes_input=True, label="callback"))
+        checked.append(check_call(None, then, checks, takes_input=True, label="the callback"))
         _refuse_start_options(then, "the callback", "starts when the last member ends")
-        _refuse_own_ids([then], "callback")
+        if then.job_id is not None:
+            raise JobArgumentError(
+                f"the callback: cannot enqueue {then.name!r} with its own job id: a workflow's "
+                "jobs are named after it (give enqueue_group a workflow_id)"
+            )
     home = checked[-1][1]  # the callback's queue, else the last member's
     flow_id, bare = _new_id(home, workflow_id)
     size = len(calls)
@@ -286,7 +293,8 @@ class Workflow:
                 payload = await self._pool.get(job_key_prefix + job.job_id)
                 if payload is None:
                     continue
-                aborted = job._aborted_result(job._read_job(payload), 0)
+                queued = job._read_job(payload)
+                aborted = job._aborted_result(queued, enqueue_time_ms(queued.enqueue_time))
                 keys = [
                     job_key_prefix + job.job_id,
                     result_key_prefix + job.job_id,
@@ -386,6 +394,15 @@ def _refuse_start_options(call: JobCall[Any, Any], what: str, when: str) -> None
         raise JobArgumentError(f"{what}: cannot enqueue {call.name!r} deferred: it {when}")
 
 
+def _refuse_other_than_calls(calls: Sequence[Any], what: str) -> None:
+    for index, call in enumerate(calls):
+        if not isinstance(call, JobCall):
+            where = what if what == "the callback" else f"{what} {index}"
+            raise JobArgumentError(
+                f"{where}: give a job's call(...) or step(...), not {type(call).__name__}"
+            )
+
+
 def _refuse_own_ids(calls: Sequence[JobCall[Any, Any]], what: str) -> None:
     for index, call in enumerate(calls):
         if call.job_id is not None:
@@ -429,9 +446,7 @@ async def _write(
                         limits_key = limited_key(job.queue_name, job.job_id)
                         pipe.psetex(limits_key, job.lifetime_ms, job.limits)
                 await pipe.execute()
-            writes = [write_of(chunk) for chunk in chunks_of(prepared[:starters])]
-            for start in range(0, len(writes), CHUNKS_PER_ROUND_TRIP):
-                await write_chunks(pool, writes[start : start + CHUNKS_PER_ROUND_TRIP])
+            await write_all(pool, [write_of(chunk) for chunk in chunks_of(prepared[:starters])])
         except BaseException:
             await pool.delete(key)
             raise
