@@ -1,6 +1,6 @@
 # Template file, kept current by `cruft update`: yours are listed in README.md, "Your code".
 """Enqueueing many jobs in one call (infrastructure/client/bulk.py): by name and through a typed
-handle, checked as one job is, written in chunks in few round trips, with ids and dedup, and
+handle, checked as one job is, written in chunks of one script call each, with ids and dedup, and
 nothing queued when one job is bad. On the session's Redis, with a burst worker."""
 
 import importlib
@@ -47,7 +47,7 @@ async def test_many_jobs_by_name_run_in_order_in_a_few_script_calls(
 
     queued = await enqueue_many("example_task", arguments)
 
-    # 2,401 jobs: three chunks of at most 1,000, one script call each, in one round trip.
+    # 2,401 jobs: three chunks of at most 1,000, one script call each.
     assert await calls_of(task_pool, "evalsha") - before == 3
     assert len(queued) == 2401
     assert None not in queued

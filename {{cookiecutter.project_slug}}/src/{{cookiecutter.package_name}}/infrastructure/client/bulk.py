@@ -9,20 +9,23 @@ function's signature, serialization, JOB_MAX_BYTES, its queue, its limit keys): 
 raises before anything is written, naming its position. Then the jobs go in chunks of at most
 CHUNK_JOBS jobs (and CHUNK_BYTES of payload), each chunk one script call that applies
 `enqueue_task`'s rule to each job (an id whose job or result exists is not queued again: None
-in its place) and writes them with one ZADD and a few wake-up tokens; up to
-CHUNKS_PER_ROUND_TRIP chunks share a round trip. 10,000 jobs are 10 script calls in one round
-trip (bench/workflows.py measures it against 10,000 `enqueue_task` calls).
+in its place) and writes them with one ZADD and a few wake-up tokens. Each chunk is a round
+trip, up to CHUNKS_IN_FLIGHT of them on their way at once, so that Redis runs one chunk while
+the next is packed. 10,000 jobs are 10 script calls (bench/workflows.py measures it against
+10,000 `enqueue_task` calls).
 
-A chunk is written whole or not at all, but chunks are separate: if Redis fails part way, the
-chunks before the failure are queued and `RedisUnavailableError` says so. Give the jobs ids
+A chunk is written whole or not at all, but chunks are separate: if Redis fails part way, some
+chunks may be queued and others not, and `RedisUnavailableError` says how many jobs were. Give the jobs ids
 (`job_ids=`, or a unique handle's calls) and a second try queues only what the first did not.
 """
 
+import asyncio
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Generic
 
+from arq.connections import ArqRedis
 from arq.constants import job_key_prefix, result_key_prefix
 from redis.exceptions import RedisError
 
@@ -50,8 +53,8 @@ from .enqueue import (
 # enough not to hold Redis up (about 2 ms for 1,000 small jobs).
 CHUNK_JOBS = 1000
 CHUNK_BYTES = 4 * 1024 * 1024
-# How many chunks share one round trip.
-CHUNKS_PER_ROUND_TRIP = 16
+# How many chunks are on their way at once, each a round trip on a connection of its own.
+CHUNKS_IN_FLIGHT = 4
 
 Delay = int | float | timedelta
 
@@ -135,28 +138,45 @@ async def enqueue_calls(calls: Sequence[JobCall[Any, Any]]) -> list[Job[Any] | N
             )
         except JobArgumentError as error:
             raise JobArgumentError(f"job {index}: {error}") from error
-    chunks = [write_of(chunk) for chunk in chunks_of(prepared)]
-    replies: list[int] = []
-    try:
-        for start in range(0, len(chunks), CHUNKS_PER_ROUND_TRIP):
-            written = await write_chunks(pool, chunks[start : start + CHUNKS_PER_ROUND_TRIP])
-            for chunk_replies in written:
-                replies.extend(chunk_replies)
-    except (RedisError, OSError) as error:
-        problem = unavailable(error)
-        raise RedisUnavailableError(
-            f"{problem} (the first {len(replies)} of {len(prepared)} jobs were written before "
-            "this; enqueue again with the same job ids to queue only the rest)",
-            problem.kind,
-        ) from error
+    replies = await write_all(pool, [write_of(chunk) for chunk in chunks_of(prepared)])
     return [
         job_by_id(job.job_id, pool) if queued else None
         for job, queued in zip(prepared, replies, strict=True)
     ]
 
 
+async def write_all(pool: ArqRedis, writes: list[JobsWrite]) -> list[int]:
+    """Run ENQUEUE_JOBS for each chunk (job_writes.py): every job's reply, in order. Each chunk
+    is a round trip of its own, up to CHUNKS_IN_FLIGHT at once: Redis runs one chunk while the
+    next is packed. Raises RedisUnavailableError, saying how many jobs were written before."""
+    in_flight = asyncio.Semaphore(CHUNKS_IN_FLIGHT)
+
+    async def write_one(write: JobsWrite) -> list[int]:
+        async with in_flight:
+            [replies] = await write_chunks(pool, [write])
+            return replies
+
+    sending = []
+    for write in writes:
+        sending.append(asyncio.create_task(write_one(write)))
+        await asyncio.sleep(0)  # packed and sent before the next chunk is packed
+    results = await asyncio.gather(*sending, return_exceptions=True)
+    written = sum(len(result) for result in results if isinstance(result, list))
+    for result in results:
+        if isinstance(result, RedisError | OSError):
+            problem = unavailable(result)
+            raise RedisUnavailableError(
+                f"{problem} ({written} of {sum(len(write[2]) for write in writes)} jobs' chunks "
+                "were written; enqueue again with the same job ids to queue only the rest)",
+                problem.kind,
+            ) from result
+        if isinstance(result, BaseException):
+            raise result
+    return [reply for result in results for reply in result]  # type: ignore[union-attr]
+
+
 def check_call(
-    index: int,
+    index: int | None,
     call: JobCall[Any, Any],
     checks: dict[tuple[Any, ...], str],
     *,
@@ -164,12 +184,14 @@ def check_call(
     label: str = "job",
 ) -> tuple[JobCall[Any, Any], str, str | None]:
     """The call, its queue's key and its limits, or the error `enqueue_task` would raise for
-    it, naming its position ("job 3: ..."; `label` names it otherwise). A call that
+    it, naming its position ("job 3: ..."; `label` names it otherwise, alone for an `index`
+    of None). A call that
     `takes_input` gets one positional argument more, first, when it runs (a workflow's: the
     previous step's result). What depends only on the call's shape (its job, queue, argument
     names and count) is checked once per shape, in `checks`, for a job without limits."""
+    where = label if index is None else f"{label} {index}"
     if call.job_id is not None and JOB_FIELDS_SEPARATOR in call.job_id:
-        raise JobArgumentError(f"{label} {index}: cannot enqueue {call.name!r}: its id holds a NUL")
+        raise JobArgumentError(f"{where}: cannot enqueue {call.name!r}: its id holds a NUL")
     positional = len(call.args) + takes_input
     shape = (call.name, call.queue, positional, tuple(call.kwargs))
     both = call.defer_until is not None and call.defer_by is not None
@@ -189,7 +211,7 @@ def check_call(
         queue_name = checked_queue(call.name, queue)
         limits = limits_of(call.name, queue, call.args, call.kwargs)
     except (UnknownTaskError, UnknownQueueError, JobArgumentError) as error:
-        raise type(error)(f"{label} {index}: {error}") from error
+        raise type(error)(f"{where}: {error}") from error
     if not spec.limits:  # a limited job's limits depend on its arguments' values
         checks[shape] = queue_name
     return call, queue_name, limits
