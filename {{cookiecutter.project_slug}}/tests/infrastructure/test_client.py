@@ -12,11 +12,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import arq.utils
 import pytest
 import redis
 from arq.connections import ArqRedis
 from arq.constants import job_key_prefix
 
+from {{ cookiecutter.package_name }}.config import get_settings
 from {{ cookiecutter.package_name }}.infrastructure.keys import (
     DEFAULT_QUEUE,
     abort_requests_key,
@@ -38,9 +40,26 @@ from {{ cookiecutter.package_name }}.queue import (
     enqueue_task,
     get_job,
     get_task_pool,
+    queue_depth,
 )
 
 from .conftest import Configure, RunningWorker, RunWorker, sleeps, wait_until_started
+
+
+async def test_a_job_due_now_reads_queued_whatever_the_fraction_of_its_millisecond(
+    task_pool: ArqRedis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """arq writes a job's start time rounded to the nearest millisecond: 0.6 ms past a whole
+    one, a job due now is scored the next millisecond. Read at once, it is still due now."""
+    now = 1_900_000_000.0006
+    monkeypatch.setattr(arq.utils, "time", lambda: now)  # what enqueue_task's score reads
+    monkeypatch.setattr(time, "time", lambda: now)
+    queued = await enqueue_task("example_task", message="now")
+    assert queued is not None
+
+    assert await queued.status() == JobStatus.queued
+    depth = await queue_depth(task_pool, get_settings().queue_name)
+    assert (depth.waiting, depth.deferred) == (1, 0)
 
 
 async def test_status_result_and_info_by_id(

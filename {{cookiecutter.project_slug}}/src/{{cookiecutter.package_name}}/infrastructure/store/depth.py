@@ -20,10 +20,10 @@ queue's commands in a pipeline of their own, all of them concurrently.
 """
 
 import asyncio
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from arq.utils import timestamp_ms
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
@@ -54,7 +54,7 @@ async def queue_depth(redis: Redis, queue_name: str) -> QueueDepth:
     running_lists = [
         key async for key in redis.scan_iter(match=escape_glob(running_prefix(queue_name)) + "*")
     ]
-    now_ms = int(time.time() * 1000)
+    now_ms = timestamp_ms()  # rounded as the scores were written: a job due now is due
     async with redis.pipeline(transaction=False) as pipe:
         pipe.zcount(queue_name, "-inf", now_ms)
         pipe.zcount(queue_name, f"({now_ms}", "+inf")
@@ -97,7 +97,7 @@ async def queue_stats(redis: Redis, queue_name: str) -> QueueStats:
     `queue_depth`); a worker that died stops counting, and so do its jobs, once its heartbeat
     has expired. Raises redis-py's errors when Redis is out of reach.
     """
-    now_ms = int(time.time() * 1000)
+    now_ms = timestamp_ms()  # rounded as the scores were written: a job due now is due
     async with redis.pipeline(transaction=False) as pipe:
         pipe.zcount(queue_name, "-inf", now_ms)
         pipe.zcount(queue_name, f"({now_ms}", "+inf")

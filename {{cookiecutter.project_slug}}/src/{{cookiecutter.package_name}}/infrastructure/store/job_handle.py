@@ -45,7 +45,7 @@ from arq.jobs import (
     deserialize_result,
     serialize_result,
 )
-from arq.utils import poll
+from arq.utils import poll, timestamp_ms
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
@@ -268,7 +268,9 @@ class Job(ArqJob, Generic[R]):
             return JobStatus.in_progress
         if score is not None:
             # A job its limits hold back is deferred too (limits.py): `limit_wait()` says why.
-            return JobStatus.deferred if score > time.time() * 1000 else JobStatus.queued
+            # Against the clock as the score was written (arq's timestamp_ms rounds to the
+            # nearest ms): a job due now, read within half a millisecond, is queued, not deferred.
+            return JobStatus.deferred if score > timestamp_ms() else JobStatus.queued
         return JobStatus.not_found
 
     async def limit_wait(self) -> LimitWait | None:
