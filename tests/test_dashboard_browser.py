@@ -61,5 +61,5 @@ def test_the_default_projects_browser_tests_pass(bake_once, tmp_path: Path) -> N
         )
         assert result.returncode == 0, f"{command}:\n{result.stdout[-6000:]}\n{result.stderr}"
 
-    assert re.search(r"\b5 passed\b", result.stdout)
+    assert re.search(r"\b6 passed\b", result.stdout)
     assert screenshot.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")

@@ -18,6 +18,11 @@ members end at once, on however many workers, exactly one write sees the count c
 worker killed before that write runs the member again (heartbeat.py); after it, the next job is
 queued. Nothing is lost or done twice.
 
+When the worker serves the next job's queue, has its function and a free place, and the job has
+no limits, ADVANCE also takes the job for it, as a claim would (its in-progress mark, its score,
+its try), and returns its payload and input: the worker starts it at once (loop.py's
+`after_advance`), so a chain on one queue runs step after step without a claim or a read.
+
 A job in another queue than the member's lives in another Redis Cluster slot, which one MULTI
 cannot touch. Then the outcome write records the ADVANCE call in the member's own queue
 (`Q:handoffs`, in the same MULTI) and the worker runs it right after, then deletes the record;
