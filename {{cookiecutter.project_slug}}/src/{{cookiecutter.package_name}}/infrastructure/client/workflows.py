@@ -288,10 +288,13 @@ class Workflow:
         keep_ms = max(round(get_settings().worker_keep_result * 1000), STATE_LIFETIME_MS)
         # The waiting ones first: a step that succeeds meanwhile then finds its next one
         # cancelled, and queues nothing (store/workflows.py's ADVANCE).
-        async with self._pool.pipeline(transaction=False) as pipe:
+        async with self._pool.pipeline(transaction=False) as reads:  # not MGET: many slots
             for job in jobs:
-                payload = await self._pool.get(job_key_prefix + job.job_id)
-                if payload is None:
+                reads.get(job_key_prefix + job.job_id)
+            payloads = await reads.execute()
+        async with self._pool.pipeline(transaction=False) as pipe:
+            for job, payload in zip(jobs, payloads, strict=True):
+                if payload is None:  # finished, or never written
                     continue
                 queued = job._read_job(payload)
                 aborted = job._aborted_result(queued, enqueue_time_ms(queued.enqueue_time))
