@@ -311,11 +311,6 @@ def _group_failure(job_id: str, run: MemberRun, then: str, error: Any, now_ms: i
     return record.decode()
 
 
-def same_slot(job_id: str, keys: list[str]) -> bool:
-    """Whether an ADVANCE call's keys are in the queue of `job_id` (one Redis Cluster slot)."""
-    return queue_of(job_id) == queue_of(keys[0][len(job_key_prefix) :])
-
-
 def handoff(keys: list[str], arguments: list[str]) -> str:
     """An ADVANCE call as a `Q:handoffs` record."""
     return json.dumps([keys, arguments])

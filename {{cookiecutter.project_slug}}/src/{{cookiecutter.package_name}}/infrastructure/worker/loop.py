@@ -118,7 +118,6 @@ from ..store.workflows import (
     handoffs_key,
     membership,
     run_handoff,
-    same_slot,
 )
 from . import run
 from .functions import cron_queues, limited_queues
@@ -579,12 +578,13 @@ class Worker(ArqWorker):
         if not finished or member is None or member.outcome is None:
             return None
         then = member.membership.then
+        # The same queue is the same cluster slot: the move goes in this write.
+        same_queue = then is not None and queue_of(then) == queue_of(job_id)
         take = None
         held = False
         if (
-            then is not None
-            and queue_of(then) == queue_of(job_id)
-            and queue_of(then) in self.queue_names
+            same_queue
+            and queue_of(job_id) in self.queue_names
             and member.membership.then_function in self.functions
         ):
             # This job's function has ended: its place is as good as free (the next step may
@@ -598,13 +598,11 @@ class Worker(ArqWorker):
                 self.sem.release()
             return None
         keys, arguments = call
-        if same_slot(job_id, keys):
+        if same_queue:
             reply_index = len(transaction.command_stack)
             transaction.eval(ADVANCE, len(keys), *keys, *arguments)
             return WorkflowMove(reply_index=reply_index, held=held)
-        if held:
-            self.sem.release()
-        record = handoff(keys, arguments)
+        record = handoff(keys, arguments)  # nothing was held: another queue's job
         transaction.hset(handoffs_key(self.queue_of(job_id)), job_id, record)
         return WorkflowMove(record=record)
 
