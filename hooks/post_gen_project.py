@@ -78,6 +78,7 @@ KEEP_FOR = {
     "tests/infrastructure/test_isolation.py": QUEUE,
     "tests/infrastructure/test_cluster_slots.py": QUEUE,
     "tests/infrastructure/test_queues.py": QUEUE,
+    "tests/infrastructure/test_pause.py": QUEUE,
     "tests/infrastructure/test_limits.py": QUEUE,
     "tests/infrastructure/limit_jobs.py": QUEUE,
     "tests/infrastructure/test_progress.py": QUEUE,

@@ -31,6 +31,7 @@ QUEUE_ONLY = [
     "src/{package}/infrastructure/store/serialization.py",
     "src/{package}/infrastructure/store/dead_letters.py",
     "src/{package}/infrastructure/store/progress.py",
+    "src/{package}/infrastructure/store/pause.py",
     "src/{package}/infrastructure/client/bulk.py",
     "src/{package}/infrastructure/store/heartbeat.py",
     "src/{package}/infrastructure/ops/cli.py",
@@ -99,6 +100,7 @@ QUEUE_ONLY = [
     "tests/infrastructure/test_isolation.py",
     "tests/infrastructure/test_cluster_slots.py",
     "tests/infrastructure/test_queues.py",
+    "tests/infrastructure/test_pause.py",
     "tests/infrastructure/test_limits.py",
     "tests/infrastructure/limit_jobs.py",
     "tests/infrastructure/test_progress.py",
@@ -366,7 +368,7 @@ def test_worker_recipes_exist_only_with_a_queue(project: Path, combination: Comb
     ).stdout.split()
     queue_recipes = {
         "redis", "dev", "worker", "worker-verbose", "worker-check",
-        "dead-letters", "requeue", "purge-dead-letters", "test-faults",
+        "dead-letters", "requeue", "purge-dead-letters", "test-faults", "pause", "resume",
     }  # fmt: skip
 
     assert {"check", "test", "fmt"} <= set(listing)

@@ -16,6 +16,7 @@ The key layout, for a queue `Q` = `{<QUEUE_PREFIX>:<queue>}` and a job id `J` = 
     Q                               sorted set: the queue, job id -> start time (ms); arq's queue
     Q:health-check                  arq's health line, for `arq --check` (each worker rewrites it)
     Q:wake                          list: a token per job queued, which wakes a waiting worker
+    Q:paused                        present while the queue is paused: who, since when (pause.py)
     Q:abort-requests                sorted set: running jobs asked to abort -> when (ms)
     Q:abort:J                       an abort's mark, "requested:<ms>" then "aborted:<ms>"
     Q:dead-letters                  list: jobs whose tries ran out, newest first

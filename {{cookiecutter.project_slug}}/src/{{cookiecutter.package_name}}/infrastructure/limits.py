@@ -273,7 +273,8 @@ local function limit_check(q, id, score, now, lease_ms)
 end
 """
 
-# KEYS: the limit's leases and waiting jobs (concurrency_keys), the queue, its wake-up list.
+# KEYS: the limit's leases and waiting jobs (concurrency_keys), the queue, its wake-up list, its
+# pause (store/pause.py: a paused queue's job is made due, not claimed).
 # ARGV: the job id giving its lease back, now (ms), '1' if the worker giving it back takes the
 # next job itself, arq's in-progress key prefix, the in-progress lifetime (ms), the lease
 # lifetime (ms). The oldest waiting job still queued gets the slot: claimed for that worker in
@@ -292,7 +293,7 @@ while true do
   redis.call('ZREM', KEYS[2], id)
   if redis.call('ZSCORE', KEYS[3], id) then
     local mark = ARGV[4] .. id
-    if ARGV[3] == '1' and redis.call('EXISTS', mark) == 0 then
+    if ARGV[3] == '1' and redis.call('EXISTS', mark, KEYS[5]) == 0 then
       local verdict = limit_check(KEYS[3], id, now, now, tonumber(ARGV[6]))
       if verdict[1] == 'wait' then return false end  -- its rate turn has not come
       redis.call('SET', mark, '1', 'PX', ARGV[5])

@@ -1,7 +1,8 @@
 # Template file, kept current by `cruft update`: yours are listed in README.md, "Your code".
 """Operator commands for the queue, behind `just worker-check`, `just dead-letters`,
-`just requeue <id>`, `just purge-dead-letters`, `just metrics`, `just queue-stats` and
-`just queue-migrate` (and `ping`, which `just worker` runs first):
+`just requeue <id>`, `just purge-dead-letters`, `just metrics`, `just queue-stats`,
+`just pause <queue>`, `just resume <queue>` and `just queue-migrate` (and `ping`, which
+`just worker` runs first):
 
     uv run python -m {{ cookiecutter.package_name }}.infrastructure.ops.cli ping
     uv run python -m {{ cookiecutter.package_name }}.infrastructure.ops.cli worker-check [--this-host] [--queue NAME]
@@ -10,21 +11,28 @@
     uv run python -m {{ cookiecutter.package_name }}.infrastructure.ops.cli purge-dead-letters [--queue NAME] [--yes]
     uv run python -m {{ cookiecutter.package_name }}.infrastructure.ops.cli metrics
     uv run python -m {{ cookiecutter.package_name }}.infrastructure.ops.cli queue-stats [--queue NAME] [--watch [--interval SECONDS]]
+    uv run python -m {{ cookiecutter.package_name }}.infrastructure.ops.cli pause NAME
+    uv run python -m {{ cookiecutter.package_name }}.infrastructure.ops.cli resume NAME
     uv run python -m {{ cookiecutter.package_name }}.infrastructure.ops.cli queue-migrate [OLD_QUEUE_NAME] [--force]
 
 Exit codes: 0 done (worker-check: at least one worker alive), 1 the answer is "no" (no worker
-alive, no such dead letter, purge not confirmed, queue-migrate refused or left jobs behind), 2 Redis cannot be reached or refuses the command
+alive, no such dead letter, purge not confirmed, queue-migrate refused or left jobs behind,
+the queue was paused or not paused already), 2 Redis cannot be reached or refuses the command
 (out of memory, a read-only replica, ...: one line says which), a setting is invalid, or
 `--queue` names a queue QUEUES lacks.
 
 Every queue of QUEUES by default: `dead-letters` lists each queue's, `purge-dead-letters` deletes
 each queue's (its question names each queue and its count), `queue-stats` draws a table per queue
 and `metrics` prints each queue's gauges, labelled with its key; `--queue NAME` narrows the first
-three to one queue. `requeue` finds a letter's queue from its id.
+three to one queue. `requeue` finds a letter's queue from its id. `pause` and `resume` take a
+queue's name (one of QUEUES) and act as the dashboard's buttons do (store/pause.py), logged as
+`<user>@<host>`. `queue-stats --watch` redraws in place on a terminal; written to a file or a
+pipe, it prints a new set of tables each interval instead, each headed by the time.
 """
 
 import argparse
 import asyncio
+import getpass
 import socket
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -57,6 +65,7 @@ from ..store.connection import (
 )
 from ..store.depth import queue_stats_of
 from ..store.heartbeat import MARGIN_SECONDS, live_workers
+from ..store.pause import pause_queue, resume_queue
 from .activity import OUTCOMES, QueueCounts, queue_counts
 from .migrate import move_queue, queue_type
 
@@ -212,10 +221,52 @@ async def print_queue_stats(redis: Redis, args: argparse.Namespace) -> int:
     if not args.watch:
         console.print(await queue_stats_tables(redis, queue_names))
         return 0
+    if not console.is_terminal:
+        # rich's Live draws only on a terminal: elsewhere (a file, a pipe, `watch`-less logs)
+        # it would print nothing until the end, which never comes. A full print each time.
+        while True:
+            console.print(await queue_stats_tables(redis, queue_names))
+            console.file.flush()
+            await asyncio.sleep(args.interval)
     with Live(console=console, auto_refresh=False) as live:
         while True:
             live.update(await queue_stats_tables(redis, queue_names), refresh=True)
             await asyncio.sleep(args.interval)
+
+
+def operator() -> str:
+    """Who runs this command, for the log line of a pause or resume: `user@host`."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a container's)
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+async def pause(redis: Redis, args: argparse.Namespace) -> int:
+    queue_names = chosen_queues(args.queue)
+    if queue_names is None:
+        return 2
+    [queue_name] = queue_names
+    earlier = await pause_queue(redis, queue_name, operator())
+    if earlier is not None:
+        since = datetime.fromtimestamp(earlier.at) if earlier.at else "an unknown time"
+        print(f"queue {queue_name} is already paused (by {earlier.by} since {since})")
+        return 1
+    print(f"queue {queue_name} paused: workers take no new jobs from it within a second")
+    return 0
+
+
+async def resume(redis: Redis, args: argparse.Namespace) -> int:
+    queue_names = chosen_queues(args.queue)
+    if queue_names is None:
+        return 2
+    [queue_name] = queue_names
+    if not await resume_queue(redis, queue_name, operator()):
+        print(f"queue {queue_name} is not paused")
+        return 1
+    print(f"queue {queue_name} resumed")
+    return 0
 
 
 async def queue_migrate(redis: Redis, args: argparse.Namespace) -> int:
@@ -270,7 +321,11 @@ def queue_stats_table(queue_name: str, counts: QueueCounts) -> "Table":
     from rich.table import Table
 
     stats = counts.stats
-    table = Table(title=f"queue {queue_name} at {datetime.now():%H:%M:%S}", title_justify="left")
+    title = f"queue {queue_name} at {datetime.now():%H:%M:%S}"
+    if stats.paused is not None:
+        since = f" since {datetime.fromtimestamp(stats.paused.at):%Y-%m-%d %H:%M:%S}"
+        title += f": PAUSED by {stats.paused.by}{since if stats.paused.at else ''}"
+    table = Table(title=title, title_justify="left")
     table.add_column("")
     table.add_column("now", justify="right")
     table.add_column("", justify="right")
@@ -363,6 +418,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--interval", type=positive_seconds, default=2.0, help="seconds between redraws (2)"
     )
     stats.set_defaults(run=print_queue_stats)
+
+    for name, run_it, help_text in (
+        ("pause", pause, "workers take no new jobs from the queue until it is resumed"),
+        ("resume", resume, "workers take jobs from a paused queue again"),
+    ):
+        command = commands.add_parser(name, help=help_text)
+        command.add_argument("queue", metavar="NAME", help="the queue's name, one of QUEUES")
+        command.set_defaults(run=run_it)
 
     migrate = commands.add_parser(
         "queue-migrate", help="move the jobs of the queue before namespaces into this one"

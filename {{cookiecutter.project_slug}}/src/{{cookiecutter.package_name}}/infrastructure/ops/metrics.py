@@ -114,6 +114,7 @@ QUEUE_GAUGES = (
     ("running", "arq_queue_jobs_running", "Jobs the live workers run or have read to run next"),
     ("dead_letters", "arq_queue_dead_letters", "Records in the dead-letter list"),
     ("live_workers", "arq_queue_live_workers", "Workers whose heartbeat is current"),
+    ("is_paused", "arq_queue_paused", "1 while the queue is paused: no new job starts from it"),
 )
 
 

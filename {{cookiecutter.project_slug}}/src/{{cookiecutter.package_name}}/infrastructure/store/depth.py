@@ -13,7 +13,7 @@ slot frees (worker.py's READ_AHEAD_SHARE): they have left the queue for that wor
 read at every metrics scrape and by the dashboard, adds dead letters and live workers and finds
 the running-lists through the live workers' sorted set instead (heartbeat.py): its cost grows
 with the live workers and their running jobs, never with the queue's length (ZCOUNT: O(log N))
-or the number of keys in Redis. Three round trips: the counts, then the running ids (SUNION of
+or the number of keys in Redis. Three round trips: the counts and the pause (pause.py), then the running ids (SUNION of
 the live workers' lists), then their scores (ZMSCORE); none when no worker is alive.
 `queue_stats_of` reads several queues at once (the metrics: every queue of QUEUES), each
 queue's commands in a pipeline of their own, all of them concurrently.
@@ -36,6 +36,7 @@ from .heartbeat import (
     running_prefix,
     text_or_repr,
 )
+from .pause import UNREADABLE, Pause, paused_key, read_pause
 from .records import is_wrong_type, reply_or
 
 
@@ -81,17 +82,25 @@ async def queue_depth(redis: Redis, queue_name: str) -> QueueDepth:
 @dataclass(frozen=True)
 class QueueStats:
     """A snapshot of one queue: jobs `waiting` to start, `deferred` to later, `running`; records
-    in its dead-letter list; workers with a current heartbeat."""
+    in its dead-letter list; workers with a current heartbeat; its pause, None while it is not
+    paused (pause.py)."""
 
     waiting: int
     deferred: int
     running: int
     dead_letters: int
     live_workers: int
+    paused: Pause | None = None
+
+    @property
+    def is_paused(self) -> int:
+        """1 while the queue is paused, else 0 (the `arq_queue_paused` gauge)."""
+        return 0 if self.paused is None else 1
 
 
 async def queue_stats(redis: Redis, queue_name: str) -> QueueStats:
-    """Count `queue_name`'s jobs, dead letters and live workers, without a SCAN.
+    """Count `queue_name`'s jobs, dead letters and live workers, and read its pause, without a
+    SCAN.
 
     Running jobs are those the live workers list (within 10 ms of their start, as for
     `queue_depth`); a worker that died stops counting, and so do its jobs, once its heartbeat
@@ -103,6 +112,7 @@ async def queue_stats(redis: Redis, queue_name: str) -> QueueStats:
         pipe.zcount(queue_name, f"({now_ms}", "+inf")
         pipe.llen(dead_letter_key(queue_name))
         pipe.zrangebyscore(live_workers_key(queue_name), now_ms, "+inf")
+        pipe.get(paused_key(queue_name))
         replies = await pipe.execute(raise_on_error=False)
     # A key of another type counts nothing (records.py): the others are still counted.
     due, later = (reply_or("queue", queue_name, reply, 0) for reply in replies[:2])
@@ -124,6 +134,7 @@ async def queue_stats(redis: Redis, queue_name: str) -> QueueStats:
         running=running_due + running_later,
         dead_letters=dead_letters,
         live_workers=len(workers),
+        paused=read_pause(reply_or("pause", paused_key(queue_name), replies[4], UNREADABLE)),
     )
 
 

@@ -63,6 +63,7 @@ from redis.exceptions import RedisError
 from ..keys import queue_of
 from ..limits import limited_key
 from .job_writes import wake_key
+from .pause import paused_key
 from .records import Unreadable
 from .serialization import JobFailed, deserialize, serialize
 
@@ -78,11 +79,12 @@ MEMBERSHIP_FIELD = "w"
 _MARK = b'"w":{'
 
 # KEYS: the waiting job, its result, its input, its queue, the queue's wake-up list, its
-# in-progress mark, its try count, where its limits would be.
+# in-progress mark, its try count, where its limits would be, its queue's pause (pause.py).
 # ARGV: 'chain' or 'group', the waiting job's id, its start (ms), STATE_LIFETIME_MS, the value
 # (JSON), the member's index, the group's size, and for a failed member of a group that fails
 # with it, the callback's failed result ('' otherwise); then '1' to take the job for this worker
-# (`take`), the in-progress mark's lifetime (ms), the try count's lifetime (s).
+# (`take`: not for a job with limits or on a paused queue, which is queued), the in-progress
+# mark's lifetime (ms), the try count's lifetime (s).
 # Returns 0 when it queued nothing, 1 when it queued the job, and when it took the job, what a
 # claim reads of it (loop.py's CLAIM_JOBS): {id, start, payload, try, input} (input: the value,
 # or the callback's hash as a flat list).
@@ -101,7 +103,7 @@ else
   if redis.call('HLEN', KEYS[3]) < tonumber(ARGV[7]) then return 0 end
 end
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-if ARGV[9] == '1' and redis.call('EXISTS', KEYS[8]) == 0
+if ARGV[9] == '1' and redis.call('EXISTS', KEYS[8], KEYS[9]) == 0
    and redis.call('SET', KEYS[6], '1', 'NX', 'PX', ARGV[10]) then
   -- Taken, as a claim takes a job: its score moves to when its mark runs out, its try counts.
   redis.call('ZADD', KEYS[4], 'NX', tonumber(ARGV[3]) + tonumber(ARGV[10]), ARGV[2])
@@ -279,6 +281,7 @@ def advance_call(
         in_progress_key_prefix + then,
         retry_key_prefix + then,
         limited_key(queue_name, then),
+        paused_key(queue_name),
     ]
     arguments = [
         member.kind,

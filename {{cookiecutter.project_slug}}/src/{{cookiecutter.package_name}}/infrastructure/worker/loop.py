@@ -109,6 +109,7 @@ from ..limits import (
 )
 from ..store.connection import stop_waiting_for_redis
 from ..store.job_writes import WAKE_TOKENS_KEPT, wake_key
+from ..store.pause import PAUSE_CHECK_SECONDS, paused_key
 from ..store.serialization import JobFailed, deserialize, serialize
 from ..store.workflows import (
     ADVANCE,
@@ -143,19 +144,24 @@ CLAIM_LOOK_PAST = 1000
 # enough to cover the claim and read of the jobs whose slots free while those run.
 READ_AHEAD_SHARE = 0.25
 
-# KEYS: each queue to claim from, in the order to claim, and its wake-up list: queue, list,
-# queue, list, ... ARGV: now (ms), how many to claim, arq's in-progress key prefix, the
+# KEYS: each queue to claim from, in the order to claim, its wake-up list and its pause
+# (store/pause.py): queue, list, pause, queue, list, pause, ... ARGV: now (ms), how many to claim, arq's in-progress key prefix, the
 # in-progress lifetime (ms), CLAIM_LOOK_PAST, '1' to delete a queue's wake-up tokens once it has
 # nothing due ('0' when the lists were just found empty: a DEL is one more command), a
 # concurrency lease's lifetime (ms), a '1' or '0' per queue: '1' to check the limits of
 # jobs that have some (limits.py; '0' for a queue where no job declares any: a GET per job
 # saved), arq's job and try-count key prefixes, a try count's lifetime (s), and how many
-# wake-up tokens to keep in the list of a queue that still has jobs due (job_writes.py).
+# wake-up tokens to keep in the list of a queue that still has jobs due (job_writes.py), and a
+# '0', '1' or '2' per queue: '1' to look at its pause once it has a job due (pause.py), '2' to
+# look before anything else (a queue found paused before: its resume is seen even while empty).
 # Reads each queue in score order, one id past what it still wants, so that the first id not
 # due yet tells when the next one starts; takes a queue's due jobs before it looks at the next
-# queue. A job its limits hold back is not claimed: its score moves on (LIMIT_CHECK) and the
-# scan goes on past it. Each job claimed is also read, and its try counted, as arq's read does
-# (run.py). Returns [drained, next start (ms) or false, then for each job claimed: id, score,
+# queue. A paused queue (looked at) is not claimed from, its wake-up tokens trimmed or deleted as
+# for a drained one. A job its limits hold back is not claimed: its score moves on
+# (LIMIT_CHECK) and the scan goes on past it. Each job claimed is also read, and its try counted, as arq's read does
+# (run.py). Returns [drained, next start (ms) or false, what was seen of each queue's pause
+# ('1' paused, '0' not, '-' not looked at: one character per queue, in KEYS' order), then for
+# each job claimed: id, score,
 # limits, payload (false once the job has expired), try]: drained is 1 when no queue has a due
 # id left unclaimed (as far as it looked); limits is '' for a job without limits, else '=' and
 # the concurrency limit whose lease it holds ('=' alone for a rate limit only). One script for
@@ -183,16 +189,20 @@ local next_start = false
 local function earlier(score)
   if not next_start or tonumber(score) < tonumber(next_start) then next_start = score end
 end
-for q = 1, #KEYS / 2 do
+local pauses = ''
+for q = 1, #KEYS / 3 do
   if #claimed >= per_job * wanted then
     all_drained = 0  -- a queue not asked may have jobs due
     break
   end
-  local queue = KEYS[2 * q - 1]
+  local queue = KEYS[3 * q - 2]
   local check_limits = string.sub(ARGV[8], q, q) == '1'
+  local look = string.sub(ARGV[13], q, q)
+  local pause = look == '0' and '-' or '?'
+  if look == '2' then pause = redis.call('EXISTS', KEYS[3 * q]) == 1 and '1' or '0' end
   local skipped = 0
   local held_back = 0
-  local drained = 0
+  local drained = pause == '1' and 1 or 0
   while drained == 0 and #claimed < per_job * wanted and skipped + held_back < look_past do
     local asked = wanted - #claimed / per_job + 1
     local ids = redis.call('ZRANGEBYSCORE', queue, '-inf', '+inf', 'WITHSCORES', 'LIMIT',
@@ -200,6 +210,13 @@ for q = 1, #KEYS / 2 do
     for i = 1, #ids, 2 do
       if tonumber(ids[i + 1]) > now then
         earlier(ids[i + 1])
+        drained = 1
+        break
+      end
+      if pause == '?' then  -- looked at once a job is due: an empty queue costs nothing
+        pause = redis.call('EXISTS', KEYS[3 * q]) == 1 and '1' or '0'
+      end
+      if pause == '1' then
         drained = 1
         break
       end
@@ -230,12 +247,14 @@ for q = 1, #KEYS / 2 do
     end
     if #ids < 2 * asked then drained = 1 end
   end
-  if drained == 1 and ARGV[6] == '1' then redis.call('DEL', KEYS[2 * q]) end
+  if drained == 1 and ARGV[6] == '1' then redis.call('DEL', KEYS[3 * q - 1]) end
   if drained == 0 then
     all_drained = 0
-    redis.call('LTRIM', KEYS[2 * q], 0, tonumber(ARGV[12]) - 1)  -- enough to wake that many
+    redis.call('LTRIM', KEYS[3 * q - 1], 0, tonumber(ARGV[12]) - 1)  -- enough to wake that many
   end
+  pauses = pauses .. (pause == '?' and '-' or pause)
 end
+table.insert(claimed, 1, pauses)
 table.insert(claimed, 1, next_start)
 table.insert(claimed, 1, all_drained)
 return claimed
@@ -289,6 +308,10 @@ class Worker(ArqWorker):
         self._token_wait: asyncio.Future[Any] | None = None
         self._token_wait_ends = 0.0  # time.monotonic() when it ends, unless a token comes
         self._claim_jobs: AsyncScript | None = None
+        # The served queues found paused (store/pause.py), and when each queue's pause was last
+        # looked at (time.monotonic()).
+        self._paused: set[str] = set()
+        self._pause_seen_at: dict[str, float] = {}
         self._scores_before_claim: dict[str, int] = {}
         # Jobs whose function arq is about to run (its on_job_start hook has been called).
         self._functions_starting: set[str] = set()
@@ -665,7 +688,7 @@ class Worker(ArqWorker):
         if not lease:
             return False
         running, waiting = concurrency_keys(queue_name, lease)
-        keys = (running, waiting, queue_name, wake_key(queue_name))
+        keys = (running, waiting, queue_name, wake_key(queue_name), paused_key(queue_name))
         transaction.eval(
             RELEASE_LEASE,
             len(keys),
@@ -729,12 +752,37 @@ class Worker(ArqWorker):
             data["q"] = self.queue_of(data["id"])
         return self._serialize(data)
 
+    def pause_check_due(self, queue_name: str, now: float) -> bool:
+        """Whether a claim from this queue should look at its pause (at most every
+        PAUSE_CHECK_SECONDS)."""
+        return (
+            now - self._pause_seen_at.get(queue_name, -PAUSE_CHECK_SECONDS) >= PAUSE_CHECK_SECONDS
+        )
+
+    def pause_look(self, queue_name: str, now: float) -> str:
+        """How a claim looks at the queue's pause (CLAIM_JOBS): '0' not now, '1' once a job is
+        due, '2' first thing (a queue found paused: its resume shows while it is empty)."""
+        if not self.pause_check_due(queue_name, now):
+            return "0"
+        return "2" if queue_name in self._paused else "1"
+
+    def claimable(self, now: float) -> list[str]:
+        """The served queues, in priority order, less those found paused that are not due for
+        another look."""
+        if not self._paused:
+            return self.queue_names
+        return [
+            q for q in self.queue_names if q not in self._paused or self.pause_check_due(q, now)
+        ]
+
     def claim_order(self) -> list[str]:
         """The served queues in the order to claim from now: priority order, or with
-        WORKER_QUEUE_WEIGHTS a weighted draw (each queue first in its weight's share)."""
+        WORKER_QUEUE_WEIGHTS a weighted draw (each queue first in its weight's share); a queue
+        found paused is left out until it is due for another look (store/pause.py)."""
+        claimable = self.claimable(time.monotonic())
         if not self.queue_weights:
-            return self.queue_names
-        left = list(self.queue_names)
+            return claimable
+        left = list(claimable)
         order = []
         while left:
             [picked] = random.choices(left, [self.queue_weights[queue] for queue in left])
@@ -770,13 +818,18 @@ class Worker(ArqWorker):
         self, queue_names: Sequence[str], wanted: int, clear_tokens: bool
     ) -> tuple[list[tuple[str, int]], bool, float | None]:
         """Up to `wanted` due jobs of these queues, in this order, now this worker's: ([(id,
-        score)], drained, next start ms). One script call (CLAIM_JOBS)."""
+        score)], drained, next start ms). One script call (CLAIM_JOBS); none for no queue (all
+        of them paused)."""
+        if not queue_names:
+            return [], True, None
         if self._claim_jobs is None:  # sent by its SHA1, loaded again if Redis lost it
             self._claim_jobs = self.pool.register_script(CLAIM_JOBS)
         keys = []
         for queue_name in queue_names:
-            keys += [queue_name, wake_key(queue_name)]
+            keys += [queue_name, wake_key(queue_name), paused_key(queue_name)]
         check_limits = "".join("1" if q in self._limited_queues else "0" for q in queue_names)
+        now = time.monotonic()
+        check_pauses = "".join(self.pause_look(q, now) for q in queue_names)
         reply = await self._claim_jobs(
             keys=keys,
             args=[
@@ -792,9 +845,11 @@ class Worker(ArqWorker):
                 retry_key_prefix,
                 TRY_COUNT_LIFETIME_SECONDS,
                 WAKE_TOKENS_KEPT,
+                check_pauses,
             ],
         )
-        drained, next_start, *flat = reply
+        drained, next_start, pauses, *flat = reply
+        self.note_pauses(queue_names, pauses.decode(), now)
         jobs = []
         for i in range(0, len(flat), 5):
             job_id, score, limits, payload, job_try = flat[i : i + 5]
@@ -804,6 +859,21 @@ class Worker(ArqWorker):
                 self._limited_jobs[job_id] = limits.decode()[1:]
             self._claimed_reads[job_id] = JobRead(payload, int(job_try))
         return jobs, bool(drained), float(next_start) if next_start else None
+
+    def note_pauses(self, queue_names: Sequence[str], seen: str, now: float) -> None:
+        """Remember what a claim saw of each queue's pause ('1' paused, '0' not, '-' not looked
+        at), logged when it changes. `seen` may be shorter than `queue_names`: a claim that has
+        all it wanted stops before the queues after it."""
+        for queue_name, flag in zip(queue_names, seen, strict=False):
+            if flag == "-":
+                continue
+            self._pause_seen_at[queue_name] = now
+            if flag == "1" and queue_name not in self._paused:
+                self._paused.add(queue_name)
+                logger.info("queue %s is paused: taking no new jobs from it", queue_name)
+            elif flag == "0" and queue_name in self._paused:
+                self._paused.discard(queue_name)
+                logger.info("queue %s is resumed", queue_name)
 
     async def start_claimed(self, jobs: list[tuple[str, int]]) -> None:
         """Start claimed jobs as arq's `start_jobs` does once it has its in-progress key."""
@@ -950,8 +1020,13 @@ class Worker(ArqWorker):
         # FALLBACK_POLL_SECONDS, left running when the next start comes first: Redis ends a
         # blocking wait only on its 100 ms clock (`hz` 10), so a wait timed to a deferred
         # start (a retry's backoff, a rate limit's turn) would start it up to 100 ms late.
+        if self._paused:  # a paused queue's tokens would wake it for nothing: look again later
+            timeout = min(timeout, PAUSE_CHECK_SECONDS)
         if self._token_wait is None:
-            wake_keys = [wake_key(queue_name) for queue_name in self.queue_names]
+            wake_keys = [wake_key(q) for q in self.queue_names if q not in self._paused]
+            if not wake_keys:  # every queue served is paused
+                await asyncio.sleep(timeout)
+                return False
             self._token_wait = asyncio.ensure_future(
                 self.pool.brpop(wake_keys, timeout=FALLBACK_POLL_SECONDS)  # type: ignore[arg-type]
             )
