@@ -62,6 +62,12 @@ async def test_a_job_goes_through_a_real_uvicorn_server(
                 await asyncio.sleep(0.05)
             ready = await client.get("/health/ready")
             too_large = await client.post("/examples", content=b"x" * 70_000)
+            async with asyncio.timeout(10):  # a stream answered to HEAD ends too
+                heads = {
+                    path: await client.head(path)
+                    for path in ("/metrics", "/health/live", status_url, f"{status_url}/events")
+                }
+                head_of_post_only = await client.head("/examples")
         server.send_signal(signal.SIGTERM)
         async with asyncio.timeout(15):
             exit_code = await server.wait()
@@ -74,6 +80,12 @@ async def test_a_job_goes_through_a_real_uvicorn_server(
     assert accepted.status_code == 202, log
     assert (done.status_code, done.json()["result"]) == (200, "Processed: over HTTP")
     assert (ready.status_code, ready.json()["workers"]) == (200, 1)
+    # HEAD answers as GET would, without the body; a route without GET still answers 405.
+    for path, head in heads.items():
+        assert (path, head.status_code, head.content) == (path, 200, b"")
+    assert int(heads["/metrics"].headers["content-length"]) > 0
+    assert heads["/metrics"].headers["content-type"].startswith("text/plain")
+    assert head_of_post_only.status_code == 405
     assert (too_large.status_code, too_large.headers["content-type"]) == (
         413,
         "application/problem+json",

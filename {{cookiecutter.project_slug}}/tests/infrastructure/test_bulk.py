@@ -37,6 +37,26 @@ async def calls_of(pool: ArqRedis, command: str) -> int:
     return int(stats.get(f"cmdstat_{command}", {}).get("calls", 0))
 
 
+async def test_only_a_chosen_job_id_is_looked_up_before_the_job_is_written(
+    task_pool: ArqRedis,
+) -> None:
+    await enqueue_task("example_task", "warm-up")  # the script loaded, the pool open
+    before = await calls_of(task_pool, "exists")
+    for number in range(5):
+        assert await enqueue_task("example_task", f"new id {number}") is not None
+    made_here = await calls_of(task_pool, "exists") - before
+
+    first = await enqueue_task("example_task", "chosen", _job_id="order-7")
+    again = await enqueue_task("example_task", "chosen", _job_id="order-7")
+    chosen = await calls_of(task_pool, "exists") - before - made_here
+
+    # An id made here (128 random bits) is nobody's yet: no EXISTS. A chosen one keeps the rule.
+    assert made_here == 0
+    assert first is not None
+    assert again is None
+    assert chosen == 2
+
+
 async def test_many_jobs_by_name_run_in_order_in_a_few_script_calls(
     task_pool: ArqRedis, run_burst_worker: RunWorker
 ) -> None:

@@ -113,6 +113,37 @@ class BodySizeLimit:
         await problem_response(413, detail)(scope, receive, send)
 
 
+class HeadAsGet:
+    """ASGI middleware: a HEAD request is answered as its GET would be, without the body
+    (RFC 9110, 9.3.2), on every route that answers GET.
+
+    FastAPI routes answer only the methods they name, so `HEAD /metrics` or `HEAD /health/live`
+    (what uptime checkers and `curl -I` send) got 405. The route runs as for a GET and its
+    status and headers, `Content-Length` included, go out; the body does not. A stream (a job's
+    events) ends there: once the response is complete, the server tells the route the client
+    has gone. A route without GET still answers 405.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+        ended = False
+
+        async def send_without_body(message: Message) -> None:
+            nonlocal ended
+            if message["type"] == "http.response.start":
+                await send(message)
+            elif message["type"] == "http.response.body" and not ended:
+                ended = True
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+        await self.app({**scope, "method": "GET"}, receive, send_without_body)
+
+
 def create_app() -> FastAPI:
     """The API, configured from the settings (config.py); every error is a problem document
     (problems.py)."""
@@ -130,6 +161,7 @@ def create_app() -> FastAPI:
         generate_unique_id_function=operation_id,
     )
     app.add_middleware(BodySizeLimit, max_bytes=settings.api_max_body_bytes)
+    app.add_middleware(HeadAsGet)
     app.add_middleware(UnexpectedErrors)  # added last: the outermost, sees every error
     app.include_router(health.router)
     for router in routes.ROUTERS:  # yours: api/routes.py

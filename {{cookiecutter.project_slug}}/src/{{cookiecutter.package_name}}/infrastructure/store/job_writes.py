@@ -47,17 +47,19 @@ from ..limits import job_limits, limited_key
 from .job_handle import Job
 
 # KEYS: the job, its result, the queue, the queue's wake-up list (worker.py), and for a job with
-# limits, where they go (limits.py). ARGV: the job's lifetime (ms), payload, score, id, and its
-# limits.
+# limits, where they go (limits.py). ARGV: '1' to apply the id rule ('0' for an id made by
+# `keys.new_job_id`: 128 random bits that no job holds yet, so the EXISTS is one command per job
+# saved), the job's lifetime (ms), payload, score, id, and its limits.
 # Each job also pushes a token that wakes one waiting worker: at once for a job due now; for a
 # deferred one, so that the worker times its wait to the job's start. The claims keep the list
 # short (worker.py's CLAIM_JOBS: at most WAKE_TOKENS_KEPT once a claim leaves jobs due, none once
-# it leaves none), so a job costs no command to trim it: 5 in all, counting the EVALSHA.
+# it leaves none), so a job costs no command to trim it: 4 in all, counting the EVALSHA, and 5
+# for a job whose id the caller chose.
 ENQUEUE_JOB = """
-if redis.call('EXISTS', KEYS[1], KEYS[2]) > 0 then return 0 end
-redis.call('PSETEX', KEYS[1], ARGV[1], ARGV[2])
-redis.call('ZADD', KEYS[3], ARGV[3], ARGV[4])
-if KEYS[5] then redis.call('PSETEX', KEYS[5], ARGV[1], ARGV[5]) end
+if ARGV[1] == '1' and redis.call('EXISTS', KEYS[1], KEYS[2]) > 0 then return 0 end
+redis.call('PSETEX', KEYS[1], ARGV[2], ARGV[3])
+redis.call('ZADD', KEYS[3], ARGV[4], ARGV[5])
+if KEYS[5] then redis.call('PSETEX', KEYS[5], ARGV[2], ARGV[6]) end
 redis.call('LPUSH', KEYS[4], '1')
 return 1
 """
@@ -117,7 +119,8 @@ def wake_key(queue_name: str) -> str:
     return f"{queue_name}:wake"
 
 
-# ENQUEUE_JOB's keys, then as many arguments: 4 of each, or 5 for a job with limits.
+# ENQUEUE_JOB's keys, then its arguments, one more than the keys: 4 keys and 5 arguments, or 5
+# and 6 for a job with limits (so the keys are the first half, rounded down).
 JobWrite = tuple[str, ...]
 
 
