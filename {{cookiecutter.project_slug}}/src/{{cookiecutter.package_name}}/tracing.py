@@ -168,7 +168,7 @@ def start_tracing(*processors: "SpanProcessor") -> None:
 
 
 def stop_tracing() -> None:
-    """Send the spans still buffered and stop making spans (a worker's shutdown, a test's end)."""
+    """Send the buffered spans and stop making new ones (a process's shutdown, a test's end)."""
     global enabled, _provider, _tracer
     enabled = False
     if _provider is not None:

@@ -45,7 +45,7 @@ ALLOWED: dict[str, set[str]] = {
     "client": {"store", "base", "foundation"},
     # infrastructure/store/: what is written in Redis and how it is read.
     "store": {"base", "foundation"},
-    # The project's settings, logging, redaction, error tracking and tracing, which every layer uses.
+    # Settings, logging, redaction, error tracking and tracing: what every layer uses.
     "base": {"foundation"},
     # infrastructure/'s own modules: job types and events, the registry, the settings' model.
     "foundation": set(),
