@@ -113,6 +113,8 @@ KEEP_FOR = {
     "tests/infrastructure/test_api_schema.py": API,
     "tests/infrastructure/test_api_jobs.py": QUEUE_AND_API,
     "tests/infrastructure/test_api_server.py": QUEUE_AND_API,
+    "tests/infrastructure/test_tracing.py": QUEUE_AND_API,
+    "tests/infrastructure/tracing_jobs.py": QUEUE_AND_API,
     "compose.yaml": QUEUE,
     "deploy/kubernetes": QUEUE,
     "deploy/kubernetes/base/api.yaml": QUEUE_AND_API,

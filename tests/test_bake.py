@@ -173,6 +173,8 @@ QUEUE_AND_API_ONLY = [
     "tests/infrastructure/test_api_workflows.py",
     "tests/infrastructure/test_api_server.py",
     "tests/infrastructure/test_outcomes.py",
+    "tests/infrastructure/test_tracing.py",
+    "tests/infrastructure/tracing_jobs.py",
     "src/{package}/api/dashboard/__init__.py",
     "src/{package}/api/dashboard/routes.py",
     "src/{package}/api/dashboard/security.py",

@@ -125,6 +125,22 @@ def test_bench_wake_paths_prints_a_row_per_way_of_queueing() -> None:
     ]
 
 
+@pytest.mark.slow
+def test_bench_tracing_prints_both_modes_and_the_cost_of_the_check() -> None:
+    result = subprocess.run(
+        [sys.executable, "bench/tracing.py", "--rounds", "1", "--jobs", "50"],
+        cwd=TEMPLATE_ROOT,
+        env={**os.environ, "UV_PYTHON_DOWNLOADS": "never"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [line.split(" | ")[0] for line in result.stdout.splitlines() if line.startswith("| ")]
+    assert rows == ["| tracing", "| off", "| on"]
+    assert "the `tracing.enabled` check takes" in result.stdout
+
+
 # The rows bench/queues.py prints (their first cells, up to the sizes), and the goals it judges.
 QUEUES_ROWS = (
     ("critical enqueue→start p50 ms, strict priority", "≤ 5"),

@@ -12,6 +12,8 @@ logs (its own, and the retry and dead-letter lines) carries the job's id, functi
 each try ends with one "job finished" line that also has its outcome and `duration_ms`. arq's own
 lines about a job (`→`, `←`) carry its id and function.
 {%- endif %}
+With tracing on (tracing.py), a JSON line logged inside a span also has its `trace_id` and
+`span_id`, as the trace store shows them.
 `LOG_LEVEL` is the level of the project's own loggers{% if cookiecutter.cache_backend != "none" %}; arq logs at INFO (DEBUG with `--verbose`){% endif %}.
 
 Every record comes out as one line in either format, so that nothing sent from outside (a
@@ -34,6 +36,7 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from . import tracing
 from .redaction import LOG_TEXT_LIMIT, cap, redact
 
 LogFormat = Literal["text", "json"]
@@ -89,7 +92,8 @@ class TextFormatter(logging.Formatter):
 
 class JsonFormatter(logging.Formatter):
     """One JSON object per record: time (UTC, ISO 8601, ms), level, logger, message, the known
-    job fields, and `exception` (the traceback) when there is one."""
+    job fields, `trace_id` and `span_id` with tracing on, and `exception` (the traceback) when
+    there is one."""
 
     def format(self, record: logging.LogRecord) -> str:
         created = datetime.fromtimestamp(record.created, UTC)
@@ -103,6 +107,8 @@ class JsonFormatter(logging.Formatter):
             value = getattr(record, field, None)
             if value is not None:
                 line[field] = value
+        if tracing.enabled:  # the span the line was logged in, if any (tracing.py)
+            line.update(tracing.log_fields())
         if record.exc_info:
             line["exception"] = cap(redact(self.formatException(record.exc_info)), LOG_TEXT_LIMIT)
         return json.dumps(line, ensure_ascii=False, default=str).translate(JSON_ESCAPES)

@@ -45,13 +45,13 @@ ALLOWED: dict[str, set[str]] = {
     "client": {"store", "base", "foundation"},
     # infrastructure/store/: what is written in Redis and how it is read.
     "store": {"base", "foundation"},
-    # The project's settings, logging, redaction and error tracking, which every layer uses.
+    # Settings, logging, redaction, error tracking and tracing: what every layer uses.
     "base": {"foundation"},
     # infrastructure/'s own modules: job types and events, the registry, the settings' model.
     "foundation": set(),
 }
 
-BASE = {"config", "logs", "redaction", "error_tracking"}
+BASE = {"config", "logs", "redaction", "error_tracking", "tracing"}
 USER_MODULES = {"jobs", "worker_lifespan"}
 INFRASTRUCTURE_LAYERS = ["testing", "tasks", "worker", "local", "ops", "client", "store"]
 

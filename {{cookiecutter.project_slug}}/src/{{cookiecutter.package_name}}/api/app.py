@@ -32,9 +32,11 @@ from ..infrastructure.settings import settings_or_exit
 from ..logs import configure_logging
 {%- if cookiecutter.cache_backend != "none" %}
 from ..queue import RedisUnavailableError, close_task_pool
+from ..tracing import instrument_app
 from . import dashboard, health, job_stream, jobs, metrics, routes, workflows
 from .dependencies import task_pool
 {%- else %}
+from ..tracing import instrument_app
 from . import health, routes
 {%- endif %}
 from .problems import (
@@ -175,6 +177,7 @@ def create_app() -> FastAPI:
     if settings.dashboard_password is not None:  # else /dashboard is a plain 404
         app.include_router(dashboard.router)
 {%- endif %}
+    instrument_app(app)  # each request a span, when OTEL_* turns tracing on (tracing.py)
     document_problems_as_problem_json(app.openapi())  # the schema app.openapi() serves from now
     freeze_startup_objects()
     return app

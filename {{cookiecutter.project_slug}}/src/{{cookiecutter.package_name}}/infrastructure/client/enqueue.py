@@ -18,6 +18,7 @@ import os
 import threading
 import weakref
 from collections.abc import AsyncGenerator, Callable, Coroutine
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -28,6 +29,7 @@ from arq.jobs import SerializationError, serialize_job
 from arq.utils import timestamp_ms, to_ms, to_unix_ms
 from redis.exceptions import RedisError
 
+from ... import tracing
 from ...config import get_settings
 from .. import registry
 from ..job_types import UNREADABLE_JOB
@@ -41,6 +43,9 @@ from ..store.serialization import deserialize, serialize_at_most
 from ..store.workflows import MEMBERSHIP_FIELD, Membership
 
 T = TypeVar("T")
+
+# What stands in for the enqueue's span with tracing off: reusable, made once.
+_NO_SPAN = nullcontext()
 
 # One pool per event loop, with the generator that closes it; an entry goes with its loop.
 _pools: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[JobPool, AsyncGenerator[None, None]]]" = weakref.WeakKeyDictionary()
@@ -68,6 +73,7 @@ async def get_task_pool(*, retries: int | None = None) -> JobPool:
     """
     loop = asyncio.get_running_loop()
     if loop not in _pools:
+        tracing.init_tracing()  # a script that enqueues traces too, when OTEL_* asks for it
         pool = await connect(
             retries=retries,
             job_serializer=serialize_at_most(get_settings().job_max_bytes),
@@ -169,13 +175,17 @@ async def enqueue_checked(
     queue_name = checked_queue(name, queue)
     limits = limits_of(name, queue, args, kwargs)
     pool = await get_task_pool()
-    prepared = prepare_job(
-        pool, name, args, kwargs, queue_name, limits, _job_id, _defer_by, _defer_until, _expires
-    )
-    try:
-        queued = await job_writer(pool).write(prepared.write)
-    except (RedisError, OSError) as error:  # away, out of memory, read-only: connection.py names it
-        raise unavailable(error) from error
+    # With tracing on, the job carries this span's context (prepare_job): its tries are its children.
+    with tracing.enqueue_span(name, queue) if tracing.enabled else _NO_SPAN as span:
+        prepared = prepare_job(
+            pool, name, args, kwargs, queue_name, limits, _job_id, _defer_by, _defer_until, _expires
+        )
+        if span is not None:
+            span.set_attribute("job.id", prepared.job_id)
+        try:
+            queued = await job_writer(pool).write(prepared.write)
+        except (RedisError, OSError) as error:  # away, out of memory, read-only (connection.py)
+            raise unavailable(error) from error
     return job_by_id(prepared.job_id, pool) if queued else None
 
 
@@ -233,8 +243,9 @@ def prepare_job(
     member: Membership | None = None,
 ) -> PreparedJob:
     """The job `name` serialized for the queue `queue_name` (a key), with what its `limits`
-    carry (`limits_of`) and its place in a workflow (`member`, store/workflows.py). Raises
-    `JobArgumentError` for arguments that cannot be serialized or exceed JOB_MAX_BYTES."""
+    carry (`limits_of`) and its place in a workflow (`member`, store/workflows.py); with tracing
+    on, the current span's trace context too (tracing.py). Raises `JobArgumentError` for
+    arguments that cannot be serialized or exceed JOB_MAX_BYTES."""
     job_id = namespaced_job_id(queue_name, _job_id or new_job_id())
     enqueued_ms = timestamp_ms()
     if _defer_until is not None:
@@ -246,8 +257,15 @@ def prepare_job(
     # As arq: by default a job not started a day after its planned start is dropped.
     lifetime_ms = to_ms(_expires) or score - enqueued_ms + pool.expires_extra_ms
     serializer = pool.job_serializer
-    if member is not None and serializer is not None:
-        serializer = functools.partial(_with_membership, serializer, member.as_payload())
+    # Fields beside arq's, each written only when it has something to say: an ordinary job's
+    # payload, with tracing off, is arq's own.
+    fields: dict[str, Any] = {}
+    if member is not None:
+        fields[MEMBERSHIP_FIELD] = member.as_payload()
+    if tracing.enabled and (context := tracing.trace_context()):  # empty outside any span
+        fields[tracing.TRACE_FIELD] = context
+    if fields and serializer is not None:
+        serializer = functools.partial(_with_fields, serializer, fields)
     try:
         payload = serialize_job(name, args, kwargs, None, enqueued_ms, serializer=serializer)
     except SerializationError as error:
@@ -257,10 +275,10 @@ def prepare_job(
     )
 
 
-def _with_membership(
-    serializer: Callable[[dict[str, Any]], bytes], member: dict[str, Any], job: dict[str, Any]
+def _with_fields(
+    serializer: Callable[[dict[str, Any]], bytes], fields: dict[str, Any], job: dict[str, Any]
 ) -> bytes:
-    return serializer({**job, MEMBERSHIP_FIELD: member})
+    return serializer({**job, **fields})
 
 
 def limits_of(name: str, queue: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:

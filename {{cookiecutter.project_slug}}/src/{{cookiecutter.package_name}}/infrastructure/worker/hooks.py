@@ -2,7 +2,7 @@
 """What a worker does when it starts and stops, and around each job: the hooks `WorkerSettings`
 (tasks.py) hands to arq.
 
-Start-up configures logging and error tracking, starts the worker's heartbeat, its record of
+Start-up configures logging, error tracking and tracing (tracing.py), starts the worker's heartbeat, its record of
 finished jobs and (when WORKER_METRICS_PORT is set) its metrics, then opens the project's
 `worker_lifespan` (worker_lifespan.py): what the jobs share. Shutdown closes them in reverse.
 """
@@ -13,6 +13,7 @@ from contextlib import AbstractAsyncContextManager, AsyncExitStack
 
 from redis.exceptions import RedisError
 
+from ... import tracing
 from ...config import get_settings
 from ...error_tracking import init_error_tracking
 from ...logs import configure_logging, logging_configured
@@ -45,6 +46,7 @@ class WorkerHooks:
             # would go nowhere. (The project's entry point, worker/__main__.py, has done it.)
             configure_logging(settings.log_level, settings.log_format)
         init_error_tracking()
+        tracing.init_tracing()
         # Jobs that queue follow-up work with ctx["redis"].enqueue_job wake a worker (job_writes.py).
         ctx["redis"] = job_pool(ctx["redis"])
         if settings.log_format == "json":
@@ -104,6 +106,7 @@ class WorkerHooks:
         if ctx.get("metrics") is not None:
             await ctx["metrics"].stop()
         await close_sentinel_connections(ctx["redis"])  # arq closes the pool itself
+        tracing.stop_tracing()  # the last tries' spans, sent before the process ends
         logger.info("worker on queue %s stopped", ", ".join(ctx["heartbeats"]))
 
     async def on_job_start(self, ctx: JobContext) -> None:

@@ -19,12 +19,14 @@ import asyncio
 import functools
 import logging
 import random
+from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from arq import Retry
 from redis.exceptions import RedisError
 
+from ... import tracing
 from ...config import get_settings
 from ...error_tracking import capture_job_failure
 from ...logs import job_fields
@@ -37,7 +39,13 @@ from ..store.job_handle import mark_aborted
 from ..store.progress import close_progress
 from ..store.serialization import serialize
 
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span
+
 logger = logging.getLogger(__name__)
+
+# What stands in for a try's span with tracing off: reusable, made once.
+_NO_SPAN = nullcontext()
 
 
 class RetriesExhausted(Exception):
@@ -78,24 +86,28 @@ def retrying(
             {"job_id": ctx["job_id"], "function": job.__name__, "try": ctx["job_try"]}
         )
         started = report_start(ctx, job.__name__)
-        try:
-            result = await _run_try(ctx, *args, **kwargs)
-        except asyncio.CancelledError as cancelled:
-            # Aborted, or interrupted by its worker stopping: arq runs that job again.
-            aborted = ctx.get("aborted", False)
-            report_end(started, "aborted" if aborted else "retried", None if aborted else cancelled)
-            raise
-        except Retry as retry:
-            report_end(started, "retried", retry.__cause__)
-            raise
-        except Exception as error:
-            report_end(started, "failed", error)
-            raise
-        finally:
-            await close_progress(ctx)  # the try's last report, before its outcome is written
-            job_fields.reset(fields)
-        report_end(started, "complete", None)
-        return result
+        # With tracing on, the try is a span under its enqueue's (tracing.py), current while
+        # it runs: its log lines carry the trace, the jobs it enqueues are its children.
+        with _try_span(ctx, job.__name__) if tracing.enabled else _NO_SPAN as span:
+            try:
+                result = await _run_try(ctx, *args, **kwargs)
+            except asyncio.CancelledError as cancelled:
+                # Aborted, or interrupted by its worker stopping: arq runs that job again.
+                aborted = ctx.get("aborted", False)
+                outcome: job_events.Outcome = "aborted" if aborted else "retried"
+                report_end(started, outcome, None if aborted else cancelled, span)
+                raise
+            except Retry as retry:
+                report_end(started, "retried", retry.__cause__, span)
+                raise
+            except Exception as error:
+                report_end(started, "failed", error, span)
+                raise
+            finally:
+                await close_progress(ctx)  # the try's last report, before its outcome is written
+                job_fields.reset(fields)
+            report_end(started, "complete", None, span)
+            return result
 
     async def _run_try(ctx: JobContext, *args: Any, **kwargs: Any) -> Any:
         settings = get_settings()
@@ -160,11 +172,21 @@ def report_start(ctx: JobContext, function: str) -> job_events.JobStarted | None
     return started
 
 
+def _try_span(ctx: JobContext, function: str) -> "AbstractContextManager[Span]":
+    return tracing.try_span(
+        ctx.get("trace_context"), ctx["job_id"], function, queue_of_job(ctx), ctx["job_try"]
+    )
+
+
 def report_end(
     started: job_events.JobStarted | None,
     outcome: job_events.Outcome,
     error: BaseException | None,
+    span: "Span | None" = None,
 ) -> None:
+    """Tell the listeners (and the try's span, with tracing on) how a try ended."""
+    if span is not None:
+        tracing.set_outcome(span, outcome, error)
     if started is None:
         return
     job_events.emit(

@@ -25,6 +25,7 @@ from arq.jobs import SerializationError, deserialize_job_raw, serialize_result
 from arq.utils import args_to_string, ms_to_datetime, timestamp_ms, truncate
 from arq.worker import Function, JobExecutionFailed, Retry, RetryJob, Worker, no_result
 
+from ... import tracing
 from ..store.workflows import MemberRun, MissingInput, read_input
 
 logger = logging.getLogger("arq.worker")  # arq's logger: its lines read as arq's always did
@@ -150,6 +151,8 @@ async def run_job(
         "enqueue_time": ms_to_datetime(enqueue_time_ms),
         "score": score,
     }
+    if tracing.enabled:  # the enqueue's trace context, for the try's span (retries.py)
+        job_ctx["trace_context"] = tracing.payload_trace_context(read.payload)
     ctx = {**worker.ctx, **job_ctx}
 
     if worker.on_job_start:
