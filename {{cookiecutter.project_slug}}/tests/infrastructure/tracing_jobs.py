@@ -20,5 +20,17 @@ async def traced_flaky(ctx: JobContext, message: str) -> str:
     return message
 
 
+@job()
+async def traced_step(ctx: JobContext, number: int) -> int:
+    """A chain's or a group's step: `number + 1`."""
+    return number + 1
+
+
+@job()
+async def traced_total(ctx: JobContext, numbers: list[int]) -> int:
+    """A group's callback: the sum of its members' results."""
+    return sum(numbers)
+
+
 # No cron jobs: a minute tick would be a trace of its own.
 WorkerSettings = {**vars(ProjectSettings), "functions": worker_functions()[0], "cron_jobs": ()}
