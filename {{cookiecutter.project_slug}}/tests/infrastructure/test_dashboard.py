@@ -575,6 +575,10 @@ async def test_requeue_puts_the_dead_letter_back_on_the_queue(
     new_job = await get_job(new_id)
     assert await new_job.status() == "queued"
     assert (await new_job.info()).kwargs == {"message": "again"}  # type: ignore[union-attr]
+    # It says where it came from, in the API as on the page.
+    assert (await dashboard.get(f"/jobs/{quote(new_id, safe=':')}")).json()[
+        "retried_from"
+    ] == letter_id
     assert await dead_letters.count(task_pool, get_settings().queue_name) == 0
     assert "requeued" in page.text
     assert new_id in page.text
