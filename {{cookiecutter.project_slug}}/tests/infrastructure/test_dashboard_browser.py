@@ -448,7 +448,7 @@ async def test_an_operator_aborts_a_running_job_retries_it_and_filters_the_table
     names it, then filter the tables. A screenshot of each view goes to
     `$OPERATOR_SCREENSHOTS` (a folder), else into the test's tmp folder."""
     folder = Path(os.environ.get("OPERATOR_SCREENSHOTS", tmp_path))
-    folder.mkdir(parents=True, exist_ok=True)
+    await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
     worker_processes.start(WORKER_SETTINGS)
     await finished(await enqueue_task("example_task", message="quick"))
     slow = await enqueue_task("example_task", message="slow", seconds=60)
