@@ -182,6 +182,7 @@ QUEUE_AND_API_ONLY = [
     "src/{package}/api/dashboard/templates/page.html",
     "src/{package}/api/dashboard/templates/live.html",
     "src/{package}/api/dashboard/templates/progress.html",
+    "src/{package}/api/dashboard/templates/action.html",
     "src/{package}/api/dashboard/static/dashboard.js",
     "src/{package}/api/dashboard/static/dashboard.css",
     "tests/infrastructure/test_dashboard.py",

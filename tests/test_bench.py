@@ -389,3 +389,25 @@ def test_bench_workflows_prints_every_figure_and_its_goal() -> None:
         timeout=300,
     )
     assert_goal_table(result, WORKFLOWS_ROWS)
+
+
+@pytest.mark.slow
+def test_bench_dashboard_prints_every_figure_and_its_goal() -> None:
+    result = subprocess.run(
+        [sys.executable, "bench/dashboard.py", "--jobs", "300", "--requests", "2"],
+        cwd=TEMPLATE_ROOT,
+        env={**os.environ, "UV_PYTHON_DOWNLOADS": "never"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert_goal_table(
+        result,
+        (
+            ("GET /dashboard p50 ms", "< 300"),
+            ("GET /dashboard p95 ms", ""),
+            ("GET /dashboard/live p50 ms", ""),
+            ("GET /dashboard/live bytes", "< 51200"),
+            ("GET /dashboard bytes", ""),
+        ),
+    )

@@ -119,7 +119,9 @@ async def test_the_record_costs_no_redis_command_per_job(
         for number in range(300):
             await task_pool.enqueue_job("succeeds", number)
         for _ in range(200):  # until the record is full
-            if len(await activity.recent_jobs(task_pool, queue())) == activity.RECENT_LIMIT:
+            if len(await activity.recent_jobs(task_pool, queue())) == min(
+                300, activity.RECENT_LIMIT
+            ):
                 break
             await asyncio.sleep(0.05)
         for _ in range(100):  # wait for the last of the 300 to be written
@@ -163,6 +165,20 @@ async def test_notes_a_failed_write_could_not_send_go_with_the_next(task_pool: A
 
     assert [record.job_id for record in await activity.recent_jobs(task_pool, queue())] == ["kept"]
     assert sum(bucket.complete for bucket in await activity.buckets(task_pool, queue())) == 1
+
+
+async def test_a_record_keeps_how_long_its_try_waited_to_start(task_pool: ArqRedis) -> None:
+    recorder = activity.ActivityRecorder(task_pool, queue())
+    now = time.time()
+    # Due 3 s ago (enqueued, or deferred to then), started 1 s later, ran for 2 s.
+    recorder.heard(
+        job_events.JobFinished("waited", "succeeds", 1, now - 3, now - 2, now, "complete", None)
+    )
+    await recorder.write()
+
+    [record] = await activity.recent_jobs(task_pool, queue())
+    assert record.wait == pytest.approx(1.0)
+    assert record.duration == pytest.approx(2.0)
 
 
 async def test_worker_statuses_show_each_live_workers_beat_and_running_jobs(

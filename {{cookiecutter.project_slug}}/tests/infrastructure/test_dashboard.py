@@ -12,7 +12,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from html import unescape
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import httpx
 import pytest
@@ -382,6 +382,10 @@ async def test_the_snapshot_shows_workers_counts_chart_and_jobs(
         "counts",
         "workers",
         "chart",
+        "span",
+        "functions",
+        "cron",
+        "filters",
         "recent",
         "failures",
         "dead_letters",
@@ -412,6 +416,7 @@ async def test_the_snapshot_shows_workers_counts_chart_and_jobs(
         "outcome",
         "try",
         "duration_seconds",
+        "wait_seconds",
         "error",
         "finished_at",
         "worker",
@@ -570,6 +575,10 @@ async def test_requeue_puts_the_dead_letter_back_on_the_queue(
     new_job = await get_job(new_id)
     assert await new_job.status() == "queued"
     assert (await new_job.info()).kwargs == {"message": "again"}  # type: ignore[union-attr]
+    # It says where it came from, in the API as on the page.
+    assert (await dashboard.get(f"/jobs/{quote(new_id, safe=':')}")).json()[
+        "retried_from"
+    ] == letter_id
     assert await dead_letters.count(task_pool, get_settings().queue_name) == 0
     assert "requeued" in page.text
     assert new_id in page.text
@@ -644,7 +653,7 @@ async def test_the_live_part_counts_what_workers_recorded(
 
     live = (await dashboard.get("/dashboard/live")).text
 
-    assert re.search(r"<dt>Done / min</dt><dd>5</dd>", live)
+    assert re.search(r'<dt>Done, last 60 s</dt><dd id="count-done">5</dd>', live)
     assert live.count('class="complete"') >= 1  # a bar in the chart
     assert len(await activity.recent_jobs(task_pool, get_settings().queue_name)) == 5
 
@@ -882,7 +891,7 @@ async def test_each_queue_s_page_shows_its_own_counts_jobs_and_dead_letters(
         assert {queue_of(job["job_id"]) for job in data["recent"]} <= {key(queue)}
         for html in (page, live):
             assert (tile(html, "waiting"), tile(html, "dead-letters")) == (waiting, letters)
-            assert re.search(rf"<dt>Done / min</dt><dd>{done}</dd>", html), queue
+            assert tile(html, "done") == done, queue
             assert html.count('<tr class="dead-letter">') == letters
             assert html.count('<tr class="finished">') == done  # none failed: recent jobs only
             for other in QUEUES:  # only its own dead letters
@@ -977,10 +986,10 @@ async def test_the_lookup_finds_any_queue_s_job_from_any_queue_s_page(
     # The page stays on its queue: the lookup form carries it.
     assert '<strong id="queue-name">critical</strong>' in on_critical.text
     assert '<input type="hidden" name="queue" value="critical">' in on_critical.text
-    [lookup_form] = re.findall(r'<form method="get"[^>]*>(.*?)</form>', on_default, re.S)
-    assert 'name="queue"' not in lookup_form  # the default queue's page needs none
-    # A bare id is one of the default queue's, as everywhere.
-    assert "No job <code>" in bare
+    lookup_form, filter_form = re.findall(r'<form method="get"[^>]*>(.*?)</form>', on_default, re.S)
+    assert 'name="queue"' not in lookup_form + filter_form  # the default queue's page needs none
+    # A bare id is looked for on every queue.
+    assert '<dt>Queue</dt><dd><a href="/dashboard?queue=bulk">bulk</a></dd>' in bare
 
 
 async def test_actions_from_a_queue_s_page_come_back_to_it(
@@ -1014,3 +1023,273 @@ async def test_actions_from_a_queue_s_page_come_back_to_it(
         {"queue": "bulk", "notice": "aborted", "job": new_id},
     )
     assert await (await get_job(new_id)).status() == "aborted"
+
+
+def finished(
+    job_id: str,
+    ago: float,
+    function: str = "example_task",
+    outcome: snapshot.Outcome = "complete",
+    duration: float = 0.1,
+    wait: float | None = 0.01,
+) -> activity.FinishedJob:
+    """A try that ended `ago` seconds before now, as a worker records it."""
+    return activity.FinishedJob(
+        job_id=full_id(job_id),
+        function=function,
+        outcome=outcome,
+        job_try=1,
+        duration=duration,
+        error=None if outcome == "complete" else "PermanentError: broken",
+        finished_at=time.time() - ago,
+        worker="host:1",
+        wait=wait,
+    )
+
+
+async def record(pool: ArqRedis, *tries: activity.FinishedJob) -> None:
+    """Write `tries` into the queue's recent list (and the failures' list), as workers do."""
+    queue_name = get_settings().queue_name
+    await pool.lpush(activity.recent_key(queue_name), *(each.to_json() for each in tries))  # type: ignore[misc]
+    failures = [each.to_json() for each in tries if each.outcome != "complete"]
+    if failures:
+        await pool.lpush(activity.failures_key(queue_name), *failures)  # type: ignore[misc]
+
+
+def forms_in(page: str, action_ends: str) -> list[tuple[str, dict[str, str]]]:
+    """Each post form of the page whose action ends with `action_ends`, as `form_in` reads one."""
+    pattern = (
+        r'<form method="post" action="([^"]*' + re.escape(action_ends) + r')"[^>]*>(.*?)</form>'
+    )
+    return [
+        (
+            unescape(action),
+            {
+                name: unescape(value)
+                for name, value in re.findall(
+                    r'<input type="hidden" name="([^"]+)" value="([^"]*)">', body
+                )
+            },
+        )
+        for action, body in re.findall(pattern, page, re.S)
+    ]
+
+
+async def test_done_and_failed_count_the_60_seconds_to_now(
+    dashboard: httpx.AsyncClient, task_pool: ArqRedis
+) -> None:
+    await record(
+        task_pool,
+        finished("old", ago=65),  # a minute and more: not counted
+        finished("a", ago=55),
+        finished("b", ago=30, outcome="failed"),
+        finished("c", ago=1),
+    )
+
+    data = (await dashboard.get("/dashboard/snapshot.json")).json()
+    live = (await dashboard.get("/dashboard/live")).text
+
+    counts = data["counts"]
+    assert counts["last_minute"] == {"complete": 2, "retried": 0, "failed": 1, "aborted": 0}
+    since = datetime.fromisoformat(counts["last_minute_since"])
+    taken_at = datetime.fromisoformat(data["taken_at"])
+    assert taken_at - since == timedelta(seconds=60)
+    assert (tile(live, "done"), tile(live, "failed")) == (2, 1)
+
+
+def test_the_figures_are_percentiles_of_the_tries_in_the_window() -> None:
+    tries = [
+        finished(f"j{number}", ago=number, duration=number, wait=number / 10)
+        for number in range(1, 21)
+    ]
+    tries.append(finished("boom", ago=1, function="other", outcome="failed", wait=None))
+    tries.append(finished("too-old", ago=20 * 60, duration=1000))
+
+    span, inside = activity.window_of(tries, time.time(), activity.WINDOW_SECONDS)
+    stats = activity.function_stats(inside)
+
+    assert (span.jobs, span.whole) == (21, True)
+    assert [each.function for each in stats] == ["example_task", "other"]
+    example, other = stats
+    assert (example.runs, example.failed, example.duration_p50, example.duration_p95) == (
+        20,
+        0,
+        10,
+        19,
+    )
+    assert example.wait_p95 == pytest.approx(1.9)
+    assert (other.runs, other.failed, other.wait_p95) == (1, 1, None)
+
+
+async def test_per_function_figures_come_from_what_the_workers_recorded(
+    dashboard: httpx.AsyncClient, task_pool: ArqRedis, run_burst_worker: RunWorker
+) -> None:
+    for number in range(3):
+        await enqueue_task("example_task", message=str(number))
+    await task_pool.enqueue_job("fails_with_markup", "broken")
+    await run_burst_worker(functions=FUNCTIONS, cron_jobs=[])
+
+    data = (await dashboard.get("/dashboard/snapshot.json")).json()
+    live = (await dashboard.get("/dashboard/live")).text
+
+    figures = {each["function"]: each for each in data["functions"]}
+    assert set(figures) == {"example_task", "fails_with_markup"}
+    assert (figures["example_task"]["runs"], figures["example_task"]["failed"]) == (3, 0)
+    assert (figures["fails_with_markup"]["runs"], figures["fails_with_markup"]["failed"]) == (1, 1)
+    for each in figures.values():
+        assert 0 <= each["duration_p50_seconds"] <= each["duration_p95_seconds"]
+        assert each["wait_p95_seconds"] >= 0  # None would be a TypeError
+    assert all(job["wait_seconds"] is not None for job in data["recent"])
+    assert (data["span"]["jobs"], data["span"]["whole"]) == (4, True)
+    assert live.count('<tr class="function">') == 2
+    assert 'id="span-note"' not in live
+
+
+async def test_a_full_record_says_how_far_back_its_figures_reach(
+    dashboard: httpx.AsyncClient, task_pool: ArqRedis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(activity, "RECENT_LIMIT", 5)
+    await record(task_pool, *(finished(f"j{number}", ago=number * 10) for number in range(5)))
+
+    data = (await dashboard.get("/dashboard/snapshot.json")).json()
+    live = (await dashboard.get("/dashboard/live")).text
+
+    assert (data["span"]["jobs"], data["span"]["whole"]) == (5, False)
+    assert "From the last 5 tries only, since" in live
+
+
+async def test_the_recent_tables_filter_by_function_and_outcome(
+    dashboard: httpx.AsyncClient, task_pool: ArqRedis
+) -> None:
+    await record(
+        task_pool,
+        finished("done", ago=3),
+        finished("broken", ago=2, outcome="failed"),
+        finished("other", ago=1, function="other_job"),
+    )
+    wanted = {"function": "example_task", "outcome": "failed"}
+
+    data = (await dashboard.get("/dashboard/snapshot.json", params=wanted)).json()
+    live = (await dashboard.get("/dashboard/live", params=wanted)).text
+    page = (await dashboard.get("/dashboard", params=wanted)).text
+    unfiltered = (await dashboard.get("/dashboard/live", params={"outcome": "complete"})).text
+    bad = await dashboard.get("/dashboard/snapshot.json", params={"outcome": "exploded"})
+    bad_page = await dashboard.get("/dashboard", params={"outcome": "exploded"})
+
+    assert [job["job_id"] for job in data["recent"]] == [full_id("broken")]
+    assert [job["job_id"] for job in data["failures"]] == [full_id("broken")]
+    assert data["filters"]["function"] == "example_task"
+    assert "other_job" in data["filters"]["functions"]
+    assert live.count('<tr class="finished">') == 2  # the one try, in both tables
+    assert unfiltered.count('<tr class="finished">') == 2  # done and other, no failures
+    # The page refreshes its live part with the same filter, and its form shows it.
+    assert 'data-src="/dashboard/live?function=example_task&amp;outcome=failed"' in page
+    assert "<option selected>failed</option>" in page
+    assert bad.status_code == 422
+    # Unfiltered: three recent tries, one of them in the failures too.
+    assert (bad_page.status_code, bad_page.text.count('<tr class="finished">')) == (200, 4)
+
+
+@pytest.fixture
+def failing_job_declared(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`fails_with_markup` declared as a job, as `@job` would: what a retry queues again."""
+    registry.load_jobs()
+    monkeypatch.setattr(registry, "_specs", dict(registry._specs))
+    registry.register(registry.JobSpec("fails_with_markup", fails_with_markup))
+
+
+async def test_retry_queues_a_failed_job_again_as_a_new_job_that_says_where_it_came_from(
+    dashboard: httpx.AsyncClient,
+    run_burst_worker: RunWorker,
+    failing_job_declared: None,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    failed = await enqueue_task("fails_with_markup", "broken")
+    done = await enqueue_task("example_task", message="fine")
+    assert failed is not None
+    assert done is not None
+    await run_burst_worker(functions=FUNCTIONS, cron_jobs=[])
+    live = (await dashboard.get("/dashboard/live")).text
+    # Both tables list the failure with a Retry button; the completed job has none.
+    forms = forms_in(live, "/retry")
+    assert {unquote(action) for action, _ in forms} == {f"/dashboard/jobs/{failed.job_id}/retry"}
+    action, fields = forms[0]
+
+    with caplog.at_level("INFO", logger="{{ cookiecutter.package_name }}.api.dashboard.routes"):
+        answer = await dashboard.post(action, data=fields)
+        refused = await dashboard.post(
+            f"/dashboard/jobs/{quote(done.job_id, safe=':')}/retry", data=fields
+        )
+        unknown = await dashboard.post("/dashboard/jobs/never-queued/retry", data=fields)
+
+    status, _, query = redirect(answer)
+    assert (status, query["notice"]) == (303, "retried")
+    new_id = query["job"]
+    assert new_id != failed.job_id
+    assert queue_of(new_id) == queue_of(failed.job_id)
+    again = await get_job(new_id)
+    assert await again.status() == "queued"
+    assert list((await again.info()).args) == ["broken"]  # type: ignore[union-attr]
+    assert (await dashboard.get(f"/jobs/{quote(new_id, safe=':')}")).json()[
+        "retried_from"
+    ] == failed.job_id
+    shown = (await dashboard.get(answer.headers["location"])).text
+    [origin] = re.findall(r'<dd id="job-retried-from">(.*?)</dd>', shown)
+    assert failed.job_id in origin
+    assert redirect(refused)[2]["notice"] == "not-retried"
+    assert redirect(unknown)[2]["notice"] == "no-failed-job"
+    lines = [r.getMessage() for r in caplog.records if r.levelname == "INFO"]
+    assert f"dashboard retry of {failed.job_id} by operator@127.0.0.1: queued as {new_id}" in lines
+    assert any(line.startswith(f"dashboard retry of {done.job_id} by operator@") for line in lines)
+
+
+async def test_a_running_job_is_aborted_from_the_workers_table(
+    dashboard: httpx.AsyncClient, running_worker: RunningWorker, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with running_worker(cron_jobs=[]):
+        job = await enqueue_task("example_task", message="slow", seconds=30)
+        assert job is not None
+        forms: list[tuple[str, dict[str, str]]] = []
+        for _ in range(100):  # until the worker lists it as running
+            forms = forms_in((await dashboard.get("/dashboard/live")).text, "/abort")
+            if forms:
+                break
+            await asyncio.sleep(0.05)
+        [(action, fields)] = forms
+        with caplog.at_level("INFO", logger="{{ cookiecutter.package_name }}.api.dashboard.routes"):
+            answer = await dashboard.post(action, data=fields)
+        for _ in range(100):
+            if await job.status() == "aborted":
+                break
+            await asyncio.sleep(0.05)
+
+    assert redirect(answer)[2]["notice"] in ("aborted", "abort-requested")
+    assert await job.status() == "aborted"
+    assert any(
+        r.getMessage().startswith(f"dashboard abort of {job.job_id} by operator@")
+        for r in caplog.records
+    )
+
+
+async def test_the_cron_table_shows_each_cron_job_s_next_and_last_tick(
+    dashboard: httpx.AsyncClient, task_pool: ArqRedis
+) -> None:
+    before = (await dashboard.get("/dashboard/snapshot.json")).json()
+    await record(task_pool, finished("cron:tick", ago=5, function="cron:report_queue_depth"))
+    after = (await dashboard.get("/dashboard/snapshot.json")).json()
+    live = (await dashboard.get("/dashboard/live")).text
+
+    [entry] = before["cron"]
+    assert (entry["name"], entry["schedule"], entry["last_run"]) == (
+        "cron:report_queue_depth",
+        "second=0",
+        None,
+    )
+    next_run = datetime.fromisoformat(entry["next_run"])
+    taken_at = datetime.fromisoformat(before["taken_at"])
+    assert next_run.second == 0  # @cron_job(second=0): every minute, on the minute
+    assert timedelta(0) < next_run - taken_at <= timedelta(seconds=60)
+    [ticked] = after["cron"]
+    assert ticked["last_outcome"] == "complete"
+    assert ticked["last_run"] is not None
+    assert '<tr class="cron">' in live

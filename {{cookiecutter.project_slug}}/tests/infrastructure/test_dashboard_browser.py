@@ -409,3 +409,76 @@ async def test_a_screenshot_with_jobs_flowing_and_the_page_at_phone_width(
     assert re.fullmatch(r"updated \d\d:\d\d:\d\d UTC", texts(browser, "#updated")[0])
     assert texts(browser, "#failures tr.finished")
     assert overflow == 0  # wide tables scroll inside their box, the page does not
+
+
+async def click(browser: webdriver.Chrome, css: str, text: str, button: str) -> None:
+    """Click the button `button` in the first element matching `css` that contains `text`, in
+    one go (the live part may be replaced between a find and a click); confirms it."""
+    await page_shows(browser, css, text)
+    clicked = browser.execute_script(
+        """window.confirm = () => true;
+        const row = Array.from(document.querySelectorAll(arguments[0]))
+          .find(e => e.innerText.includes(arguments[1]));
+        const found = row && Array.from(row.querySelectorAll('button'))
+          .find(b => b.innerText === arguments[2]);
+        if (found) { found.click(); }
+        return Boolean(found);""",
+        css,
+        text,
+        button,
+    )
+    assert clicked, f"no {button!r} button in {css} with {text!r}"
+
+
+def screenshot(browser: webdriver.Chrome, folder: Path, name: str) -> Path:
+    """The whole page, saved as `<name>.png` in `folder`."""
+    height = browser.execute_script("return document.documentElement.scrollHeight")
+    browser.set_window_size(1280, height + 120)
+    path = folder / f"{name}.png"
+    assert browser.save_screenshot(str(path))
+    print(f"screenshot: {path}")
+    return path
+
+
+async def test_an_operator_aborts_a_running_job_retries_it_and_filters_the_tables(
+    browser: webdriver.Chrome, server: str, worker_processes: WorkerProcesses, tmp_path: Path
+) -> None:
+    """Each action from the page, on a worker process: abort a running job from the workers'
+    table, retry it (aborted, so it did not complete) from the failures' table as a new job that
+    names it, then filter the tables. A screenshot of each view goes to
+    `$OPERATOR_SCREENSHOTS` (a folder), else into the test's tmp folder."""
+    folder = Path(os.environ.get("OPERATOR_SCREENSHOTS", tmp_path))
+    await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
+    worker_processes.start(WORKER_SETTINGS)
+    await finished(await enqueue_task("example_task", message="quick"))
+    slow = await enqueue_task("example_task", message="slow", seconds=60)
+    assert slow is not None
+    log_in(browser)
+    browser.get(f"{server}/dashboard")
+
+    await click(browser, "#workers .running-job", slow.job_id, "Abort")
+    aborted = await page_shows(browser, ".notice", slow.job_id)
+    screenshot(browser, folder, "dashboard-aborted")
+    await click(browser, "#failures tr.finished", slow.job_id, "Retry")
+    retried = await page_shows(browser, ".notice", "Queued again as job")
+    origin = browser.find_element(By.ID, "job-retried-from").text
+    new_id = unquote(browser.current_url.rsplit("job=", 1)[1])
+    screenshot(browser, folder, "dashboard-retried")
+    browser.execute_script(
+        """document.querySelector('#function').value = 'example_task';
+        document.querySelector('#outcome').value = 'aborted';
+        document.querySelector('#filter form').submit();"""
+    )
+    await page_shows(browser, "#recent h2", "aborted")
+    filtered = texts(browser, "#recent tr.finished .badge")
+    figures = texts(browser, "#functions tr.function")
+    cron = texts(browser, "#cron tr.cron")
+    screenshot(browser, folder, "dashboard-filtered")
+
+    assert "aborted" in aborted or "cancel" in aborted
+    assert new_id != slow.job_id
+    assert new_id in retried
+    assert origin == slow.job_id
+    assert filtered == ["aborted"]  # the quick job completed: filtered out
+    assert any(row.startswith("example_task") for row in figures)
+    assert [row.split()[0] for row in cron] == ["cron:report_queue_depth"]

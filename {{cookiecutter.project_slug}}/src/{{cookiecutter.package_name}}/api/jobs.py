@@ -90,6 +90,12 @@ class JobView(BaseModel):
         description="The job's latest progress report, if it made one (docs/background-tasks.md, "
         '"Progress"); kept as long as its result.',
     )
+    retried_from: str | None = Field(
+        default=None,
+        description="The id of the job this one was queued again from: a dead letter requeued, "
+        "or a failed job retried from the dashboard (docs/dashboard.md). Absent for a job "
+        "queued afresh.",
+    )
 
 
 def job_path(request: Request, job_id: str) -> str:
@@ -109,6 +115,10 @@ async def read_view(job: Job[Any]) -> JobView | None:
         progress = await job.progress()
         if progress is not None:  # else left unset: the view has no "progress" at all
             view.progress = ProgressView.of(progress)
+    if view is not None:
+        origin = await job.retried_from()
+        if origin is not None:  # else left unset, as progress
+            view.retried_from = origin
     return view
 
 

@@ -100,3 +100,9 @@ def bare_job_id(job_id: str) -> str:
 def abort_requests_key(queue_name: str) -> str:
     """The queue's abort requests for running jobs: job id -> when asked (ms)."""
     return f"{queue_name}:abort-requests"
+
+
+def retry_of_key(queue_name: str, job_id: str) -> str:
+    """The id of the job that `job_id` was queued again from (a dead letter's requeue, the
+    dashboard's retry): `Q:retry-of:J`."""
+    return f"{queue_name}:retry-of:{job_id}"

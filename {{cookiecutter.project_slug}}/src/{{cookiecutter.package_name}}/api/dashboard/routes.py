@@ -8,10 +8,16 @@
     POST /dashboard/dead-letters/{job_id}/requeue
     POST /dashboard/dead-letters/purge           its form names the queue (`queue`)
     POST /dashboard/jobs/{job_id}/abort
+    POST /dashboard/jobs/{job_id}/retry          a failed job, again, as a new job
+
+The recent tables take `?function=<name>&outcome=<outcome>` (page, live part and JSON alike);
+each action is logged at INFO: who (the user name the browser sent, and its address), what, and
+which job or queue.
 
 Each page shows one queue of QUEUES: `?queue=<name>` (the default queue without it) on the page,
 the live part and the JSON; a name QUEUES lacks is a 404. With several queues the page links to
-each of them. The job lookup takes any queue's job id (a job id carries its queue, keys.py).
+each of them. The job lookup takes any queue's job id (a job id carries its queue, keys.py), or
+a bare one, looked for on each queue.
 
 The page is rendered here, by Jinja2 with autoescaping: a job's arguments, result and error are
 text in it, never markup. Its script (static/dashboard.js) fetches `/dashboard/live` every
@@ -21,6 +27,7 @@ happened (`?notice=`).
 """
 
 import json
+import logging
 import re
 from datetime import datetime
 from pathlib import Path
@@ -28,12 +35,18 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode
 
 import jinja2
-from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 
-from ...infrastructure.client.enqueue import job_by_id
+from ...infrastructure.client.enqueue import job_by_id, retry_job
 from ...infrastructure.client.workflows import WorkflowNotFound, WorkflowState, workflow_of
-from ...infrastructure.keys import DEFAULT_QUEUE, QUEUE_NAME_PATTERN, bare_job_id
+from ...infrastructure.keys import (
+    DEFAULT_QUEUE,
+    QUEUE_NAME_PATTERN,
+    bare_job_id,
+    namespaced_job_id,
+    queue_of,
+)
 from ...infrastructure.store import dead_letters
 from ...queue import (
     Job,
@@ -52,8 +65,10 @@ from ..dependencies import (
     TaskPool,
 )
 from ..jobs import FINISHED, JobView, read_view
-from .security import SECURITY_HEADERS, check_form_post, form_token, login
-from .snapshot import Snapshot, chart, read_snapshot
+from .security import SECURITY_HEADERS, check_form_post, form_token, login, operator
+from .snapshot import OUTCOMES, Outcome, Snapshot, Wanted, chart, read_snapshot
+
+logger = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/dashboard", include_in_schema=False, dependencies=[Depends(login)])
 
@@ -121,7 +136,13 @@ NOTICES = {
     "abort-requested": "Job {job} is running: its worker will cancel it on its next poll.",
     "finished": "Job {job} had already finished: nothing to abort.",
     "bad-id": "Not a job id: 1-256 of A-Z, a-z, 0-9, braces and . _ : -",
+    "retried": "Queued again as job {job}, shown below.",
+    "no-failed-job": "No failed job {job}: never queued, or its result has expired.",
+    "not-retried": "Job {job} was not queued again: it completed, or its function or arguments "
+    "no longer fit this version (the server's log says which).",
 }
+# The longest function name the recent tables' filter takes.
+FUNCTION_MAX_LENGTH = 200
 
 
 def html(body: str, status_code: int = 200) -> HTMLResponse:
@@ -173,8 +194,17 @@ def unknown_queue_notice(settings: AppSettings, queue: str) -> str:
     )
 
 
+def filter_query(wanted: Wanted) -> dict[str, str]:
+    """The recent tables' filter as query parameters, those set only."""
+    return {
+        name: value
+        for name, value in (("function", wanted.function), ("outcome", wanted.outcome))
+        if value is not None
+    }
+
+
 def live_context(
-    request: Request, settings: AppSettings, queue: str, snapshot: Snapshot
+    request: Request, settings: AppSettings, queue: str, snapshot: Snapshot, wanted: Wanted
 ) -> dict[str, Any]:
     """What live.html shows: `queue`'s snapshot, the forms' token, the links to jobs."""
     return {
@@ -185,12 +215,15 @@ def live_context(
         "base": base_of(request),
         # A job's link: looked up on this queue's page (`job_link` + the id, percent-encoded).
         "job_link": url_of(request, queue, job=""),
-        "snapshot_url": url_of(request, queue, "/snapshot.json"),
+        "snapshot_url": url_of(request, queue, "/snapshot.json", **filter_query(wanted)),
+        "outcomes": OUTCOMES,
     }
 
 
-def render_live(request: Request, settings: AppSettings, queue: str, snapshot: Snapshot) -> str:
-    context = live_context(request, settings, queue, snapshot)
+def render_live(
+    request: Request, settings: AppSettings, queue: str, snapshot: Snapshot, wanted: Wanted
+) -> str:
+    context = live_context(request, settings, queue, snapshot, wanted)
     return templates.get_template("live.html").render(**context)
 
 
@@ -211,7 +244,26 @@ async def look_up(job: Job[Any], settings: AppSettings) -> dict[str, Any] | None
         "args": [] if info is None else list(info.args),
         "kwargs": {} if info is None else info.kwargs,
         "abortable": view.status not in FINISHED,
+        "retryable": view.status in ("failed", "aborted"),
     }
+
+
+async def look_up_any(
+    job_id: str, queue: str, pool: TaskPool, settings: AppSettings
+) -> dict[str, Any] | None:
+    """`look_up` for an id with its queue's key, or a bare one (`order-42`), tried on `queue`
+    (the page's) and then on the other queues, in QUEUES' order: an operator pastes what a log
+    line or a customer gave, which may lack the key."""
+    if queue_of(job_id) is not None:
+        return await look_up(job_by_id(job_id, pool), settings)
+    keys = [settings.queue_keys[queue]] + [
+        key for name, key in settings.queue_keys.items() if name != queue
+    ]
+    for key in keys:
+        found = await look_up(job_by_id(namespaced_job_id(key, job_id), pool), settings)
+        if found is not None:
+            return found
+    return None
 
 
 async def look_up_workflow(job_id: str, pool: TaskPool) -> WorkflowState | None:
@@ -231,29 +283,34 @@ async def page(
     queue: str = DEFAULT_QUEUE,
     job: str = "",
     notice: str = "",
+    function: str = "",
+    outcome: str = "",
 ) -> HTMLResponse:
     """The dashboard of `queue`; `job` looks a job of any queue up by id, `notice` says what an
-    action did. A queue QUEUES lacks is a 404 that shows the default queue and says so."""
+    action did, `function` and `outcome` filter the recent tables (one that is no outcome, or a
+    name too long for a function, shows them unfiltered). A queue QUEUES lacks is a 404 that
+    shows the default queue and says so."""
+    wanted = wanted_of(function, outcome)
     status_code = 200
     message = NOTICES[notice].format(job=job, queue=queue) if notice in NOTICES else None
     if queue not in settings.queue_keys:
         status_code, message = 404, unknown_queue_notice(settings, queue)
         queue = DEFAULT_QUEUE
-    snapshot = await read_snapshot(pool, settings.queue_keys[queue])
+    snapshot = await read_snapshot(pool, settings.queue_keys[queue], wanted)
     looked_up = workflow = None
     if job and re.fullmatch(JOB_ID_PATTERN, job) and len(job) <= JOB_ID_MAX_LENGTH:
         workflow = await look_up_workflow(job, pool)
         if workflow is None or workflow.id != job:  # a job, maybe of a workflow
-            looked_up = await look_up(job_by_id(job, pool), settings)
+            looked_up = await look_up_any(job, queue, pool, settings)
     elif job:
         message = message if status_code != 200 else NOTICES["bad-id"]
     body = templates.get_template("page.html").render(
-        **live_context(request, settings, queue, snapshot),
+        **live_context(request, settings, queue, snapshot, wanted),
         app_name=settings.app_name,
         # The queue picker, shown with more than one queue: each one's name and page.
         queues=[(name, url_of(request, name)) for name in settings.queues],
         default_queue=DEFAULT_QUEUE,
-        live_url=url_of(request, queue, "/live"),
+        live_url=url_of(request, queue, "/live", **filter_query(wanted)),
         refresh_ms=REFRESH_SECONDS * 1000,
         job_id=job,
         looked_up=looked_up,
@@ -263,21 +320,42 @@ async def page(
     return html(body, status_code)
 
 
+def wanted_of(function: str, outcome: str) -> Wanted:
+    """The page's filter from its query: what does not fit is no filter."""
+    return Wanted(
+        function=function if 0 < len(function) <= FUNCTION_MAX_LENGTH else None,
+        outcome=next((each for each in OUTCOMES if each == outcome), None),
+    )
+
+
 @router.get("/live")
 async def live(
-    request: Request, pool: TaskPool, settings: AppSettings, queue: str = DEFAULT_QUEUE
+    request: Request,
+    pool: TaskPool,
+    settings: AppSettings,
+    queue: str = DEFAULT_QUEUE,
+    function: str = "",
+    outcome: str = "",
 ) -> HTMLResponse:
-    """The refreshed part of `queue`'s page, as HTML (escaped like the page)."""
-    snapshot = await read_snapshot(pool, queue_key(settings, queue))
-    return html(render_live(request, settings, queue, snapshot))
+    """The refreshed part of `queue`'s page, as HTML (escaped like the page), filtered as the
+    page is."""
+    wanted = wanted_of(function, outcome)
+    snapshot = await read_snapshot(pool, queue_key(settings, queue), wanted)
+    return html(render_live(request, settings, queue, snapshot, wanted))
 
 
 @router.get("/snapshot.json")
 async def snapshot_json(
-    pool: TaskPool, settings: AppSettings, queue: str = DEFAULT_QUEUE
+    pool: TaskPool,
+    settings: AppSettings,
+    queue: str = DEFAULT_QUEUE,
+    function: str | None = Query(None, min_length=1, max_length=FUNCTION_MAX_LENGTH),
+    outcome: Outcome | None = None,
 ) -> JSONResponse:
-    """Everything `queue`'s page shows, as JSON (snapshot.py's `Snapshot`)."""
-    snapshot = await read_snapshot(pool, queue_key(settings, queue))
+    """Everything `queue`'s page shows, as JSON (snapshot.py's `Snapshot`); `function` and
+    `outcome` filter `recent` and `failures` (a bad one is a 422)."""
+    wanted = Wanted(function=function, outcome=outcome)
+    snapshot = await read_snapshot(pool, queue_key(settings, queue), wanted)
     return JSONResponse(snapshot.model_dump(mode="json", by_alias=True), headers=SECURITY_HEADERS)
 
 
@@ -315,9 +393,12 @@ async def requeue(request: Request, job_id: JobId, settings: AppSettings) -> Red
     try:
         job = await requeue_dead_letter(job_id)
     except LookupError:
+        log_action(request, "requeue", job_id, "no such dead letter")
         return back_to_page(request, queue, notice="no-dead-letter", job=job_id)
-    except (RequeueRefused, UnknownTaskError, JobArgumentError):
+    except (RequeueRefused, UnknownTaskError, JobArgumentError) as error:
+        log_action(request, "requeue", job_id, f"refused: {error}")
         return back_to_page(request, queue, notice="not-requeued", job=job_id)
+    log_action(request, "requeue", job_id, f"queued as {job.job_id}")
     return back_to_page(request, queue, notice="requeued", job=job.job_id)
 
 
@@ -329,7 +410,8 @@ async def purge(request: Request, pool: TaskPool, settings: AppSettings) -> Redi
     queue = form.get("queue", "")
     if queue not in settings.queue_keys:
         return back_to_page(request, DEFAULT_QUEUE, notice="not-purged")
-    await dead_letters.purge(pool, settings.queue_keys[queue])
+    purged = await dead_letters.purge(pool, settings.queue_keys[queue])
+    log_action(request, "purge", f"queue {queue}", f"{purged} dead letters deleted")
     return back_to_page(request, queue, notice="purged")
 
 
@@ -339,7 +421,40 @@ async def abort(request: Request, job: JobHandle, settings: AppSettings) -> Redi
     queue = form_queue(settings, await checked_form(request, settings))
     status = await job.status()
     if status in FINISHED or status == "not_found":
+        log_action(request, "abort", job.job_id, f"nothing to abort: {status}")
         return back_to_page(request, queue, notice="finished", job=job.job_id)
     aborted = await job.abort(timeout=settings.api_abort_wait, poll_delay=0.1)
     notice = "aborted" if aborted else "abort-requested"
+    log_action(request, "abort", job.job_id, notice)
     return back_to_page(request, queue, notice=notice, job=job.job_id)
+
+
+@router.post("/jobs/{job_id}/retry")
+async def retry(request: Request, job: JobHandle, settings: AppSettings) -> RedirectResponse:
+    """Queue a failed or aborted job again as a new job (enqueue.py's `retry_job`: its
+    arguments, its queue, a new id that records this one), then show the new job."""
+    queue = form_queue(settings, await checked_form(request, settings))
+    try:
+        again = await retry_job(job.job_id)
+    except LookupError:
+        log_action(request, "retry", job.job_id, "no such failed job")
+        return back_to_page(request, queue, notice="no-failed-job", job=job.job_id)
+    except (RequeueRefused, UnknownTaskError, JobArgumentError) as error:
+        log_action(request, "retry", job.job_id, f"refused: {error}")
+        return back_to_page(request, queue, notice="not-retried", job=job.job_id)
+    log_action(request, "retry", job.job_id, f"queued as {again.job_id}")
+    return back_to_page(request, queue, notice="retried", job=again.job_id)
+
+
+def log_action(request: Request, action: str, target: str, result: str) -> None:
+    """One INFO line per action: who (security.py's `operator`), what, on which job or queue,
+    and what came of it; the same as fields, for LOG_FORMAT=json."""
+    who = operator(request)
+    logger.info(
+        "dashboard %s of %s by %s: %s",
+        action,
+        target,
+        who,
+        result,
+        extra={"user": who, "action": action, "target": target, "result": result},
+    )

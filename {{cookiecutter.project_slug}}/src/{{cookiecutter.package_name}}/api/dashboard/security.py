@@ -79,6 +79,20 @@ def basic_password(request: Request) -> bytes | None:
     return password if separator else b""
 
 
+def operator(request: Request) -> str:
+    """Who sent a request that passed `login`, for the actions' log lines: the user name of its
+    Basic credentials (any is accepted, so it is what the operator says they are) and the client
+    address, as "name@address"; the name cut at 64 characters, anything unprintable as "?"."""
+    header = request.headers.get("authorization", "")
+    try:
+        decoded = base64.b64decode(header.partition(" ")[2].strip(), validate=True)
+        name = decoded.partition(b":")[0].decode("utf-8")
+    except ValueError:  # login let it through, so it decodes; but never fail a log line
+        name = ""
+    name = "".join(char if char.isprintable() else "?" for char in name[:64]) or "-"
+    return f"{name}@{request.client.host if request.client else '-'}"
+
+
 class LoginLimiter:
     """Wrong passwords per client address, in this process: LOGIN_FAILURES of them within
     LOCKOUT_SECONDS lock the address out for LOCKOUT_SECONDS.

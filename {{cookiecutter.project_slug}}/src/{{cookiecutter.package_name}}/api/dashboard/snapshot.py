@@ -4,17 +4,24 @@ serves it as is.
 
 Everything comes from the infrastructure's own readers: the counts (depth.py's `queue_stats`),
 the heartbeats and running-lists (heartbeat.py), the running jobs' progress (progress.py), the
-dead letters (dead_letters.py) and the workers' activity record (activity.py). About 100 Redis
-commands in about 10 round trips, most of them the chart's 90 buckets in one pipeline, and no
-SCAN: nothing a refresh every 2 s would notice.
+dead letters (dead_letters.py), the workers' activity record (activity.py) and the cron jobs
+the project declares (registry.py). About 100 Redis commands in about 10 round trips, most of
+them the chart's 90 buckets in one pipeline, and no SCAN. The largest read is the recent list
+(up to activity.RECENT_LIMIT records, about 2 MB when full), which the per-function figures, the
+last minute's counts, the filtered tables and the cron jobs' last runs all come from: one read
+per refresh (bench/dashboard.py times it).
 """
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal, get_args
 
 from arq.connections import ArqRedis
+from arq.cron import next_cron
 from pydantic import BaseModel, ConfigDict, Field
 
+from ...config import get_settings
+from ...infrastructure import registry
 from ...infrastructure.ops import activity
 from ...infrastructure.store import dead_letters, progress
 from ...infrastructure.store.dead_letters import DeadLetter
@@ -24,6 +31,9 @@ from ..jobs import ProgressView
 RECENT_SHOWN = 12
 DEAD_LETTERS_SHOWN = 10
 Outcome = Literal["complete", "retried", "failed", "aborted"]
+OUTCOMES: tuple[Outcome, ...] = get_args(Outcome)
+# arq's `cron()` keywords that say when it ticks (`next_cron`'s); the others say how it runs.
+SCHEDULE_FIELDS = ("month", "day", "weekday", "hour", "minute", "second", "microsecond")
 
 
 def utc(unix_seconds: float) -> datetime:
@@ -32,7 +42,9 @@ def utc(unix_seconds: float) -> datetime:
 
 class Counts(BaseModel):
     """The queue at a glance. `last_minute` and `last_15_minutes` count the tries that ended,
-    by outcome."""
+    by outcome; `last_minute` in the 60 s from `last_minute_since` (the 60 s to now, unless
+    the queue ends more tries a minute than the recent list keeps: activity.py's
+    `queue_counts`)."""
 
     waiting: int
     deferred: int
@@ -40,7 +52,47 @@ class Counts(BaseModel):
     dead_letters: int
     workers: int
     last_minute: dict[Outcome, int]
+    last_minute_since: datetime
     last_15_minutes: dict[Outcome, int]
+
+
+class Span(BaseModel):
+    """What the per-function figures cover: the tries that ended from `since` to `until`,
+    `jobs` of them. `whole` is False when the recent list ran out before 15 minutes: the
+    figures are then of the last `jobs` tries only."""
+
+    since: datetime
+    until: datetime
+    jobs: int
+    whole: bool
+
+
+class FunctionFigures(BaseModel):
+    """One function's tries that ended in the span: how many, how many failed for good, were
+    retried or aborted, and percentiles of their run time and of their wait to start (from due
+    to started; None when no record has one), in seconds."""
+
+    function: str
+    runs: int
+    failed: int
+    retried: int
+    aborted: int
+    duration_p50_seconds: float
+    duration_p95_seconds: float
+    wait_p95_seconds: float | None
+
+
+class CronEntry(BaseModel):
+    """A declared cron job: its name (its ticks' function), its schedule (arq's `cron()`
+    keywords), its next tick (the worker's clock: the system's time zone), and its latest tick
+    that ended in the recent list, with its outcome (None: none in view)."""
+
+    name: str
+    queue: str
+    schedule: str
+    next_run: datetime | None
+    last_run: datetime | None
+    last_outcome: Outcome | None
 
 
 class Worker(BaseModel):
@@ -74,20 +126,36 @@ class FinishedJob(BaseModel):
     outcome: Outcome
     job_try: int = Field(alias="try")
     duration_seconds: float
+    # From when it was due to when this try started; None in a record from an older version.
+    wait_seconds: float | None = None
     error: str | None
     finished_at: datetime
     worker: str
 
 
+class Filters(BaseModel):
+    """What the recent tables show: the tries of `function` (None: all) that ended in
+    `outcome` (None: any). `functions` lists the names to pick from."""
+
+    function: str | None
+    outcome: Outcome | None
+    functions: list[str]
+
+
 class Snapshot(BaseModel):
     """The whole dashboard. Lists are newest first, but `chart`, oldest first (90 buckets of
-    10 s: the last 15 minutes), and `workers`, longest running first."""
+    10 s: the last 15 minutes), `workers`, longest running first, and `functions` and `cron`,
+    by name."""
 
     queue: str
     taken_at: datetime
     counts: Counts
     workers: list[Worker]
     chart: list[ChartBucket]
+    span: Span
+    functions: list[FunctionFigures]
+    cron: list[CronEntry]
+    filters: Filters
     recent: list[FinishedJob]
     failures: list[FinishedJob]
     dead_letters: list[DeadLetter]
@@ -100,23 +168,89 @@ def finished(record: activity.FinishedJob) -> FinishedJob:
         outcome=record.outcome,
         job_try=record.job_try,
         duration_seconds=record.duration,
+        wait_seconds=record.wait,
         error=record.error,
         finished_at=utc(record.finished_at),
         worker=record.worker,
     )
 
 
-async def read_snapshot(redis: ArqRedis, queue_name: str) -> Snapshot:
-    """Read everything the dashboard shows about `queue_name`."""
+@dataclass(frozen=True)
+class Wanted:
+    """The recent tables' filter as the page's query gives it: a function's name and an
+    outcome, each None for all."""
+
+    function: str | None = None
+    outcome: Outcome | None = None
+
+    def admits(self, record: activity.FinishedJob) -> bool:
+        return (self.function is None or record.function == self.function) and (
+            self.outcome is None or record.outcome == self.outcome
+        )
+
+
+def schedule_text(schedule: dict[str, Any]) -> str:
+    """arq's `cron()` keywords as written: `second=0`, `minute={0, 30}, hour=9`."""
+    shown = []
+    for name, value in schedule.items():
+        if isinstance(value, set | frozenset):
+            value = "{" + ", ".join(str(each) for each in sorted(value)) + "}"
+        shown.append(f"{name}={value}")
+    return ", ".join(shown)
+
+
+def cron_entries(
+    queue_name: str, recent: list[activity.FinishedJob], now: datetime
+) -> list[CronEntry]:
+    """The cron jobs that tick on `queue_name`, with their next tick after `now` (computed as
+    arq's `CronJob` does, in the system's time zone the worker uses by default) and their latest
+    tick in `recent`."""
+    keys = get_settings().queue_keys
+    entries = []
+    for spec in registry.declared():
+        if spec.schedule is None or keys.get(spec.queue) != queue_name:
+            continue
+        when = {name: value for name, value in spec.schedule.items() if name in SCHEDULE_FIELDS}
+        local_now = now.astimezone()
+        try:
+            next_run: datetime | None = next_cron(local_now, **when).astimezone(UTC)
+        except ValueError:  # a schedule that never matches (day=31, month=2)
+            next_run = None
+        last = next((record for record in recent if record.function == spec.name), None)
+        entries.append(
+            CronEntry(
+                name=spec.name,
+                queue=spec.queue,
+                schedule=schedule_text(spec.schedule),
+                next_run=next_run,
+                last_run=None if last is None else utc(last.finished_at),
+                last_outcome=None if last is None else last.outcome,
+            )
+        )
+    return sorted(entries, key=lambda entry: entry.name)
+
+
+async def read_snapshot(redis: ArqRedis, queue_name: str, wanted: Wanted = Wanted()) -> Snapshot:
+    """Read everything the dashboard shows about `queue_name`, its recent tables filtered as
+    `wanted` says."""
     taken_at = datetime.now(UTC)
-    buckets = await activity.buckets(redis, queue_name, now=taken_at.timestamp())
-    counts = await activity.queue_counts(redis, queue_name, window=buckets)
+    now = taken_at.timestamp()
+    # The workers before the counts: a worker listed is then counted too, unless it stopped.
     workers = await activity.worker_statuses(redis, queue_name)
-    recent = await activity.recent_jobs(redis, queue_name, RECENT_SHOWN)
-    failures = await activity.recent_jobs(redis, queue_name, RECENT_SHOWN, failures=True)
+    buckets = await activity.buckets(redis, queue_name, now=now)
+    # The whole recent list: the figures, the counts of the last minute, the tables.
+    everything = await activity.recent_jobs(redis, queue_name)
+    counts = await activity.queue_counts(
+        redis, queue_name, window=buckets, recent=everything, now=now
+    )
+    span, inside = activity.window_of(everything, now, activity.WINDOW_SECONDS)
+    recent = [record for record in everything if wanted.admits(record)][:RECENT_SHOWN]
+    failures = await activity.recent_jobs(redis, queue_name, failures=True)
+    failures = [record for record in failures if wanted.admits(record)][:RECENT_SHOWN]
     letters = await dead_letters.newest(redis, queue_name, DEAD_LETTERS_SHOWN)
     running = [job_id for status in workers for job_id in status.running]
     reports = await progress.read_many(redis, queue_name, running)
+    figures = activity.function_stats(inside)
     return Snapshot(
         queue=queue_name,
         taken_at=taken_at,
@@ -127,6 +261,7 @@ async def read_snapshot(redis: ArqRedis, queue_name: str) -> Snapshot:
             dead_letters=counts.stats.dead_letters,
             workers=counts.stats.live_workers,
             last_minute=counts.last_minute,
+            last_minute_since=utc(counts.minute.since),
             last_15_minutes=counts.last_window,
         ),
         workers=[
@@ -157,6 +292,29 @@ async def read_snapshot(redis: ArqRedis, queue_name: str) -> Snapshot:
             )
             for bucket in buckets
         ],
+        span=Span(since=utc(span.since), until=utc(span.until), jobs=span.jobs, whole=span.whole),
+        functions=[
+            FunctionFigures(
+                function=each.function,
+                runs=each.runs,
+                failed=each.failed,
+                retried=each.retried,
+                aborted=each.aborted,
+                duration_p50_seconds=each.duration_p50,
+                duration_p95_seconds=each.duration_p95,
+                wait_p95_seconds=each.wait_p95,
+            )
+            for each in figures
+        ],
+        cron=cron_entries(queue_name, everything, taken_at),
+        filters=Filters(
+            function=wanted.function,
+            outcome=wanted.outcome,
+            functions=sorted(
+                {spec.name for spec in registry.declared()}
+                | {record.function for record in everything}
+            ),
+        ),
         recent=[finished(record) for record in recent],
         failures=[finished(record) for record in failures],
         dead_letters=letters,

@@ -17,7 +17,7 @@ import functools
 import os
 import threading
 import weakref
-from collections.abc import AsyncGenerator, Callable, Coroutine
+from collections.abc import AsyncGenerator, Callable, Coroutine, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -33,7 +33,7 @@ from ... import tracing
 from ...config import get_settings
 from .. import registry
 from ..job_types import UNREADABLE_JOB
-from ..keys import DEFAULT_QUEUE, namespaced_job_id, new_job_id, queue_of
+from ..keys import DEFAULT_QUEUE, namespaced_job_id, new_job_id, queue_of, retry_of_key
 from ..limits import job_limits, limited_key
 from ..store import dead_letters
 from ..store.connection import close_pool, connect, unavailable
@@ -43,6 +43,9 @@ from ..store.serialization import deserialize, serialize_at_most
 from ..store.workflows import MEMBERSHIP_FIELD, Membership
 
 T = TypeVar("T")
+# How long a job queued again remembers where it came from, plus WORKER_KEEP_RESULT: longer than
+# it may wait to start (a day, as arq's jobs) and then keep its result.
+ORIGIN_SECONDS = 2 * 24 * 3600
 
 # What stands in for the enqueue's span with tracing off: reusable, made once.
 _NO_SPAN = nullcontext()
@@ -369,18 +372,23 @@ class RequeueRefused(ValueError):
 def requeue_blocker(letter: dead_letters.DeadLetter) -> str | None:
     """Why `requeue_dead_letter` would refuse `letter`, or None if it can be requeued: what the
     CLI's and the dashboard's listings show beside each dead letter."""
-    if letter.function == UNREADABLE_JOB:
+    return rerun_blocker(letter.function, letter.args, letter.kwargs)
+
+
+def rerun_blocker(function: str, args: Sequence[Any], kwargs: dict[str, Any]) -> str | None:
+    """Why a job of `function` with these arguments cannot be queued again, or None if it can."""
+    if function == UNREADABLE_JOB:
         return "its payload could not be read, so there is no job to run again"
-    spec = registry.requeueable().get(letter.function)
+    spec = registry.requeueable().get(function)
     if spec is None:
         return (
-            f"no job named {letter.function!r} is registered in this version: "
+            f"no job named {function!r} is registered in this version: "
             "requeue it from a version that has it"
         )
     try:
-        spec.signature.bind(None, *letter.args, **letter.kwargs)  # None for ctx
+        spec.signature.bind(None, *args, **kwargs)  # None for ctx
     except TypeError as error:
-        return f"its arguments no longer fit {letter.function}: {error}"
+        return f"its arguments no longer fit {function}: {error}"
     return None
 
 
@@ -393,7 +401,6 @@ async def requeue_dead_letter(job_id: str) -> Job[Any]:
     pool = await get_task_pool()
     handle = job_by_id(job_id, pool)  # the letter's queue: the job goes back there
     queue_name = handle.queue_name
-    queue = next(name for name, key in get_settings().queue_keys.items() if key == queue_name)
     listed = [letter for letter in await dead_letters.all_letters(pool, queue_name)]
     # By the id as listed (a letter moved by `just queue-migrate` keeps its old one), or by its
     # bare id, as `get_job` takes one.
@@ -406,11 +413,55 @@ async def requeue_dead_letter(job_id: str) -> Job[Any]:
     if letter is None:
         raise LookupError(f"no dead letter for job {job_id!r} (already requeued or purged?)")
     try:
-        job = await enqueue_checked(letter.function, tuple(letter.args), letter.kwargs, queue=queue)
+        return await enqueue_again(letter.function, letter.args, letter.kwargs, job_id, queue_name)
     except Exception:
         await dead_letters.add(pool, queue_name, letter, get_settings().dead_letter_limit)
         raise
+
+
+async def retry_job(job_id: str) -> Job[Any]:
+    """Queue a job that did not complete (failed, or aborted) again, as a new job with the
+    arguments it was queued with, on its own queue; the new job records `job_id` as where it
+    came from (`retried_from`). Its dead letter, if it has one, stays listed.
+
+    The arguments come from the job's result (arq keeps the function and arguments in it), or,
+    once that has expired, from its dead letter. Raises LookupError when neither is there, and
+    RequeueRefused for a job that completed or that `rerun_blocker` names a reason for; and as
+    `enqueue_task` does.
+    """
+    pool = await get_task_pool()
+    handle = job_by_id(job_id, pool)
+    result = await handle.result_info()
+    if result is not None:
+        if result.success:
+            raise RequeueRefused(f"cannot retry {handle.job_id}: it completed")
+        function, args, kwargs = result.function, list(result.args), result.kwargs
+    else:
+        letters = await dead_letters.all_letters(pool, handle.queue_name)
+        found = next((each for each in letters if each.job_id in (job_id, handle.job_id)), None)
+        if found is None:
+            raise LookupError(f"no failed job {job_id!r}: never queued, or its result expired")
+        function, args, kwargs = found.function, found.args, found.kwargs
+    reason = rerun_blocker(function, args, kwargs)
+    if reason is not None:
+        raise RequeueRefused(f"cannot retry {handle.job_id}: {reason}")
+    return await enqueue_again(function, args, kwargs, handle.job_id, handle.queue_name)
+
+
+async def enqueue_again(
+    function: str, args: Sequence[Any], kwargs: dict[str, Any], origin: str, queue_name: str
+) -> Job[Any]:
+    """A new job (a new id) of `function` with these arguments on the queue `queue_name` (a key),
+    recording `origin`, the id it was queued again from: what a dead letter's requeue and a
+    retry share."""
+    queue = next(name for name, key in get_settings().queue_keys.items() if key == queue_name)
+    job = await enqueue_checked(function, tuple(args), kwargs, queue=queue)
     assert job is not None  # a new job without _job_id is never a duplicate
+    # Written after the job: a crash in between leaves a job that does not say where it came
+    # from, never a record of a job that is not there. Kept as long as a result can be.
+    lifetime = ORIGIN_SECONDS + int(get_settings().worker_keep_result)
+    pool = await get_task_pool()
+    await pool.set(retry_of_key(queue_name, job.job_id), origin, ex=lifetime)
     return job
 
 

@@ -5,9 +5,12 @@ dashboard, where the project has one.
 Workers write it; readers only read it. In Redis, next to the queue:
 
 - `<queue>:recent`: the last RECENT_LIMIT tries that ended, on any worker, newest first, one JSON
-  object each (`FinishedJob`): id, function, outcome, try, duration, error, when, which worker;
-- `<queue>:recent-failures`: the same for the tries that did not complete (failed, retried,
-  aborted), so that a failure stays in view while thousands of jobs complete after it;
+  object each (`FinishedJob`): id, function, outcome, try, duration, wait, error, when, which
+  worker. RECENT_LIMIT is 10,000 so that it holds the last 15 minutes of a queue that ends up to
+  11 tries a second, and the dashboard's per-function figures (`function_stats`) come from it;
+  a busier queue's figures say how far back they reach (`Window`);
+- `<queue>:recent-failures`: the last FAILURES_LIMIT of the tries that did not complete (failed,
+  retried, aborted), so that a failure stays in view while thousands of jobs complete after it;
 - `<queue>:activity:<t>`: for the BUCKET_SECONDS starting at Unix time t, how many tries ended in
   each outcome (complete, retried, failed, aborted: job_events.py), and `depth`, how many jobs
   were due to start and waiting at the latest sample taken in it. A bucket expires once it is
@@ -24,12 +27,14 @@ writes it out first.
 import asyncio
 import json
 import logging
+import math
 import os
 import socket
 import time
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
@@ -58,7 +63,8 @@ from ..store.records import (
 
 logger = logging.getLogger(__name__)
 
-RECENT_LIMIT = 100
+RECENT_LIMIT = 10_000
+FAILURES_LIMIT = 100
 BUCKET_SECONDS = 10
 WINDOW_SECONDS = 15 * 60
 WRITE_SECONDS = 1.0
@@ -82,6 +88,11 @@ def failures_key(queue_name: str) -> str:
     return f"{queue_name}:recent-failures"
 
 
+def limit_of(key: str) -> int:
+    """How many records the list `key` keeps."""
+    return FAILURES_LIMIT if key.endswith(":recent-failures") else RECENT_LIMIT
+
+
 def bucket_key(queue_name: str, start: int) -> str:
     return f"{queue_name}:activity:{start}"
 
@@ -98,7 +109,9 @@ BUCKET_LIFETIME_SECONDS = WINDOW_SECONDS + 2 * BUCKET_SECONDS
 @dataclass(frozen=True)
 class FinishedJob:
     """One try that ended. Times are Unix seconds; `error` is "<type>: <message>" unless it
-    completed; `worker` is "<host>:<pid>"."""
+    completed; `worker` is "<host>:<pid>"; `wait` is how long the try waited to start, from when
+    the job was due (enqueued, or the time it was deferred to) to its start: None in a record
+    from a version before it was kept."""
 
     job_id: str
     function: str
@@ -108,6 +121,7 @@ class FinishedJob:
     error: str | None
     finished_at: float
     worker: str
+    wait: float | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
@@ -116,9 +130,42 @@ class FinishedJob:
     def from_json(cls, data: bytes | str) -> "FinishedJob":
         """The record `to_json` wrote; raises ValueError (records.py's Unreadable, or a decoding
         error) for anything else."""
-        record = typed(cls, json.loads(data))
+        value = json.loads(data)
+        record = cls._plain(value)
+        if record is None:  # typed() reads it still, or names what is wrong with it
+            record = typed(cls, value)
         timestamp(record.finished_at)
         return record
+
+    @classmethod
+    def _plain(cls, value: Any) -> "FinishedJob | None":
+        """The record, if each field is plainly of its type (what workers write); else None.
+        `typed` checks the same, but reads the class's type hints each time: 0.1 ms a record,
+        a second for the dashboard's 10,000 at every refresh."""
+        if type(value) is not dict:
+            return None
+        try:
+            job_id, function, outcome = value["job_id"], value["function"], value["outcome"]
+            job_try, duration, error = value["job_try"], value["duration"], value["error"]
+            finished_at, worker = value["finished_at"], value["worker"]
+        except KeyError:
+            return None
+        wait = value.get("wait")
+        if not (
+            type(job_id) is str
+            and type(function) is str
+            and type(worker) is str
+            and type(job_try) is int
+            and (error is None or type(error) is str)
+            and type(outcome) is str
+            and outcome in OUTCOMES
+            and all(
+                type(number) in (int, float) and math.isfinite(number)
+                for number in (duration, finished_at, 0.0 if wait is None else wait)
+            )
+        ):
+            return None
+        return cls(job_id, function, outcome, job_try, duration, error, finished_at, worker, wait)
 
 
 @dataclass(frozen=True)
@@ -211,7 +258,7 @@ class ActivityRecorder:
             for key, listed in lists.items():
                 if listed:
                     pipe.lpush(key, *(record.to_json() for record in listed))
-                    pipe.ltrim(key, 0, RECENT_LIMIT - 1)
+                    pipe.ltrim(key, 0, limit_of(key) - 1)
             for (start, outcome), tries in counts.items():
                 pipe.hincrby(bucket_key(self.queue_name, start), outcome, tries)
             for start in {start for start, _ in counts}:
@@ -236,6 +283,7 @@ class ActivityRecorder:
             error=None if event.error is None else event.error[:ERROR_CHARS],
             finished_at=event.finished_at,
             worker=self.worker,
+            wait=round(max(0.0, event.started_at - event.enqueued_at), 6),
         )
 
     async def _write_forever(self) -> None:
@@ -251,7 +299,7 @@ async def recent_jobs(
     redis: Redis, queue_name: str, limit: int = RECENT_LIMIT, *, failures: bool = False
 ) -> list[FinishedJob]:
     """The latest tries that ended (with `failures`, that did not complete), newest first, at
-    most `limit` (RECENT_LIMIT are kept). Each worker adds its own in batches: the list is in
+    most `limit` (RECENT_LIMIT are kept, FAILURES_LIMIT failures). Each worker adds its own in batches: the list is in
     the order of the writes, and sorted here by when each try ended."""
     key = failures_key(queue_name) if failures else recent_key(queue_name)
     # One that cannot be read is skipped, and the next read in its place (records.py).
@@ -259,6 +307,80 @@ async def recent_jobs(
         record for _, record in await read_list(redis, "recent", key, FinishedJob.from_json, limit)
     ]
     return sorted(records, key=lambda record: record.finished_at, reverse=True)
+
+
+@dataclass(frozen=True)
+class Window:
+    """What a figure read from the recent list covers: the tries that ended from `since` to
+    `until` (Unix seconds), `jobs` of them. `whole` is False when the list ran out first (it
+    keeps RECENT_LIMIT): the figures then cover only the last `jobs` tries, from `since`."""
+
+    since: float
+    until: float
+    jobs: int
+    whole: bool
+
+
+def window_of(
+    records: list[FinishedJob], now: float, seconds: float
+) -> tuple[Window, list[FinishedJob]]:
+    """The records (newest first, as `recent_jobs` reads them) of the `seconds` before `now`, and
+    what they cover."""
+    since = now - seconds
+    inside = [record for record in records if record.finished_at >= since]
+    # A list shorter than it keeps holds every try there was; a full one covers the window only
+    # if one of its records is older than the window.
+    whole = len(records) < RECENT_LIMIT or len(inside) < len(records)
+    start = since if whole or not inside else inside[-1].finished_at
+    return Window(since=start, until=now, jobs=len(inside), whole=whole), inside
+
+
+@dataclass(frozen=True)
+class FunctionStats:
+    """One function's tries that ended in a window: how many (`runs`), how many failed for good,
+    were retried or aborted, and the 50th and 95th percentiles of their run time and the 95th of
+    their wait to start (seconds; `wait_p95` None when no record has a wait)."""
+
+    function: str
+    runs: int
+    failed: int
+    retried: int
+    aborted: int
+    duration_p50: float
+    duration_p95: float
+    wait_p95: float | None
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """The nearest-rank percentile (`fraction` 0.5 for the median) of non-empty `values`: a
+    value that was measured, never one made up between two."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
+
+
+def function_stats(records: list[FinishedJob]) -> list[FunctionStats]:
+    """Per function, by name, the figures of these tries (`window_of`'s)."""
+    by_function: dict[str, list[FinishedJob]] = {}
+    for record in records:
+        by_function.setdefault(record.function, []).append(record)
+    stats = []
+    for function, tries in sorted(by_function.items()):
+        outcomes = Counter(record.outcome for record in tries)
+        durations = [record.duration for record in tries]
+        waits = [record.wait for record in tries if record.wait is not None]
+        stats.append(
+            FunctionStats(
+                function=function,
+                runs=len(tries),
+                failed=outcomes["failed"],
+                retried=outcomes["retried"],
+                aborted=outcomes["aborted"],
+                duration_p50=percentile(durations, 0.5),
+                duration_p95=percentile(durations, 0.95),
+                wait_p95=percentile(waits, 0.95) if waits else None,
+            )
+        )
+    return stats
 
 
 async def buckets(redis: Redis, queue_name: str, now: float | None = None) -> list[Bucket]:
@@ -354,21 +476,44 @@ async def worker_statuses(redis: Redis, queue_name: str) -> list[WorkerStatus]:
 @dataclass(frozen=True)
 class QueueCounts:
     """The queue at a glance: its jobs, dead letters and live workers (depth.py's `queue_stats`),
-    and the tries that ended in the last minute and in the last WINDOW_SECONDS, by outcome."""
+    and the tries that ended in the last minute and in the last WINDOW_SECONDS, by outcome.
+
+    `last_minute` counts the 60 s that `minute` spans: the 60 s to now, from the recent list,
+    when the list reaches back that far; else (more than RECENT_LIMIT tries a minute) the last
+    six whole buckets, the 60 s to the start of the current one."""
 
     stats: QueueStats
     last_minute: dict[job_events.Outcome, int]
+    minute: Window
     last_window: dict[job_events.Outcome, int]
 
 
 async def queue_counts(
-    redis: Redis, queue_name: str, window: list[Bucket] | None = None
+    redis: Redis,
+    queue_name: str,
+    window: list[Bucket] | None = None,
+    recent: list[FinishedJob] | None = None,
+    now: float | None = None,
 ) -> QueueCounts:
-    """Count it all; pass the `buckets()` already read, if any, to read them only once."""
-    window = await buckets(redis, queue_name) if window is None else window
-    minute = window[-(60 // BUCKET_SECONDS) :]
+    """Count it all; pass the `buckets()` and `recent_jobs()` already read, if any (for the same
+    `now`), to read them only once."""
+    now = time.time() if now is None else now
+    window = await buckets(redis, queue_name, now) if window is None else window
+    recent = await recent_jobs(redis, queue_name) if recent is None else recent
+    minute, inside = window_of(recent, now, 60)
+    if minute.whole:
+        last_minute = Counter(record.outcome for record in inside)
+    else:
+        # Six whole buckets: never the one still filling, which made the count jump.
+        whole = window[-1 - 60 // BUCKET_SECONDS : -1]
+        last_minute = Counter(
+            {outcome: sum(getattr(b, outcome) for b in whole) for outcome in OUTCOMES}
+        )
+        until = window[-1].start
+        minute = Window(since=until - 60, until=until, jobs=sum(last_minute.values()), whole=True)
     return QueueCounts(
         stats=await queue_stats(redis, queue_name),
-        last_minute={outcome: sum(getattr(b, outcome) for b in minute) for outcome in OUTCOMES},
+        last_minute={outcome: last_minute[outcome] for outcome in OUTCOMES},
+        minute=minute,
         last_window={outcome: sum(getattr(b, outcome) for b in window) for outcome in OUTCOMES},
     )

@@ -51,7 +51,7 @@ from redis.exceptions import ResponseError
 
 from ...config import get_settings
 from ..job_types import UNREADABLE_JOB
-from ..keys import abort_requests_key
+from ..keys import abort_requests_key, retry_of_key
 from ..limits import LimitWait, limit_wait_key, limited_key, read_limit_wait
 from .progress import Progress, progress_key
 from .progress import read as read_progress
@@ -246,6 +246,18 @@ class Job(ArqJob, Generic[R]):
         except ResponseError as error:
             reply = error
         return read_progress(self._progress_key, reply)
+
+    async def retried_from(self) -> str | None:
+        """The id of the job this one was queued again from (a dead letter's requeue or a
+        retry, enqueue.py's `enqueue_again`), or None: it was queued afresh, or the record of
+        where it came from has expired (two days after its result)."""
+        try:
+            origin: Any = await self._redis.get(retry_of_key(self._queue_name, self.job_id))
+        except ResponseError as error:
+            if not is_wrong_type(error):
+                raise
+            return None
+        return None if origin is None else bytes(origin).decode("utf-8", "replace")
 
     @property
     def _progress_key(self) -> str:
