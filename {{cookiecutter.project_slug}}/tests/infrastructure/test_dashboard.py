@@ -1293,3 +1293,48 @@ async def test_the_cron_table_shows_each_cron_job_s_next_and_last_tick(
     assert ticked["last_outcome"] == "complete"
     assert ticked["last_run"] is not None
     assert '<tr class="cron">' in live
+
+
+async def test_pause_and_resume_the_queue_from_the_page(
+    dashboard: httpx.AsyncClient, task_pool: ArqRedis, caplog: pytest.LogCaptureFixture
+) -> None:
+    paused_key = get_settings().queue_name + ":paused"
+    action, fields = form_in((await dashboard.get("/dashboard/live")).text, "/queues/pause")
+    assert fields == {"token": fields["token"], "queue": "default"}
+
+    with caplog.at_level("INFO", logger="{{ cookiecutter.package_name }}.api.dashboard.routes"):
+        paused = await dashboard.post(action, data=fields)
+        again = await dashboard.post(action, data=fields)
+        live = (await dashboard.get("/dashboard/live")).text
+        resume_action, resume_fields = form_in(live, "/queues/resume")
+        resumed = await dashboard.post(resume_action, data=resume_fields)
+        not_paused = await dashboard.post(resume_action, data=resume_fields)
+        nowhere = await dashboard.post(action, data={**fields, "queue": "nowhere"})
+        other = await dashboard.post("/dashboard/queues/drain", data=fields)
+
+    assert [redirect(answer)[2]["notice"] for answer in (paused, again, resumed, not_paused)] == [
+        "paused",
+        "paused-already",
+        "resumed",
+        "not-paused",
+    ]
+    assert redirect(nowhere)[2]["notice"] == "no-queue"
+    assert other.status_code == 404
+    # While paused, the live part said so, by whom, with a Resume button instead of Pause.
+    assert re.search(r'id="queue-paused">paused</span> by operator@127\.0\.0\.1 since', live)
+    assert "/queues/pause" not in live
+    assert not await task_pool.exists(paused_key)
+    snapshot_json = (await dashboard.get("/dashboard/snapshot.json")).json()
+    assert snapshot_json["counts"]["paused"] is None
+    lines = [r.getMessage() for r in caplog.records if r.levelname == "INFO"]
+    assert "dashboard pause of queue default by operator@127.0.0.1: paused" in lines
+    assert "dashboard resume of queue default by operator@127.0.0.1: resumed" in lines
+
+
+async def test_pausing_needs_the_form_token(
+    dashboard: httpx.AsyncClient, task_pool: ArqRedis
+) -> None:
+    answer = await dashboard.post("/dashboard/queues/pause", data={"queue": "default"})
+
+    assert answer.status_code == 403
+    assert not await task_pool.exists(get_settings().queue_name + ":paused")

@@ -9,6 +9,8 @@
     POST /dashboard/dead-letters/purge           its form names the queue (`queue`)
     POST /dashboard/jobs/{job_id}/abort
     POST /dashboard/jobs/{job_id}/retry          a failed job, again, as a new job
+    POST /dashboard/queues/pause                 its form names the queue (`queue`); and resume
+    POST /dashboard/queues/resume
 
 The recent tables take `?function=<name>&outcome=<outcome>` (page, live part and JSON alike);
 each action is logged at INFO: who (the user name the browser sent, and its address), what, and
@@ -48,6 +50,7 @@ from ...infrastructure.keys import (
     queue_of,
 )
 from ...infrastructure.store import dead_letters
+from ...infrastructure.store.pause import pause_queue, resume_queue
 from ...queue import (
     Job,
     JobArgumentError,
@@ -140,6 +143,11 @@ NOTICES = {
     "no-failed-job": "No failed job {job}: never queued, or its result has expired.",
     "not-retried": "Job {job} was not queued again: it completed, or its function or arguments "
     "no longer fit this version (the server's log says which).",
+    "paused": "Queue {queue} paused: within a second no worker takes a new job from it.",
+    "paused-already": "Queue {queue} was paused already.",
+    "resumed": "Queue {queue} resumed.",
+    "not-paused": "Queue {queue} was not paused.",
+    "no-queue": "Nothing paused or resumed: the form named no queue of this project.",
 }
 # The longest function name the recent tables' filter takes.
 FUNCTION_MAX_LENGTH = 200
@@ -444,6 +452,28 @@ async def retry(request: Request, job: JobHandle, settings: AppSettings) -> Redi
         return back_to_page(request, queue, notice="not-retried", job=job.job_id)
     log_action(request, "retry", job.job_id, f"queued as {again.job_id}")
     return back_to_page(request, queue, notice="retried", job=again.job_id)
+
+
+@router.post("/queues/{action}")
+async def pause_or_resume(
+    request: Request, action: str, pool: TaskPool, settings: AppSettings
+) -> RedirectResponse:
+    """Pause or resume (`action`) the queue the form names (`queue`), as `just pause` and
+    `just resume` do (store/pause.py), on behalf of the dashboard's user."""
+    if action not in ("pause", "resume"):
+        raise HTTPException(404, "no such action: pause or resume")
+    form = await checked_form(request, settings)
+    queue = form.get("queue", "")
+    if queue not in settings.queue_keys:
+        return back_to_page(request, DEFAULT_QUEUE, notice="no-queue")
+    key, who = settings.queue_keys[queue], operator(request)
+    if action == "pause":
+        earlier = await pause_queue(pool, key, who)
+        notice = "paused" if earlier is None else "paused-already"
+    else:
+        notice = "resumed" if await resume_queue(pool, key, who) else "not-paused"
+    log_action(request, action, f"queue {queue}", notice)
+    return back_to_page(request, queue, notice=notice)
 
 
 def log_action(request: Request, action: str, target: str, result: str) -> None:

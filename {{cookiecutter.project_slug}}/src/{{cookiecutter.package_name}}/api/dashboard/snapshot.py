@@ -40,6 +40,13 @@ def utc(unix_seconds: float) -> datetime:
     return datetime.fromtimestamp(unix_seconds, UTC)
 
 
+class Paused(BaseModel):
+    """Who paused the queue (store/pause.py), and since when (None: a pause written by hand)."""
+
+    by: str
+    since: datetime | None
+
+
 class Counts(BaseModel):
     """The queue at a glance. `last_minute` and `last_15_minutes` count the tries that ended,
     by outcome; `last_minute` in the 60 s from `last_minute_since` (the 60 s to now, unless
@@ -54,6 +61,8 @@ class Counts(BaseModel):
     last_minute: dict[Outcome, int]
     last_minute_since: datetime
     last_15_minutes: dict[Outcome, int]
+    # While the queue is paused; None while workers take its jobs.
+    paused: Paused | None = None
 
 
 class Span(BaseModel):
@@ -263,6 +272,9 @@ async def read_snapshot(redis: ArqRedis, queue_name: str, wanted: Wanted = Wante
             last_minute=counts.last_minute,
             last_minute_since=utc(counts.minute.since),
             last_15_minutes=counts.last_window,
+            paused=None
+            if (pause := counts.stats.paused) is None
+            else Paused(by=pause.by, since=utc(pause.at) if pause.at else None),
         ),
         workers=[
             Worker(
