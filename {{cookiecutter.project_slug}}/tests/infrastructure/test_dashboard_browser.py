@@ -37,6 +37,7 @@ from selenium.webdriver.common.by import By
 from {{ cookiecutter.package_name }}.api.app import create_app
 from {{ cookiecutter.package_name }}.config import get_settings
 from {{ cookiecutter.package_name }}.infrastructure import registry
+from {{ cookiecutter.package_name }}.infrastructure.keys import bare_job_id
 from {{ cookiecutter.package_name }}.infrastructure.local.redis_server import LocalRedisServer, free_port
 from {{ cookiecutter.package_name }}.infrastructure.store import dead_letters
 from {{ cookiecutter.package_name }}.infrastructure.tasks import WorkerSettings as ProjectSettings
@@ -217,10 +218,10 @@ async def test_the_page_shows_a_live_worker_and_the_jobs_it_ran(
     browser.get(f"{server}/dashboard")
 
     row = await page_shows(browser, "#workers tr.worker", str(worker.pid))
-    await page_shows(browser, "#recent tr.finished", before.job_id)
+    await page_shows(browser, "#recent tr.finished", bare_job_id(before.job_id))
     # A job that runs once the page is open shows up without a reload.
     after = await finished(await enqueue_task("example_task", message="after"))
-    await page_shows(browser, "#recent tr.finished", after.job_id)
+    await page_shows(browser, "#recent tr.finished", bare_job_id(after.job_id))
 
     assert os.uname().nodename in row
     assert texts(browser, "#count-workers") == ["1"]
@@ -456,10 +457,10 @@ async def test_an_operator_aborts_a_running_job_retries_it_and_filters_the_table
     log_in(browser)
     browser.get(f"{server}/dashboard")
 
-    await click(browser, "#workers .running-job", slow.job_id, "Abort")
+    await click(browser, "#workers .running-job", bare_job_id(slow.job_id), "Abort")
     aborted = await page_shows(browser, ".notice", slow.job_id)
     screenshot(browser, folder, "dashboard-aborted")
-    await click(browser, "#failures tr.finished", slow.job_id, "Retry")
+    await click(browser, "#failures tr.finished", bare_job_id(slow.job_id), "Retry")
     retried = await page_shows(browser, ".notice", "Queued again as job")
     origin = browser.find_element(By.ID, "job-retried-from").text
     new_id = unquote(browser.current_url.rsplit("job=", 1)[1])
@@ -482,3 +483,34 @@ async def test_an_operator_aborts_a_running_job_retries_it_and_filters_the_table
     assert filtered == ["aborted"]  # the quick job completed: filtered out
     assert any(row.startswith("example_task") for row in figures)
     assert [row.split()[0] for row in cron] == ["cron:report_queue_depth"]
+
+
+async def test_an_operator_pauses_the_queue_and_resumes_it(
+    browser: webdriver.Chrome, server: str, worker_processes: WorkerProcesses, tmp_path: Path
+) -> None:
+    """Pause from the page: a job queued meanwhile waits on a live worker process, the page says
+    who paused it; Resume, and the job runs. Screenshot: `dashboard-paused` (as above)."""
+    folder = Path(os.environ.get("OPERATOR_SCREENSHOTS", tmp_path))
+    await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
+    worker_processes.start(WORKER_SETTINGS)
+    await finished(await enqueue_task("example_task", message="before"))
+    log_in(browser)
+    browser.get(f"{server}/dashboard")
+
+    await click(browser, "#counts", "taking jobs", "Pause queue")
+    paused = await page_shows(browser, "#counts form.pause", "by operator")
+    await asyncio.sleep(1.0)  # within a second, the worker has seen it
+    waiting = await enqueue_task("example_task", message="while paused")
+    assert waiting is not None
+    await asyncio.sleep(1.5)
+    status_while_paused = await waiting.status()
+    browser.refresh()
+    await page_shows(browser, "#count-waiting", "1")
+    screenshot(browser, folder, "dashboard-paused")
+    await click(browser, "#counts", "by operator", "Resume")
+    await page_shows(browser, ".notice", "resumed")
+    result = await waiting.result(timeout=10, poll_delay=0.05)
+
+    assert "no new job starts" in paused
+    assert status_while_paused == "queued"
+    assert result == "Processed: while paused"
