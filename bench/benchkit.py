@@ -13,6 +13,7 @@ imports the standard library only.
 
 import asyncio
 import contextlib
+import io
 import json
 import mmap
 import os
@@ -23,6 +24,7 @@ import statistics
 import struct
 import subprocess
 import sys
+import tarfile
 import tempfile
 import threading
 import time
@@ -69,12 +71,27 @@ def stdout_redirected(target_fd: int) -> Iterator[None]:
         os.close(saved)
 
 
-def bake(output_dir: str) -> Path:
-    """The default project, baked into `output_dir`; the hooks' output goes to stderr."""
+def bake(output_dir: str, template: Path = TEMPLATE_ROOT) -> Path:
+    """The default project of `template` (this one by default), baked into `output_dir`; the
+    hooks' output goes to stderr."""
     from cookiecutter.main import cookiecutter
 
     with stdout_redirected(sys.stderr.fileno()):
-        return Path(cookiecutter(str(TEMPLATE_ROOT), no_input=True, output_dir=output_dir))
+        return Path(cookiecutter(str(template), no_input=True, output_dir=output_dir))
+
+
+def template_at(revision: str, into: str) -> Path:
+    """The template as committed at `revision` (a git revision of this repository), unpacked
+    into `into`: what a benchmark measures "before" against. Raises CalledProcessError for a
+    revision git does not know."""
+    archive = subprocess.run(
+        ["git", "-C", str(TEMPLATE_ROOT), "archive", "--format=tar", revision],
+        capture_output=True,
+        check=True,
+    ).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(into, filter="data")
+    return Path(into)
 
 
 def sync(project: Path, environment: dict[str, str]) -> None:

@@ -126,9 +126,10 @@ def test_bench_wake_paths_prints_a_row_per_way_of_queueing() -> None:
 
 
 @pytest.mark.slow
-def test_bench_tracing_prints_both_modes_and_the_cost_of_the_check() -> None:
+def test_bench_tracing_prints_both_modes_before_and_the_cost_of_the_check() -> None:
+    # --before HEAD: the path that bakes an older template, on any clone (a shallow one too).
     result = subprocess.run(
-        [sys.executable, "bench/tracing.py", "--rounds", "1", "--jobs", "50"],
+        [sys.executable, "bench/tracing.py", "--rounds", "1", "--jobs", "50", "--before", "HEAD"],
         cwd=TEMPLATE_ROOT,
         env={**os.environ, "UV_PYTHON_DOWNLOADS": "never"},
         capture_output=True,
@@ -137,8 +138,9 @@ def test_bench_tracing_prints_both_modes_and_the_cost_of_the_check() -> None:
     )
     assert result.returncode == 0, result.stderr[-3000:]
     rows = [line.split(" | ")[0] for line in result.stdout.splitlines() if line.startswith("| ")]
-    assert rows == ["| tracing", "| off", "| on"]
+    assert rows == ["| tracing", "| before (HEAD)", "| off", "| on"]
     assert "the `tracing.enabled` check takes" in result.stdout
+    assert "off against before (median of rounds): " in result.stdout
 
 
 # The rows bench/queues.py prints (their first cells, up to the sizes), and the goals it judges.
