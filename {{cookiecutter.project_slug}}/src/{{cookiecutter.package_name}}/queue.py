@@ -8,7 +8,8 @@ Job authors: `@job` / `@cron_job` to declare a job where it lives (jobs.py), `Jo
 `PermanentError`, `Retry`, `report_progress`. Clients: a declared job's `enqueue(...)` (typed:
 `Job[R]`; many at once with `enqueue_many` and `call(...)`), or `enqueue_task("name", ...)` by
 name (many: `enqueue_many`); `get_job` and the `Job` handle (its `progress()` too), `run_sync`
-from synchronous code, `queue_depth`, and the errors. Work that spans jobs: `enqueue_chain`,
+from synchronous code, `queue_depth`, `retry_job` (a failed job again, as the dashboard's Retry), and
+the errors. Work that spans jobs: `enqueue_chain`,
 `enqueue_group` (with a handle's `step(...)`) and their `Workflow` handle (`get_workflow`). See
 docs/background-tasks.md and docs/workflows.md.
 """
@@ -28,6 +29,7 @@ from .infrastructure.client.enqueue import (
     get_task_pool,
     requeue_blocker,
     requeue_dead_letter,
+    retry_job,
     run_sync,
 )
 from .infrastructure.client.handles import (
@@ -101,5 +103,6 @@ __all__ = [
     "report_progress",
     "requeue_blocker",
     "requeue_dead_letter",
+    "retry_job",
     "run_sync",
 ]

@@ -51,6 +51,7 @@ def test_the_public_names_are_exactly_these() -> None:
         "report_progress",
         "requeue_blocker",
         "requeue_dead_letter",
+        "retry_job",
         "run_sync",
     ]
     assert all(hasattr(queue, name) for name in queue.__all__)
