@@ -220,8 +220,8 @@ def instrument_app(app: "FastAPI") -> None:
 
 @contextmanager
 def enqueue_span(function: str, queue: str) -> "Iterator[Span]":
-    """A span around one enqueue of `function` to `queue` (a name in QUEUES), current while it
-    is open: `trace_context()` inside it is what the job carries."""
+    """A span around one enqueue of `function` to `queue` (the queue's key, as each try's span
+    names it), current while it is open: `trace_context()` inside it is what the job carries."""
     from opentelemetry.trace import SpanKind
 
     attributes = {"job.function": function, "job.queue": queue, "messaging.system": "arq"}

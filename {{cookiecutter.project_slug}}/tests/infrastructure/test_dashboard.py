@@ -27,7 +27,8 @@ from {{ cookiecutter.package_name }}.infrastructure.keys import bare_job_id, nam
 from {{ cookiecutter.package_name }}.infrastructure.ops import activity
 from {{ cookiecutter.package_name }}.infrastructure.store import dead_letters
 from {{ cookiecutter.package_name }}.infrastructure.tasks import WorkerSettings
-from {{ cookiecutter.package_name }}.infrastructure.worker.functions import arq_function
+from {{ cookiecutter.package_name }}.infrastructure.worker.functions import arq_cron_job, arq_function
+from {{ cookiecutter.package_name }}.jobs import report_queue_depth
 from {{ cookiecutter.package_name }}.queue import JobContext, PermanentError, enqueue_task, get_job
 
 from .conftest import Configure, RunningWorker, RunWorker, full_id
@@ -1273,11 +1274,18 @@ async def test_a_running_job_is_aborted_from_the_workers_table(
 
 
 async def test_the_cron_table_shows_each_cron_job_s_next_and_last_tick(
-    dashboard: httpx.AsyncClient, task_pool: ArqRedis
+    dashboard: httpx.AsyncClient, running_worker: RunningWorker
 ) -> None:
     before = (await dashboard.get("/dashboard/snapshot.json")).json()
-    await record(task_pool, finished("cron:tick", ago=5, function="cron:report_queue_depth"))
-    after = (await dashboard.get("/dashboard/snapshot.json")).json()
+    # A real worker ticks the project's cron job every second (the page shows its declared
+    # schedule): the tick is recorded under the job's name as arq runs it, `cron:<function>`.
+    every_second = arq_cron_job(report_queue_depth, second=set(range(60)))
+    async with running_worker(cron_jobs=[every_second]):
+        for _ in range(100):
+            after = (await dashboard.get("/dashboard/snapshot.json")).json()
+            if after["cron"][0]["last_run"] is not None:
+                break
+            await asyncio.sleep(0.1)
     live = (await dashboard.get("/dashboard/live")).text
 
     [entry] = before["cron"]

@@ -471,7 +471,7 @@ async def pause_or_resume(
         earlier = await pause_queue(pool, key, who)
         notice = "paused" if earlier is None else "paused-already"
     else:
-        notice = "resumed" if await resume_queue(pool, key, who) else "not-paused"
+        notice = "resumed" if await resume_queue(pool, key) else "not-paused"
     log_action(request, action, f"queue {queue}", notice)
     return back_to_page(request, queue, notice=notice)
 

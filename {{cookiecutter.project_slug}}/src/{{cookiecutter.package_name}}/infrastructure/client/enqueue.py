@@ -179,7 +179,7 @@ async def enqueue_checked(
     limits = limits_of(name, queue, args, kwargs)
     pool = await get_task_pool()
     # With tracing on, the job carries this span's context (prepare_job): its tries are its children.
-    with tracing.enqueue_span(name, queue) if tracing.enabled else _NO_SPAN as span:
+    with tracing.enqueue_span(name, queue_name) if tracing.enabled else _NO_SPAN as span:
         prepared = prepare_job(
             pool, name, args, kwargs, queue_name, limits, _job_id, _defer_by, _defer_until, _expires
         )

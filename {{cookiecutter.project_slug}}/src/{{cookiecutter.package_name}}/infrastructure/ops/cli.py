@@ -25,8 +25,8 @@ Every queue of QUEUES by default: `dead-letters` lists each queue's, `purge-dead
 each queue's (its question names each queue and its count), `queue-stats` draws a table per queue
 and `metrics` prints each queue's gauges, labelled with its key; `--queue NAME` narrows the first
 three to one queue. `requeue` finds a letter's queue from its id. `pause` and `resume` take a
-queue's name (one of QUEUES) and act as the dashboard's buttons do (store/pause.py), logged as
-`<user>@<host>`. `queue-stats --watch` redraws in place on a terminal; written to a file or a
+queue's name (one of QUEUES) and act as the dashboard's buttons do (store/pause.py), on behalf
+of `<user>@<host>`, which they print and the pause keeps. `queue-stats --watch` redraws in place on a terminal; written to a file or a
 pipe, it prints a new set of tables each interval instead, each headed by the time.
 """
 
@@ -235,7 +235,7 @@ async def print_queue_stats(redis: Redis, args: argparse.Namespace) -> int:
 
 
 def operator() -> str:
-    """Who runs this command, for the log line of a pause or resume: `user@host`."""
+    """Who runs this command, kept with a pause and printed: `user@host`."""
     try:
         user = getpass.getuser()
     except (KeyError, OSError):  # no name for this uid (a container's)
@@ -248,12 +248,13 @@ async def pause(redis: Redis, args: argparse.Namespace) -> int:
     if queue_names is None:
         return 2
     [queue_name] = queue_names
-    earlier = await pause_queue(redis, queue_name, operator())
+    who = operator()
+    earlier = await pause_queue(redis, queue_name, who)
     if earlier is not None:
-        since = datetime.fromtimestamp(earlier.at) if earlier.at else "an unknown time"
+        since = f"{datetime.fromtimestamp(earlier.at):%Y-%m-%d %H:%M:%S}" if earlier.at else "?"
         print(f"queue {queue_name} is already paused (by {earlier.by} since {since})")
         return 1
-    print(f"queue {queue_name} paused: workers take no new jobs from it within a second")
+    print(f"queue {queue_name} paused by {who}: workers take no new jobs from it within a second")
     return 0
 
 
@@ -262,10 +263,10 @@ async def resume(redis: Redis, args: argparse.Namespace) -> int:
     if queue_names is None:
         return 2
     [queue_name] = queue_names
-    if not await resume_queue(redis, queue_name, operator()):
+    if not await resume_queue(redis, queue_name):
         print(f"queue {queue_name} is not paused")
         return 1
-    print(f"queue {queue_name} resumed")
+    print(f"queue {queue_name} resumed by {operator()}")
     return 0
 
 

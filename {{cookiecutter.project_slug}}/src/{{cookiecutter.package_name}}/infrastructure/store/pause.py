@@ -19,18 +19,19 @@ workflow's next step handed to the worker that ran the step before (store/workfl
 concurrency lease's next waiting job (limits.py); a paused queue's job is queued instead.
 
 Resuming deletes the key and pushes one wake-up token, so a waiting worker claims at once.
+
+Who did what is said by the callers: the dashboard logs each action with its user
+(api/dashboard/routes.py), `just pause` / `just resume` print it; the pause itself keeps who
+paused the queue and when, for every view.
 """
 
 import json
-import logging
 import time
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
 from .job_writes import wake_key
-
-logger = logging.getLogger(__name__)
 
 # What queue_stats reads for a pause key of another type than a string: still a pause.
 UNREADABLE = b"?"
@@ -66,22 +67,20 @@ def read_pause(value: bytes | str | None) -> Pause | None:
 
 
 async def pause_queue(redis: Redis, queue_name: str, by: str) -> Pause | None:
-    """Pause the queue whose key is `queue_name`, on behalf of `by`; logged with who did it.
+    """Pause the queue whose key is `queue_name`, on behalf of `by` (kept with the pause).
     Returns the pause already in force (None if this call paused it): pausing twice keeps the
     first pause's author and time. Raises redis-py's errors when Redis is out of reach."""
     pause = Pause(by=by, at=round(time.time(), 3))
     record = json.dumps({"by": pause.by, "at": pause.at})
     if await redis.set(paused_key(queue_name), record, nx=True):
-        logger.info("queue %s paused by %s", queue_name, by)
         return None
     return read_pause(await redis.get(paused_key(queue_name)))
 
 
-async def resume_queue(redis: Redis, queue_name: str, by: str) -> bool:
-    """Resume the queue whose key is `queue_name`, on behalf of `by`, and wake a worker; logged.
-    False if it was not paused. Raises redis-py's errors when Redis is out of reach."""
+async def resume_queue(redis: Redis, queue_name: str) -> bool:
+    """Resume the queue whose key is `queue_name` and wake a worker. False if it was not
+    paused. Raises redis-py's errors when Redis is out of reach."""
     if not await redis.delete(paused_key(queue_name)):
         return False
     await redis.lpush(wake_key(queue_name), "1")  # type: ignore[misc]  # redis-py's typing
-    logger.info("queue %s resumed by %s", queue_name, by)
     return True

@@ -76,19 +76,19 @@ def retrying(
 ) -> JobFunction:
     """Wrap `job` with the retry policy; `max_tries` and `timeout` default to the settings.
     `registered_as` is the name the worker knows it by, if not the function's (a cron job's
-    `cron:<name>`): a dead letter is requeued under it."""
+    `cron:<name>`): every report of a try names it (log lines, the activity record behind the
+    dashboard and `queue-stats`, metrics, spans), as the queued job and its result do, and a
+    dead letter is requeued under it."""
     name = registered_as or job.__name__
 
     @functools.wraps(job)
     async def run(ctx: JobContext, *args: Any, **kwargs: Any) -> Any:
         # Every line logged during this try names the job (logs.py).
-        fields = job_fields.set(
-            {"job_id": ctx["job_id"], "function": job.__name__, "try": ctx["job_try"]}
-        )
-        started = report_start(ctx, job.__name__)
+        fields = job_fields.set({"job_id": ctx["job_id"], "function": name, "try": ctx["job_try"]})
+        started = report_start(ctx, name)
         # With tracing on, the try is a span under its enqueue's (tracing.py), current while
         # it runs: its log lines carry the trace, the jobs it enqueues are its children.
-        with _try_span(ctx, job.__name__) if tracing.enabled else _NO_SPAN as span:
+        with _try_span(ctx, name) if tracing.enabled else _NO_SPAN as span:
             try:
                 result = await _run_try(ctx, *args, **kwargs)
             except asyncio.CancelledError as cancelled:
