@@ -41,7 +41,7 @@ def test_the_page_templates_come_out_as_jinja2_for_the_app(bake_once) -> None:
     source = SOURCE / DASHBOARD.format(package="{{cookiecutter.package_name}}") / "templates"
     baked = project / DASHBOARD.format(package=package_of(project)) / "templates"
 
-    for name in ("page.html", "live.html", "progress.html"):
+    for name in ("page.html", "live.html", "progress.html", "action.html"):
         written = (source / name).read_text()
         # The source wraps the whole file in {% raw %} ... {% endraw %} for cookiecutter.
         match = re.fullmatch(r"\{% raw %\}(.*)\{% endraw %\}", written, re.DOTALL)
@@ -61,5 +61,9 @@ def test_the_default_projects_browser_tests_pass(bake_once, tmp_path: Path) -> N
         )
         assert result.returncode == 0, f"{command}:\n{result.stdout[-6000:]}\n{result.stderr}"
 
-    assert re.search(r"\b6 passed\b", result.stdout)
+    # Every browser test ran and passed: none skipped for want of a browser.
+    source = (project / "tests/infrastructure/test_dashboard_browser.py").read_text()
+    tests = re.findall(r"^(?:async )?def test_", source, re.MULTILINE)
+    assert len(tests) >= 8
+    assert re.search(rf"\b{len(tests)} passed\b", result.stdout), result.stdout[-2000:]
     assert screenshot.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
