@@ -77,7 +77,7 @@ SCOPE = "{{ cookiecutter.package_name }}"
 # Exporters `OTEL_TRACES_EXPORTER` may name (a comma-separated list).
 EXPORTERS = ("otlp", "console")
 {%- if cookiecutter.api_framework == "fastapi" %}
-# Requests that get no span: health probes and Prometheus scrapes (regular expressions).
+# Requests that get no span: health probes and metrics scrapes (regular expressions).
 UNTRACED_URLS = "/health/,/metrics$"
 {%- endif %}
 
