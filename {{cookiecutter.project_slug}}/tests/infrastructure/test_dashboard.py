@@ -12,6 +12,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from html import unescape
+from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import httpx
@@ -1273,6 +1274,13 @@ async def test_a_running_job_is_aborted_from_the_workers_table(
     )
 
 
+def cron_entry(snapshot_json: dict[str, Any]) -> dict[str, Any]:
+    """The project's own cron job's row (a project may declare more cron jobs of its own)."""
+    entries: list[dict[str, Any]] = snapshot_json["cron"]
+    [entry] = [each for each in entries if each["name"] == "cron:report_queue_depth"]
+    return entry
+
+
 async def test_the_cron_table_shows_each_cron_job_s_next_and_last_tick(
     dashboard: httpx.AsyncClient, running_worker: RunningWorker
 ) -> None:
@@ -1283,12 +1291,12 @@ async def test_the_cron_table_shows_each_cron_job_s_next_and_last_tick(
     async with running_worker(cron_jobs=[every_second]):
         for _ in range(100):
             after = (await dashboard.get("/dashboard/snapshot.json")).json()
-            if after["cron"][0]["last_run"] is not None:
+            if cron_entry(after)["last_run"] is not None:
                 break
             await asyncio.sleep(0.1)
     live = (await dashboard.get("/dashboard/live")).text
 
-    [entry] = before["cron"]
+    entry = cron_entry(before)
     assert (entry["name"], entry["schedule"], entry["last_run"]) == (
         "cron:report_queue_depth",
         "second=0",
@@ -1298,7 +1306,7 @@ async def test_the_cron_table_shows_each_cron_job_s_next_and_last_tick(
     taken_at = datetime.fromisoformat(before["taken_at"])
     assert next_run.second == 0  # @cron_job(second=0): every minute, on the minute
     assert timedelta(0) < next_run - taken_at <= timedelta(seconds=60)
-    [ticked] = after["cron"]
+    ticked = cron_entry(after)
     assert ticked["last_outcome"] == "complete"
     assert ticked["last_run"] is not None
     assert '<tr class="cron">' in live

@@ -323,9 +323,6 @@ def queue_stats_table(queue_name: str, counts: QueueCounts) -> "Table":
 
     stats = counts.stats
     title = f"queue {queue_name} at {datetime.now():%H:%M:%S}"
-    if stats.paused is not None:
-        since = f" since {datetime.fromtimestamp(stats.paused.at):%Y-%m-%d %H:%M:%S}"
-        title += f": PAUSED by {stats.paused.by}{since if stats.paused.at else ''}"
     table = Table(title=title, title_justify="left")
     table.add_column("")
     table.add_column("now", justify="right")
@@ -339,6 +336,12 @@ def queue_stats_table(queue_name: str, counts: QueueCounts) -> "Table":
     table.add_row(
         "live workers", str(stats.live_workers), "", style="" if stats.live_workers else "red"
     )
+    if stats.paused is None:
+        table.add_row("paused", "no", "")
+    else:
+        at = datetime.fromtimestamp(stats.paused.at) if stats.paused.at else None
+        since = f" since {at:%Y-%m-%d %H:%M:%S}" if at else ""
+        table.add_row("paused", "yes", f"by {stats.paused.by}{since}", style="red")
     table.add_section()
     table.add_row("tries ended", "last minute", "last 15 minutes", style="bold")
     for outcome in OUTCOMES:
