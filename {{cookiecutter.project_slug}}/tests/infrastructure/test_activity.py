@@ -181,6 +181,36 @@ async def test_a_record_keeps_how_long_its_try_waited_to_start(task_pool: ArqRed
     assert record.duration == pytest.approx(2.0)
 
 
+async def test_a_busy_worker_records_a_sample_and_the_buckets_say_how_many_it_left_out(
+    task_pool: ArqRedis,
+) -> None:
+    recorder = activity.ActivityRecorder(task_pool, queue())
+    now = time.time()
+    ended = now - 20  # in a whole bucket before the current one: the last minute counts it
+    tries = activity.RECORDED_PER_WRITE + 300
+    for number in range(tries):
+        recorder.heard(
+            job_events.JobFinished(
+                f"busy-{number}", "succeeds", 1, ended - 1, ended - 0.5, ended, "complete", None
+            )
+        )
+    await recorder.write()
+
+    recent = await activity.recent_jobs(task_pool, queue())
+    window = await activity.buckets(task_pool, queue(), now)
+    minute, inside = activity.window_of(recent, now, 60, window)
+    counts = await activity.queue_counts(task_pool, queue(), window, recent, now)
+
+    # The newest are written; the bucket counts every try and those left out.
+    assert len(recent) == activity.RECORDED_PER_WRITE
+    assert recent[0].job_id == f"busy-{tries - 1}"
+    assert sum(b.complete for b in window) == tries
+    assert sum(b.unrecorded for b in window) == 300
+    assert minute.sampled
+    assert len(inside) == activity.RECORDED_PER_WRITE
+    assert counts.last_minute["complete"] == tries  # from the buckets, not the sample
+
+
 async def test_worker_statuses_show_each_live_workers_beat_and_running_jobs(
     task_pool: ArqRedis,
 ) -> None:

@@ -23,7 +23,7 @@ from fastapi import FastAPI
 from {{ cookiecutter.package_name }}.api.app import create_app
 from {{ cookiecutter.package_name }}.api.dashboard import security, snapshot
 from {{ cookiecutter.package_name }}.config import get_settings
-from {{ cookiecutter.package_name }}.infrastructure import registry
+from {{ cookiecutter.package_name }}.infrastructure import job_events, registry
 from {{ cookiecutter.package_name }}.infrastructure.keys import bare_job_id, namespaced_job_id, queue_of
 from {{ cookiecutter.package_name }}.infrastructure.ops import activity
 from {{ cookiecutter.package_name }}.infrastructure.store import dead_letters
@@ -1108,7 +1108,7 @@ def test_the_figures_are_percentiles_of_the_tries_in_the_window() -> None:
     tries.append(finished("boom", ago=1, function="other", outcome="failed", wait=None))
     tries.append(finished("too-old", ago=20 * 60, duration=1000))
 
-    span, inside = activity.window_of(tries, time.time(), activity.WINDOW_SECONDS)
+    span, inside = activity.window_of(tries, time.time(), activity.WINDOW_SECONDS, [])
     stats = activity.function_stats(inside)
 
     assert (span.jobs, span.whole) == (21, True)
@@ -1355,3 +1355,26 @@ async def test_pausing_needs_the_form_token(
 
     assert answer.status_code == 403
     assert not await task_pool.exists(get_settings().queue_name + ":paused")
+
+
+async def test_the_figures_say_when_they_come_from_a_sample(
+    dashboard: httpx.AsyncClient, task_pool: ArqRedis
+) -> None:
+    recorder = activity.ActivityRecorder(task_pool, get_settings().queue_name)
+    ended = time.time() - 20
+    tries = activity.RECORDED_PER_WRITE + 300
+    for number in range(tries):
+        recorder.heard(
+            job_events.JobFinished(
+                f"busy-{number}", "example_task", 1, ended - 1, ended - 0.5, ended, "complete", None
+            )
+        )
+    await recorder.write()
+
+    live = (await dashboard.get("/dashboard/live")).text
+    snapshot_json = (await dashboard.get("/dashboard/snapshot.json")).json()
+
+    [note] = re.findall(r'<p class="empty bad" id="span-note">(.*?)</p>', live)
+    assert note.startswith(f"From a sample of {activity.RECORDED_PER_WRITE} of the {tries} tries")
+    assert (snapshot_json["span"]["sampled"], snapshot_json["span"]["ended"]) == (True, tries)
+    assert snapshot_json["counts"]["last_minute"]["complete"] == tries

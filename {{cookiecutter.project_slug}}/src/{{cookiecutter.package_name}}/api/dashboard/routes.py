@@ -49,6 +49,7 @@ from ...infrastructure.keys import (
     namespaced_job_id,
     queue_of,
 )
+from ...infrastructure.ops.activity import RECORDED_PER_WRITE
 from ...infrastructure.store import dead_letters
 from ...infrastructure.store.pause import pause_queue, resume_queue
 from ...queue import (
@@ -225,6 +226,7 @@ def live_context(
         "job_link": url_of(request, queue, job=""),
         "snapshot_url": url_of(request, queue, "/snapshot.json", **filter_query(wanted)),
         "outcomes": OUTCOMES,
+        "recorded_per_write": RECORDED_PER_WRITE,
     }
 
 

@@ -68,12 +68,16 @@ class Counts(BaseModel):
 class Span(BaseModel):
     """What the per-function figures cover: the tries that ended from `since` to `until`,
     `jobs` of them. `whole` is False when the recent list ran out before 15 minutes: the
-    figures are then of the last `jobs` tries only."""
+    figures are then of the last `jobs` tries only. `sampled`: workers ended more tries than
+    they record (activity.py's RECORDED_PER_WRITE a second each), so the figures are of a sample
+    of `jobs` of the `ended` tries the chart counts in these 15 minutes."""
 
     since: datetime
     until: datetime
     jobs: int
     whole: bool
+    sampled: bool = False
+    ended: int = 0
 
 
 class FunctionFigures(BaseModel):
@@ -252,7 +256,7 @@ async def read_snapshot(redis: ArqRedis, queue_name: str, wanted: Wanted = Wante
     counts = await activity.queue_counts(
         redis, queue_name, window=buckets, recent=everything, now=now
     )
-    span, inside = activity.window_of(everything, now, activity.WINDOW_SECONDS)
+    span, inside = activity.window_of(everything, now, activity.WINDOW_SECONDS, buckets)
     recent = [record for record in everything if wanted.admits(record)][:RECENT_SHOWN]
     failures = await activity.recent_jobs(redis, queue_name, failures=True)
     failures = [record for record in failures if wanted.admits(record)][:RECENT_SHOWN]
@@ -304,7 +308,18 @@ async def read_snapshot(redis: ArqRedis, queue_name: str, wanted: Wanted = Wante
             )
             for bucket in buckets
         ],
-        span=Span(since=utc(span.since), until=utc(span.until), jobs=span.jobs, whole=span.whole),
+        span=Span(
+            since=utc(span.since),
+            until=utc(span.until),
+            jobs=span.jobs,
+            whole=span.whole,
+            sampled=span.sampled,
+            ended=sum(
+                b.complete + b.retried + b.failed + b.aborted
+                for b in buckets
+                if b.start + activity.BUCKET_SECONDS > span.since
+            ),
+        ),
         functions=[
             FunctionFigures(
                 function=each.function,

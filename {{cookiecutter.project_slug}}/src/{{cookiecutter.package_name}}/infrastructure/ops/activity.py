@@ -10,7 +10,10 @@ Workers write it; readers only read it. In Redis, next to the queue:
   11 tries a second, and the dashboard's per-function figures (`function_stats`) come from it;
   a busier queue's figures say how far back they reach (`Window`);
 - `<queue>:recent-failures`: the last FAILURES_LIMIT of the tries that did not complete (failed,
-  retried, aborted), so that a failure stays in view while thousands of jobs complete after it;
+  retried, aborted), so that a failure stays in view while thousands of jobs complete after it.
+  A worker writes at most RECORDED_PER_WRITE records a write (a second), the newest: above that
+  many tries a second per worker the lists hold a sample, and the buckets count the tries left
+  out (`unrecorded`), so that a reader knows (`Window.sampled`) and counts from the buckets;
 - `<queue>:activity:<t>`: for the BUCKET_SECONDS starting at Unix time t, how many tries ended in
   each outcome (complete, retried, failed, aborted: job_events.py), and `depth`, how many jobs
   were due to start and waiting at the latest sample taken in it. A bucket expires once it is
@@ -65,6 +68,10 @@ logger = logging.getLogger(__name__)
 
 RECENT_LIMIT = 10_000
 FAILURES_LIMIT = 100
+# The most records one worker writes in one write (WRITE_SECONDS): a record costs about 10 µs to
+# make and Redis a few more to keep, so recording every try cost a busy worker's drain 5 to 8 %
+# (bench/tracing.py --before on 2 cores); 200 a second is below that noise.
+RECORDED_PER_WRITE = 200
 BUCKET_SECONDS = 10
 WINDOW_SECONDS = 15 * 60
 WRITE_SECONDS = 1.0
@@ -171,7 +178,8 @@ class FinishedJob:
 @dataclass(frozen=True)
 class Bucket:
     """The tries that ended in the BUCKET_SECONDS from `start` (Unix seconds), by outcome, and
-    the latest depth sample in it (None: no worker took one)."""
+    the latest depth sample in it (None: no worker took one); `unrecorded` of those tries are
+    not in the recent list (RECORDED_PER_WRITE)."""
 
     start: int
     complete: int
@@ -179,6 +187,7 @@ class Bucket:
     failed: int
     aborted: int
     depth: int | None
+    unrecorded: int = 0
 
 
 class ActivityRecorder:
@@ -195,8 +204,10 @@ class ActivityRecorder:
         # jobs (their ids say which, keys.py); one of them notes a plain arq client's jobs.
         self.takes_bare_ids = takes_bare_ids
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
-        self._finished: deque[job_events.JobFinished] = deque(maxlen=RECENT_LIMIT)
+        self._finished: deque[job_events.JobFinished] = deque(maxlen=RECORDED_PER_WRITE)
         self._counts: Counter[tuple[int, job_events.Outcome]] = Counter()
+        # Tries noted but left out of the next write (the deque was full), by bucket.
+        self._unrecorded: Counter[int] = Counter()
         self._sampled = -1  # the bucket of the latest depth sample
         self._stop_listening: Callable[[], None] | None = None
         self._task: asyncio.Task[None] | None = None
@@ -223,6 +234,8 @@ class ActivityRecorder:
             queue_name = queue_of(event.job_id)
             if queue_name != self.queue_name and not (queue_name is None and self.takes_bare_ids):
                 return
+            if len(self._finished) == RECORDED_PER_WRITE:  # the oldest note makes room
+                self._unrecorded[bucket_start(self._finished[0].finished_at)] += 1
             self._finished.append(event)
             self._counts[bucket_start(event.finished_at), event.outcome] += 1
 
@@ -232,14 +245,19 @@ class ActivityRecorder:
         bucket = bucket_start(now)
         if not self._finished and bucket == self._sampled:
             return
-        finished, self._finished = list(self._finished), deque(maxlen=RECENT_LIMIT)
+        finished, self._finished = list(self._finished), deque(maxlen=RECORDED_PER_WRITE)
         counts, self._counts = self._counts, Counter()
+        unrecorded, self._unrecorded = self._unrecorded, Counter()
         try:
-            await self._send(finished, counts, bucket, now)
+            await self._send(finished, counts, unrecorded, bucket, now)
         except (RedisError, OSError):
             # Older notes first, so that the newest are the ones kept when the deque is full.
-            self._finished = deque([*finished, *self._finished], maxlen=RECENT_LIMIT)
+            kept = [*finished, *self._finished]
+            for event in kept[:-RECORDED_PER_WRITE]:
+                unrecorded[bucket_start(event.finished_at)] += 1
+            self._finished = deque(kept, maxlen=RECORDED_PER_WRITE)
             self._counts.update(counts)
+            self._unrecorded.update(unrecorded)
             raise
         self._sampled = bucket
 
@@ -247,6 +265,7 @@ class ActivityRecorder:
         self,
         finished: list[job_events.JobFinished],
         counts: Counter[tuple[int, job_events.Outcome]],
+        unrecorded: Counter[int],
         bucket: int,
         now: float,
     ) -> None:
@@ -261,6 +280,8 @@ class ActivityRecorder:
                     pipe.ltrim(key, 0, limit_of(key) - 1)
             for (start, outcome), tries in counts.items():
                 pipe.hincrby(bucket_key(self.queue_name, start), outcome, tries)
+            for start, tries in unrecorded.items():
+                pipe.hincrby(bucket_key(self.queue_name, start), "unrecorded", tries)
             for start in {start for start, _ in counts}:
                 pipe.expire(bucket_key(self.queue_name, start), BUCKET_LIFETIME_SECONDS)
             pipe.eval(
@@ -313,26 +334,31 @@ async def recent_jobs(
 class Window:
     """What a figure read from the recent list covers: the tries that ended from `since` to
     `until` (Unix seconds), `jobs` of them. `whole` is False when the list ran out first (it
-    keeps RECENT_LIMIT): the figures then cover only the last `jobs` tries, from `since`."""
+    keeps RECENT_LIMIT): the figures then cover only the last `jobs` tries, from `since`.
+    `sampled` is True when workers left some of those tries out of the list (more than
+    RECORDED_PER_WRITE a second each): the `jobs` are a sample, the buckets count them all."""
 
     since: float
     until: float
     jobs: int
     whole: bool
+    sampled: bool = False
 
 
 def window_of(
-    records: list[FinishedJob], now: float, seconds: float
+    records: list[FinishedJob], now: float, seconds: float, window: list[Bucket]
 ) -> tuple[Window, list[FinishedJob]]:
     """The records (newest first, as `recent_jobs` reads them) of the `seconds` before `now`, and
-    what they cover."""
+    what they cover; `window` is the buckets read with them, which say whether any try of those
+    seconds was left out of the list."""
     since = now - seconds
     inside = [record for record in records if record.finished_at >= since]
     # A list shorter than it keeps holds every try there was; a full one covers the window only
     # if one of its records is older than the window.
     whole = len(records) < RECENT_LIMIT or len(inside) < len(records)
     start = since if whole or not inside else inside[-1].finished_at
-    return Window(since=start, until=now, jobs=len(inside), whole=whole), inside
+    sampled = any(b.unrecorded for b in window if b.start + BUCKET_SECONDS > start)
+    return Window(since=start, until=now, jobs=len(inside), whole=whole, sampled=sampled), inside
 
 
 @dataclass(frozen=True)
@@ -402,7 +428,7 @@ def read_bucket(queue_name: str, start: int, counts: dict[bytes, bytes]) -> Buck
     """A bucket from its hash; a count that is not a whole number of tries is read as none (and
     skipped, records.py), a depth as unknown."""
     numbers: dict[str, int | None] = {}
-    for name in (*OUTCOMES, "depth"):
+    for name in (*OUTCOMES, "depth", "unrecorded"):
         value = counts.get(name.encode())
         if value is None:
             numbers[name] = None
@@ -422,6 +448,7 @@ def read_bucket(queue_name: str, start: int, counts: dict[bytes, bytes]) -> Buck
         failed=numbers["failed"] or 0,
         aborted=numbers["aborted"] or 0,
         depth=numbers["depth"],
+        unrecorded=numbers["unrecorded"] or 0,
     )
 
 
@@ -479,8 +506,9 @@ class QueueCounts:
     and the tries that ended in the last minute and in the last WINDOW_SECONDS, by outcome.
 
     `last_minute` counts the 60 s that `minute` spans: the 60 s to now, from the recent list,
-    when the list reaches back that far; else (more than RECENT_LIMIT tries a minute) the last
-    six whole buckets, the 60 s to the start of the current one."""
+    when the list holds every try of them; else (more than RECENT_LIMIT tries a minute, or some
+    left out: `Window.sampled`) the last six whole buckets, the 60 s to the start of the current
+    one."""
 
     stats: QueueStats
     last_minute: dict[job_events.Outcome, int]
@@ -500,8 +528,8 @@ async def queue_counts(
     now = time.time() if now is None else now
     window = await buckets(redis, queue_name, now) if window is None else window
     recent = await recent_jobs(redis, queue_name) if recent is None else recent
-    minute, inside = window_of(recent, now, 60)
-    if minute.whole:
+    minute, inside = window_of(recent, now, 60, window)
+    if minute.whole and not minute.sampled:
         last_minute = Counter(record.outcome for record in inside)
     else:
         # Six whole buckets: never the one still filling, which made the count jump.
