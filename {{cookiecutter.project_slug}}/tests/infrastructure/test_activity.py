@@ -211,6 +211,30 @@ async def test_a_busy_worker_records_a_sample_and_the_buckets_say_how_many_it_le
     assert counts.last_minute["complete"] == tries  # from the buckets, not the sample
 
 
+async def test_each_function_s_last_try_is_kept_even_when_the_list_leaves_it_out(
+    task_pool: ArqRedis,
+) -> None:
+    recorder = activity.ActivityRecorder(task_pool, queue())
+    now = time.time()
+    recorder.heard(
+        job_events.JobFinished("tick", "cron:tidy", 1, now - 2, now - 1.5, now - 1, "failed", "E")
+    )
+    for number in range(activity.RECORDED_PER_WRITE):  # the tick drops out of the write
+        recorder.heard(
+            job_events.JobFinished(f"busy-{number}", "succeeds", 1, now, now, now, "complete", None)
+        )
+    await recorder.write()
+
+    recent = await activity.recent_jobs(task_pool, queue())
+    last = await activity.last_tries(task_pool, queue())
+
+    assert "tick" not in {record.job_id for record in recent}
+    assert (last["cron:tidy"].job_id, last["cron:tidy"].outcome) == ("tick", "failed")
+    assert last["succeeds"].job_id == f"busy-{activity.RECORDED_PER_WRITE - 1}"
+    ttl = await task_pool.ttl(activity.last_tries_key(queue()))
+    assert activity.LAST_TRIES_SECONDS - 10 < ttl <= activity.LAST_TRIES_SECONDS
+
+
 async def test_worker_statuses_show_each_live_workers_beat_and_running_jobs(
     task_pool: ArqRedis,
 ) -> None:

@@ -24,6 +24,7 @@ The key layout, for a queue `Q` = `{<QUEUE_PREFIX>:<queue>}` and a job id `J` = 
     Q:workers:<worker>              a worker's heartbeat: what it runs, since when
     Q:running:<worker>              set: the jobs a worker is running, for when it dies
     Q:recent, Q:recent-failures     lists: the last jobs' outcomes, for the dashboard
+    Q:last-tries                    hash: each function's last try that ended (activity.py)
     Q:activity:<start>              hash: counts per 10 s bucket, for the dashboard
     Q:cron-claims:J                 a cron tick's claim: one worker runs it
     Q:missing-function:J            since when a job has waited for a worker that has its function

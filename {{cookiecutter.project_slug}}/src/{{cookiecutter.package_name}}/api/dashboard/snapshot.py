@@ -8,8 +8,8 @@ dead letters (dead_letters.py), the workers' activity record (activity.py) and t
 the project declares (registry.py). About 100 Redis commands in about 10 round trips, most of
 them the chart's 90 buckets in one pipeline, and no SCAN. The largest read is the recent list
 (up to activity.RECENT_LIMIT records, about 2 MB when full), which the per-function figures, the
-last minute's counts, the filtered tables and the cron jobs' last runs all come from: one read
-per refresh (bench/dashboard.py times it).
+last minute's counts and the filtered tables come from: one read per refresh (bench/dashboard.py
+times it). The cron jobs' last ticks come from the hash of each function's last try.
 """
 
 from dataclasses import dataclass
@@ -213,11 +213,11 @@ def schedule_text(schedule: dict[str, Any]) -> str:
 
 
 def cron_entries(
-    queue_name: str, recent: list[activity.FinishedJob], now: datetime
+    queue_name: str, last: dict[str, activity.FinishedJob], now: datetime
 ) -> list[CronEntry]:
     """The cron jobs that tick on `queue_name`, with their next tick after `now` (computed as
     arq's `CronJob` does, in the system's time zone the worker uses by default) and their latest
-    tick in `recent`."""
+    tick that ended (`last`: activity.py's `last_tries`, each function's newest)."""
     keys = get_settings().queue_keys
     entries = []
     for spec in registry.declared():
@@ -229,15 +229,15 @@ def cron_entries(
             next_run: datetime | None = next_cron(local_now, **when).astimezone(UTC)
         except ValueError:  # a schedule that never matches (day=31, month=2)
             next_run = None
-        last = next((record for record in recent if record.function == spec.name), None)
+        tick = last.get(spec.name)
         entries.append(
             CronEntry(
                 name=spec.name,
                 queue=spec.queue,
                 schedule=schedule_text(spec.schedule),
                 next_run=next_run,
-                last_run=None if last is None else utc(last.finished_at),
-                last_outcome=None if last is None else last.outcome,
+                last_run=None if tick is None else utc(tick.finished_at),
+                last_outcome=None if tick is None else tick.outcome,
             )
         )
     return sorted(entries, key=lambda entry: entry.name)
@@ -333,7 +333,7 @@ async def read_snapshot(redis: ArqRedis, queue_name: str, wanted: Wanted = Wante
             )
             for each in figures
         ],
-        cron=cron_entries(queue_name, everything, taken_at),
+        cron=cron_entries(queue_name, await activity.last_tries(redis, queue_name), taken_at),
         filters=Filters(
             function=wanted.function,
             outcome=wanted.outcome,

@@ -14,6 +14,9 @@ Workers write it; readers only read it. In Redis, next to the queue:
   A worker writes at most RECORDED_PER_WRITE records a write (a second), the newest: above that
   many tries a second per worker the lists hold a sample, and the buckets count the tries left
   out (`unrecorded`), so that a reader knows (`Window.sampled`) and counts from the buckets;
+- `<queue>:last-tries`: a hash, each function's newest try that ended (a `FinishedJob`), kept
+  LAST_TRIES_SECONDS after its last write: the dashboard's cron table reads a cron job's last
+  tick there, however long ago and however busy the queue (the lists keep the latest only);
 - `<queue>:activity:<t>`: for the BUCKET_SECONDS starting at Unix time t, how many tries ended in
   each outcome (complete, retried, failed, aborted: job_events.py), and `depth`, how many jobs
   were due to start and waiting at the latest sample taken in it. A bucket expires once it is
@@ -72,6 +75,9 @@ FAILURES_LIMIT = 100
 # make and Redis a few more to keep, so recording every try cost a busy worker's drain 5 to 8 %
 # (bench/tracing.py --before on 2 cores); 200 a second is below that noise.
 RECORDED_PER_WRITE = 200
+# How long the hash of each function's last try outlives its last write: a week and a day, so a
+# weekly cron job's last tick is still there when the next one is due.
+LAST_TRIES_SECONDS = 8 * 24 * 3600
 BUCKET_SECONDS = 10
 WINDOW_SECONDS = 15 * 60
 WRITE_SECONDS = 1.0
@@ -93,6 +99,10 @@ def recent_key(queue_name: str) -> str:
 
 def failures_key(queue_name: str) -> str:
     return f"{queue_name}:recent-failures"
+
+
+def last_tries_key(queue_name: str) -> str:
+    return f"{queue_name}:last-tries"
 
 
 def limit_of(key: str) -> int:
@@ -208,6 +218,8 @@ class ActivityRecorder:
         self._counts: Counter[tuple[int, job_events.Outcome]] = Counter()
         # Tries noted but left out of the next write (the deque was full), by bucket.
         self._unrecorded: Counter[int] = Counter()
+        # Each function's newest try since the last write: for the hash of last tries.
+        self._last: dict[str, job_events.JobFinished] = {}
         self._sampled = -1  # the bucket of the latest depth sample
         self._stop_listening: Callable[[], None] | None = None
         self._task: asyncio.Task[None] | None = None
@@ -238,6 +250,9 @@ class ActivityRecorder:
                 self._unrecorded[bucket_start(self._finished[0].finished_at)] += 1
             self._finished.append(event)
             self._counts[bucket_start(event.finished_at), event.outcome] += 1
+            last = self._last.get(event.function)
+            if last is None or last.finished_at <= event.finished_at:
+                self._last[event.function] = event
 
     async def write(self) -> None:
         """Send what was noted since the last write, and a depth sample, in one pipeline."""
@@ -248,8 +263,9 @@ class ActivityRecorder:
         finished, self._finished = list(self._finished), deque(maxlen=RECORDED_PER_WRITE)
         counts, self._counts = self._counts, Counter()
         unrecorded, self._unrecorded = self._unrecorded, Counter()
+        last, self._last = self._last, {}
         try:
-            await self._send(finished, counts, unrecorded, bucket, now)
+            await self._send(finished, counts, unrecorded, last, bucket, now)
         except (RedisError, OSError):
             # Older notes first, so that the newest are the ones kept when the deque is full.
             kept = [*finished, *self._finished]
@@ -258,6 +274,7 @@ class ActivityRecorder:
             self._finished = deque(kept, maxlen=RECORDED_PER_WRITE)
             self._counts.update(counts)
             self._unrecorded.update(unrecorded)
+            self._last = {**last, **self._last}  # a note made meanwhile is the newer
             raise
         self._sampled = bucket
 
@@ -266,6 +283,7 @@ class ActivityRecorder:
         finished: list[job_events.JobFinished],
         counts: Counter[tuple[int, job_events.Outcome]],
         unrecorded: Counter[int],
+        last: dict[str, job_events.JobFinished],
         bucket: int,
         now: float,
     ) -> None:
@@ -282,6 +300,10 @@ class ActivityRecorder:
                 pipe.hincrby(bucket_key(self.queue_name, start), outcome, tries)
             for start, tries in unrecorded.items():
                 pipe.hincrby(bucket_key(self.queue_name, start), "unrecorded", tries)
+            if last:
+                newest = {name: self._record(event).to_json() for name, event in last.items()}
+                pipe.hset(last_tries_key(self.queue_name), mapping=newest)
+                pipe.expire(last_tries_key(self.queue_name), LAST_TRIES_SECONDS)
             for start in {start for start, _ in counts}:
                 pipe.expire(bucket_key(self.queue_name, start), BUCKET_LIFETIME_SECONDS)
             pipe.eval(
@@ -328,6 +350,25 @@ async def recent_jobs(
         record for _, record in await read_list(redis, "recent", key, FinishedJob.from_json, limit)
     ]
     return sorted(records, key=lambda record: record.finished_at, reverse=True)
+
+
+async def last_tries(redis: Redis, queue_name: str) -> dict[str, FinishedJob]:
+    """Each function's newest try that ended on `queue_name` (the last write of it, if workers
+    race), by function name; a record that cannot be read is skipped (records.py)."""
+    key = last_tries_key(queue_name)
+    try:
+        fields = await redis.hgetall(key)  # type: ignore[misc]  # redis-py's union
+    except ResponseError as error:
+        if not is_wrong_type(error):
+            raise
+        skip("recent", key, error)
+        return {}
+    tries = {}
+    for record in fields.values():
+        read = read_or_skip("recent", key, FinishedJob.from_json, record)
+        if read is not None:
+            tries[read.function] = read
+    return tries
 
 
 @dataclass(frozen=True)
