@@ -18,7 +18,7 @@ from {{ cookiecutter.package_name }}.infrastructure.local.redis_server import fr
 from {{ cookiecutter.package_name }}.infrastructure.ops import activity
 from {{ cookiecutter.package_name }}.infrastructure.store.heartbeat import Heartbeat
 from {{ cookiecutter.package_name }}.infrastructure.worker.functions import arq_function
-from {{ cookiecutter.package_name }}.queue import JobContext, PermanentError
+from {{ cookiecutter.package_name }}.queue import JobContext, PermanentError, enqueue_task
 
 from .conftest import Configure, RunningWorker, RunWorker, full_id
 
@@ -233,6 +233,25 @@ async def test_each_function_s_last_try_is_kept_even_when_the_list_leaves_it_out
     assert last["succeeds"].job_id == f"busy-{activity.RECORDED_PER_WRITE - 1}"
     ttl = await task_pool.ttl(activity.last_tries_key(queue()))
     assert activity.LAST_TRIES_SECONDS - 10 < ttl <= activity.LAST_TRIES_SECONDS
+
+
+async def test_a_deferred_job_s_wait_counts_from_when_it_was_due(
+    task_pool: ArqRedis, running_worker: RunningWorker
+) -> None:
+    deferred = await enqueue_task("example_task", message="later", _defer_by=1.5)
+    assert deferred is not None
+    async with running_worker():
+        assert await deferred.result(timeout=10, poll_delay=0.05) == "Processed: later"
+        for _ in range(100):  # the record is written within a second
+            recent = await activity.recent_jobs(task_pool, queue())
+            if recent:
+                break
+            await asyncio.sleep(0.05)
+
+    [record] = recent
+    # From its due time: it started at once. From its enqueue it would be 1.5 s more.
+    assert record.wait is not None
+    assert record.wait < 1.0
 
 
 async def test_worker_statuses_show_each_live_workers_beat_and_running_jobs(

@@ -25,13 +25,16 @@ Outcome = Literal["complete", "retried", "failed", "aborted"]
 
 @dataclass(frozen=True, slots=True)
 class JobStarted:
-    """One try of a job begins. Times are Unix seconds."""
+    """One try of a job begins. Times are Unix seconds; `due_at` is when this try was due to
+    start (the job's score before its claim: its enqueue, the time it was deferred to, a retry's
+    backoff or a cron tick), None where the worker did not say."""
 
     job_id: str
     function: str
     job_try: int
     enqueued_at: float
     started_at: float
+    due_at: float | None = None
 
     @property
     def wait_seconds(self) -> float:
@@ -41,7 +44,8 @@ class JobStarted:
 
 @dataclass(frozen=True, slots=True)
 class JobFinished:
-    """One try of a job ends. `error` is "<type>: <message>" unless it completed."""
+    """One try of a job ends. `error` is "<type>: <message>" unless it completed; `due_at` as
+    for `JobStarted`."""
 
     job_id: str
     function: str
@@ -51,6 +55,7 @@ class JobFinished:
     finished_at: float
     outcome: Outcome
     error: str | None = None
+    due_at: float | None = None
 
     @property
     def duration_seconds(self) -> float:

@@ -317,6 +317,9 @@ class ActivityRecorder:
             await pipe.execute()
 
     def _record(self, event: job_events.JobFinished) -> FinishedJob:
+        # From when the try was due (a deferred job's time, a retry's backoff, a cron tick),
+        # not from the enqueue: the wait is the queue's, not the one the caller asked for.
+        due = event.enqueued_at if event.due_at is None else event.due_at
         return FinishedJob(
             job_id=event.job_id,
             function=event.function,
@@ -326,7 +329,7 @@ class ActivityRecorder:
             error=None if event.error is None else event.error[:ERROR_CHARS],
             finished_at=event.finished_at,
             worker=self.worker,
-            wait=round(max(0.0, event.started_at - event.enqueued_at), 6),
+            wait=round(max(0.0, event.started_at - due), 6),
         )
 
     async def _write_forever(self) -> None:

@@ -167,6 +167,8 @@ def report_start(ctx: JobContext, function: str) -> job_events.JobStarted | None
         job_try=ctx["job_try"],
         enqueued_at=ctx["enqueue_time"].timestamp(),
         started_at=job_events.now(),
+        # The job's score before its claim (ms), as the worker passes it: when this try was due.
+        due_at=ctx["score"] / 1000 if "score" in ctx else None,
     )
     job_events.emit(started)
     return started
@@ -196,6 +198,7 @@ def report_end(
             job_try=started.job_try,
             enqueued_at=started.enqueued_at,
             started_at=started.started_at,
+            due_at=started.due_at,
             finished_at=job_events.now(),
             outcome=outcome,
             error=None if error is None else error_text(error),
