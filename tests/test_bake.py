@@ -37,6 +37,7 @@ QUEUE_ONLY = [
     "src/{package}/infrastructure/ops/cli.py",
     "src/{package}/infrastructure/store/connection.py",
     "src/{package}/infrastructure/worker/unreadable.py",
+    "src/{package}/infrastructure/worker/finishes.py",
     "src/{package}/infrastructure/local/redis_server.py",
     "src/{package}/infrastructure/local/dev.py",
     "src/{package}/infrastructure/registry.py",

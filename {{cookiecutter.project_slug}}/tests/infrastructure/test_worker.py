@@ -16,9 +16,16 @@ from typing import Any
 import pytest
 from arq import create_pool
 from arq.connections import ArqRedis, RedisSettings
-from arq.constants import retry_key_prefix
+from arq.constants import (
+    in_progress_key_prefix,
+    job_key_prefix,
+    result_key_prefix,
+    retry_key_prefix,
+)
 
+from {{ cookiecutter.package_name }}.infrastructure.keys import abort_requests_key
 from {{ cookiecutter.package_name }}.infrastructure.local.redis_server import LocalRedisServer
+from {{ cookiecutter.package_name }}.infrastructure.store.job_handle import drop_stale_abort_requests
 from {{ cookiecutter.package_name }}.infrastructure.store.job_writes import (
     WAKE_TOKENS_KEPT,
     JobPool,
@@ -26,6 +33,7 @@ from {{ cookiecutter.package_name }}.infrastructure.store.job_writes import (
 )
 from {{ cookiecutter.package_name }}.infrastructure.store.serialization import deserialize, serialize
 from {{ cookiecutter.package_name }}.infrastructure.tasks import WorkerSettings
+from {{ cookiecutter.package_name }}.infrastructure.worker.finishes import FINISH_JOBS, Outcome, OutcomeWriter
 from {{ cookiecutter.package_name }}.infrastructure.worker.functions import arq_function
 from {{ cookiecutter.package_name }}.infrastructure.worker.loop import FALLBACK_POLL_SECONDS
 from {{ cookiecutter.package_name }}.infrastructure.worker.missing_functions import waiting_since_key
@@ -333,3 +341,87 @@ async def test_a_job_for_a_function_this_worker_lacks_waits_for_one_that_has_it(
     result = await queued.result_info()
     assert result is not None
     assert result.job_try == 1  # the looks that found no function used no try
+
+
+async def script_calls(pool: ArqRedis) -> int:
+    """EVALSHA calls the server has run so far."""
+    stats = await pool.info("commandstats")
+    return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
+
+
+async def test_outcomes_that_end_in_one_turn_are_written_in_one_script_call(
+    task_pool: ArqRedis,
+) -> None:
+    ids = [f"{QUEUE}:finish-{n}" for n in range(5)]
+    for job_id in ids:
+        for prefix in (job_key_prefix, in_progress_key_prefix, retry_key_prefix):
+            await task_pool.set(prefix + job_id, b"1")
+        await task_pool.zadd(QUEUE, {job_id: 1})
+        await task_pool.zadd(abort_requests_key(QUEUE), {job_id: 1})
+    await task_pool.script_load(FINISH_JOBS)  # no NOSCRIPT round in the count
+    writer = OutcomeWriter(task_pool)
+    calls = await script_calls(task_pool)
+
+    await asyncio.gather(
+        *(
+            writer.write(QUEUE, Outcome(job_id, b"done" if n % 2 else None, 60.0, n < 2))
+            for n, job_id in enumerate(ids)
+        )
+    )
+
+    assert await script_calls(task_pool) == calls + 1
+    assert await task_pool.zcard(QUEUE) == 0
+    gone = [
+        prefix + job_id
+        for prefix in (job_key_prefix, in_progress_key_prefix, retry_key_prefix)
+        for job_id in ids
+    ]
+    assert await task_pool.exists(*gone) == 0
+    for n, job_id in enumerate(ids):
+        lifetime_ms = await task_pool.pttl(result_key_prefix + job_id)
+        assert (n % 2 == 1 and 0 < lifetime_ms <= 60_000) or (n % 2 == 0 and lifetime_ms == -2)
+    # Dropped where asked; the rest are stale (no job), and the heartbeats drop those.
+    requests = await task_pool.zrange(abort_requests_key(QUEUE), 0, -1)
+    assert sorted(requests) == sorted(job_id.encode() for job_id in ids[2:])
+    assert await drop_stale_abort_requests(task_pool, QUEUE) == 3
+
+
+@pytest.mark.parametrize(("keep_result", "request_left"), [(3600, True), (0, False)])
+async def test_an_abort_request_the_worker_never_saw_is_dropped_when_its_id_could_return(
+    task_pool: ArqRedis, redis_server: LocalRedisServer, keep_result: int, request_left: bool
+) -> None:
+    # The request comes while the job runs and the worker looks for requests only every 30 s,
+    # so the job ends first. With its result kept, no job can take its id until the heartbeats
+    # have dropped the request; with none kept, one can at once, so the finish drops it.
+    worker = make_worker(
+        redis_server.url,
+        functions=[arq_function(sleeps_briefly)],
+        poll_delay=30,
+        keep_result=keep_result,
+    )
+    running = asyncio.create_task(worker.async_run())
+    try:
+        queued = await task_pool.enqueue_job("sleeps_briefly")
+        assert queued is not None
+
+        async def started() -> bool:
+            return bool(await task_pool.exists("sleeps_briefly:started"))
+
+        async def ended() -> bool:
+            return not await task_pool.exists(in_progress_key_prefix + queued.job_id)
+
+        await wait_for(started, 5, "the job to start")
+        assert not await queued.abort(timeout=0)  # asked, not done: the worker has not looked
+        requests = abort_requests_key(QUEUE)
+        assert await task_pool.zscore(requests, queued.job_id) is not None
+        await wait_for(ended, 5, "the job to end")
+
+        left = await task_pool.zscore(requests, queued.job_id) is not None
+    finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+        await worker.close()
+
+    assert left == request_left
+    assert await drop_stale_abort_requests(task_pool, QUEUE) == (1 if request_left else 0)

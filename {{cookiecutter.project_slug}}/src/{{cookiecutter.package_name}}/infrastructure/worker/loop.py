@@ -31,13 +31,17 @@ WATCH/MULTI per id. Here, instead:
   10 ms job). A job read ahead is listed as running (heartbeat.py), so a live worker runs it
   again if this one dies; one this worker cancels before its function starts (shutdown) is given
   back, due at once. A slot that frees goes to the job in hand of the highest queue (slots.py).
+- **Outcomes are written together.** The jobs that end in the same turn of the loop have their
+  outcomes written in one script call per queue (finishes.py): one DEL and one ZREM for all of
+  them, where arq sends a transaction of six commands per job.
 - **Woken, not polling.** `enqueue_task` pushes a token onto `<queue>:wake` with each job
   (job_writes.py), and a worker with free slots and nothing due waits on that list (BRPOP): a
   job due now starts about a millisecond after it is queued, and a deferred one wakes a worker
   that then waits for its start time. The claim that finds nothing more due
   deletes the tokens, so one burst of jobs wakes as many workers as it needs, not all of them
-  for every job; one that leaves jobs due keeps WAKE_TOKENS_KEPT (64), so a queue that is
-  never empty keeps a short list without a command per job to trim it.
+  for every job; one that leaves jobs due keeps WAKE_TOKENS_KEPT (64), at most every
+  TRIM_TOKENS_SECONDS, so a queue that is never empty keeps a short list without a command per
+  job to trim it.
 - **Nothing is missed without a token.** The wait ends at the start time of the next deferred
   job the worker knows of (a `_defer_by`, a cron tick, a retry's backoff) and at the latest
   after FALLBACK_POLL_SECONDS (1 s), so a job queued without a token (by arq's own
@@ -108,6 +112,7 @@ from ..limits import (
     limited_key,
 )
 from ..store.connection import stop_waiting_for_redis
+from ..store.heartbeat import MARGIN_SECONDS
 from ..store.job_writes import WAKE_TOKENS_KEPT, wake_key
 from ..store.pause import PAUSE_CHECK_SECONDS, paused_key
 from ..store.serialization import JobFailed, deserialize, serialize
@@ -121,6 +126,7 @@ from ..store.workflows import (
     run_handoff,
 )
 from . import run
+from .finishes import Outcome, OutcomeWriter
 from .functions import cron_queues, limited_queues
 from .missing_functions import FunctionTable, wait_for_function
 from .retries import record_dead_letter
@@ -140,6 +146,10 @@ SHUTDOWN_REDIS_SECONDS = 2.0
 SHORTEST_WAIT_SECONDS = 0.001
 # How many due ids a claim looks past, at most, that run elsewhere (arq's own workers).
 CLAIM_LOOK_PAST = 1000
+# How often, at most, a worker trims the wake-up list of a queue that still has jobs due, in
+# seconds. A trim per claim cost a command per four jobs in a drain; what is pushed meanwhile
+# (a job's token each) waits for the next trim or the claim that empties the queue.
+TRIM_TOKENS_SECONDS = 0.1
 # Jobs claimed and read ahead of the function slots, as a share of WORKER_MAX_JOBS (at least 1):
 # enough to cover the claim and read of the jobs whose slots free while those run.
 READ_AHEAD_SHARE = 0.25
@@ -153,7 +163,8 @@ READ_AHEAD_SHARE = 0.25
 # saved), arq's job and try-count key prefixes, a try count's lifetime (s), and how many
 # wake-up tokens to keep in the list of a queue that still has jobs due (job_writes.py), and a
 # '0', '1' or '2' per queue: '1' to look at its pause once it has a job due (pause.py), '2' to
-# look before anything else (a queue found paused before: its resume is seen even while empty).
+# look before anything else (a queue found paused before: its resume is seen even while empty),
+# and a '1' or '0' per queue: '1' to trim its wake-up list (at most every TRIM_TOKENS_SECONDS).
 # Reads each queue in score order, one id past what it still wants, so that the first id not
 # due yet tells when the next one starts; takes a queue's due jobs before it looks at the next
 # queue. A paused queue (looked at) is not claimed from, its wake-up tokens trimmed or deleted as
@@ -250,7 +261,9 @@ for q = 1, #KEYS / 3 do
   if drained == 1 and ARGV[6] == '1' then redis.call('DEL', KEYS[3 * q - 1]) end
   if drained == 0 then
     all_drained = 0
-    redis.call('LTRIM', KEYS[3 * q - 1], 0, tonumber(ARGV[12]) - 1)  -- enough to wake that many
+    if string.sub(ARGV[14], q, q) == '1' then  -- enough to wake that many
+      redis.call('LTRIM', KEYS[3 * q - 1], 0, tonumber(ARGV[12]) - 1)
+    end
   end
   pauses = pauses .. (pause == '?' and '-' or pause)
 end
@@ -308,10 +321,16 @@ class Worker(ArqWorker):
         self._token_wait: asyncio.Future[Any] | None = None
         self._token_wait_ends = 0.0  # time.monotonic() when it ends, unless a token comes
         self._claim_jobs: AsyncScript | None = None
+        self._outcome_writer: OutcomeWriter | None = None
+        # A result kept at least this long (s) keeps its id from being queued again until the
+        # heartbeats have dropped a stale abort request for it (finishes.py).
+        self._abort_request_horizon_s = 2 * interval + MARGIN_SECONDS
         # The served queues found paused (store/pause.py), and when each queue's pause was last
         # looked at (time.monotonic()).
         self._paused: set[str] = set()
         self._pause_seen_at: dict[str, float] = {}
+        # When each queue's wake-up list was last trimmed (time.monotonic(), CLAIM_JOBS).
+        self._tokens_trimmed_at: dict[str, float] = {}
         self._scores_before_claim: dict[str, int] = {}
         # Jobs whose function arq is about to run (its on_job_start hook has been called).
         self._functions_starting: set[str] = set()
@@ -538,7 +557,17 @@ class Worker(ArqWorker):
     ) -> None:
         """arq's `finish_job` write, in the job's own queue and without arq's global abort set:
         every key of the transaction is the job's queue's (keys.py). A workflow's job moves its
-        workflow on in the same write (`advance_workflow`)."""
+        workflow on in the same write (`advance_workflow`). A finished job with nothing else to
+        write is written with the others that end in the same turn (`finish_quickly`)."""
+        if (
+            finish
+            and keep_in_progress is None
+            and job_id not in self._members
+            and job_id not in self._limited_jobs
+        ):
+            expire = None if keep_result_forever else result_timeout_s
+            await self.finish_quickly(job_id, result_data, expire)
+            return
         queue_name = self.queue_of(job_id)
         async with self.pool.pipeline(transaction=True) as tr:
             delete_keys = []
@@ -559,6 +588,20 @@ class Worker(ArqWorker):
             if delete_keys:
                 tr.delete(*delete_keys)
             await self.execute_moving_on(tr, job_id, finish)
+
+    async def finish_quickly(
+        self, job_id: str, result_data: bytes | None, result_lifetime_s: float | None
+    ) -> None:
+        """`write_outcome` for a finished job with nothing else in its write: with the others
+        that end in this turn of the loop, in one script call per queue (finishes.py).
+        `result_lifetime_s` None: the result is kept for good."""
+        if self._outcome_writer is None:
+            self._outcome_writer = OutcomeWriter(self.pool)
+        kept_long = result_data is not None and (
+            result_lifetime_s is None or result_lifetime_s >= self._abort_request_horizon_s
+        )
+        outcome = Outcome(job_id, result_data, result_lifetime_s, not kept_long)
+        await self._outcome_writer.write(self.queue_of(job_id), outcome)
 
     async def write_failure(self, job_id: str, result_data: bytes | None) -> None:
         """arq's `finish_failed_job` write, in the job's own queue (as `write_outcome`)."""
@@ -830,6 +873,7 @@ class Worker(ArqWorker):
         check_limits = "".join("1" if q in self._limited_queues else "0" for q in queue_names)
         now = time.monotonic()
         check_pauses = "".join(self.pause_look(q, now) for q in queue_names)
+        trims = "".join(self.trim_due(q, now) for q in queue_names)
         reply = await self._claim_jobs(
             keys=keys,
             args=[
@@ -846,6 +890,7 @@ class Worker(ArqWorker):
                 TRY_COUNT_LIFETIME_SECONDS,
                 WAKE_TOKENS_KEPT,
                 check_pauses,
+                trims,
             ],
         )
         drained, next_start, pauses, *flat = reply
@@ -859,6 +904,17 @@ class Worker(ArqWorker):
                 self._limited_jobs[job_id] = limits.decode()[1:]
             self._claimed_reads[job_id] = JobRead(payload, int(job_try))
         return jobs, bool(drained), float(next_start) if next_start else None
+
+    def trim_due(self, queue_name: str, now: float) -> str:
+        """'1' if a claim that leaves jobs due in this queue should trim its wake-up list (at
+        most every TRIM_TOKENS_SECONDS; the time counts from when it was asked), else '0'."""
+        if (
+            now - self._tokens_trimmed_at.get(queue_name, -TRIM_TOKENS_SECONDS)
+            < TRIM_TOKENS_SECONDS
+        ):
+            return "0"
+        self._tokens_trimmed_at[queue_name] = now
+        return "1"
 
     def note_pauses(self, queue_names: Sequence[str], seen: str, now: float) -> None:
         """Remember what a claim saw of each queue's pause ('1' paused, '0' not, '-' not looked
