@@ -13,6 +13,8 @@ from arq.connections import ArqRedis
 from {{ cookiecutter.package_name }}.config import get_settings
 from {{ cookiecutter.package_name }}.infrastructure import registry
 from {{ cookiecutter.package_name }}.infrastructure.client import bulk
+from {{ cookiecutter.package_name }}.infrastructure.client.enqueue import PreparedJob
+from {{ cookiecutter.package_name }}.infrastructure.keys import namespaced_job_id, queue_key
 from {{ cookiecutter.package_name }}.infrastructure.limits import limited_key
 from {{ cookiecutter.package_name }}.infrastructure.store.job_writes import (
     ENQUEUE_JOBS,
@@ -22,6 +24,7 @@ from {{ cookiecutter.package_name }}.infrastructure.store.job_writes import (
 from {{ cookiecutter.package_name }}.jobs import example_task
 from {{ cookiecutter.package_name }}.queue import (
     JobArgumentError,
+    RedisUnavailableError,
     UnknownQueueError,
     UnknownTaskError,
     enqueue_many,
@@ -55,6 +58,37 @@ async def test_only_a_chosen_job_id_is_looked_up_before_the_job_is_written(
     assert first is not None
     assert again is None
     assert chosen == 2
+
+
+async def test_a_chunk_looks_ids_up_only_where_the_caller_chose_them(task_pool: ArqRedis) -> None:
+    await enqueue_many("example_task", [("warm-up",)])  # the script loaded, the pool open
+    before = await calls_of(task_pool, "exists")
+    assert None not in await enqueue_many("example_task", [(f"new {n}",) for n in range(5)])
+    made_here = await calls_of(task_pool, "exists") - before
+
+    chosen = await enqueue_many("example_task", [("a",), ("b",)], job_ids=["bulk-a", "bulk-b"])
+    looked_up = await calls_of(task_pool, "exists") - before - made_here
+
+    assert made_here == 0  # ids made here (128 random bits) are nobody's yet
+    assert None not in chosen
+    assert looked_up == 2  # chosen ids keep the rule: one EXISTS each
+
+
+async def test_a_failed_chunk_says_how_many_jobs_were_written_of_how_many(
+    task_pool: ArqRedis,
+) -> None:
+    # The second chunk's queue is a key of another type: Redis refuses that chunk only.
+    chunks = []
+    for name, size in (("first", 3), ("second", 4)):
+        queue = queue_key("bulk-test", name)
+        ids = [namespaced_job_id(queue, f"job-{n}") for n in range(size)]
+        chunks.append([PreparedJob(job_id, queue, "{}", 0, 60_000, None, False) for job_id in ids])
+    await task_pool.set(queue_key("bulk-test", "second"), "not a queue")
+
+    with pytest.raises(RedisUnavailableError) as raised:
+        await bulk.write_all(task_pool, [bulk.write_of(chunk) for chunk in chunks])
+
+    assert "(3 of 7 jobs' chunks were written;" in str(raised.value)
 
 
 async def test_many_jobs_by_name_run_in_order_in_a_few_script_calls(

@@ -166,7 +166,7 @@ async def write_all(pool: ArqRedis, writes: list[JobsWrite]) -> list[int]:
         if isinstance(result, RedisError | OSError):
             problem = unavailable(result)
             raise RedisUnavailableError(
-                f"{problem} ({written} of {sum(len(write[2]) for write in writes)} jobs' chunks "
+                f"{problem} ({written} of {sum(len(write[4]) for write in writes)} jobs' chunks "
                 "were written; enqueue again with the same job ids to queue only the rest)",
                 problem.kind,
             ) from result
@@ -239,7 +239,7 @@ def chunks_of(jobs: list[PreparedJob]) -> list[list[PreparedJob]]:
 def write_of(chunk: list[PreparedJob]) -> JobsWrite:
     """ENQUEUE_JOBS's keys and arguments for a chunk: per job two keys (a third, where its
     limits go, for every job when one job of the chunk has limits) and one argument, its
-    fields joined (job_writes.py)."""
+    fields joined (job_writes.py); the id rule for the chunk when a caller chose any id."""
     limited = any(job.limits is not None for job in chunk)
     keys: list[str] = []
     arguments: list[str] = []
@@ -251,4 +251,5 @@ def write_of(chunk: list[PreparedJob]) -> JobsWrite:
             keys.append(limited_key(job.queue_name, job_id))
         fields = (str(job.lifetime_ms), str(job.score), job_id, job.limits or "", job.payload)
         arguments.append(join(fields))
-    return chunk[0].queue_name, limited, keys, arguments
+    checked = any(job.id_chosen for job in chunk)
+    return chunk[0].queue_name, limited, checked, keys, arguments

@@ -75,23 +75,25 @@ WAKE_TOKENS_KEPT = 64
 # Many jobs of one queue in one script call (`enqueue_many`, bulk.py): ENQUEUE_JOB's rule and
 # writes for each, one ZADD for all of them, and one token per job queued, up to
 # WAKE_TOKENS_KEPT. KEYS: the queue, its wake-up list, then per job: the job, its result (and
-# where its limits go, with limits). ARGV: the tokens' cap, '1' with limits, then one argument
-# per job, its fields joined by NUL (`JOB_FIELDS_SEPARATOR`): lifetime (ms), score, id, limits
+# where its limits go, with limits). ARGV: the tokens' cap, '1' with limits, '1' to apply the id
+# rule ('0' for a chunk whose ids `keys.new_job_id` made: an EXISTS per job saved), then one
+# argument per job, its fields joined by NUL (`JOB_FIELDS_SEPARATOR`): lifetime (ms), score, id, limits
 # ('' for none), payload. One argument a job, not five, because packing each argument is most
 # of what redis-py spends on a chunk (bench/workflows.py); no field but the payload can hold a
 # NUL, and JSON writes one only escaped, so the payload goes last, whole. Returns 1 or 0 per
 # job, as ENQUEUE_JOB does.
 ENQUEUE_JOBS = """
 local limited = ARGV[2] == '1'
+local check = ARGV[3] == '1'
 local per_key = limited and 3 or 2
 local queued, members = {}, {}
 for i = 1, (#KEYS - 2) / per_key do
-  local k, job = 2 + (i - 1) * per_key, ARGV[2 + i]
+  local k, job = 2 + (i - 1) * per_key, ARGV[3 + i]
   local a = string.find(job, '\0', 1, true)
   local b = string.find(job, '\0', a + 1, true)
   local c = string.find(job, '\0', b + 1, true)
   local d = string.find(job, '\0', c + 1, true)
-  if redis.call('EXISTS', KEYS[k + 1], KEYS[k + 2]) > 0 then
+  if check and redis.call('EXISTS', KEYS[k + 1], KEYS[k + 2]) > 0 then
     queued[i] = 0
   else
     local lifetime = string.sub(job, 1, a - 1)
@@ -220,9 +222,9 @@ def add_write(pipeline: Any, keys_and_args: JobWrite) -> int:
     return 3 + len(limited)
 
 
-# One ENQUEUE_JOBS call: the queue's key, whether its jobs carry limits, their keys, and an
-# argument per job.
-JobsWrite = tuple[str, bool, list[str], list[str]]
+# One ENQUEUE_JOBS call: the queue's key, whether its jobs carry limits, whether the id rule
+# applies (a caller chose an id), their keys, and an argument per job.
+JobsWrite = tuple[str, bool, bool, list[str], list[str]]
 
 
 async def write_chunks(pool: ArqRedis, chunks: list[JobsWrite]) -> list[list[int]]:
@@ -244,9 +246,9 @@ async def write_chunks(pool: ArqRedis, chunks: list[JobsWrite]) -> list[list[int
 
 async def _send_chunks(pool: ArqRedis, chunks: list[JobsWrite]) -> list[Any]:
     pipeline = pool.pipeline(transaction=False)
-    for queue_name, limited, keys, arguments in chunks:
+    for queue_name, limited, checked, keys, arguments in chunks:
         all_keys = [queue_name, wake_key(queue_name), *keys]
-        flags = (str(WAKE_TOKENS_KEPT), "1" if limited else "0")
+        flags = (str(WAKE_TOKENS_KEPT), "1" if limited else "0", "1" if checked else "0")
         pipeline.evalsha(ENQUEUE_JOBS_SHA, len(all_keys), *all_keys, *flags, *arguments)
     return await pipeline.execute(raise_on_error=False)
 
