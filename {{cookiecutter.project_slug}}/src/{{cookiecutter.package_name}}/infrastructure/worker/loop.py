@@ -386,16 +386,6 @@ class Worker(ArqWorker):
             return 0
         return self.queue_names.index(self.queue_of(job_id))
 
-    async def function_returned(self, job_id: str) -> None:
-        """A job's function has returned: its slot goes to the next job in hand, whose function
-        starts before this job's outcome is logged and recorded. The two turns of the loop are
-        the next job's: one to take the slot and start its function's task, one for that task's
-        first step. Jobs that end on the same timer tick thus start their followers first, then
-        record their outcomes, instead of each follower waiting for all the records before it."""
-        self._free_function_slot(job_id)
-        await asyncio.sleep(0)
-        await asyncio.sleep(0)
-
     def _free_function_slot(self, job_id: str) -> None:
         if job_id in self._functions_running:
             self._functions_running.discard(job_id)
@@ -440,7 +430,7 @@ class Worker(ArqWorker):
             given = self._given_inputs.pop(job_id, None)
             if read.payload is not None and (joined := membership(read.payload)) is not None:
                 member = self._members[job_id] = MemberRun(joined, given_input=given)
-            await run.run_job(self, job_id, score, read, member, self.function_returned)
+            await run.run_job(self, job_id, score, read, member)
         except asyncio.CancelledError:
             writing = self._outcome_writes.get(job_id)
             if writing is not None:

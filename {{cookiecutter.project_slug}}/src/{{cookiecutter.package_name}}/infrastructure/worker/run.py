@@ -16,7 +16,6 @@ A job handed over by a concurrency limit's release (limits.py) was claimed witho
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,18 +54,11 @@ async def read_job(worker: Worker, job_id: str) -> JobRead:
 
 
 async def run_job(
-    worker: Worker,
-    job_id: str,
-    score: int,
-    read: JobRead,
-    member: MemberRun | None = None,
-    function_returned: Callable[[str], Awaitable[None]] | None = None,
+    worker: Worker, job_id: str, score: int, read: JobRead, member: MemberRun | None = None
 ) -> None:
     """arq's `run_job` after its read: run the job's function and record its outcome. A job of
     a workflow (`member`, store/workflows.py) that waited for others gets their outcome as its
-    first argument, and its own outcome is kept in `member` for the write that moves on.
-    `function_returned` is awaited once the function has returned, before its outcome is
-    logged and recorded (loop.py: the next job starts first)."""
+    first argument, and its own outcome is kept in `member` for the write that moves on."""
     start_ms = timestamp_ms()
     job_try = read.job_try
     function_name, enqueue_time_ms = "<unknown>", 0
@@ -219,8 +211,6 @@ async def run_job(
     else:
         success = True
         finished_ms = timestamp_ms()
-        if function_returned is not None:
-            await function_returned(job_id)
         logger.info("%6.2fs ← %s ● %s", (finished_ms - start_ms) / 1000, ref, result_str)
         finish = True
         worker.jobs_complete += 1
