@@ -269,6 +269,21 @@ async def test_enqueue_works_after_redis_forgets_its_scripts(task_pool: ArqRedis
     assert [await job.status() for job in queued if job is not None] == [JobStatus.queued] * 3
 
 
+async def test_a_burst_of_first_calls_opens_one_pool(
+    task_pool: ArqRedis, redis_server: LocalRedisServer
+) -> None:
+    await close_task_pool()  # the burst below is the pool's first use
+    with redis.Redis.from_url(redis_server.url) as watcher:
+        before = int(watcher.info("stats")["total_connections_received"])
+        queued = await asyncio.gather(
+            *(enqueue_task("example_task", message=f"burst {n}") for n in range(50))
+        )
+        opened = int(watcher.info("stats")["total_connections_received"]) - before
+
+    assert None not in queued
+    assert opened <= 2  # before: one pool, and its connection, per first caller (50)
+
+
 async def test_concurrent_enqueues_while_redis_is_away_each_get_a_clear_error(
     configure: Configure,
 ) -> None:

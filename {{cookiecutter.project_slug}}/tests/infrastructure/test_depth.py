@@ -68,6 +68,19 @@ async def scans(pool: ArqRedis) -> int:
     return int(stats.get("cmdstat_scan", {}).get("calls", 0))
 
 
+async def test_queue_depth_reads_a_large_keyspace_in_a_few_scans(task_pool: ArqRedis) -> None:
+    async with task_pool.pipeline(transaction=False) as pipe:
+        for n in range(5000):  # kept results, other services' keys: what a Redis holds
+            pipe.set(f"unrelated:{n}", 1)
+        await pipe.execute()
+    before = await scans(task_pool)
+
+    depth = await queue_depth(task_pool, WorkerSettings.queue_name)
+
+    assert depth.running == 0
+    assert await scans(task_pool) - before <= 10  # before: Redis's default count, 501 SCANs
+
+
 async def test_queue_stats_counts_jobs_dead_letters_and_live_workers_without_a_scan(
     task_pool: ArqRedis, running_worker: RunningWorker
 ) -> None:

@@ -52,6 +52,10 @@ _NO_SPAN = nullcontext()
 
 # One pool per event loop, with the generator that closes it; an entry goes with its loop.
 _pools: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[JobPool, AsyncGenerator[None, None]]]" = weakref.WeakKeyDictionary()
+# The opening of a loop's pool while it is under way (`get_task_pool`).
+_openings: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[JobPool]]" = (
+    weakref.WeakKeyDictionary()
+)
 
 
 class UnknownTaskError(ValueError):
@@ -75,22 +79,31 @@ async def get_task_pool(*, retries: int | None = None) -> JobPool:
     `RedisUnavailableError`, with a one-line reason, when Redis cannot be reached.
     """
     loop = asyncio.get_running_loop()
-    if loop not in _pools:
-        tracing.init_tracing()  # a script that enqueues traces too, when OTEL_* asks for it
-        pool = await connect(
-            retries=retries,
-            job_serializer=serialize_at_most(get_settings().job_max_bytes),
-            job_deserializer=deserialize,
-            default_queue_name=get_settings().queue_name,
-        )
-        # Two first callers may race through the await above: keep one pool, close the other.
-        if loop in _pools:
-            await close_pool(pool)
-        else:
-            closer = _closes_when_the_loop_ends(pool)
-            await anext(closer)
-            _pools[loop] = (pool, closer)
-    return _pools[loop][0]
+    entry = _pools.get(loop)
+    if entry is not None:
+        return entry[0]
+    # The callers that come while the pool opens wait for the same opening: a burst of first
+    # calls (a gather of many `enqueue_task`) opens one pool, not one each, closed but one.
+    opening = _openings.get(loop)
+    if opening is None:
+        opening = _openings[loop] = loop.create_task(_open_pool(loop, retries))
+        opening.add_done_callback(lambda _: _openings.pop(loop, None))
+    # A caller cancelled meanwhile leaves the opening to the others.
+    return await asyncio.shield(opening)
+
+
+async def _open_pool(loop: asyncio.AbstractEventLoop, retries: int | None) -> JobPool:
+    tracing.init_tracing()  # a script that enqueues traces too, when OTEL_* asks for it
+    pool = await connect(
+        retries=retries,
+        job_serializer=serialize_at_most(get_settings().job_max_bytes),
+        job_deserializer=deserialize,
+        default_queue_name=get_settings().queue_name,
+    )
+    closer = _closes_when_the_loop_ends(pool)
+    await anext(closer)
+    _pools[loop] = (pool, closer)
+    return pool
 
 
 def open_task_pool() -> JobPool | None:

@@ -29,6 +29,7 @@ from redis.exceptions import ResponseError
 
 from .dead_letters import dead_letter_key
 from .heartbeat import (
+    KEYS_PER_SCAN,
     escape_glob,
     live_identities,
     live_workers_key,
@@ -53,7 +54,10 @@ async def queue_depth(redis: Redis, queue_name: str) -> QueueDepth:
     """Count the jobs on `queue_name`. Running jobs are listed by their worker within 10 ms of
     their start (heartbeat.py's GATHER_SECONDS): a job younger than that counts as deferred."""
     running_lists = [
-        key async for key in redis.scan_iter(match=escape_glob(running_prefix(queue_name)) + "*")
+        key
+        async for key in redis.scan_iter(
+            match=escape_glob(running_prefix(queue_name)) + "*", count=KEYS_PER_SCAN
+        )
     ]
     now_ms = timestamp_ms()  # rounded as the scores were written: a job due now is due
     async with redis.pipeline(transaction=False) as pipe:
