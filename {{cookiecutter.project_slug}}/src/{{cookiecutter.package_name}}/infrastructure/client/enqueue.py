@@ -75,7 +75,8 @@ async def get_task_pool(*, retries: int | None = None) -> JobPool:
 
     `retries` overrides `REDIS_CONNECT_RETRIES` when the pool has to be opened: the web API
     passes 0, so that a request made while Redis is down fails at once instead of retrying for
-    seconds, and the first one after Redis is back opens the pool. Raises
+    seconds, and the first one after Redis is back opens the pool. Callers that come while the
+    pool opens share that opening, and its first caller's `retries`. Raises
     `RedisUnavailableError`, with a one-line reason, when Redis cannot be reached.
     """
     loop = asyncio.get_running_loop()
