@@ -302,7 +302,8 @@ def assert_goal_table(
     result: "subprocess.CompletedProcess[str]", expected: tuple[tuple[str, str], ...]
 ) -> None:
     """A bench script ran, said what it ran on, and printed one row per `expected` (label,
-    goal): a figure above 0, its goal, and a verdict where there is a goal."""
+    goal): a figure above 0 (maybe followed by more words), its goal, and a verdict where
+    there is a goal."""
     assert result.returncode == 0, result.stderr[-3000:]
     assert "CPUs" in result.stdout.splitlines()[0]
     table = [line.split(" | ") for line in result.stdout.splitlines() if line.startswith("| ")]
@@ -312,7 +313,7 @@ def assert_goal_table(
         rows, expected, strict=True
     ):
         assert figure.removeprefix("| ") == label, figure
-        assert float(measured) > 0, figure
+        assert float(measured.split()[0]) > 0, figure
         assert goal.strip() == expected_goal, figure
         assert verdict.strip(" |") in (("met", "NOT met") if expected_goal else ("",)), figure
 
@@ -348,12 +349,12 @@ WORKFLOWS_ROWS = (
     ("200 no-op jobs: enqueue_many, jobs/s", ""),
     ("200 no-op jobs: enqueue_task one after another, jobs/s", ""),
     ("200 no-op jobs: enqueue_task gathered, jobs/s", ""),
-    ("enqueue_many / one after another", "≥ 10"),
+    ("enqueue_many / one after another (each round's, median; rounds' range)", "≥ 10"),
     ("5,000 progress reports in a tight loop: writes", ""),
     ("progress: writes per second of the job's run", "≤ 20"),
     ("a chain of 100 no-op steps, steps/s (max_jobs 1)", ""),
     ("100 independent no-op jobs, jobs/s (max_jobs 1)", ""),
-    ("chain steps / independent jobs, rate", "≥ 0.8"),
+    ("chain steps / independent jobs, rate (each round's, median; rounds' range)", "≥ 0.8"),
     ("Redis commands per chain step", ""),
     ("Redis commands per independent job", ""),
     ("chain step / independent job, commands", "≤ 1.5"),

@@ -424,7 +424,7 @@ async def limited_jobs(running_worker: RunningWorker) -> None:
 
 async def workflows(running_worker: RunningWorker) -> None:
     """A chain over two queues, each served by a worker of its own (a move to the next step in
-    the same queue, made in the outcome's transaction, and moves to the other queue, through
+    the same queue, made in the outcome's write, and moves to the other queue, through
     its handoffs), a group with a callback, workflows' states, and an abort that cancels a
     waiting step."""
 

@@ -23,7 +23,12 @@ import pytest
 import redis
 from arq import create_pool
 from arq.connections import ArqRedis
-from arq.constants import in_progress_key_prefix, result_key_prefix
+from arq.constants import (
+    in_progress_key_prefix,
+    job_key_prefix,
+    result_key_prefix,
+    retry_key_prefix,
+)
 from redis.asyncio import Redis as AsyncRedis
 from redis.exceptions import BusyLoadingError, OutOfMemoryError, RedisError, ResponseError
 
@@ -41,12 +46,20 @@ from {{ cookiecutter.package_name }}.infrastructure.store.connection import (
     write_refusal,
 )
 from {{ cookiecutter.package_name }}.infrastructure.store.serialization import deserialize
+from {{ cookiecutter.package_name }}.infrastructure.store.workflows import (
+    FINISH_AND_ADVANCE,
+    MemberRun,
+    Membership,
+    advance_call,
+    finish_and_advance_call,
+)
 from {{ cookiecutter.package_name }}.infrastructure.tasks import WorkerSettings as ProjectSettings
 from {{ cookiecutter.package_name }}.infrastructure.tasks import (
     close_task_pool,
     enqueue_task,
     get_task_pool,
 )
+from {{ cookiecutter.package_name }}.infrastructure.worker.finishes import FINISH_JOBS, Outcome, finish_call
 from {{ cookiecutter.package_name }}.infrastructure.worker.functions import arq_function
 from {{ cookiecutter.package_name }}.infrastructure.worker.loop import SHUTDOWN_REDIS_SECONDS
 from {{ cookiecutter.package_name }}.queue import JobContext
@@ -224,6 +237,49 @@ async def test_a_worker_rides_out_a_full_redis_and_writes_the_outcome_once(
         worker.wait(timeout=30)
         await close_task_pool()
         get_settings.cache_clear()
+
+
+@pytest.mark.parametrize("script", ["FINISH_JOBS", "FINISH_AND_ADVANCE"])
+def test_a_full_redis_refuses_an_outcome_script_whole(
+    small_redis: LocalRedisServer, script: str
+) -> None:
+    # Each writes the result first: a Redis at its `maxmemory` refuses a script's first write
+    # that may use memory, and runs the rest of one that has written already (finishes.py).
+    # So nothing of the outcome (nor of the move to the next step) is done, and the worker's
+    # next try writes it whole.
+    job_id, then_id = f"{QUEUE}:full-1", f"{QUEUE}:full-2"
+    if script == "FINISH_JOBS":
+        body = FINISH_JOBS
+        keys, args = finish_call(QUEUE, [Outcome(job_id, b"done", 60.0, True)])
+    else:
+        body = FINISH_AND_ADVANCE
+        joined = Membership("wf", "chain", 0, then=then_id, then_function="step")
+        advance = advance_call(job_id, MemberRun(joined, "step", (True, 1)), 1, (60_000, 60))
+        assert advance is not None
+        keys, args = finish_and_advance_call(QUEUE, job_id, b"done", 60.0, advance)
+    with redis.Redis(port=small_redis.port) as client:
+        for prefix in (job_key_prefix, in_progress_key_prefix, retry_key_prefix):
+            client.set(prefix + job_id, b"1")
+        client.zadd(QUEUE, {job_id: 1})
+        client.set(job_key_prefix + then_id, b"the next step")
+        client.script_load(body)  # no SCRIPT LOAD while full
+        write = client.register_script(body)
+        before = sorted(client.keys("*"))
+        used = int(client.info("memory")["used_memory"])
+        client.config_set("maxmemory", used - 65_536)  # full: it uses more than it may
+        with pytest.raises(OutOfMemoryError):
+            write(keys=keys, args=args)
+        client.config_set("maxmemory", 0)
+        assert sorted(client.keys("*")) == before
+        assert client.zrange(QUEUE, 0, -1) == [job_id.encode()]
+
+        write(keys=keys, args=args)
+        assert client.get(result_key_prefix + job_id) == b"done"
+        for prefix in (job_key_prefix, in_progress_key_prefix, retry_key_prefix):
+            assert not client.exists(prefix + job_id)
+        assert client.zscore(QUEUE, job_id) is None
+        taken = client.exists(in_progress_key_prefix + then_id)
+        assert taken == (script == "FINISH_AND_ADVANCE")
 
 
 # --- Each kind, met for real where a real server can be made to give it ---------------------

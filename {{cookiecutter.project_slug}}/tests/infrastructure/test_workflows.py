@@ -14,6 +14,12 @@ from typing import Any
 
 import pytest
 from arq.connections import ArqRedis
+from arq.constants import (
+    in_progress_key_prefix,
+    job_key_prefix,
+    result_key_prefix,
+    retry_key_prefix,
+)
 
 from {{ cookiecutter.package_name }}.config import get_settings
 from {{ cookiecutter.package_name }}.infrastructure import registry
@@ -91,6 +97,42 @@ async def test_a_chain_runs_its_steps_in_order_each_on_its_queue_with_the_previo
     ]
     assert (await get_workflow(flow.id)).id == flow.id
     assert await task_pool.keys("*:handoffs") == []  # the moves to other queues all ran
+
+
+async def transactions_run(pool: ArqRedis) -> int:
+    """EXEC calls the server has run so far."""
+    stats = await pool.info("commandstats")
+    return int(stats.get("cmdstat_exec", {}).get("calls", 0))
+
+
+async def test_a_chain_on_one_queue_moves_on_in_each_outcome_s_script_not_a_transaction(
+    running_worker: RunningWorker, task_pool: ArqRedis, workflow_jobs: ModuleType
+) -> None:
+    # Each step's outcome and the move to the next step are one script call
+    # (FINISH_AND_ADVANCE), the last step's a plain outcome (finishes.py): none is a MULTI.
+    jobs = workflow_jobs
+    flow = await enqueue_chain(
+        jobs.flow_add.call(1, 2), *(jobs.flow_double.step() for _ in range(4))
+    )
+    assert flow is not None
+    steps = (await flow.state()).members
+    last_result = result_key_prefix + steps[-1].job_id
+    before = await transactions_run(task_pool)
+
+    async with running_worker(**every_queue(jobs)):
+        for _ in range(250):  # up to 5 s; not the flow's result(), which reads in a MULTI
+            if await task_pool.exists(last_result):
+                break
+            await asyncio.sleep(0.02)
+        assert await transactions_run(task_pool) == before
+
+    assert await flow.result(timeout=1) == 48
+    assert await ran(task_pool) == ["add 1 2", "double 3", "double 6", "double 12", "double 24"]
+    for step in steps:
+        for prefix in (job_key_prefix, in_progress_key_prefix, retry_key_prefix):
+            assert not await task_pool.exists(prefix + step.job_id)
+        assert 0 < await task_pool.pttl(result_key_prefix + step.job_id) <= 3_600_000
+    assert await task_pool.zcard(get_settings().queue_keys["default"]) == 0
 
 
 async def test_a_failed_step_stops_the_chain_and_the_failure_names_it(

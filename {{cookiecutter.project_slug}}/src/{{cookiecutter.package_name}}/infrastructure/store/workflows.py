@@ -11,7 +11,8 @@ result) is their input, `Q:input:J`, read by the worker when it runs them and pa
 first argument after `ctx`.
 
 **Moving on is part of writing the outcome.** When a member's last try ends, the worker's outcome
-write (loop.py's `write_outcome`, one MULTI) also runs ADVANCE for the job its outcome goes to:
+write (loop.py's `write_outcome`: one script, FINISH_AND_ADVANCE, when the job it goes to is in
+its queue and the member has no limits; else one MULTI) also runs ADVANCE for that job:
 a chain's next step gets its input and is queued; a group's callback gets this member's result,
 and is queued by the write that adds the last one (HSETNX then HLEN, in one script: however many
 members end at once, on however many workers, exactly one write sees the count complete). A
@@ -24,7 +25,7 @@ its try), and returns its payload and input: the worker starts it at once (loop.
 `after_advance`), so a chain on one queue runs step after step without a claim or a read.
 
 A job in another queue than the member's lives in another Redis Cluster slot, which one MULTI
-cannot touch. Then the outcome write records the ADVANCE call in the member's own queue
+or script cannot touch. Then the outcome write records the ADVANCE call in the member's own queue
 (`Q:handoffs`, in the same MULTI) and the worker runs it right after, then deletes the record;
 if the worker dies in between, any worker serving that queue runs it at its next heartbeat
 (`apply_handoffs`). ADVANCE is idempotent (the input is written once, a member's result is
@@ -57,10 +58,11 @@ from arq.constants import (
     retry_key_prefix,
 )
 from arq.jobs import serialize_result
+from arq.utils import to_ms
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from ..keys import queue_of
+from ..keys import abort_requests_key, queue_of
 from ..limits import limited_key
 from .job_writes import wake_key
 from .pause import paused_key
@@ -78,6 +80,39 @@ WORKFLOW_ID_PREFIX = "wf-"
 MEMBERSHIP_FIELD = "w"
 _MARK = b'"w":{'
 
+# What ADVANCE does, on its keys K and arguments A (the two scripts below set them).
+_MOVE_ON = """
+if redis.call('EXISTS', K[2]) == 1 then return 0 end
+if A[1] == 'chain' then
+  if not redis.call('SET', K[3], A[5], 'NX', 'PX', A[4]) then return 0 end
+else
+  if redis.call('HSETNX', K[3], A[6], A[5]) == 0 then return 0 end
+  redis.call('PEXPIRE', K[3], A[4])
+  if A[8] ~= '' then
+    redis.call('SET', K[2], A[8], 'PX', A[4])
+    redis.call('DEL', K[1])
+    return 0
+  end
+  if redis.call('HLEN', K[3]) < tonumber(A[7]) then return 0 end
+end
+if redis.call('EXISTS', K[1]) == 0 then return 0 end
+if A[9] == '1' and redis.call('EXISTS', K[8], K[9]) == 0
+   and redis.call('SET', K[6], '1', 'NX', 'PX', A[10]) then
+  -- Taken, as a claim takes a job: its score moves to when its mark runs out, its try counts.
+  redis.call('ZADD', K[4], 'NX', tonumber(A[3]) + tonumber(A[10]), A[2])
+  local count = 1
+  if not redis.call('SET', K[7], '1', 'NX', 'EX', A[11]) then
+    count = redis.call('INCR', K[7])
+    redis.call('EXPIRE', K[7], A[11])
+  end
+  local input = A[5]
+  if A[1] ~= 'chain' then input = redis.call('HGETALL', K[3]) end
+  return {A[2], A[3], redis.call('GET', K[1]), count, input}
+end
+redis.call('ZADD', K[4], 'NX', A[3], A[2])
+redis.call('LPUSH', K[5], '1')
+return 1
+"""
 # KEYS: the waiting job, its result, its input, its queue, the queue's wake-up list, its
 # in-progress mark, its try count, where its limits would be, its queue's pause (pause.py).
 # ARGV: 'chain' or 'group', the waiting job's id, its start (ms), STATE_LIFETIME_MS, the value
@@ -88,38 +123,31 @@ _MARK = b'"w":{'
 # Returns 0 when it queued nothing, 1 when it queued the job, and when it took the job, what a
 # claim reads of it (loop.py's CLAIM_JOBS): {id, start, payload, try, input} (input: the value,
 # or the callback's hash as a flat list).
-ADVANCE = """
-if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
-if ARGV[1] == 'chain' then
-  if not redis.call('SET', KEYS[3], ARGV[5], 'NX', 'PX', ARGV[4]) then return 0 end
-else
-  if redis.call('HSETNX', KEYS[3], ARGV[6], ARGV[5]) == 0 then return 0 end
-  redis.call('PEXPIRE', KEYS[3], ARGV[4])
-  if ARGV[8] ~= '' then
-    redis.call('SET', KEYS[2], ARGV[8], 'PX', ARGV[4])
-    redis.call('DEL', KEYS[1])
-    return 0
+ADVANCE = "local K, A = KEYS, ARGV\n" + _MOVE_ON
+
+# A chain step's or group member's whole outcome write when the job it goes to is in its queue
+# (loop.py's `finish_moving_on`): the finished job's outcome, as finishes.py's FINISH_JOBS
+# writes one, then ADVANCE, in one script call where a transaction of arq's write and an EVAL
+# took seven commands (MULTI to EXEC) and the packing of each in the worker.
+# KEYS: the finished job's result, its in-progress mark, its try count, the job, its queue's
+# abort requests, its queue; then ADVANCE's keys. ARGV: its id, its result ('' to keep none),
+# the result's lifetime (ms, '0' for no end); then ADVANCE's arguments. The result is written
+# first, so that a Redis at its `maxmemory` refuses the whole call (finishes.py says why; a job
+# that keeps no result has its call go through whole). Returns what ADVANCE returns.
+_FINISH = """
+if ARGV[2] ~= '' then
+  if ARGV[3] == '0' then
+    redis.call('SET', KEYS[1], ARGV[2])
+  else
+    redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
   end
-  if redis.call('HLEN', KEYS[3]) < tonumber(ARGV[7]) then return 0 end
 end
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-if ARGV[9] == '1' and redis.call('EXISTS', KEYS[8], KEYS[9]) == 0
-   and redis.call('SET', KEYS[6], '1', 'NX', 'PX', ARGV[10]) then
-  -- Taken, as a claim takes a job: its score moves to when its mark runs out, its try counts.
-  redis.call('ZADD', KEYS[4], 'NX', tonumber(ARGV[3]) + tonumber(ARGV[10]), ARGV[2])
-  local count = 1
-  if not redis.call('SET', KEYS[7], '1', 'NX', 'EX', ARGV[11]) then
-    count = redis.call('INCR', KEYS[7])
-    redis.call('EXPIRE', KEYS[7], ARGV[11])
-  end
-  local input = ARGV[5]
-  if ARGV[1] ~= 'chain' then input = redis.call('HGETALL', KEYS[3]) end
-  return {ARGV[2], ARGV[3], redis.call('GET', KEYS[1]), count, input}
-end
-redis.call('ZADD', KEYS[4], 'NX', ARGV[3], ARGV[2])
-redis.call('LPUSH', KEYS[5], '1')
-return 1
+redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
+redis.call('ZREM', KEYS[5], ARGV[1])
+redis.call('ZREM', KEYS[6], ARGV[1])
+local K, A = {unpack(KEYS, 7)}, {unpack(ARGV, 4)}
 """
+FINISH_AND_ADVANCE = _FINISH + _MOVE_ON
 
 # KEYS: a waiting job, its result, its in-progress mark, its queue. ARGV: its id, its aborted
 # result, STATE_LIFETIME_MS. A job not queued, running or finished is cancelled: its result
@@ -297,6 +325,29 @@ def advance_call(
         str(take[1] if take else 0),
     ]
     return keys, arguments
+
+
+def finish_and_advance_call(
+    queue_name: str,
+    job_id: str,
+    result: bytes | None,
+    result_lifetime_s: float | None,
+    advance: tuple[list[str], list[str]],
+) -> tuple[list[str], list[str | bytes]]:
+    """FINISH_AND_ADVANCE's keys and arguments: the outcome of job `job_id` of `queue_name` (a
+    queue's key), finished, with its `result` (None to keep none) kept `result_lifetime_s`
+    seconds (None: for good), and ADVANCE's call (`advance_call`, for a job in the same queue)."""
+    keys = [
+        result_key_prefix + job_id,
+        in_progress_key_prefix + job_id,
+        retry_key_prefix + job_id,
+        job_key_prefix + job_id,
+        abort_requests_key(queue_name),
+        queue_name,
+        *advance[0],
+    ]
+    lifetime = "0" if result_lifetime_s is None else str(max(to_ms(result_lifetime_s) or 0, 1))
+    return keys, [job_id, result or b"", lifetime, *advance[1]]
 
 
 def _group_failure(job_id: str, run: MemberRun, then: str, error: Any, now_ms: int) -> str:

@@ -13,9 +13,9 @@ turn schedules the write for the next turn; the jobs that end before it runs joi
 microseconds.
 
 Only an outcome with nothing else in its write comes here (loop.py's `write_outcome`): a job to
-run again, a cron job (whose in-progress mark stays), a workflow's job (which moves its workflow
-on in the same transaction) and a job with limits (which gives its lease back in it) keep arq's
-transaction.
+run again, a cron job (whose in-progress mark stays) and a job with limits (which gives its
+lease back in it) keep arq's transaction; a workflow's job that moves its workflow on does so in
+the same write (store/workflows.py's FINISH_AND_ADVANCE, or arq's transaction with ADVANCE in it).
 
 arq also drops any abort request for the job, one command per job that nearly never has one. An
 abort request is only added while the job exists (store/job_handle.py), so one left once the job

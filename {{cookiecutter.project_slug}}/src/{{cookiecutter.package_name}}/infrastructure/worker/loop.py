@@ -118,8 +118,10 @@ from ..store.pause import PAUSE_CHECK_SECONDS, paused_key
 from ..store.serialization import JobFailed, deserialize, serialize
 from ..store.workflows import (
     ADVANCE,
+    FINISH_AND_ADVANCE,
     MemberRun,
     advance_call,
+    finish_and_advance_call,
     handoff,
     handoffs_key,
     membership,
@@ -322,6 +324,7 @@ class Worker(ArqWorker):
         self._token_wait_ends = 0.0  # time.monotonic() when it ends, unless a token comes
         self._claim_jobs: AsyncScript | None = None
         self._outcome_writer: OutcomeWriter | None = None
+        self._finish_and_advance: AsyncScript | None = None
         # A result kept at least this long (s) keeps its id from being queued again until the
         # heartbeats have dropped a stale abort request for it (finishes.py).
         self._abort_request_horizon_s = 2 * interval + MARGIN_SECONDS
@@ -558,16 +561,17 @@ class Worker(ArqWorker):
         """arq's `finish_job` write, in the job's own queue and without arq's global abort set:
         every key of the transaction is the job's queue's (keys.py). A workflow's job moves its
         workflow on in the same write (`advance_workflow`). A finished job with nothing else to
-        write is written with the others that end in the same turn (`finish_quickly`)."""
-        if (
-            finish
-            and keep_in_progress is None
-            and job_id not in self._members
-            and job_id not in self._limited_jobs
-        ):
+        write is written with the others that end in the same turn (`finish_quickly`); one that
+        moves its workflow on in its own queue, with that move in one script (`finish_moving_on`)."""
+        move = await self.plan_move(job_id, finish)
+        if finish and keep_in_progress is None and job_id not in self._limited_jobs:
             expire = None if keep_result_forever else result_timeout_s
-            await self.finish_quickly(job_id, result_data, expire)
-            return
+            if move is None:
+                await self.finish_quickly(job_id, result_data, expire)
+                return
+            if move.same_queue:
+                await self.finish_moving_on(job_id, result_data, expire, move)
+                return
         queue_name = self.queue_of(job_id)
         async with self.pool.pipeline(transaction=True) as tr:
             delete_keys = []
@@ -587,7 +591,7 @@ class Worker(ArqWorker):
                 tr.zincrby(queue_name, incr_score, job_id)
             if delete_keys:
                 tr.delete(*delete_keys)
-            await self.execute_moving_on(tr, job_id, finish)
+            await self.execute_moving_on(tr, job_id, finish, move)
 
     async def finish_quickly(
         self, job_id: str, result_data: bytes | None, result_lifetime_s: float | None
@@ -602,6 +606,34 @@ class Worker(ArqWorker):
         )
         outcome = Outcome(job_id, result_data, result_lifetime_s, not kept_long)
         await self._outcome_writer.write(self.queue_of(job_id), outcome)
+
+    async def finish_moving_on(
+        self,
+        job_id: str,
+        result_data: bytes | None,
+        result_lifetime_s: float | None,
+        move: "PlannedMove",
+    ) -> None:
+        """`write_outcome` for a finished workflow job whose move (`plan_move`) stays in its
+        queue: the outcome and the move in one script call (store/workflows.py's
+        FINISH_AND_ADVANCE), then what follows the move. `result_lifetime_s` None: the result
+        is kept for good."""
+        if self._finish_and_advance is None:  # sent by its SHA1, loaded again if Redis lost it
+            self._finish_and_advance = self.pool.register_script(FINISH_AND_ADVANCE)
+        keys, arguments = finish_and_advance_call(
+            self.queue_of(job_id),
+            job_id,
+            result_data,
+            result_lifetime_s,
+            (move.keys, move.arguments),
+        )
+        try:
+            reply = await self._finish_and_advance(keys=keys, args=arguments)
+        except BaseException:
+            if move.held:
+                self.sem.release()  # the place held for a job it would have taken
+            raise
+        await self.after_advance(job_id, WorkflowMove(reply_index=0, held=move.held), [reply])
 
     async def write_failure(self, job_id: str, result_data: bytes | None) -> None:
         """arq's `finish_failed_job` write, in the job's own queue (as `write_outcome`)."""
@@ -618,12 +650,18 @@ class Worker(ArqWorker):
             if result_data is not None and keep_result:
                 expire = 0 if self.keep_result_forever else self.keep_result_s
                 tr.set(result_key_prefix + job_id, result_data, px=to_ms(expire))
-            await self.execute_moving_on(tr, job_id, True)
+            await self.execute_moving_on(tr, job_id, True, await self.plan_move(job_id, True))
 
-    async def execute_moving_on(self, transaction: Pipeline, job_id: str, finished: bool) -> None:
-        """Run an outcome write with its workflow's move (`advance_workflow`) and its limits'
-        release (`execute_releasing_limits`) in it, then what follows the move."""
-        move = await self.advance_workflow(transaction, job_id, finished)
+    async def execute_moving_on(
+        self,
+        transaction: Pipeline,
+        job_id: str,
+        finished: bool,
+        planned: "PlannedMove | None",
+    ) -> None:
+        """Run an outcome write with its workflow's move (`planned`, `advance_workflow`) and its
+        limits' release (`execute_releasing_limits`) in it, then what follows the move."""
+        move = self.advance_workflow(transaction, job_id, planned)
         try:
             replies = await self.execute_releasing_limits(transaction, job_id, finished)
         except BaseException:
@@ -632,14 +670,12 @@ class Worker(ArqWorker):
             raise
         await self.after_advance(job_id, move, replies)
 
-    async def advance_workflow(
-        self, transaction: Pipeline, job_id: str, finished: bool
-    ) -> "WorkflowMove | None":
-        """Add to a job's outcome write, once it has `finished` and belongs to a workflow, the
-        move to the job after it (store/workflows.py's ADVANCE): itself, when that job is in
-        the same queue, taking the job for this worker when it serves that queue, has its
-        function and a place free (a chain then runs step after step without a claim); else
-        its record in the queue's handoffs. What `after_advance` needs, or None."""
+    async def plan_move(self, job_id: str, finished: bool) -> "PlannedMove | None":
+        """The move to the job after this one (store/workflows.py's ADVANCE), once it has
+        `finished` and belongs to a workflow; None for none (not a workflow's job, or nothing
+        follows it). The move takes the job for this worker when it is in the same queue, and
+        this worker serves that queue, has its function and a place free (a chain then runs
+        step after step without a claim): that place is held now."""
         member = self._members.get(job_id)
         if not finished or member is None or member.outcome is None:
             return None
@@ -664,11 +700,21 @@ class Worker(ArqWorker):
                 self.sem.release()
             return None
         keys, arguments = call
-        if same_queue:
+        return PlannedMove(keys, arguments, same_queue, held)
+
+    def advance_workflow(
+        self, transaction: Pipeline, job_id: str, planned: "PlannedMove | None"
+    ) -> "WorkflowMove | None":
+        """Add a workflow's move (`plan_move`) to a job's outcome write: itself, when the job it
+        goes to is in the same queue (the same cluster slot); else its record in the queue's
+        handoffs. What `after_advance` needs, or None."""
+        if planned is None:
+            return None
+        if planned.same_queue:
             reply_index = len(transaction.command_stack)
-            transaction.eval(ADVANCE, len(keys), *keys, *arguments)
-            return WorkflowMove(reply_index=reply_index, held=held)
-        record = handoff(keys, arguments)  # nothing was held: another queue's job
+            transaction.eval(ADVANCE, len(planned.keys), *planned.keys, *planned.arguments)
+            return WorkflowMove(reply_index=reply_index, held=planned.held)
+        record = handoff(planned.keys, planned.arguments)  # nothing was held: another queue's job
         transaction.hset(handoffs_key(self.queue_of(job_id)), job_id, record)
         return WorkflowMove(record=record)
 
@@ -1094,6 +1140,17 @@ class Worker(ArqWorker):
             return False  # the list is still empty: the wait goes on
         token_wait, self._token_wait = self._token_wait, None
         return token_wait.result() is not None  # raises what the BRPOP raised
+
+
+@dataclass(frozen=True)
+class PlannedMove:
+    """A workflow's move after a job (`Worker.plan_move`): ADVANCE's keys and arguments, whether
+    the job it goes to is in the same queue, and whether a place is held for it to take."""
+
+    keys: list[str]
+    arguments: list[str]
+    same_queue: bool
+    held: bool
 
 
 @dataclass(frozen=True)
