@@ -76,6 +76,14 @@ async def test_it_counts_jobs_dead_letters_workers_and_recent_outcomes(
     assert row(output, "failed")[1:] == ["1", "1"]
 
 
+def sigint_as_at_a_terminal() -> None:
+    """In the child, before it starts: SIGINT with its default action, as Ctrl-C at a terminal
+    finds it. A shell starts a command in the background (`just test &`, a CI step run so)
+    with SIGINT ignored, every process it starts inherits that, and Python then leaves Ctrl-C
+    to nobody: the watch would never stop."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 async def test_watch_redraws_until_ctrl_c(
     redis_server: LocalRedisServer, task_pool: ArqRedis
 ) -> None:
@@ -86,6 +94,7 @@ async def test_watch_redraws_until_ctrl_c(
         env=environment(redis_server.url, FORCE_COLOR="1"),
         stdout=PIPE,
         stderr=PIPE,
+        preexec_fn=sigint_as_at_a_terminal,
     )
     assert watching.stdout is not None
     first_draws = b""
