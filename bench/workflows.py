@@ -4,8 +4,9 @@ chains and groups.
 `uv run python bench/workflows.py` bakes the default project into a scratch folder, `uv sync`s
 it, and runs this script inside it (`--inside`, in the project's venv) against a Redis server of
 its own (the project's `LocalRedisServer`, on a free loopback port). There it writes a jobs
-module (`bench_workflow_jobs.py`, in the project's folder) that declares a no-op job and a job
-that reports progress in a tight loop, with `@job`.
+module (`bench_workflow_jobs.py`, in the project's folder) that declares, with `@job`, a no-op
+job, a job that reports progress in a tight loop, a chain's step, a group's member and a
+callback.
 
 1. Bulk: `--jobs` no-op jobs queued three ways on an empty Redis, each timed from the first
    call to the last reply: `enqueue_many` (one call: chunks of 1,000 jobs, one script call
@@ -114,7 +115,7 @@ def say(message: str) -> None:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "))
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--jobs", type=int, default=10_000, help="jobs queued each way (part 1)")
     parser.add_argument("--reports", type=int, default=100_000, help="progress reports (part 2)")
