@@ -118,6 +118,12 @@ JOB_FIELDS_SEPARATOR = "\0"
 ENQUEUE_JOBS_SHA = hashlib.sha1(ENQUEUE_JOBS.encode(), usedforsecurity=False).hexdigest()
 
 
+def result_lifetime_arg(seconds: float | None) -> str:
+    """A result's lifetime as the outcome scripts take it (worker/finishes.py's FINISH_JOBS,
+    workflows.py's FINISH_AND_ADVANCE): ms, at least 1; '0' for a result kept for good (None)."""
+    return "0" if seconds is None else str(max(to_ms(seconds) or 0, 1))
+
+
 def wake_key(queue_name: str) -> str:
     """The list a worker with free slots waits on: one token per job queued (worker.py)."""
     return f"{queue_name}:wake"

@@ -58,13 +58,12 @@ from arq.constants import (
     retry_key_prefix,
 )
 from arq.jobs import serialize_result
-from arq.utils import to_ms
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from ..keys import abort_requests_key, queue_of
 from ..limits import limited_key
-from .job_writes import wake_key
+from .job_writes import result_lifetime_arg, wake_key
 from .pause import paused_key
 from .records import Unreadable
 from .serialization import JobFailed, deserialize, serialize
@@ -346,7 +345,7 @@ def finish_and_advance_call(
         queue_name,
         *advance[0],
     ]
-    lifetime = "0" if result_lifetime_s is None else str(max(to_ms(result_lifetime_s) or 0, 1))
+    lifetime = result_lifetime_arg(result_lifetime_s)
     return keys, [job_id, result or b"", lifetime, *advance[1]]
 
 

@@ -36,11 +36,11 @@ from arq.constants import (
     result_key_prefix,
     retry_key_prefix,
 )
-from arq.utils import to_ms
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
 from ..keys import abort_requests_key, queue_of
+from ..store.job_writes import result_lifetime_arg
 
 # KEYS: the queue, its abort requests, then per job: the job, its in-progress mark, its try
 # count, its result. ARGV: per job, its id, its result ('' to keep none), the result's lifetime
@@ -157,11 +157,10 @@ def finish_call(queue_name: str, outcomes: list[Outcome]) -> tuple[list[str], li
             retry_key_prefix + job_id,
             result_key_prefix + job_id,
         ]
-        lifetime = outcome.result_lifetime_s
         args += [
             job_id,
             outcome.result or b"",
-            "0" if lifetime is None else str(max(to_ms(lifetime) or 0, 1)),
+            result_lifetime_arg(outcome.result_lifetime_s),
             "1" if outcome.drop_abort_request else "0",
         ]
     return keys, args
