@@ -210,6 +210,12 @@ async def wait_until_listed(pool: ArqRedis, running: int) -> None:
     raise AssertionError(f"the workers did not list {running} running jobs within 5 s")
 
 
+async def command_calls(pool: ArqRedis, command: str) -> int:
+    """How many times the server has run `command` so far (INFO commandstats; lower case)."""
+    stats = await pool.info("commandstats")
+    return int(stats.get(f"cmdstat_{command}", {}).get("calls", 0))
+
+
 async def add_dead_letter(pool: ArqRedis, job_id: str = "dead-1") -> None:
     """Record one dead letter on the project's queue, as a job of `example_task` that failed."""
     now = datetime.now(UTC)

@@ -20,7 +20,7 @@ from {{ cookiecutter.package_name }}.infrastructure.store.heartbeat import Heart
 from {{ cookiecutter.package_name }}.infrastructure.worker.functions import arq_function
 from {{ cookiecutter.package_name }}.queue import JobContext, PermanentError, enqueue_task
 
-from .conftest import Configure, RunningWorker, RunWorker, full_id
+from .conftest import Configure, RunningWorker, RunWorker, command_calls, full_id
 
 
 async def succeeds(ctx: JobContext, number: int) -> int:
@@ -39,11 +39,6 @@ async def fails_once(ctx: JobContext) -> str:
 
 def queue() -> str:
     return get_settings().queue_name
-
-
-async def commands(pool: ArqRedis, name: str) -> int:
-    stats = await pool.info("commandstats")
-    return int(stats.get(f"cmdstat_{name}", {}).get("calls", 0))
 
 
 async def test_a_worker_records_each_finished_try_newest_first(
@@ -114,7 +109,7 @@ async def test_the_record_costs_no_redis_command_per_job(
 ) -> None:
     async with running_worker(functions=[arq_function(succeeds)], cron_jobs=[]):
         await asyncio.sleep(0.2)  # started, and its first writes done
-        pushes_before = await commands(task_pool, "lpush")
+        pushes_before = await command_calls(task_pool, "lpush")
         started = time.monotonic()
         for number in range(300):
             await task_pool.enqueue_job("succeeds", number)
@@ -130,7 +125,7 @@ async def test_the_record_costs_no_redis_command_per_job(
             await asyncio.sleep(0.05)
         await asyncio.sleep(activity.WRITE_SECONDS + 0.2)
         # Less the wake-up token each enqueue_job pushes (job_writes.py).
-        pushes = await commands(task_pool, "lpush") - pushes_before - 300
+        pushes = await command_calls(task_pool, "lpush") - pushes_before - 300
         elapsed = time.monotonic() - started
 
     # One LPUSH a write (the failures list has none to send), one write a second at most.

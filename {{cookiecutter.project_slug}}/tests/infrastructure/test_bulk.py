@@ -31,27 +31,21 @@ from {{ cookiecutter.package_name }}.queue import (
     enqueue_task,
 )
 
-from .conftest import RunWorker, full_id
-
-
-async def calls_of(pool: ArqRedis, command: str) -> int:
-    """How many times Redis has run `command` (INFO commandstats)."""
-    stats = await pool.info("commandstats")
-    return int(stats.get(f"cmdstat_{command}", {}).get("calls", 0))
+from .conftest import RunWorker, command_calls, full_id
 
 
 async def test_only_a_chosen_job_id_is_looked_up_before_the_job_is_written(
     task_pool: ArqRedis,
 ) -> None:
     await enqueue_task("example_task", "warm-up")  # the script loaded, the pool open
-    before = await calls_of(task_pool, "exists")
+    before = await command_calls(task_pool, "exists")
     for number in range(5):
         assert await enqueue_task("example_task", f"new id {number}") is not None
-    made_here = await calls_of(task_pool, "exists") - before
+    made_here = await command_calls(task_pool, "exists") - before
 
     first = await enqueue_task("example_task", "chosen", _job_id="order-7")
     again = await enqueue_task("example_task", "chosen", _job_id="order-7")
-    chosen = await calls_of(task_pool, "exists") - before - made_here
+    chosen = await command_calls(task_pool, "exists") - before - made_here
 
     # An id made here (128 random bits) is nobody's yet: no EXISTS. A chosen one keeps the rule.
     assert made_here == 0
@@ -62,12 +56,12 @@ async def test_only_a_chosen_job_id_is_looked_up_before_the_job_is_written(
 
 async def test_a_chunk_looks_ids_up_only_where_the_caller_chose_them(task_pool: ArqRedis) -> None:
     await enqueue_many("example_task", [("warm-up",)])  # the script loaded, the pool open
-    before = await calls_of(task_pool, "exists")
+    before = await command_calls(task_pool, "exists")
     assert None not in await enqueue_many("example_task", [(f"new {n}",) for n in range(5)])
-    made_here = await calls_of(task_pool, "exists") - before
+    made_here = await command_calls(task_pool, "exists") - before
 
     chosen = await enqueue_many("example_task", [("a",), ("b",)], job_ids=["bulk-a", "bulk-b"])
-    looked_up = await calls_of(task_pool, "exists") - before - made_here
+    looked_up = await command_calls(task_pool, "exists") - before - made_here
 
     assert made_here == 0  # ids made here (128 random bits) are nobody's yet
     assert None not in chosen
@@ -97,12 +91,12 @@ async def test_many_jobs_by_name_run_in_order_in_a_few_script_calls(
     arguments: list[tuple[str] | dict[str, str]] = [(f"m{n}",) for n in range(2400)]
     arguments.append({"message": "by keyword"})
     await task_pool.script_load(ENQUEUE_JOBS)  # as it is after the first use
-    before = await calls_of(task_pool, "evalsha")
+    before = await command_calls(task_pool, "evalsha")
 
     queued = await enqueue_many("example_task", arguments)
 
     # 2,401 jobs: three chunks of at most 1,000, one script call each.
-    assert await calls_of(task_pool, "evalsha") - before == 3
+    assert await command_calls(task_pool, "evalsha") - before == 3
     assert len(queued) == 2401
     assert None not in queued
     assert len({job.job_id for job in queued if job is not None}) == 2401

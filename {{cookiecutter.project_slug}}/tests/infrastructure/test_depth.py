@@ -19,6 +19,7 @@ from {{ cookiecutter.package_name }}.queue import QueueDepth, enqueue_task, queu
 from .conftest import (
     RunningWorker,
     add_dead_letter,
+    command_calls,
     full_id,
     sleeps,
     wait_until_listed,
@@ -62,23 +63,19 @@ async def test_the_depth_report_counts_itself_as_running_not_waiting(
     assert [(report["waiting"], report["running"]) for report in reports] == [(0, 1)] * len(reports)
 
 
-async def scans(pool: ArqRedis) -> int:
-    """SCAN commands the server has run so far."""
-    stats = await pool.info("commandstats")
-    return int(stats.get("cmdstat_scan", {}).get("calls", 0))
-
-
 async def test_queue_depth_reads_a_large_keyspace_in_a_few_scans(task_pool: ArqRedis) -> None:
     async with task_pool.pipeline(transaction=False) as pipe:
         for n in range(5000):  # kept results, other services' keys: what a Redis holds
             pipe.set(f"unrelated:{n}", 1)
         await pipe.execute()
-    before = await scans(task_pool)
+    before = await command_calls(task_pool, "scan")
 
     depth = await queue_depth(task_pool, WorkerSettings.queue_name)
 
     assert depth.running == 0
-    assert await scans(task_pool) - before <= 10  # before: Redis's default count, 501 SCANs
+    assert (
+        await command_calls(task_pool, "scan") - before <= 10
+    )  # before: Redis's default count, 501 SCANs
 
 
 async def test_queue_stats_counts_jobs_dead_letters_and_live_workers_without_a_scan(
@@ -94,9 +91,9 @@ async def test_queue_stats_counts_jobs_dead_letters_and_live_workers_without_a_s
             await enqueue_task("example_task", message=f"waits {n}")
             await enqueue_task("example_task", message=f"later {n}", _defer_by=60)
         await wait_until_listed(task_pool, 2)  # the job running, and the one read ahead
-        scans_before = await scans(task_pool)
+        scans_before = await command_calls(task_pool, "scan")
         stats = await queue_stats(task_pool, queue)
-        scans_after = await scans(task_pool)
+        scans_after = await command_calls(task_pool, "scan")
         depth = await queue_depth(task_pool, queue)
 
     # One waiting job is in the worker's hand, read ahead for its one slot (worker.py): running.

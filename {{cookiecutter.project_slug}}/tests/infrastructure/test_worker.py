@@ -40,7 +40,13 @@ from {{ cookiecutter.package_name }}.infrastructure.worker.missing_functions imp
 from {{ cookiecutter.package_name }}.jobs import example_task
 from {{ cookiecutter.package_name }}.queue import Job, JobStatus, Retry, enqueue_task, get_job
 
-from .conftest import RunningWorker, WorkerProcesses, make_worker, wait_until_listed
+from .conftest import (
+    RunningWorker,
+    WorkerProcesses,
+    command_calls,
+    make_worker,
+    wait_until_listed,
+)
 
 # Well under the fallback poll: a job that starts this soon was woken, not found by a poll.
 WOKEN_WITHIN_SECONDS = FALLBACK_POLL_SECONDS / 4
@@ -343,12 +349,6 @@ async def test_a_job_for_a_function_this_worker_lacks_waits_for_one_that_has_it(
     assert result.job_try == 1  # the looks that found no function used no try
 
 
-async def script_calls(pool: ArqRedis) -> int:
-    """EVALSHA calls the server has run so far."""
-    stats = await pool.info("commandstats")
-    return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
-
-
 async def test_outcomes_that_end_in_one_turn_are_written_in_one_script_call(
     task_pool: ArqRedis,
 ) -> None:
@@ -360,7 +360,7 @@ async def test_outcomes_that_end_in_one_turn_are_written_in_one_script_call(
         await task_pool.zadd(abort_requests_key(QUEUE), {job_id: 1})
     await task_pool.script_load(FINISH_JOBS)  # no NOSCRIPT round in the count
     writer = OutcomeWriter(task_pool)
-    calls = await script_calls(task_pool)
+    calls = await command_calls(task_pool, "evalsha")
 
     await asyncio.gather(
         *(
@@ -369,7 +369,7 @@ async def test_outcomes_that_end_in_one_turn_are_written_in_one_script_call(
         )
     )
 
-    assert await script_calls(task_pool) == calls + 1
+    assert await command_calls(task_pool, "evalsha") == calls + 1
     assert await task_pool.zcard(QUEUE) == 0
     gone = [
         prefix + job_id

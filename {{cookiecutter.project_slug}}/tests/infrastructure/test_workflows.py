@@ -43,7 +43,7 @@ from {{ cookiecutter.package_name }}.queue import (
     get_workflow,
 )
 
-from .conftest import Configure, RunningWorker, WorkerProcesses
+from .conftest import Configure, RunningWorker, WorkerProcesses, command_calls
 
 QUEUES = "critical,default,bulk"
 SETTINGS = "tests.infrastructure.workflow_jobs.WorkerSettings"
@@ -99,12 +99,6 @@ async def test_a_chain_runs_its_steps_in_order_each_on_its_queue_with_the_previo
     assert await task_pool.keys("*:handoffs") == []  # the moves to other queues all ran
 
 
-async def transactions_run(pool: ArqRedis) -> int:
-    """EXEC calls the server has run so far."""
-    stats = await pool.info("commandstats")
-    return int(stats.get("cmdstat_exec", {}).get("calls", 0))
-
-
 async def test_a_chain_on_one_queue_moves_on_in_each_outcome_s_script_not_a_transaction(
     running_worker: RunningWorker, task_pool: ArqRedis, workflow_jobs: ModuleType
 ) -> None:
@@ -117,14 +111,14 @@ async def test_a_chain_on_one_queue_moves_on_in_each_outcome_s_script_not_a_tran
     assert flow is not None
     steps = (await flow.state()).members
     last_result = result_key_prefix + steps[-1].job_id
-    before = await transactions_run(task_pool)
+    before = await command_calls(task_pool, "exec")
 
     async with running_worker(**every_queue(jobs)):
         for _ in range(250):  # up to 5 s; not the flow's result(), which reads in a MULTI
             if await task_pool.exists(last_result):
                 break
             await asyncio.sleep(0.02)
-        assert await transactions_run(task_pool) == before
+        assert await command_calls(task_pool, "exec") == before
 
     assert await flow.result(timeout=1) == 48
     assert await ran(task_pool) == ["add 1 2", "double 3", "double 6", "double 12", "double 24"]
