@@ -9,6 +9,7 @@ import re
 import ssl
 import subprocess
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from urllib.parse import quote
@@ -34,6 +35,7 @@ from {{ cookiecutter.package_name }}.infrastructure.store.connection import (
     describe_redis_error,
     redis_location,
     redis_settings,
+    send_in_turn,
 )
 from {{ cookiecutter.package_name }}.infrastructure.tasks import close_task_pool, enqueue_task
 
@@ -121,6 +123,59 @@ async def test_a_lost_redis_is_logged_once_when_lost_and_once_when_back(
     assert lost.startswith(f"cannot reach Redis at {server.url} (")
     assert lost.endswith("): retrying for up to 30 s (WORKER_RECONNECT_SECONDS)")
     assert re.fullmatch(rf"Redis at {re.escape(server.url)} is back after \d+\.\d s", back)
+
+
+async def test_commands_sent_in_turn_reply_in_order_across_a_restart() -> None:
+    # `send_in_turn` (a worker's wait for a token with its claim behind it): raw replies in the
+    # order sent, an error reply returned in its place, and, when Redis is away, sent again once
+    # it is back, as the pool retries one command.
+    server = LocalRedisServer().start()
+    pool = await create_pool(
+        redis_settings(Settings(_env_file=None, redis_url=server.url), reconnect_for=30)
+    )
+    try:
+        replies = await send_in_turn(pool, ("SET", "turn", "a"), ("INCR", "turn"), ("GET", "turn"))
+        assert replies[0] == b"OK"
+        assert isinstance(replies[1], redis.ResponseError)
+        assert replies[2] == b"a"
+
+        server.stop()
+        sent = asyncio.ensure_future(send_in_turn(pool, ("SET", "turn", "b"), ("GET", "turn")))
+        await asyncio.sleep(0.5)
+        assert not sent.done()
+        server = LocalRedisServer(server.port).start()
+        assert await asyncio.wait_for(sent, 10) == [b"OK", b"b"]
+        assert not pool.connection_pool._in_use_connections  # each given back
+    finally:
+        await pool.aclose()
+        server.stop()
+
+
+async def test_commands_behind_a_cancelled_wait_never_run(redis_server: LocalRedisServer) -> None:
+    # A stopping worker cancels its wait for a wake-up token (BRPOP) that has its claim behind it
+    # (loop.py, `wait_then_claim`). The connection is dropped, not given back with two replies
+    # still to come: Redis ends the wait without taking the token pushed later, never runs the
+    # command behind it, and the pool has no connection left out.
+    pool = await create_pool(
+        redis_settings(Settings(_env_file=None, redis_url=redis_server.url), reconnect_for=30)
+    )
+    tokens, behind = f"test:{uuid.uuid4().hex}:tokens", f"test:{uuid.uuid4().hex}:behind"
+    try:
+        waiting = asyncio.ensure_future(
+            send_in_turn(pool, ("BRPOP", tokens, 5), ("SET", behind, "ran"))
+        )
+        await asyncio.sleep(0.2)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        await pool.lpush(tokens, "token")  # type: ignore[misc]
+        await asyncio.sleep(0.2)
+        assert await pool.llen(tokens) == 1  # type: ignore[misc]
+        assert not await pool.exists(behind)
+        assert not pool.connection_pool._in_use_connections
+    finally:
+        await pool.delete(tokens, behind)
+        await pool.aclose()
 
 
 async def test_unreachable_redis_is_one_clear_error_without_the_password(

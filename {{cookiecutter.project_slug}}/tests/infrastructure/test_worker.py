@@ -25,6 +25,7 @@ from arq.constants import (
 
 from {{ cookiecutter.package_name }}.infrastructure.keys import abort_requests_key
 from {{ cookiecutter.package_name }}.infrastructure.local.redis_server import LocalRedisServer
+from {{ cookiecutter.package_name }}.infrastructure.store.connection import send_in_turn
 from {{ cookiecutter.package_name }}.infrastructure.store.job_handle import drop_stale_abort_requests
 from {{ cookiecutter.package_name }}.infrastructure.store.job_writes import (
     WAKE_TOKENS_KEPT,
@@ -35,10 +36,17 @@ from {{ cookiecutter.package_name }}.infrastructure.store.serialization import d
 from {{ cookiecutter.package_name }}.infrastructure.tasks import WorkerSettings
 from {{ cookiecutter.package_name }}.infrastructure.worker.finishes import FINISH_JOBS, Outcome, OutcomeWriter
 from {{ cookiecutter.package_name }}.infrastructure.worker.functions import arq_function
-from {{ cookiecutter.package_name }}.infrastructure.worker.loop import FALLBACK_POLL_SECONDS
+from {{ cookiecutter.package_name }}.infrastructure.worker.loop import CLAIM_JOBS, FALLBACK_POLL_SECONDS
 from {{ cookiecutter.package_name }}.infrastructure.worker.missing_functions import waiting_since_key
 from {{ cookiecutter.package_name }}.jobs import example_task
-from {{ cookiecutter.package_name }}.queue import Job, JobStatus, Retry, enqueue_task, get_job
+from {{ cookiecutter.package_name }}.queue import (
+    Job,
+    JobStatus,
+    Retry,
+    enqueue_many,
+    enqueue_task,
+    get_job,
+)
 
 from .conftest import (
     RunningWorker,
@@ -347,6 +355,39 @@ async def test_a_job_for_a_function_this_worker_lacks_waits_for_one_that_has_it(
     result = await queued.result_info()
     assert result is not None
     assert result.job_try == 1  # the looks that found no function used no try
+
+
+async def test_a_claim_sent_behind_a_wait_takes_jobs_queued_after_it_was_sent(
+    task_pool: ArqRedis, redis_server: LocalRedisServer
+) -> None:
+    # The worker sends its claim right behind its BRPOP on one connection (`wait_then_claim`):
+    # Redis runs it the moment the wait ends. It takes the jobs that ended the wait, queued
+    # after it was sent (due by Redis's clock, not by the worker's when it sent it), and having
+    # taken from the queue, deletes the wake-up tokens left, which would wake other workers for
+    # nothing.
+    worker = make_worker(redis_server.url, functions=[arq_function(sleeps_briefly)], max_jobs=2)
+    queue_names = worker.claim_order()
+    keys, arguments, asked_at = worker.claim_call(queue_names, 2, "2", behind_a_wait=True)
+    waiting = asyncio.ensure_future(
+        send_in_turn(
+            task_pool,
+            ("BRPOP", wake_key(QUEUE), 5),
+            ("EVAL", CLAIM_JOBS, len(keys), *keys, *arguments),
+        )
+    )
+    await asyncio.sleep(0.2)
+    assert not waiting.done()  # blocked in its BRPOP
+    queued = await enqueue_many("example_task", [{"message": "a"}, {"message": "b"}])
+    token, reply = await asyncio.wait_for(waiting, 5)
+
+    assert token is not None
+    jobs, drained, _ = worker.read_claim(queue_names, reply, asked_at)
+    # Both due in the same millisecond: in the queue in id order, not in the order queued.
+    assert sorted(job_id for job_id, _ in jobs) == sorted(job.job_id for job in queued if job)
+    assert drained
+    for job_id, _ in jobs:
+        assert await task_pool.exists(in_progress_key_prefix + job_id)
+    assert not await task_pool.exists(wake_key(QUEUE))
 
 
 async def test_outcomes_that_end_in_one_turn_are_written_in_one_script_call(

@@ -485,6 +485,50 @@ def stop_waiting_for_redis(pool: ArqRedis, seconds: float) -> None:
         retry.outage.seconds = min(retry.outage.seconds, seconds)
 
 
+async def send_in_turn(redis: Redis, *commands: tuple[Any, ...]) -> list[Any]:
+    """Send `commands` together on one connection of `redis`'s pool and read their replies in
+    order: raw replies (no response callbacks), an error reply returned as its `ResponseError`,
+    not raised. A blocking command with commands behind it (a BRPOP, then a script) has them run
+    by Redis the moment it ends, one round trip sooner than sent after its reply.
+
+    Retried, once Redis is reachable again, as the pool retries one command (`ReconnectingRetry`):
+    the connection is dropped on a failure or a cancel, so a reply is never left unread on it.
+    Without redis-py's `Pipeline` object, whose connection, held by a wait that is cancelled as a
+    worker stops, was reported as "Unclosed Pipeline client" when the object was collected.
+    """
+    pool = redis.connection_pool
+    connection = await pool.get_connection()
+    packed = connection.pack_commands(commands)
+
+    async def send_then_read() -> list[Any]:
+        await connection.send_packed_command(packed)
+        replies = []
+        for _ in commands:
+            try:
+                replies.append(await connection.read_response())
+            except ResponseError as error:  # read whole: the next reply follows it
+                replies.append(error)
+        return replies
+
+    async def disconnect_raise(error: RedisError) -> None:
+        # redis-py's `Redis._disconnect_raise`: tried again only where the connection says so.
+        await connection.disconnect()
+        retry_on = connection.retry_on_error
+        if retry_on is None or not isinstance(error, tuple(retry_on)):
+            raise error
+
+    try:
+        replies: list[Any] = await connection.retry.call_with_retry(
+            send_then_read, disconnect_raise
+        )
+        return replies
+    except BaseException:
+        await connection.disconnect()  # cancelled or failed, a reply perhaps still to come
+        raise
+    finally:
+        await pool.release(connection)
+
+
 async def close_sentinel_connections(pool: ArqRedis) -> None:
     """With Sentinel, close the connections to the sentinels: closing the pool leaves them open.
 

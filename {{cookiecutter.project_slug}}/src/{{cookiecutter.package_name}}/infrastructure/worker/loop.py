@@ -28,20 +28,24 @@ WATCH/MULTI per id. Here, instead:
   functions running at once, not the jobs in hand: the worker claims and reads up to READ_AHEAD
   more, which wait for a free slot with their reading done. A slot that frees starts one at
   once, instead of first claiming and reading it (two round trips, about 1.5 ms, a sixth of a
-  10 ms job). A job read ahead is listed as running (heartbeat.py), so a live worker runs it
-  again if this one dies; one this worker cancels before its function starts (shutdown) is given
-  back, due at once. A slot that frees goes to the job in hand of the highest queue (slots.py).
+  10 ms job). A job read ahead is listed as running (heartbeat.py), so a live
+  worker runs it again if this one dies; one this worker cancels before its function starts
+  (shutdown) is given back, due at once. A slot that frees goes to the job in hand of the
+  highest queue (slots.py).
 - **Outcomes are written together.** The jobs that end in the same turn of the loop have their
   outcomes written in one script call per queue (finishes.py): one DEL and one ZREM for all of
   them, where arq sends a transaction of six commands per job.
 - **Woken, not polling.** `enqueue_task` pushes a token onto `<queue>:wake` with each job
   (job_writes.py), and a worker with free slots and nothing due waits on that list (BRPOP): a
   job due now starts about a millisecond after it is queued, and a deferred one wakes a worker
-  that then waits for its start time. The claim that finds nothing more due
-  deletes the tokens, so one burst of jobs wakes as many workers as it needs, not all of them
-  for every job; one that leaves jobs due keeps WAKE_TOKENS_KEPT (64), at most every
-  TRIM_TOKENS_SECONDS, so a queue that is never empty keeps a short list without a command per
-  job to trim it.
+  that then waits for its start time. The claim goes right behind the BRPOP, on the same
+  connection (`wait_then_claim`): Redis runs it as the wait ends, on its own clock, and its
+  reply comes with the token's, one round trip sooner than a claim sent on waking. The jobs it
+  took that no longer fit (slots filled meanwhile by a claim on the deferred start's timer) are
+  given back. The claim that finds nothing more due deletes the tokens, so one burst of jobs
+  wakes as many workers as it needs, not all of them for every job; one that leaves jobs due
+  keeps WAKE_TOKENS_KEPT (64), at most every TRIM_TOKENS_SECONDS, so a queue that is never
+  empty keeps a short list without a command per job to trim it.
 - **Nothing is missed without a token.** The wait ends at the start time of the next deferred
   job the worker knows of (a `_defer_by`, a cron tick, a retry's backoff) and at the latest
   after FALLBACK_POLL_SECONDS (1 s), so a job queued without a token (by arq's own
@@ -98,7 +102,7 @@ from arq.worker import Worker as ArqWorker
 from arq.worker import get_kwargs
 from redis.asyncio.client import Pipeline
 from redis.commands.core import AsyncScript
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from ...config import get_settings
 from .. import job_events
@@ -111,7 +115,7 @@ from ..limits import (
     limit_wait_key,
     limited_key,
 )
-from ..store.connection import stop_waiting_for_redis
+from ..store.connection import send_in_turn, stop_waiting_for_redis
 from ..store.heartbeat import MARGIN_SECONDS
 from ..store.job_writes import WAKE_TOKENS_KEPT, wake_key
 from ..store.pause import PAUSE_CHECK_SECONDS, paused_key
@@ -157,16 +161,21 @@ TRIM_TOKENS_SECONDS = 0.1
 READ_AHEAD_SHARE = 0.25
 
 # KEYS: each queue to claim from, in the order to claim, its wake-up list and its pause
-# (store/pause.py): queue, list, pause, queue, list, pause, ... ARGV: now (ms), how many to claim, arq's in-progress key prefix, the
-# in-progress lifetime (ms), CLAIM_LOOK_PAST, '1' to delete a queue's wake-up tokens once it has
-# nothing due ('0' when the lists were just found empty: a DEL is one more command), a
-# concurrency lease's lifetime (ms), a '1' or '0' per queue: '1' to check the limits of
-# jobs that have some (limits.py; '0' for a queue where no job declares any: a GET per job
-# saved), arq's job and try-count key prefixes, a try count's lifetime (s), and how many
-# wake-up tokens to keep in the list of a queue that still has jobs due (job_writes.py), and a
-# '0', '1' or '2' per queue: '1' to look at its pause once it has a job due (pause.py), '2' to
-# look before anything else (a queue found paused before: its resume is seen even while empty),
-# and a '1' or '0' per queue: '1' to trim its wake-up list (at most every TRIM_TOKENS_SECONDS).
+# (store/pause.py): queue, list, pause, queue, list, pause, ... ARGV: now (ms), how many to claim,
+# arq's in-progress key prefix, the in-progress lifetime (ms), CLAIM_LOOK_PAST, '1' to delete a
+# queue's wake-up tokens once it has nothing due ('0' when the lists were just found empty: a DEL is
+# one more command; '2' only once this call has claimed a job from it, for a claim sent behind a
+# wait, which cannot know whether the wait ended with a token or with its timeout), a concurrency
+# lease's lifetime (ms), a '1' or '0' per queue: '1' to check the limits of jobs that have some
+# (limits.py; '0' for a queue where no job declares any: a GET per job saved), arq's job and
+# try-count key prefixes, a try count's lifetime (s), and how many wake-up tokens to keep in the
+# list of a queue that still has jobs due (job_writes.py), and a '0', '1' or '2' per queue: '1' to
+# look at its pause once it has a job due (pause.py), '2' to look before anything else (a queue
+# found paused before: its resume is seen even while empty), a '1' or '0' per queue: '1' to trim its
+# wake-up list (at most every TRIM_TOKENS_SECONDS), and '1' for a claim sent behind a wait
+# (`wait_then_claim`), which runs later than the `now` it was sent with: a job not due by that `now`
+# is looked at again on Redis's clock (TIME, read once and only then: an idle worker's claim of an
+# empty queue does without it).
 # Reads each queue in score order, one id past what it still wants, so that the first id not
 # due yet tells when the next one starts; takes a queue's due jobs before it looks at the next
 # queue. A paused queue (looked at) is not claimed from, its wake-up tokens trimmed or deleted as
@@ -183,8 +192,16 @@ CLAIM_JOBS = (
     LIMIT_CHECK
     + """
 local now = tonumber(ARGV[1])
+local clock_read = ARGV[15] ~= '1'
+local function due(score)
+  if tonumber(score) <= now then return true end
+  if clock_read then return false end
+  clock_read = true
+  local time = redis.call('TIME')
+  now = math.max(now, tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000))
+  return tonumber(score) <= now
+end
 local wanted = tonumber(ARGV[2])
-local until_ms = now + tonumber(ARGV[4])
 local look_past = tonumber(ARGV[5])
 local lease_ms = tonumber(ARGV[7])
 local claimed = {}  -- per_job entries for each job claimed
@@ -215,13 +232,14 @@ for q = 1, #KEYS / 3 do
   if look == '2' then pause = redis.call('EXISTS', KEYS[3 * q]) == 1 and '1' or '0' end
   local skipped = 0
   local held_back = 0
+  local claimed_before = #claimed
   local drained = pause == '1' and 1 or 0
   while drained == 0 and #claimed < per_job * wanted and skipped + held_back < look_past do
     local asked = wanted - #claimed / per_job + 1
     local ids = redis.call('ZRANGEBYSCORE', queue, '-inf', '+inf', 'WITHSCORES', 'LIMIT',
                            skipped, asked)
     for i = 1, #ids, 2 do
-      if tonumber(ids[i + 1]) > now then
+      if not due(ids[i + 1]) then
         earlier(ids[i + 1])
         drained = 1
         break
@@ -248,7 +266,7 @@ for q = 1, #KEYS / 3 do
         held_back = held_back + 1  -- out of the due range now: the offset stays
         earlier(verdict[2])
       elseif verdict[1] ~= 'skip' and redis.call('SET', mark, '1', 'NX', 'PX', ARGV[4]) then
-        redis.call('ZADD', queue, 'XX', until_ms, ids[i])
+        redis.call('ZADD', queue, 'XX', now + tonumber(ARGV[4]), ids[i])
         claimed[#claimed + 1] = ids[i]
         claimed[#claimed + 1] = ids[i + 1]
         claimed[#claimed + 1] = verdict[1] == 'run' and '=' .. verdict[2] or ''
@@ -260,7 +278,9 @@ for q = 1, #KEYS / 3 do
     end
     if #ids < 2 * asked then drained = 1 end
   end
-  if drained == 1 and ARGV[6] == '1' then redis.call('DEL', KEYS[3 * q - 1]) end
+  if drained == 1 and (ARGV[6] == '1' or (ARGV[6] == '2' and #claimed > claimed_before)) then
+    redis.call('DEL', KEYS[3 * q - 1])
+  end
   if drained == 0 then
     all_drained = 0
     if string.sub(ARGV[14], q, q) == '1' then  -- enough to wake that many
@@ -275,6 +295,10 @@ table.insert(claimed, 1, all_drained)
 return claimed
 """
 )
+
+
+# What a claim took: ([(job id, score)], drained, the next start (ms) or None).
+ClaimTaken = tuple[list[tuple[str, int]], bool, float | None]
 
 
 class Worker(ArqWorker):
@@ -320,7 +344,9 @@ class Worker(ArqWorker):
         self._slot_freed = asyncio.Event()
         self._last_look_around = 0.0
         # The wait for a wake-up token (BRPOP), while it is under way (wait_for_jobs).
-        self._token_wait: asyncio.Future[Any] | None = None
+        self._token_wait: asyncio.Future[tuple[bool, ClaimTaken | None]] | None = None
+        # What the claim sent behind the last wait took, until the loop starts it.
+        self._taken_at_wake: ClaimTaken | None = None
         self._token_wait_ends = 0.0  # time.monotonic() when it ends, unless a token comes
         self._claim_jobs: AsyncScript | None = None
         self._outcome_writer: OutcomeWriter | None = None
@@ -402,10 +428,19 @@ class Worker(ArqWorker):
         tokens_may_wait = True
         while True:
             await self.between_claims()
-            wanted = self.free_slots()
+            if self._token_wait is not None and self._token_wait.done():
+                tokens_may_wait = self.end_token_wait()  # ended while the loop was elsewhere
             claimed_all = drained = False
             next_start_ms: float | None = None
-            if wanted:
+            taken, self._taken_at_wake = self._taken_at_wake, None
+            if taken is not None and (taken[0] or not tokens_may_wait):
+                # The claim Redis ran as the wait ended (`wait_then_claim`). One that took
+                # nothing after a token is not used: the claim below deletes what tokens are
+                # left, which that one could not know to do.
+                jobs, drained, next_start_ms = taken
+                await self.start_claimed(await self.keep_what_fits(jobs))
+                claimed_all = not drained
+            elif wanted := self.free_slots():
                 jobs, drained, next_start_ms = await self.claim_in_order(wanted, tokens_may_wait)
                 await self.start_claimed(jobs)
                 claimed_all = len(jobs) == wanted
@@ -864,11 +899,12 @@ class Worker(ArqWorker):
             q for q in self.queue_names if q not in self._paused or self.pause_check_due(q, now)
         ]
 
-    def claim_order(self) -> list[str]:
+    def claim_order(self, every_queue: bool = False) -> list[str]:
         """The served queues in the order to claim from now: priority order, or with
         WORKER_QUEUE_WEIGHTS a weighted draw (each queue first in its weight's share); a queue
-        found paused is left out until it is due for another look (store/pause.py)."""
-        claimable = self.claimable(time.monotonic())
+        found paused is left out until it is due for another look (store/pause.py), unless
+        `every_queue`."""
+        claimable = self.queue_names if every_queue else self.claimable(time.monotonic())
         if not self.queue_weights:
             return claimable
         left = list(claimable)
@@ -911,36 +947,65 @@ class Worker(ArqWorker):
         of them paused)."""
         if not queue_names:
             return [], True, None
-        if self._claim_jobs is None:  # sent by its SHA1, loaded again if Redis lost it
+        keys, arguments, asked_at = self.claim_call(
+            queue_names, wanted, "1" if clear_tokens else "0"
+        )
+        reply = await self.claim_script(keys=keys, args=arguments)
+        return self.read_claim(queue_names, reply, asked_at)
+
+    @property
+    def claim_script(self) -> AsyncScript:
+        """CLAIM_JOBS, sent by its SHA1 and loaded again if Redis lost it."""
+        if self._claim_jobs is None:
             self._claim_jobs = self.pool.register_script(CLAIM_JOBS)
+        return self._claim_jobs
+
+    def claim_call(
+        self,
+        queue_names: Sequence[str],
+        wanted: int,
+        clear_tokens: str,
+        behind_a_wait: bool = False,
+    ) -> tuple[list[str], list[Any], float]:
+        """CLAIM_JOBS's keys and arguments (`clear_tokens` as its ARGV[6] says; `behind_a_wait`
+        for a claim sent behind a BRPOP), and when they were made (time.monotonic(), for
+        `read_claim`)."""
         keys = []
         for queue_name in queue_names:
             keys += [queue_name, wake_key(queue_name), paused_key(queue_name)]
         check_limits = "".join("1" if q in self._limited_queues else "0" for q in queue_names)
         now = time.monotonic()
-        check_pauses = "".join(self.pause_look(q, now) for q in queue_names)
+        if behind_a_wait:  # it runs when the wait ends: whether a look is due is not known now
+            check_pauses = "".join("2" if q in self._paused else "1" for q in queue_names)
+        else:
+            check_pauses = "".join(self.pause_look(q, now) for q in queue_names)
         trims = "".join(self.trim_due(q, now) for q in queue_names)
-        reply = await self._claim_jobs(
-            keys=keys,
-            args=[
-                timestamp_ms(),
-                wanted,
-                in_progress_key_prefix,
-                int(self.in_progress_timeout_s * 1000),
-                CLAIM_LOOK_PAST,
-                "1" if clear_tokens else "0",
-                self._lease_ms,
-                check_limits,
-                job_key_prefix,
-                retry_key_prefix,
-                TRY_COUNT_LIFETIME_SECONDS,
-                WAKE_TOKENS_KEPT,
-                check_pauses,
-                trims,
-            ],
-        )
+        arguments = [
+            timestamp_ms(),
+            wanted,
+            in_progress_key_prefix,
+            int(self.in_progress_timeout_s * 1000),
+            CLAIM_LOOK_PAST,
+            clear_tokens,
+            self._lease_ms,
+            check_limits,
+            job_key_prefix,
+            retry_key_prefix,
+            TRY_COUNT_LIFETIME_SECONDS,
+            WAKE_TOKENS_KEPT,
+            check_pauses,
+            trims,
+            "1" if behind_a_wait else "0",
+        ]
+        return keys, arguments, now
+
+    def read_claim(
+        self, queue_names: Sequence[str], reply: Any, asked_at: float
+    ) -> tuple[list[tuple[str, int]], bool, float | None]:
+        """What a CLAIM_JOBS call for these queues took: ([(id, score)], drained, next start
+        ms), each job's read and limits kept for its start."""
         drained, next_start, pauses, *flat = reply
-        self.note_pauses(queue_names, pauses.decode(), now)
+        self.note_pauses(queue_names, pauses.decode(), asked_at)
         jobs = []
         for i in range(0, len(flat), 5):
             job_id, score, limits, payload, job_try = flat[i : i + 5]
@@ -1068,10 +1133,17 @@ class Worker(ArqWorker):
         """arq's `close()`, with Redis given SHUTDOWN_REDIS_SECONDS (not the reconnect window)
         and the shutdown hook run even when Redis does not answer."""
         if self._token_wait is not None:
-            self._token_wait.cancel()  # redis-py drops its connection
+            self._token_wait.cancel()  # redis-py drops its connection, the claim behind it unrun
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._token_wait
-            self._token_wait = None
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                self.end_token_wait()  # unless it had ended: what its claim took goes back
+        taken, self._taken_at_wake = self._taken_at_wake, None
+        if taken is not None:
+            with contextlib.suppress(RedisError, OSError):
+                for job_id, score in taken[0]:
+                    self._claimed_reads.pop(job_id, None)
+                    await self.give_back(job_id, score, try_counted=True)
         if self._pool is not None:
             stop_waiting_for_redis(self._pool, SHUTDOWN_REDIS_SECONDS)
         if not self._handle_signals:
@@ -1129,17 +1201,61 @@ class Worker(ArqWorker):
             if not wake_keys:  # every queue served is paused
                 await asyncio.sleep(timeout)
                 return False
-            self._token_wait = asyncio.ensure_future(
-                self.pool.brpop(wake_keys, timeout=FALLBACK_POLL_SECONDS)  # type: ignore[arg-type]
-            )
+            self._token_wait = asyncio.ensure_future(self.wait_then_claim(wake_keys))
             self._token_wait_ends = time.monotonic() + FALLBACK_POLL_SECONDS
         # The BRPOP ending first is the fallback poll: no timer of its own then.
         timer = None if time.monotonic() + timeout >= self._token_wait_ends else timeout
         done, _ = await asyncio.wait({self._token_wait}, timeout=timer)
         if not done:
             return False  # the list is still empty: the wait goes on
+        return self.end_token_wait()
+
+    async def wait_then_claim(self, wake_keys: list[str]) -> tuple[bool, ClaimTaken | None]:
+        """Wait for a wake-up token (BRPOP, up to FALLBACK_POLL_SECONDS) with a claim sent right
+        behind it on the same connection: Redis runs a client's next command the moment its
+        blocking one ends, so the claim is made as the token comes (or as the wait times out:
+        the fallback poll), without the round trip of a claim sent once the worker has the
+        token (about 0.5 ms here after an idle spell). A job not due by the worker's clock when
+        the claim was sent is looked at again on Redis's clock when it runs. Returns whether a
+        token came, and what the claim took (None if it failed: the loop claims again itself).
+        Cancelled (the worker stops), the connection is dropped before the wait ends, and Redis
+        never runs the claim (`send_in_turn`).
+
+        The claim may run a second after it was sent, and a loop that has it claims no more
+        itself: it takes from every queue served and looks at each one's pause as it runs (an
+        EXISTS for a queue with a job due, or found paused before), so a queue paused or
+        resumed meanwhile is seen then, not a wait later."""
+        queue_names = self.claim_order(every_queue=True)
+        keys, arguments, asked_at = self.claim_call(queue_names, self.free_slots(), "2", True)
+        token, reply = await send_in_turn(
+            self.pool,
+            ("BRPOP", *wake_keys, FALLBACK_POLL_SECONDS),
+            ("EVALSHA", self.claim_script.sha, len(keys), *keys, *arguments),
+        )
+        if isinstance(token, ResponseError):
+            raise token
+        if isinstance(reply, ResponseError):  # NOSCRIPT (Redis lost its scripts), or other
+            return token is not None, None
+        return token is not None, self.read_claim(queue_names, reply, asked_at)
+
+    def end_token_wait(self) -> bool:
+        """Take the ended `wait_then_claim`'s outcome: what its claim took is kept for the loop;
+        True if a token came. Raises what the BRPOP raised."""
         token_wait, self._token_wait = self._token_wait, None
-        return token_wait.result() is not None  # raises what the BRPOP raised
+        assert token_wait is not None
+        came, taken = token_wait.result()
+        self._taken_at_wake = taken
+        return bool(came)
+
+    async def keep_what_fits(self, jobs: list[tuple[str, int]]) -> list[tuple[str, int]]:
+        """The jobs a claim sent behind a wait took that this worker has room for now (its free
+        places may have gone to jobs claimed meanwhile; none while it stops); the rest are given
+        back, due as before, their try taken back."""
+        room = self.free_slots()
+        for job_id, score in jobs[room:]:
+            self._claimed_reads.pop(job_id, None)
+            await self.give_back(job_id, score, try_counted=True)
+        return jobs[:room]
 
 
 @dataclass(frozen=True)
