@@ -10,6 +10,8 @@ after it is queued; bench/compare.py measures that): they tell a wake-up from a 
 import asyncio
 import contextlib
 import signal
+import sys
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -38,6 +40,7 @@ from {{ cookiecutter.package_name }}.infrastructure.worker.finishes import FINIS
 from {{ cookiecutter.package_name }}.infrastructure.worker.functions import arq_function
 from {{ cookiecutter.package_name }}.infrastructure.worker.loop import CLAIM_JOBS, FALLBACK_POLL_SECONDS
 from {{ cookiecutter.package_name }}.infrastructure.worker.missing_functions import waiting_since_key
+from {{ cookiecutter.package_name }}.infrastructure.worker.run import start_task
 from {{ cookiecutter.package_name }}.jobs import example_task
 from {{ cookiecutter.package_name }}.queue import (
     Job,
@@ -355,6 +358,67 @@ async def test_a_job_for_a_function_this_worker_lacks_waits_for_one_that_has_it(
     result = await queued.result_info()
     assert result is not None
     assert result.job_try == 1  # the looks that found no function used no try
+
+
+async def test_a_job_s_function_starts_in_the_turn_its_task_is_made() -> None:
+    # Python 3.12+ starts a job's task at once (run.py's `start_task`, `eager_start`): the
+    # function runs up to its first wait before the worker's turn of the event loop ends, one
+    # turn sooner than a task merely scheduled, as on 3.11.
+    ran = []
+
+    async def function() -> None:
+        ran.append("started")
+        await asyncio.sleep(0)
+        ran.append("ended")
+
+    task = start_task(asyncio.get_running_loop(), function())
+    assert ran == (["started"] if sys.version_info >= (3, 12) else [])
+    await task
+    assert ran == ["started", "ended"]
+
+
+async def test_a_job_whose_outcome_is_being_written_leaves_its_place_to_the_next_claim(
+    task_pool: ArqRedis, running_worker: RunningWorker
+) -> None:
+    # One slot and one job read ahead: two jobs in hand. Redis holds every write (CLIENT PAUSE
+    # WRITE) from just before the running job's function returns until a second later, so that
+    # job's outcome waits to be written. Its function has ended: the job in hand starts, and
+    # the one whose outcome waits no longer counts against the jobs in hand (loop.py's
+    # `free_slots`), so the next claim goes out for a job to read ahead.
+    started: dict[str, float] = {}
+
+    async def first(ctx: dict[str, Any]) -> None:
+        started["first"] = time.monotonic()
+        await asyncio.sleep(0.5)
+
+    async def second(ctx: dict[str, Any]) -> None:
+        started["second"] = time.monotonic()
+        await asyncio.sleep(1)
+
+    functions = [arq_function(first), arq_function(second)]
+    async with running_worker(functions=functions, max_jobs=1) as worker:
+        assert worker.read_ahead == 1
+        queued = [await task_pool.enqueue_job(name) for name in ("first", "second")]
+        assert queued[0] is not None
+        assert queued[1] is not None
+        for _ in range(250):
+            if "first" in started:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.4 - (time.monotonic() - started["first"]))
+        await task_pool.client_pause(1500, all=False)  # CLIENT PAUSE 1500 WRITE
+        try:
+            for _ in range(100):
+                if "second" in started:
+                    break
+                await asyncio.sleep(0.01)
+            assert "second" in started, "the job in hand waited for the outcome's write"
+            assert not await task_pool.exists(result_key_prefix + queued[0].job_id)
+            assert worker.free_slots() == 1  # the second running, the first's place free
+        finally:
+            await task_pool.client_unpause()
+        await queued[0].result(timeout=5)
+        await queued[1].result(timeout=5)
 
 
 async def test_a_claim_sent_behind_a_wait_takes_jobs_queued_after_it_was_sent(

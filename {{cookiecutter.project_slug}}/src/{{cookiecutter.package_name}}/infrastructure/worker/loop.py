@@ -28,7 +28,10 @@ WATCH/MULTI per id. Here, instead:
   functions running at once, not the jobs in hand: the worker claims and reads up to READ_AHEAD
   more, which wait for a free slot with their reading done. A slot that frees starts one at
   once, instead of first claiming and reading it (two round trips, about 1.5 ms, a sixth of a
-  10 ms job). A job read ahead is listed as running (heartbeat.py), so a live
+  10 ms job). A slot frees as its function returns, in the function's own task (run.py), a
+  turn of the event loop before arq's `on_job_end` would free it, and a job whose outcome is
+  being written no longer counts against the jobs in hand, so the next claim goes out while
+  that write is under way. A job read ahead is listed as running (heartbeat.py), so a live
   worker runs it again if this one dies; one this worker cancels before its function starts
   (shutdown) is given back, due at once. A slot that frees goes to the job in hand of the
   highest queue (slots.py).
@@ -336,9 +339,10 @@ class Worker(ArqWorker):
         self._lease_renewal_s = interval / 2
         self._last_lease_renewal = 0.0
         self.read_ahead = max(1, math.ceil(self.max_jobs * READ_AHEAD_SHARE))
-        # arq's semaphore bounds the jobs in hand (max_jobs + 1 in arq); the functions running
-        # at once are bounded by _function_slots (max_jobs).
-        self.sem = asyncio.BoundedSemaphore(self.max_jobs + self.read_ahead + 1)
+        # arq's semaphore bounds the jobs in hand (max_jobs + 1 in arq), here with room for as
+        # many more whose outcome is being written (free_slots counts them as gone); the
+        # functions running at once are bounded by _function_slots (max_jobs).
+        self.sem = asyncio.BoundedSemaphore(2 * self.max_jobs + self.read_ahead + 1)
         self._function_slots = FunctionSlots(self.max_jobs)
         self._functions_running: set[str] = set()
         self._slot_freed = asyncio.Event()
@@ -468,7 +472,7 @@ class Worker(ArqWorker):
             given = self._given_inputs.pop(job_id, None)
             if read.payload is not None and (joined := membership(read.payload)) is not None:
                 member = self._members[job_id] = MemberRun(joined, given_input=given)
-            await run.run_job(self, job_id, score, read, member)
+            await run.run_job(self, job_id, score, read, member, self._free_function_slot)
         except asyncio.CancelledError:
             writing = self._outcome_writes.get(job_id)
             if writing is not None:
@@ -559,6 +563,7 @@ class Worker(ArqWorker):
                 await self.pool.pexpire(in_progress_key_prefix + job_id, lifetime_ms)
 
         self._outcome_writes[job_id] = asyncio.current_task()
+        self._slot_freed.set()  # its place counts as free now (free_slots)
         renewals = asyncio.create_task(keep_claimed())
         try:
             if not finish:
@@ -726,7 +731,7 @@ class Worker(ArqWorker):
         ):
             # This job's function has ended: its place is as good as free (the next step may
             # well be quicker to reach its own write than this job's task to end).
-            held = await self.hold_a_place(ending=1)
+            held = await self.hold_a_place()
             if held:
                 take = (int(self.in_progress_timeout_s * 1000), TRY_COUNT_LIFETIME_SECONDS)
         call = advance_call(job_id, member, timestamp_ms(), take)
@@ -826,11 +831,11 @@ class Worker(ArqWorker):
         )
         return True
 
-    async def hold_a_place(self, ending: int = 0) -> bool:
-        """Whether this worker takes one more job in hand now (`free_slots(ending)`); if so,
+    async def hold_a_place(self) -> bool:
+        """Whether this worker takes one more job in hand now (`free_slots`); if so,
         its place is held (the semaphore), to be used by `start_handed_over` or given back by
         it. Never waits."""
-        if self.free_slots(ending) == 0 or self.sem.locked():
+        if self.free_slots() == 0 or self.sem.locked():
             return False
         await self.sem.acquire()  # not locked: returns at once
         return True
@@ -928,13 +933,14 @@ class Worker(ArqWorker):
         """Jobs whose function is running now (at most `max_jobs`)."""
         return len(self._functions_running)
 
-    def free_slots(self, ending: int = 0) -> int:
+    def free_slots(self) -> int:
         """How many more jobs this worker takes in hand now: free function slots, plus the
-        read-ahead; 0 while it shuts down. `ending`: jobs in hand whose function has ended and
-        whose outcome is being written, counted as gone."""
+        read-ahead; 0 while it shuts down. A job whose outcome is being written counts as gone:
+        its function has ended."""
         if not self.allow_pick_jobs:
             return 0
-        free = self.max_jobs + self.read_ahead - self.job_counter + ending
+        in_hand = self.job_counter - len(self._outcome_writes)
+        free = self.max_jobs + self.read_ahead - in_hand
         if self.burst and self.max_burst_jobs >= 0:
             free = min(free, self.max_burst_jobs - self._jobs_started())
         return max(free, 0)

@@ -8,7 +8,9 @@ script, with no round trip of its own: two commands for a first try (GET, SET NX
 later one (GET, SET NX, INCR, EXPIRE). That is `JobRead`. What follows the read is arq's,
 unchanged but for names: the function is called with arq's `ctx`, its outcome is logged and
 written by the worker's `finish_job` (or `finish_failed_job`) exactly as arq's would be, so the
-retry rules, time limits, aborts and hooks stay arq's.
+retry rules, time limits, aborts and hooks stay arq's. Two things are not arq's: the function's
+task starts at once where Python can (`start_task`), and the worker hears that the function has
+ended from inside that task (`function_ended`), a turn of the event loop before `on_job_end`.
 
 A job handed over by a concurrency limit's release (limits.py) was claimed without its read;
 `read_job` reads it as arq does.
@@ -16,8 +18,9 @@ A job handed over by a concurrency limit's release (limits.py) was claimed witho
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from arq.constants import job_key_prefix, keep_cronjob_progress, retry_key_prefix
 from arq.cron import CronJob
@@ -31,6 +34,8 @@ from ..store.workflows import MemberRun, MissingInput, read_input
 logger = logging.getLogger("arq.worker")  # arq's logger: its lines read as arq's always did
 
 # How long a try count is kept, in seconds (arq's figure: a day and a bit).
+T = TypeVar("T")
+
 TRY_COUNT_LIFETIME_SECONDS = 88400
 
 
@@ -53,12 +58,42 @@ async def read_job(worker: Worker, job_id: str) -> JobRead:
     return JobRead(payload, int(job_try))
 
 
+# Python 3.12's `asyncio.eager_task_factory`; None on 3.11, where a task starts a turn later.
+_eager_task: Callable[..., Any] | None = getattr(asyncio, "eager_task_factory", None)
+
+
+def start_task(
+    loop: asyncio.AbstractEventLoop, coroutine: Coroutine[Any, Any, T]
+) -> "asyncio.Task[T]":
+    """A task for a job's function, started at once where Python can (3.12+, `eager_start`):
+    the function runs up to its first wait in the caller's turn of the event loop, not one turn
+    later, so a job starts a turn sooner (a no-op job ends without its task ever waiting)."""
+    if _eager_task is not None:
+        return cast("asyncio.Task[T]", _eager_task(loop, coroutine))
+    return loop.create_task(coroutine)
+
+
+async def _then(coroutine: Awaitable[T], function_ended: Callable[[str], None], job_id: str) -> T:
+    """Await the job's function, then say so in the same turn of the event loop: its slot is
+    free for the next job while the worker records this one's outcome."""
+    try:
+        return await coroutine
+    finally:
+        function_ended(job_id)
+
+
 async def run_job(
-    worker: Worker, job_id: str, score: int, read: JobRead, member: MemberRun | None = None
+    worker: Worker,
+    job_id: str,
+    score: int,
+    read: JobRead,
+    member: MemberRun | None = None,
+    function_ended: Callable[[str], None] | None = None,
 ) -> None:
     """arq's `run_job` after its read: run the job's function and record its outcome. A job of
     a workflow (`member`, store/workflows.py) that waited for others gets their outcome as its
-    first argument, and its own outcome is kept in `member` for the write that moves on."""
+    first argument, and its own outcome is kept in `member` for the write that moves on.
+    `function_ended(job_id)` is called as the function returns or raises, in its own task."""
     start_ms = timestamp_ms()
     job_try = read.job_try
     function_name, enqueue_time_ms = "<unknown>", 0
@@ -166,9 +201,10 @@ async def run_job(
         if (start_ms - score) > 1200:
             extra += f" delayed={(start_ms - score) / 1000:0.2f}s"
         logger.info("%6.2fs → %s(%s)%s", (start_ms - enqueue_time_ms) / 1000, ref, s, extra)
-        worker.job_tasks[job_id] = task = worker.loop.create_task(
-            function.coroutine(ctx, *args, **kwargs)
-        )
+        running = function.coroutine(ctx, *args, **kwargs)
+        if function_ended is not None:
+            running = _then(running, function_ended, job_id)
+        worker.job_tasks[job_id] = task = start_task(worker.loop, running)
         # repr(result) and extra can raise: inside the try
         try:
             result = await asyncio.wait_for(task, timeout_s)
