@@ -493,8 +493,8 @@ async def send_in_turn(redis: Redis, *commands: tuple[Any, ...]) -> list[Any]:
 
     Retried, once Redis is reachable again, as the pool retries one command (`ReconnectingRetry`):
     the connection is dropped on a failure or a cancel, so a reply is never left unread on it.
-    Without redis-py's `Pipeline` object, whose connection, held by a wait that is cancelled as a
-    worker stops, was reported as "Unclosed Pipeline client" when the object was collected.
+    redis-py's `Pipeline` would do the same with an object per call and response callbacks a
+    worker's wait has no use for.
     """
     pool = redis.connection_pool
     connection = await pool.get_connection()
