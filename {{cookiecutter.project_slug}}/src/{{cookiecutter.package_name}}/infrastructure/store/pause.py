@@ -18,7 +18,10 @@ loop's READ_AHEAD_SHARE). The moves that start a job without a claim look at the
 workflow's next step handed to the worker that ran the step before (store/workflows.py) and a
 concurrency lease's next waiting job (limits.py); a paused queue's job is queued instead.
 
-Resuming deletes the key and pushes one wake-up token, so a waiting worker claims at once.
+Resuming deletes the key and pushes one wake-up token, which wakes a worker waiting on the
+queue's list (one that had not seen the pause). A worker that found the queue paused waits on
+its other queues' lists only, and sees the resume at its next look, within PAUSE_CHECK_SECONDS:
+it then claims as usual.
 
 Who did what is said by the callers: the dashboard logs each action with its user
 (api/dashboard/routes.py), `just pause` / `just resume` print it; the pause itself keeps who
