@@ -920,9 +920,7 @@ class Worker(ArqWorker):
             left.remove(picked)
         return order
 
-    async def claim_in_order(
-        self, wanted: int, clear_tokens: bool
-    ) -> tuple[list[tuple[str, int]], bool, float | None]:
+    async def claim_in_order(self, wanted: int, clear_tokens: bool) -> ClaimTaken:
         """Up to `wanted` due jobs from the served queues, each queue's taken before the next
         one's (`claim_order`): ([(id, score)], drained, next start ms). Drained when no queue
         has a due job left; the next start is the earliest any of them told."""
@@ -947,7 +945,7 @@ class Worker(ArqWorker):
 
     async def claim(
         self, queue_names: Sequence[str], wanted: int, clear_tokens: bool
-    ) -> tuple[list[tuple[str, int]], bool, float | None]:
+    ) -> ClaimTaken:
         """Up to `wanted` due jobs of these queues, in this order, now this worker's: ([(id,
         score)], drained, next start ms). One script call (CLAIM_JOBS); none for no queue (all
         of them paused)."""
@@ -1005,9 +1003,7 @@ class Worker(ArqWorker):
         ]
         return keys, arguments, now
 
-    def read_claim(
-        self, queue_names: Sequence[str], reply: Any, asked_at: float
-    ) -> tuple[list[tuple[str, int]], bool, float | None]:
+    def read_claim(self, queue_names: Sequence[str], reply: Any, asked_at: float) -> ClaimTaken:
         """What a CLAIM_JOBS call for these queues took: ([(id, score)], drained, next start
         ms), each job's read and limits kept for its start."""
         drained, next_start, pauses, *flat = reply
@@ -1139,7 +1135,7 @@ class Worker(ArqWorker):
         """arq's `close()`, with Redis given SHUTDOWN_REDIS_SECONDS (not the reconnect window)
         and the shutdown hook run even when Redis does not answer."""
         if self._token_wait is not None:
-            self._token_wait.cancel()  # redis-py drops its connection, the claim behind it unrun
+            self._token_wait.cancel()  # its connection is dropped, the claim behind it unrun
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._token_wait
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -1147,9 +1143,7 @@ class Worker(ArqWorker):
         taken, self._taken_at_wake = self._taken_at_wake, None
         if taken is not None:
             with contextlib.suppress(RedisError, OSError):
-                for job_id, score in taken[0]:
-                    self._claimed_reads.pop(job_id, None)
-                    await self.give_back(job_id, score, try_counted=True)
+                await self.give_back_unstarted(taken[0])
         if self._pool is not None:
             stop_waiting_for_redis(self._pool, SHUTDOWN_REDIS_SECONDS)
         if not self._handle_signals:
@@ -1258,10 +1252,15 @@ class Worker(ArqWorker):
         places may have gone to jobs claimed meanwhile; none while it stops); the rest are given
         back, due as before, their try taken back."""
         room = self.free_slots()
-        for job_id, score in jobs[room:]:
+        await self.give_back_unstarted(jobs[room:])
+        return jobs[:room]
+
+    async def give_back_unstarted(self, jobs: list[tuple[str, int]]) -> None:
+        """Give back jobs a claim took and this worker never started ([(id, score)]): due as
+        before, their try taken back, their read dropped."""
+        for job_id, score in jobs:
             self._claimed_reads.pop(job_id, None)
             await self.give_back(job_id, score, try_counted=True)
-        return jobs[:room]
 
 
 @dataclass(frozen=True)
