@@ -102,6 +102,30 @@ async def test_a_paused_queue_starts_nothing_new_while_its_running_job_finishes(
     assert not await task_pool.exists(paused_key(key("default")))
 
 
+async def test_a_pause_set_while_a_worker_waits_holds_the_claim_sent_behind_its_wait(
+    task_pool: ArqRedis, running_worker: RunningWorker
+) -> None:
+    # A waiting worker's claim goes out behind its BRPOP and runs when a token ends the wait
+    # (loop.py, `wait_then_claim`). The worker has just looked at the queue's pause (claiming
+    # `first` from it), so a claim that decided when it was sent whether to look would not look
+    # again for PAUSE_CHECK_SECONDS: it must look as it runs. A poll_delay of 2 s keeps the
+    # loop's own claims out of the way (with a job running the loop claims again itself every
+    # poll_delay, and within half a second of a look such a claim does not look again: the
+    # documented "within a second"), so only the claim behind the wait can take the job.
+    served = {"functions": GATED, "queue_names": [key("default")], "poll_delay": 2}
+    async with running_worker(**served):
+        await enqueue_task("gated", label="first", _queue_name="default")
+        await wait_for(task_pool, "started", "first")  # claimed, its pause looked at: waiting
+        assert await pause_queue(task_pool, key("default"), "ops@test") is None
+        await enqueue_task("gated", label="queued while paused", _queue_name="default")
+        await asyncio.sleep(1.5)
+        assert await listed(task_pool, "started") == ["first"]
+        assert await resume_queue(task_pool, key("default"))
+        await task_pool.set("open:first", 1)
+        await task_pool.set("open:queued while paused", 1)
+        await wait_for(task_pool, "done", "queued while paused")
+
+
 async def test_pausing_twice_keeps_the_first_pause_and_resuming_a_running_queue_says_no(
     task_pool: ArqRedis,
 ) -> None:

@@ -454,6 +454,28 @@ async def test_a_claim_sent_behind_a_wait_takes_jobs_queued_after_it_was_sent(
     assert not await task_pool.exists(wake_key(QUEUE))
 
 
+async def test_a_job_queued_just_before_a_claim_behind_a_wait_runs_is_due_to_it(
+    task_pool: ArqRedis, redis_server: LocalRedisServer
+) -> None:
+    # A job's score is arq's `timestamp_ms()`, the enqueuer's clock rounded to the nearest
+    # millisecond; the claim reads Redis's clock (TIME) for a job not due by the clock it was
+    # sent with. Read by truncation, that clock was up to half a millisecond behind the score
+    # of a job queued in the same millisecond: the claim behind a wait left the job that woke
+    # it (seen neither as due nor its queue's pause looked at), and a claim of the loop's own,
+    # not due to look at the pause, started it in a queue paused meanwhile. Each round here is
+    # a fresh chance (about one in ten per round here: 200 rounds, a second, never all missed).
+    worker = make_worker(redis_server.url, functions=[arq_function(sleeps_briefly)], max_jobs=1)
+    queue_names = worker.claim_order()
+    for round_ in range(200):
+        keys, arguments, asked_at = worker.claim_call(queue_names, 1, "2", behind_a_wait=True)
+        arguments[0] -= 1_000  # sent a second before the job was queued
+        job = await enqueue_task("example_task", message=f"round {round_}")
+        assert job is not None
+        reply = await task_pool.eval(CLAIM_JOBS, len(keys), *keys, *arguments)  # type: ignore[misc]
+        jobs, _, _ = worker.read_claim(queue_names, reply, asked_at)
+        assert [job_id for job_id, _ in jobs] == [job.job_id], f"round {round_}"
+
+
 async def test_outcomes_that_end_in_one_turn_are_written_in_one_script_call(
     task_pool: ArqRedis,
 ) -> None:

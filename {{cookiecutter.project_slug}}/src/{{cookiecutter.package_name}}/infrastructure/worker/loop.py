@@ -178,7 +178,8 @@ READ_AHEAD_SHARE = 0.25
 # wake-up list (at most every TRIM_TOKENS_SECONDS), and '1' for a claim sent behind a wait
 # (`wait_then_claim`), which runs later than the `now` it was sent with: a job not due by that `now`
 # is looked at again on Redis's clock (TIME, read once and only then: an idle worker's claim of an
-# empty queue does without it).
+# empty queue does without it; rounded to the millisecond as arq's `timestamp_ms` rounds a score,
+# so a job queued in the millisecond the claim runs is due to it).
 # Reads each queue in score order, one id past what it still wants, so that the first id not
 # due yet tells when the next one starts; takes a queue's due jobs before it looks at the next
 # queue. A paused queue (looked at) is not claimed from, its wake-up tokens trimmed or deleted as
@@ -200,8 +201,8 @@ local function due(score)
   if tonumber(score) <= now then return true end
   if clock_read then return false end
   clock_read = true
-  local time = redis.call('TIME')
-  now = math.max(now, tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000))
+  local time = redis.call('TIME')  -- rounded as arq rounds a score: a job just queued is due
+  now = math.max(now, math.floor(tonumber(time[1]) * 1000 + tonumber(time[2]) / 1000 + 0.5))
   return tonumber(score) <= now
 end
 local wanted = tonumber(ARGV[2])
