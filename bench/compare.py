@@ -107,7 +107,10 @@ Figures of the second part, each per queue and per round:
    `--workers` (the peers: no-op jobs for each K, 10 ms jobs with one process); jobs/s = jobs /
    the time from "go" to the last job's end. Interpreter start-up, imports and building the
    worker are left out; what the worker's run does first (arq: connecting its pool and
-   on_startup) is in. Scale = jobs/s with K processes / jobs/s with one, per round;
+   on_startup) is in. Scale = jobs/s with K processes / jobs/s with one, per round. Right
+   after the 10 ms drains, the same drain of the event loop alone (compare_arq.py's
+   `loop_alone`: the job run by 10 coroutines in turn, no queue, on the generated worker's
+   loop), timed the same way: the ceiling the 10 ms figure is read against;
 9. Redis commands per job: `INFO commandstats` calls (less INFO's own) from before the worker
    processes start to after they have exited, over jobs: what the workers send (start-up and
    shutdown in; the queueing out), each command of a MULTI or pipeline counted, a script once;
@@ -220,7 +223,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--inside", metavar="PACKAGE", help=argparse.SUPPRESS)
     parser.add_argument("--drain-worker", action="store_true", help=argparse.SUPPRESS)
     # A worker process of --workers' measurements (benchkit's WorkerProcesses starts it).
-    parser.add_argument("--queue-worker", choices=("generated", "arq"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--queue-worker", choices=("generated", "arq", "loop"), help=argparse.SUPPRESS
+    )
     parser.add_argument("--slots", help=argparse.SUPPRESS)
     parser.add_argument("--slot", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -323,7 +328,7 @@ def inside(args: argparse.Namespace) -> int:
     if args.queue_worker:
         from compare_arq import queue_worker, use_project_loop
 
-        if args.queue_worker == "generated":
+        if args.queue_worker in ("generated", "loop"):
             use_project_loop(args.inside)
         asyncio.run(queue_worker(args))
         return 0

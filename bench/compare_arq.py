@@ -14,7 +14,9 @@ tuning" and "as the project runs it" are defined once, for every figure.
   (`drain_worker`).
 - Worker processes (--workers, --metrics): the generated worker as the project runs it
   (`generated_worker`), and plain arq with the project's TUNING, each running compare_jobs.py's
-  jobs.
+  jobs; and the event loop alone (`loop_alone`): the 10 ms job run by as many coroutines as the
+  worker has slots, on the generated worker's loop, with no queue: the most any worker of that
+  many slots drains on this machine.
 
 arq is imported inside the functions: the outside half imports this module's labels in the
 template's environment, where arq is not installed.
@@ -36,7 +38,7 @@ from typing import Any
 import compare_jobs
 from benchkit import STAMP, JobRecorder, QueueDriver, run_worker_process
 from compare_harness import enqueue_many
-from compare_jobs import BENCH_JOBS, noop
+from compare_jobs import BENCH_JOBS, io, noop
 
 # --- the default figures' configurations, drained in-process ---------------------------------
 
@@ -63,6 +65,9 @@ LATENCY_CONFIGURATIONS = (GENERATED, ARQ_DEFAULTS)
 TUNING = ("poll_delay", "max_jobs", "job_timeout", "keep_result", "max_tries", "allow_abort_jobs")
 
 # --- --workers and --metrics: the queues in worker processes --------------------------------
+
+# --workers' ceiling for 10 ms jobs: a worker process with no queue (`loop_alone`).
+LOOP_ALONE = "the event loop alone"
 
 WORKER = "generated worker"
 PLAIN_ARQ = "plain arq, same tuning"
@@ -189,6 +194,37 @@ def queue_drivers(script: str, package: str, tasks: Any, arq_pool: Any) -> dict[
     }
 
 
+def loop_alone_driver(script: str, package: str) -> QueueDriver:
+    """The driver of `loop_alone`'s worker process: it queues nothing (its jobs are not in
+    Redis), so a drain of it times the 10 ms job alone, from "go" as every drain is timed."""
+
+    async def queue_nothing(kind: str, count: int) -> None:
+        return None
+
+    async def no_stamp() -> None:
+        raise RuntimeError("the event loop alone measures drains only")
+
+    return QueueDriver(
+        [sys.executable, script, "--inside", package, "--queue-worker", "loop"],
+        queue_nothing,
+        no_stamp,
+    )
+
+
+async def loop_alone(slots: int) -> None:
+    """`slots` coroutines, each running the 10 ms job (compare_jobs.io) again as soon as it
+    ends, until cancelled: what a worker of `slots` slots would do with no queue around the
+    job and nothing lost between jobs. asyncio.sleep(0.01) takes a little longer than 10 ms
+    (the loop's timers), so this is below 1,000 jobs/s for 10 slots, and it is the ceiling
+    the 10 ms figure is read against."""
+
+    async def slot() -> None:
+        while True:
+            await io({})
+
+    await asyncio.gather(*(slot() for _ in range(slots)))
+
+
 def generated_worker(package: str, tasks: Any) -> Any:
     """The generated worker as the project runs it, with the bench's jobs added and cron off:
     its own `create_worker` (infrastructure/worker/loop.py) where the project has one, else arq's
@@ -223,6 +259,16 @@ async def queue_worker(args: argparse.Namespace) -> None:
         os.environ["WORKER_METRICS_PORT"] = str(args.metrics_port)
         os.environ["WORKER_METRICS_HOST"] = "127.0.0.1"
     tasks = importlib.import_module(f"{args.inside}.infrastructure.tasks")
+    if args.queue_worker == "loop":
+
+        async def stop_loop(running: "asyncio.Future[Any]") -> None:
+            running.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await running
+
+        slots = tasks.WorkerSettings.max_jobs
+        await run_worker_process(lambda: loop_alone(slots), stop_loop, recorder)
+        return
     if args.queue_worker == "generated":
         worker = generated_worker(args.inside, tasks)
     else:

@@ -16,7 +16,7 @@ import platform
 from typing import Any
 
 from benchkit import rotated
-from compare_arq import queue_drivers, worker_loop
+from compare_arq import loop_alone_driver, queue_drivers, worker_loop
 from compare_default import DefaultFigures
 from compare_harness import say, share
 from compare_peers import CELERY_POOLS, run_celery
@@ -70,7 +70,8 @@ async def measure(args: argparse.Namespace, script: str) -> dict[str, Any]:
                             say(f"  Celery {pool}: {run['drain_jobs_per_s']:.0f} jobs/s")
                             celery_runs[pool].append(run)
                 if args.workers:
-                    await workers_round(args, index, server.url, drivers, found)
+                    loop_alone = loop_alone_driver(script, package)
+                    await workers_round(args, index, server.url, drivers, loop_alone, found)
                 if args.metrics:
                     await metrics_round(args, index, server.url, drivers, metrics_found)
             info = await project_pool.info("server")

@@ -22,7 +22,7 @@ from benchkit import (
     latency_gaps,
     rotated,
 )
-from compare_arq import WORKER, WORKER_METRICS
+from compare_arq import LOOP_ALONE, WORKER, WORKER_METRICS
 from compare_harness import PEER_TIMEOUT_SECONDS, say, share
 from compare_peers import PEER_LABELS, run_peer
 
@@ -32,10 +32,13 @@ async def workers_round(
     index: int,
     redis_url: str,
     drivers: dict[str, QueueDriver],
+    loop_alone: QueueDriver,
     found: dict[str, dict[str, Any]],
 ) -> None:
     """Round `index` of --workers' figures, added to `found` (per queue: "drains" by
-    "kind:processes", each a list over rounds; "idle", a list over rounds; "waits_ms")."""
+    "kind:processes", each a list over rounds; "idle", a list over rounds; "waits_ms"; for the
+    generated worker also "loop_alone": the 10 ms drain of `loop_alone`'s process, jobs/s, a
+    list over rounds, run right after the queues' 10 ms drains)."""
     for label in (*drivers, *(PEER_LABELS[q.partition("=")[0]] for q in args.peer_python)):
         found.setdefault(label, {"drains": {}, "idle": [], "waits_ms": []})
     for kind, jobs in ((IO, args.io_jobs), (NOOP, args.noop_jobs)):
@@ -47,6 +50,12 @@ async def workers_round(
                 rate = drained["jobs_per_s"]
                 say(f"  {label}, {jobs} {kind} jobs, {processes} processes: {rate:.0f} jobs/s")
                 found[label]["drains"].setdefault(f"{kind}:{processes}", []).append(drained)
+        if kind == IO:
+            drained = await drain_in_processes(
+                redis_url, loop_alone, IO, jobs, 1, PEER_TIMEOUT_SECONDS
+            )
+            say(f"  {LOOP_ALONE}, {jobs} {kind} jobs: {drained['jobs_per_s']:.0f} jobs/s")
+            found[WORKER].setdefault("loop_alone", []).append(drained["jobs_per_s"])
     count = share(args.latency_jobs, args.rounds, index)
     gaps = latency_gaps(count, args.latency_rate, args.seed + index)
     for label in rotated(tuple(drivers), index):
