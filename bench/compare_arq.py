@@ -194,9 +194,10 @@ def queue_drivers(script: str, package: str, tasks: Any, arq_pool: Any) -> dict[
     }
 
 
-def loop_alone_driver(script: str, package: str) -> QueueDriver:
-    """The driver of `loop_alone`'s worker process: it queues nothing (its jobs are not in
-    Redis), so a drain of it times the 10 ms job alone, from "go" as every drain is timed."""
+def loop_alone_driver(script: str, package: str, jobs: int) -> QueueDriver:
+    """The driver of `loop_alone`'s worker process, for a drain of `jobs` jobs: it queues
+    nothing (its jobs are not in Redis), so the drain times the 10 ms job alone, from "go" as
+    every drain is timed."""
 
     async def queue_nothing(kind: str, count: int) -> None:
         return None
@@ -204,25 +205,27 @@ def loop_alone_driver(script: str, package: str) -> QueueDriver:
     async def no_stamp() -> None:
         raise RuntimeError("the event loop alone measures drains only")
 
-    return QueueDriver(
-        [sys.executable, script, "--inside", package, "--queue-worker", "loop"],
-        queue_nothing,
-        no_stamp,
-    )
+    command = [sys.executable, script, "--inside", package, "--queue-worker", "loop"]
+    return QueueDriver([*command, "--io-jobs", str(jobs)], queue_nothing, no_stamp)
 
 
-async def loop_alone(slots: int) -> None:
+async def loop_alone(slots: int, jobs: int) -> None:
     """`slots` coroutines, each running the 10 ms job (compare_jobs.io) again as soon as it
-    ends, until cancelled: what a worker of `slots` slots would do with no queue around the
-    job and nothing lost between jobs. asyncio.sleep(0.01) takes a little longer than 10 ms
-    (the loop's timers), so this is below 1,000 jobs/s for 10 slots, and it is the ceiling
-    the 10 ms figure is read against."""
+    ends, `jobs` in all (no more: the measuring side counts the ends): what a worker of `slots`
+    slots would do with no queue around the job and nothing lost between jobs.
+    asyncio.sleep(0.01) takes a little longer than 10 ms (the loop's timers), so this is below
+    1,000 jobs/s for 10 slots, and it is the ceiling the 10 ms figure is read against."""
+
+    left = jobs
 
     async def slot() -> None:
-        while True:
+        nonlocal left
+        while left > 0:
+            left -= 1
             await io({})
 
     await asyncio.gather(*(slot() for _ in range(slots)))
+    await asyncio.get_running_loop().create_future()  # then wait to be stopped, as a worker does
 
 
 def generated_worker(package: str, tasks: Any) -> Any:
@@ -267,7 +270,7 @@ async def queue_worker(args: argparse.Namespace) -> None:
                 await running
 
         slots = tasks.WorkerSettings.max_jobs
-        await run_worker_process(lambda: loop_alone(slots), stop_loop, recorder)
+        await run_worker_process(lambda: loop_alone(slots, args.io_jobs), stop_loop, recorder)
         return
     if args.queue_worker == "generated":
         worker = generated_worker(args.inside, tasks)

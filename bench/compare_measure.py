@@ -70,7 +70,7 @@ async def measure(args: argparse.Namespace, script: str) -> dict[str, Any]:
                             say(f"  Celery {pool}: {run['drain_jobs_per_s']:.0f} jobs/s")
                             celery_runs[pool].append(run)
                 if args.workers:
-                    loop_alone = loop_alone_driver(script, package)
+                    loop_alone = loop_alone_driver(script, package, args.io_jobs)
                     await workers_round(args, index, server.url, drivers, loop_alone, found)
                 if args.metrics:
                     await metrics_round(args, index, server.url, drivers, metrics_found)
