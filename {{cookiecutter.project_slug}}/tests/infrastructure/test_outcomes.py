@@ -21,6 +21,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -87,7 +88,20 @@ EXPECTED = [
         ["retried", "failed"], True,
     ),
     Expected("1 MB error", "fails_loudly", JobStatus.failed, "RuntimeError", 1, True, ["failed"], True),
+    # Its record expires before it is due: the worker finds nothing of it but its id, so every
+    # place reports it under arq's "<unknown>" function (the job is queued under that name here).
+    Expected(
+        "expired before start", "<unknown>", JobStatus.failed, "JobExecutionFailed", 0, False,
+        ["failed"], False,
+    ),
 ]  # fmt: skip
+
+
+# How the rows that must not start in time are queued.
+OPTIONS: dict[str, dict[str, Any]] = {
+    "aborted before start": {"_defer_by": 60},
+    "expired before start": {"_defer_by": 0.5, "_expires": 0.2},
+}
 
 
 @pytest.fixture
@@ -167,7 +181,7 @@ async def test_every_outcome_is_reported_the_same_everywhere(
     )
     handles: dict[str, Job[Any]] = {}
     for row in EXPECTED:
-        options: dict[str, Any] = {"_defer_by": 60} if row.name == "aborted before start" else {}
+        options: dict[str, Any] = OPTIONS.get(row.name, {})
         queued = await task_pool.enqueue_job(row.function, **options)
         assert isinstance(queued, Job)
         row.job_id = queued.job_id
@@ -229,6 +243,17 @@ async def test_every_outcome_is_reported_the_same_everywhere(
         wrong += [f"{row.name}: {place}" for place, right in checks.items() if not right]
     print("\n".join(table))
     assert not wrong, "\n".join([*wrong, *table])
+
+    # A job that expired unstarted has no enqueue time: none is shown (arq records 0, 1970), its
+    # wait counts from when it was due, and nothing offers to retry it (its function is unknown).
+    expired = handles["expired before start"].job_id
+    view = (await dashboard.get(f"/jobs/{expired}")).json()
+    assert (view["function"], view["enqueued_at"], view["started_at"]) == ("<unknown>", None, None)
+    [entry] = [entry for entry in snapshot["failures"] if entry["job_id"] == expired]
+    assert entry["wait_seconds"] < 60
+    page = (await dashboard.get("/dashboard", params={"job": expired})).text
+    assert "JobExecutionFailed" in page  # the job looked up is shown, without a Retry button
+    assert f"/jobs/{quote(expired)}/retry" not in page
 
     # Nothing shows a secret or a 1 MB error: not the API, the dashboard, the log or the letters.
     places = {

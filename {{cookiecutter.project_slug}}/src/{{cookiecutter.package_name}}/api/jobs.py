@@ -71,10 +71,14 @@ class JobView(BaseModel):
     job_id: str
     function: str
     status: Literal["queued", "deferred", "in_progress", "complete", "failed", "aborted"]
-    # The try running now, waiting to run, or (once finished) the last one; 1 for the first,
-    # 0 for a job aborted before it started.
+    # The try running now, waiting to run, or (once finished) the last one that ran; 1 for the
+    # first, 0 for a job that ended before it ever started (aborted, or expired).
     job_try: int = Field(alias="try")
-    enqueued_at: datetime
+    enqueued_at: datetime | None = Field(
+        description="When the job was queued; null for a job whose record expired before it "
+        "ran (its `_expires`): the worker found nothing of it but its id, so its function "
+        'reads "<unknown>" too.',
+    )
     started_at: datetime | None
     finished_at: datetime | None
     result: Any = None
@@ -165,7 +169,8 @@ def finished_view(job_id: str, result: JobResult) -> JobView:
         function=result.function,
         status=outcome.status.value,
         job_try=outcome.tries,
-        enqueued_at=result.enqueue_time,
+        # arq records 0 for a job whose record expired before a worker read it.
+        enqueued_at=result.enqueue_time if result.enqueue_time.timestamp() > 0 else None,
         started_at=result.start_time if outcome.started else None,
         finished_at=result.finish_time,
     )

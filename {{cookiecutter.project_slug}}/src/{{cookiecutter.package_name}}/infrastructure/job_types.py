@@ -24,6 +24,9 @@ JobFunction = Callable[..., Awaitable[Any]]
 
 # The function a worker runs in place of a job whose payload it cannot read (unreadable.py).
 UNREADABLE_JOB = "reject_unreadable_job"
+# The function arq records for a job the worker found nothing of but its id: its record
+# expired (`_expires`) before it ran, so its function, arguments and enqueue time are unknown.
+UNKNOWN_FUNCTION = "<unknown>"
 
 
 class PermanentError(Exception):

@@ -40,7 +40,7 @@ import jinja2
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 
-from ...infrastructure.client.enqueue import job_by_id, retry_job
+from ...infrastructure.client.enqueue import job_by_id, rerun_blocker, retry_job
 from ...infrastructure.client.workflows import WorkflowNotFound, WorkflowState, workflow_of
 from ...infrastructure.keys import (
     DEFAULT_QUEUE,
@@ -248,13 +248,17 @@ async def look_up(job: Job[Any], settings: AppSettings) -> dict[str, Any] | None
     if view is None:
         return None
     info = await job.info()
+    args = [] if info is None else list(info.args)
+    kwargs = {} if info is None else info.kwargs
     return {
         "view": view,
         "queue": queue_named(settings, job.queue_name),
-        "args": [] if info is None else list(info.args),
-        "kwargs": {} if info is None else info.kwargs,
+        "args": args,
+        "kwargs": kwargs,
         "abortable": view.status not in FINISHED,
-        "retryable": view.status in ("failed", "aborted"),
+        # As the retry itself decides (enqueue.py's `retry_job`): no button it would refuse.
+        "retryable": view.status in ("failed", "aborted")
+        and rerun_blocker(view.function, args, kwargs) is None,
     }
 
 

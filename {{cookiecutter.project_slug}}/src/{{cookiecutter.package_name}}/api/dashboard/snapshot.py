@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ...config import get_settings
 from ...infrastructure import registry
+from ...infrastructure.client.enqueue import function_rerun_blocker
 from ...infrastructure.ops import activity
 from ...infrastructure.store import dead_letters, progress
 from ...infrastructure.store.dead_letters import DeadLetter
@@ -144,6 +145,14 @@ class FinishedJob(BaseModel):
     error: str | None
     finished_at: datetime
     worker: str
+
+    @property
+    def retryable(self) -> bool:
+        """Whether the page offers to queue it again: it failed or was aborted, and its function
+        can run again (enqueue.py's `function_rerun_blocker`; the retry checks its arguments)."""
+        return (
+            self.outcome in ("failed", "aborted") and function_rerun_blocker(self.function) is None
+        )
 
 
 class Filters(BaseModel):

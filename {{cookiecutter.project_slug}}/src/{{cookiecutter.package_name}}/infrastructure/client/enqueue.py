@@ -32,7 +32,7 @@ from redis.exceptions import RedisError
 from ... import tracing
 from ...config import get_settings
 from .. import registry
-from ..job_types import UNREADABLE_JOB
+from ..job_types import UNKNOWN_FUNCTION, UNREADABLE_JOB
 from ..keys import DEFAULT_QUEUE, namespaced_job_id, new_job_id, queue_of, retry_of_key
 from ..limits import job_limits, limited_key
 from ..store import dead_letters
@@ -391,18 +391,29 @@ def requeue_blocker(letter: dead_letters.DeadLetter) -> str | None:
 
 def rerun_blocker(function: str, args: Sequence[Any], kwargs: dict[str, Any]) -> str | None:
     """Why a job of `function` with these arguments cannot be queued again, or None if it can."""
-    if function == UNREADABLE_JOB:
-        return "its payload could not be read, so there is no job to run again"
-    spec = registry.requeueable().get(function)
-    if spec is None:
-        return (
-            f"no job named {function!r} is registered in this version: "
-            "requeue it from a version that has it"
-        )
+    reason = function_rerun_blocker(function)
+    if reason is not None:
+        return reason
+    spec = registry.requeueable()[function]
     try:
         spec.signature.bind(None, *args, **kwargs)  # None for ctx
     except TypeError as error:
         return f"its arguments no longer fit {function}: {error}"
+    return None
+
+
+def function_rerun_blocker(function: str) -> str | None:
+    """Why no job of `function` can be queued again, whatever its arguments, or None: the
+    part of `rerun_blocker` that a view without the arguments (the dashboard's tables) can ask."""
+    if function == UNREADABLE_JOB:
+        return "its payload could not be read, so there is no job to run again"
+    if function == UNKNOWN_FUNCTION:
+        return "its record expired before it ran, so its function and arguments are not known"
+    if function not in registry.requeueable():
+        return (
+            f"no job named {function!r} is registered in this version: "
+            "requeue it from a version that has it"
+        )
     return None
 
 

@@ -50,7 +50,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from ...config import get_settings
-from ..job_types import UNREADABLE_JOB
+from ..job_types import UNKNOWN_FUNCTION, UNREADABLE_JOB
 from ..keys import abort_requests_key, retry_of_key
 from ..limits import LimitWait, limit_wait_key, limited_key, read_limit_wait
 from .progress import Progress, progress_key
@@ -599,7 +599,7 @@ def unreadable_result(job_id: str, queue_name: str, data: bytes, error: BaseExce
 
     success = fields.get("s")
     return JobResult(
-        function=fields["f"] if isinstance(fields.get("f"), str) else "<unknown>",
+        function=fields["f"] if isinstance(fields.get("f"), str) else UNKNOWN_FUNCTION,
         args=(),
         kwargs={},
         job_try=fields["t"] if _whole(fields.get("t")) and fields["t"] >= 1 else 1,

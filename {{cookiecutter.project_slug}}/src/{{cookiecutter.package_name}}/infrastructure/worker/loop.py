@@ -520,13 +520,13 @@ class Worker(ArqWorker):
             return
         result = deserialize_result(result_data, deserializer=deserialize)
         await self.write_failure(job_id, result_data)
-        _report_unrun(job_id, result)
+        _report_unrun(job_id, result, self._scores_before_claim.get(job_id))
         if _tries_used_up(result):
             ctx = {
                 "redis": self.pool,
                 "queue_name": self.queue_name,
                 "job_id": job_id,
-                "job_try": result.job_try - 1,  # arq counted one more, and ran nothing
+                "job_try": result.job_try,  # the tries that ran (run.py's `result_record`)
                 "enqueue_time": result.enqueue_time,
             }
             assert isinstance(result.result, JobFailed)
@@ -1314,9 +1314,11 @@ def _tries_used_up(result: JobResult) -> bool:
     )
 
 
-def _report_unrun(job_id: str, result: JobResult) -> None:
+def _report_unrun(job_id: str, result: JobResult, due_ms: int | None) -> None:
     """The try arq ended without running the job, told as any try's end (job_events.py): no
-    JobStarted, as no function started."""
+    JobStarted, as no function started. `due_ms` is when the try was due (the job's score
+    before its claim): a job whose record expired before it ran has no enqueue time (arq
+    records 0), so its wait counts from then, not from 1970."""
     if not job_events.listening():
         return
     now = job_events.now()
@@ -1330,6 +1332,7 @@ def _report_unrun(job_id: str, result: JobResult) -> None:
             finished_at=now,
             outcome="failed",
             error=str(result.result),
+            due_at=None if due_ms is None else due_ms / 1000,
         )
     )
 

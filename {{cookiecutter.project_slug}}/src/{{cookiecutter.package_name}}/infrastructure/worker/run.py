@@ -29,6 +29,7 @@ from arq.utils import args_to_string, ms_to_datetime, timestamp_ms, truncate
 from arq.worker import Function, JobExecutionFailed, Retry, RetryJob, Worker, no_result
 
 from ... import tracing
+from ..job_types import UNKNOWN_FUNCTION
 from ..store.workflows import MemberRun, MissingInput, read_input
 
 logger = logging.getLogger("arq.worker")  # arq's logger: its lines read as arq's always did
@@ -96,17 +97,22 @@ async def run_job(
     `function_ended(job_id)` is called as the function returns or raises, in its own task."""
     start_ms = timestamp_ms()
     job_try = read.job_try
-    function_name, enqueue_time_ms = "<unknown>", 0
+    function_name, enqueue_time_ms = UNKNOWN_FUNCTION, 0  # as arq, until the payload is read
     args: tuple[Any, ...] = ()
     kwargs: dict[Any, Any] = {}
 
-    def result_record(success: bool, result: Any, finished_ms: int, ref: str) -> bytes | None:
-        """The job's outcome as arq records it, from what is known of the job so far."""
+    def result_record(
+        success: bool, result: Any, finished_ms: int, ref: str, ran: bool = True
+    ) -> bytes | None:
+        """The job's outcome as arq records it, from what is known of the job so far. Its try
+        is the last one that ran: one less than arq's count for a try ended before the function
+        ran (`ran` False), which arq counts all the same: 0 for a job that never ran at all, so
+        that it reads as not started (job_handle.py's `Outcome`)."""
         return serialize_result(
             function_name,
             args,
             kwargs,
-            job_try,
+            job_try if ran else job_try - 1,
             enqueue_time_ms,
             success,
             result,
@@ -122,7 +128,8 @@ async def run_job(
         worker.jobs_failed += 1
         if member is not None:
             member.outcome = (False, exc)
-        result_data_ = result_record(False, exc, timestamp_ms(), f"{job_id}:{function_name}")
+        ref = f"{job_id}:{function_name}"
+        result_data_ = result_record(False, exc, timestamp_ms(), ref, ran=False)
         await asyncio.shield(worker.finish_failed_job(job_id, result_data_))
 
     if not read.payload:
@@ -170,7 +177,7 @@ async def run_job(
         logger.warning("%6.2fs ! %s max retries %d exceeded", t, ref, max_tries)
         worker.jobs_failed += 1
         exceeded = JobExecutionFailed(f"max {max_tries} retries exceeded")
-        result_data = result_record(False, exceeded, timestamp_ms(), ref)
+        result_data = result_record(False, exceeded, timestamp_ms(), ref, ran=False)
         if member is not None:
             member.outcome = (False, exceeded)
         return await asyncio.shield(worker.finish_failed_job(job_id, result_data))
