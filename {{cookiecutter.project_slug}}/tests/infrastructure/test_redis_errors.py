@@ -256,7 +256,7 @@ def test_a_full_redis_refuses_an_outcome_script_whole(
         joined = Membership("wf", "chain", 0, then=then_id, then_function="step")
         advance = advance_call(job_id, MemberRun(joined, "step", (True, 1)), 1, (60_000, 60))
         assert advance is not None
-        keys, args = finish_and_advance_call(QUEUE, job_id, b"done", 60.0, advance)
+        keys, args = finish_and_advance_call(QUEUE, job_id, b"done", 60.0, True, advance)
     with redis.Redis(port=small_redis.port) as client:
         for prefix in (job_key_prefix, in_progress_key_prefix, retry_key_prefix):
             client.set(prefix + job_id, b"1")

@@ -94,7 +94,8 @@ else
   end
   if redis.call('HLEN', K[3]) < tonumber(A[7]) then return 0 end
 end
-if redis.call('EXISTS', K[1]) == 0 then return 0 end
+local payload = redis.call('GET', K[1])  -- read here, not again if the job is taken
+if not payload then return 0 end
 if A[9] == '1' and redis.call('EXISTS', K[8], K[9]) == 0
    and redis.call('SET', K[6], '1', 'NX', 'PX', A[10]) then
   -- Taken, as a claim takes a job: its score moves to when its mark runs out, its try counts.
@@ -106,7 +107,7 @@ if A[9] == '1' and redis.call('EXISTS', K[8], K[9]) == 0
   end
   local input = A[5]
   if A[1] ~= 'chain' then input = redis.call('HGETALL', K[3]) end
-  return {A[2], A[3], redis.call('GET', K[1]), count, input}
+  return {A[2], A[3], payload, count, input}
 end
 redis.call('ZADD', K[4], 'NX', A[3], A[2])
 redis.call('LPUSH', K[5], '1')
@@ -130,9 +131,11 @@ ADVANCE = "local K, A = KEYS, ARGV\n" + _MOVE_ON
 # took seven commands (MULTI to EXEC) and the packing of each in the worker.
 # KEYS: the finished job's result, its in-progress mark, its try count, the job, its queue's
 # abort requests, its queue; then ADVANCE's keys. ARGV: its id, its result ('' to keep none),
-# the result's lifetime (ms, '0' for no end); then ADVANCE's arguments. The result is written
-# first, so that a Redis at its `maxmemory` refuses the whole call (finishes.py says why; a job
-# that keeps no result has its call go through whole). Returns what ADVANCE returns.
+# the result's lifetime (ms, '0' for no end), '1' to drop an abort request for it (as
+# FINISH_JOBS: only for a result not kept past the heartbeats' sweep, finishes.py says why);
+# then ADVANCE's arguments. The result is written first, so that a Redis at its `maxmemory`
+# refuses the whole call (finishes.py says why; a job that keeps no result has its call go
+# through whole). Returns what ADVANCE returns.
 _FINISH = """
 if ARGV[2] ~= '' then
   if ARGV[3] == '0' then
@@ -142,9 +145,9 @@ if ARGV[2] ~= '' then
   end
 end
 redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
-redis.call('ZREM', KEYS[5], ARGV[1])
+if ARGV[4] == '1' then redis.call('ZREM', KEYS[5], ARGV[1]) end
 redis.call('ZREM', KEYS[6], ARGV[1])
-local K, A = {unpack(KEYS, 7)}, {unpack(ARGV, 4)}
+local K, A = {unpack(KEYS, 7)}, {unpack(ARGV, 5)}
 """
 FINISH_AND_ADVANCE = _FINISH + _MOVE_ON
 
@@ -331,11 +334,13 @@ def finish_and_advance_call(
     job_id: str,
     result: bytes | None,
     result_lifetime_s: float | None,
+    drop_abort_request: bool,
     advance: tuple[list[str], list[str]],
 ) -> tuple[list[str], list[str | bytes]]:
     """FINISH_AND_ADVANCE's keys and arguments: the outcome of job `job_id` of `queue_name` (a
     queue's key), finished, with its `result` (None to keep none) kept `result_lifetime_s`
-    seconds (None: for good), and ADVANCE's call (`advance_call`, for a job in the same queue)."""
+    seconds (None: for good), whether to drop an abort request for it, and ADVANCE's call
+    (`advance_call`, for a job in the same queue)."""
     keys = [
         result_key_prefix + job_id,
         in_progress_key_prefix + job_id,
@@ -346,7 +351,8 @@ def finish_and_advance_call(
         *advance[0],
     ]
     lifetime = result_lifetime_arg(result_lifetime_s)
-    return keys, [job_id, result or b"", lifetime, *advance[1]]
+    drop = "1" if drop_abort_request else "0"
+    return keys, [job_id, result or b"", lifetime, drop, *advance[1]]
 
 
 def _group_failure(job_id: str, run: MemberRun, then: str, error: Any, now_ms: int) -> str:

@@ -23,8 +23,9 @@ is gone is stale, and every worker's heartbeat drops those each interval
 (`drop_stale_abort_requests`). Until then it could only abort a later job given the same id, and
 the id rule keeps an id from being queued again while its result exists. So a job whose result
 is kept longer than two heartbeat intervals and a margin leaves its request to the heartbeats;
-one whose result is kept less, or not at all, drops it here (one ZREM for the whole call). A
-request the worker has acted on, it has dropped already (loop.py's `_cancel_aborted_jobs`).
+one whose result is kept less, or not at all, drops it here (one ZREM for the whole call), as
+FINISH_AND_ADVANCE does for a workflow's job (loop.py's `drops_abort_request`). A request the
+worker has acted on, it has dropped already (loop.py's `_cancel_aborted_jobs`).
 """
 
 import asyncio

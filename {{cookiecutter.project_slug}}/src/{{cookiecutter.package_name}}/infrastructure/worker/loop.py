@@ -642,11 +642,20 @@ class Worker(ArqWorker):
         `result_lifetime_s` None: the result is kept for good."""
         if self._outcome_writer is None:
             self._outcome_writer = OutcomeWriter(self.pool)
+        drop = self.drops_abort_request(result_data, result_lifetime_s)
+        outcome = Outcome(job_id, result_data, result_lifetime_s, drop)
+        await self._outcome_writer.write(self.queue_of(job_id), outcome)
+
+    def drops_abort_request(
+        self, result_data: bytes | None, result_lifetime_s: float | None
+    ) -> bool:
+        """Whether a finished job's outcome write drops an abort request for it: only when its
+        result is not kept past the heartbeats' sweep of stale requests (finishes.py says why;
+        `result_lifetime_s` None: kept for good)."""
         kept_long = result_data is not None and (
             result_lifetime_s is None or result_lifetime_s >= self._abort_request_horizon_s
         )
-        outcome = Outcome(job_id, result_data, result_lifetime_s, not kept_long)
-        await self._outcome_writer.write(self.queue_of(job_id), outcome)
+        return not kept_long
 
     async def finish_moving_on(
         self,
@@ -666,6 +675,7 @@ class Worker(ArqWorker):
             job_id,
             result_data,
             result_lifetime_s,
+            self.drops_abort_request(result_data, result_lifetime_s),
             (move.keys, move.arguments),
         )
         try:
