@@ -496,6 +496,8 @@ async def test_a_result_of_another_type_reads_as_failed_with_a_note(task_pool: A
         responses = await every_route(client, job_id=job_id)
     view = responses[f"/jobs/{job_id}"].json()
     assert (view["status"], view["error"]["type"]) == ("failed", "UnreadableResult")
+    # Nothing of it can be read: no time is shown (not 1970).
+    assert [view[name] for name in ("enqueued_at", "started_at", "finished_at")] == [None] * 3
 {%- endif %}
 
 

@@ -75,9 +75,9 @@ class JobView(BaseModel):
     # first, 0 for a job that ended before it ever started (aborted, or expired).
     job_try: int = Field(alias="try")
     enqueued_at: datetime | None = Field(
-        description="When the job was queued; null for a job whose record expired before it "
-        "ran (its `_expires`): the worker found nothing of it but its id, so its function "
-        'reads "<unknown>" too.',
+        description="When the job was queued; null where that is not known: a job whose record "
+        "expired before it ran (its `_expires`), of which the worker found nothing but its id "
+        '(its function reads "<unknown>" too), or a result that cannot be read.',
     )
     started_at: datetime | None
     finished_at: datetime | None
@@ -169,16 +169,22 @@ def finished_view(job_id: str, result: JobResult) -> JobView:
         function=result.function,
         status=outcome.status.value,
         job_try=outcome.tries,
-        # arq records 0 for a job whose record expired before a worker read it.
-        enqueued_at=result.enqueue_time if result.enqueue_time.timestamp() > 0 else None,
-        started_at=result.start_time if outcome.started else None,
-        finished_at=result.finish_time,
+        enqueued_at=recorded(result.enqueue_time),
+        started_at=recorded(result.start_time) if outcome.started else None,
+        finished_at=recorded(result.finish_time),
     )
     if outcome.status is JobStatus.complete:
         view.result = result.result
     else:
         view.error = JobError(type=outcome.error_type or "", message=outcome.message or "")
     return view
+
+
+def recorded(moment: datetime) -> datetime | None:
+    """A result's time, or None where the result does not know it: arq records 0 (1970) for a
+    job whose record expired before a worker read it, and job_handle.py's `unreadable_result`
+    gives the same for a time it cannot read."""
+    return moment if moment.timestamp() > 0 else None
 
 
 def no_such_job(job_id: str) -> HTTPException:

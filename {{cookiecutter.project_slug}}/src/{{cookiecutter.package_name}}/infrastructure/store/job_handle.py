@@ -602,7 +602,7 @@ def unreadable_result(job_id: str, queue_name: str, data: bytes, error: BaseExce
         function=fields["f"] if isinstance(fields.get("f"), str) else UNKNOWN_FUNCTION,
         args=(),
         kwargs={},
-        job_try=fields["t"] if _whole(fields.get("t")) and fields["t"] >= 1 else 1,
+        job_try=fields["t"] if _whole(fields.get("t")) and fields["t"] >= NO_TRY else 1,
         enqueue_time=moment("et"),
         score=None,
         success=False,
