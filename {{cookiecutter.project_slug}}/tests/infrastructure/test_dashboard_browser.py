@@ -228,6 +228,20 @@ async def test_the_page_shows_a_live_worker_and_the_jobs_it_ran(
     assert "updated" in browser.find_element(By.ID, "updated").text
 
 
+async def test_a_page_opened_with_the_password_in_its_url_refreshes_itself(
+    browser: webdriver.Chrome, server: str, worker_processes: WorkerProcesses
+) -> None:
+    worker_processes.start(WORKER_SETTINGS)
+    host = server.removeprefix("http://")
+    browser.get(f"http://operator:{quote(PASSWORD, safe='')}@{host}/dashboard")
+    assert browser.find_elements(By.ID, "live")
+
+    # fetch() refuses a URL with credentials in it, as a path resolved against this page's is.
+    after = await finished(await enqueue_task("example_task", message="after"))
+    await page_shows(browser, "#recent tr.finished", bare_job_id(after.job_id))
+    assert "not updated" not in browser.find_element(By.ID, "updated").text
+
+
 async def test_a_long_dead_letter_fits_its_row_and_requeue_moves_it_back_onto_the_queue(
     browser: webdriver.Chrome, server: str, task_pool: ArqRedis
 ) -> None:

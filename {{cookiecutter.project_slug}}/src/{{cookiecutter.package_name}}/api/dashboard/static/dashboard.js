@@ -15,7 +15,10 @@
     }
     inFlight = true;
     try {
-      const response = await fetch(live.dataset.src, {
+      // Resolved against the origin, not the page's URL: a page opened as
+      // http://user:password@host/... keeps those credentials in its URL, and fetch refuses a
+      // URL that carries credentials (the browser sends the ones it has all the same).
+      const response = await fetch(new URL(live.dataset.src, location.origin), {
         credentials: "same-origin",
         headers: { Accept: "text/html" },
       });
