@@ -24,7 +24,11 @@ callback.
    each round, each kind's two runs summed. Redis commands per step and
    per job, everything from the enqueue to the last result (`INFO commandstats`: the enqueue,
    the worker's, and those 20 ms looks).
-   Goals: the chain at least 0.8x the jobs' rate, and at most 1.5x their commands.
+   Goals: the chain at least 0.8x the jobs' rate, and at most 1.5x their commands. Beside
+   them, no goal: a Redis round trip on this machine (the median of `PINGS` PINGs one after
+   another, through the project's client). A step cannot start before the write that records
+   the one before it has come back, so each step waits one round trip, where an independent
+   job, read ahead, waits for none: the rate ratio falls as the round trip grows.
 4. Groups: four worker processes (`python -m <package>.infrastructure.worker`) run a group of
    `--members` members with a callback, `--group-runs` times; the callback counts its runs and
    checks it got every member's result, in order. Goal: exactly once, every member, each run.
@@ -59,6 +63,7 @@ PROGRESS_GOAL = 20.0  # goal 2: at most 20 writes a second for one job's progres
 CHAIN_RATE_GOAL = 0.8  # goal 3: a chain's steps at least 0.8x the rate of independent jobs
 CHAIN_COMMANDS_GOAL = 1.5  # goal 3: and at most 1.5x their Redis commands each
 GROUP_WORKERS = 4
+PINGS = 2000  # part 3: round trips timed each round
 WAYS = ("enqueue_many", "one after another", "gathered")
 JOBS_MODULE = "bench_workflow_jobs"
 
@@ -224,6 +229,12 @@ def print_report(args: argparse.Namespace, report: dict[str, Any], seconds: floa
             f"≥ {CHAIN_RATE_GOAL}",
             verdict(rate_ratio >= CHAIN_RATE_GOAL),
         ),
+        (
+            "a Redis round trip (PING, the project's client), µs, median",
+            f"{chain['round_trip_us']:.0f}",
+            "",
+            "",
+        ),
         ("Redis commands per chain step", f"{chain['chain_commands']:.1f}", "", ""),
         ("Redis commands per independent job", f"{chain['jobs_commands']:.1f}", "", ""),
         (
@@ -372,6 +383,15 @@ class Bench:
             "jobs_commands": commands["jobs"] / (2 * steps),
         }
 
+    async def round_trip(self) -> float:
+        """The median of PINGS round trips to Redis one after another, in µs."""
+        samples = []
+        for _ in range(PINGS):
+            started = time.perf_counter()
+            await self.pool.ping()
+            samples.append(time.perf_counter() - started)
+        return statistics.median(samples) * 1e6
+
     async def one_chain(self, redis_url: str) -> tuple[float, int]:
         """A chain of `--steps` no-op steps, run: seconds, and Redis commands."""
         steps = self.args.steps
@@ -460,6 +480,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
                 progress["writes_per_second"].append(found["per_second"])
                 for key, value in (await bench.chain(server.url)).items():
                     chain.setdefault(key, []).append(value)
+                chain.setdefault("round_trip_us", []).append(await bench.round_trip())
             say(f"groups: {args.group_runs} runs on {GROUP_WORKERS} worker processes")
             group = await bench.groups(server.url, package)
             await pool.flushdb()

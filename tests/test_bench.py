@@ -360,6 +360,7 @@ WORKFLOWS_ROWS = (
     ("a chain of 100 no-op steps, steps/s (max_jobs 1)", ""),
     ("100 independent no-op jobs, jobs/s (max_jobs 1)", ""),
     ("chain steps / independent jobs, rate (each round's, median; rounds' range)", "≥ 0.8"),
+    ("a Redis round trip (PING, the project's client), µs, median", ""),
     ("Redis commands per chain step", ""),
     ("Redis commands per independent job", ""),
     ("chain step / independent job, commands", "≤ 1.5"),
