@@ -1,10 +1,12 @@
 # Template file, kept current by `cruft update`: yours are listed in README.md, "Your code".
 """The workflow routes (api/workflows.py), in process, against the test Redis and a worker: a
-chain followed to its end, a group aborted while it runs, and unknown or ended workflows; and
-the dashboard's view of a workflow."""
+chain followed to its end, a group aborted while it runs, and unknown or ended workflows; the
+dashboard's view of a workflow; and a member's error, passed to a callback, in every JSON view."""
 
 import asyncio
+import html
 import importlib
+import json
 import re
 from collections.abc import AsyncIterator
 from types import ModuleType
@@ -147,3 +149,41 @@ async def test_the_dashboard_shows_a_workflow_looked_up_by_its_id_or_a_member_s(
     assert re.search(r"<td>then</td>\s*<td><code>flow_gather</code>", by_id)
     assert 'id="job-details"' in by_member.text  # the job, and its workflow below
     assert '<tr class="member current">' in by_member.text
+
+
+async def test_a_member_s_error_in_a_callback_s_result_or_arguments_reads_as_json(
+    client: httpx.AsyncClient, running_worker: RunningWorker, workflow_jobs: ModuleType
+) -> None:
+    jobs = workflow_jobs
+    members = [jobs.flow_refuse.call(2, 1), jobs.flow_refuse.call(5, 5)]
+    echoed = await enqueue_group(members, then=jobs.flow_echo.step(), on_error="pass")
+    summed = await enqueue_group(members, then=jobs.flow_sum.step(), on_error="pass")
+    assert echoed is not None
+    assert summed is not None
+    async with running_worker(**every_queue(jobs)):
+        await echoed.result(timeout=10, poll_delay=0.05)
+        with pytest.raises(JobFailed):
+            await summed.result(timeout=10, poll_delay=0.05)
+    callback = (await echoed.state()).callback
+    assert callback is not None
+    callback_path = f"/jobs/{quote(callback.job_id, safe=':')}"
+    error = {"type": "ValueError", "message": "5 is refused"}
+
+    job = await client.get(callback_path)
+    async with client.stream("GET", f"{callback_path}/events") as stream:
+        events = [line async for line in stream.aiter_lines() if line.startswith("data: ")]
+    snapshot = await client.get("/dashboard/snapshot.json", auth=("operator", PASSWORD))
+    page = await client.get("/dashboard", auth=("operator", PASSWORD))
+
+    # The callback's result holds a member's JobFailed: JSON shows it as a job's error.
+    assert job.status_code == 200
+    assert job.json()["result"] == [2, error]
+    assert json.loads(events[-1].removeprefix("data: "))["result"] == [2, error]
+    # flow_sum failed on it (max_tries 1): a dead letter whose argument holds the JobFailed.
+    assert snapshot.status_code == 200
+    letters = snapshot.json()["dead_letters"]
+    assert [letter["args"] for letter in letters if letter["function"] == "flow_sum"] == [
+        [[2, error]]
+    ]
+    assert page.status_code == 200
+    assert json.dumps([[2, error]], ensure_ascii=False) in html.unescape(page.text)

@@ -21,6 +21,7 @@ from {{ cookiecutter.package_name }}.infrastructure.store.serialization import (
     JobAborted,
     JobFailed,
     deserialize,
+    json_view,
     serialize,
 )
 from {{ cookiecutter.package_name }}.infrastructure.tasks import (
@@ -160,6 +161,19 @@ def test_the_project_s_errors_survive_a_copy_and_a_pickle(error: Exception) -> N
         assert type(again) is type(error)
         assert str(again) == str(error)
         assert vars(again) == vars(error)
+
+
+def test_a_job_s_error_inside_a_value_reads_in_json_as_a_failed_job_s_error() -> None:
+    value = {"results": (2, JobFailed("ValueError", "boom"), [JobAborted("the job was aborted")])}
+
+    assert json_view(value) == {
+        "results": [
+            2,
+            {"type": "ValueError", "message": "boom"},
+            [{"type": "JobAborted", "message": "the job was aborted"}],
+        ]
+    }
+    assert json_view([1, "a", None, {"k": 2.5}]) == [1, "a", None, {"k": 2.5}]
 
 
 def test_a_dead_letter_of_a_job_given_an_error_can_be_written() -> None:

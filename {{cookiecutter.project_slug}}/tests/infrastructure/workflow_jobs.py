@@ -57,6 +57,18 @@ async def flow_gather(ctx: JobContext, results: list[Any], label: str) -> dict[s
 
 
 @job()
+async def flow_echo(ctx: JobContext, results: list[Any]) -> list[Any]:
+    """A group's callback that returns what it was given: a failed member's JobFailed too."""
+    return results
+
+
+@job(max_tries=1)
+async def flow_sum(ctx: JobContext, numbers: list[int]) -> int:
+    """A group's callback that fails on a member's error (a JobFailed is no number)."""
+    return sum(numbers)
+
+
+@job()
 async def flow_waits(ctx: JobContext, number: int) -> int:
     """Notes that it started (`started`), then runs for 30 s."""
     await ctx["redis"].rpush("started", str(number))

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..infrastructure.store.job_handle import outcome_of
 from ..infrastructure.store.progress import Progress
+from ..infrastructure.store.serialization import json_view
 from ..queue import Job, JobStatus
 from .dependencies import AppSettings, JobHandle, authorize
 from .problems import problem_responses
@@ -174,7 +175,7 @@ def finished_view(job_id: str, result: JobResult) -> JobView:
         finished_at=recorded(result.finish_time),
     )
     if outcome.status is JobStatus.complete:
-        view.result = result.result
+        view.result = json_view(result.result)
     else:
         view.error = JobError(type=outcome.error_type or "", message=outcome.message or "")
     return view

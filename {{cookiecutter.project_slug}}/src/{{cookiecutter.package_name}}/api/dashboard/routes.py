@@ -52,6 +52,7 @@ from ...infrastructure.keys import (
 from ...infrastructure.ops.activity import RECORDED_PER_WRITE
 from ...infrastructure.store import dead_letters
 from ...infrastructure.store.pause import pause_queue, resume_queue
+from ...infrastructure.store.serialization import json_view
 from ...queue import (
     Job,
     JobArgumentError,
@@ -94,9 +95,10 @@ templates = jinja2.Environment(
 
 
 def as_text(value: Any) -> str:
-    """A job's argument or result as one line of JSON (or repr), cut at TEXT_CHARS."""
+    """A job's argument or result as one line of JSON, as the JSON views show it
+    (serialization.py's `json_view`; repr for what JSON cannot hold), cut at TEXT_CHARS."""
     try:
-        text = json.dumps(value, ensure_ascii=False, default=repr)
+        text = json.dumps(json_view(value), ensure_ascii=False, default=repr)
     except (TypeError, ValueError):
         text = repr(value)
     return text if len(text) <= TEXT_CHARS else text[:TEXT_CHARS] + "…"

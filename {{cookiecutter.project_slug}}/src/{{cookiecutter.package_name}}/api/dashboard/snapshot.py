@@ -12,7 +12,7 @@ last minute's counts and the filtered tables come from: one read per refresh (be
 times it). The cron jobs' last ticks come from the hash of each function's last try.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Literal, get_args
 
@@ -26,6 +26,7 @@ from ...infrastructure.client.enqueue import function_rerun_blocker
 from ...infrastructure.ops import activity
 from ...infrastructure.store import dead_letters, progress
 from ...infrastructure.store.dead_letters import DeadLetter
+from ...infrastructure.store.serialization import json_view
 from ..jobs import ProgressView
 
 # How many of each list the page shows (the JSON too): enough to see, little to send.
@@ -269,7 +270,10 @@ async def read_snapshot(redis: ArqRedis, queue_name: str, wanted: Wanted = Wante
     recent = [record for record in everything if wanted.admits(record)][:RECENT_SHOWN]
     failures = await activity.recent_jobs(redis, queue_name, failures=True)
     failures = [record for record in failures if wanted.admits(record)][:RECENT_SHOWN]
-    letters = await dead_letters.newest(redis, queue_name, DEAD_LETTERS_SHOWN)
+    letters = [
+        replace(letter, args=json_view(letter.args), kwargs=json_view(letter.kwargs))
+        for letter in await dead_letters.newest(redis, queue_name, DEAD_LETTERS_SHOWN)
+    ]
     running = [job_id for status in workers for job_id in status.running]
     reports = await progress.read_many(redis, queue_name, running)
     figures = activity.function_stats(inside)

@@ -102,6 +102,23 @@ _TAGGED_DECODER = json.JSONDecoder(object_hook=_decode)
 _TAG = f'"{TYPE_KEY}"'
 
 
+def json_view(value: Any) -> Any:
+    """A value read back with `deserialize`, as the API and the dashboard show it in JSON: a job's
+    error in it (`JobFailed`, `JobAborted`: what a group's callback gets for a member that failed,
+    with `on_error="pass"`) as `{"type": ..., "message": ...}`, the shape of a failed job's
+    `error` in `GET /jobs/{id}`, in lists, tuples and dicts at any depth. The rest is left to the
+    view's JSON encoder (pydantic's writes a datetime, UUID or Decimal as text)."""
+    if isinstance(value, JobFailed):
+        return {"type": value.error_type, "message": value.message}
+    if isinstance(value, JobAborted):
+        return {"type": "JobAborted", "message": str(value)}
+    if isinstance(value, list | tuple):
+        return [json_view(item) for item in value]
+    if isinstance(value, dict):
+        return {key: json_view(item) for key, item in value.items()}
+    return value
+
+
 def serialize(value: Any) -> bytes:
     return _ENCODER.encode(value).encode()
 
