@@ -40,6 +40,7 @@ from {{ cookiecutter.package_name }}.queue import (
     WorkflowStatus,
     enqueue_chain,
     enqueue_group,
+    get_job,
     get_workflow,
 )
 
@@ -221,6 +222,42 @@ async def test_aborting_a_chain_aborts_its_running_step_and_cancels_the_rest(
     assert state.status == WorkflowStatus.aborted
     assert [m.status for m in state.members] == ["aborted", "aborted", "aborted"]
     assert await ran(task_pool) == []
+
+
+async def test_a_member_aborted_alone_aborts_its_group_or_passes_as_jobaborted(
+    running_worker: RunningWorker, task_pool: ArqRedis, workflow_jobs: ModuleType
+) -> None:
+    jobs = workflow_jobs
+    members = [jobs.flow_add.call(1, 1), jobs.flow_waits.call(7)]
+    failing = await enqueue_group(members, then=jobs.flow_gather.step("fail"))
+    passing = await enqueue_group(members, then=jobs.flow_echo.step(), on_error="pass")
+    assert failing is not None
+    assert passing is not None
+    async with running_worker(**every_queue(jobs)):
+        for _ in range(250):
+            if await task_pool.llen("started") == 2:  # type: ignore[misc]
+                break
+            await asyncio.sleep(0.02)
+        for flow in (failing, passing):
+            waiting = (await flow.state()).members[1]
+            assert await (await get_job(waiting.job_id)).abort(timeout=5, poll_delay=0.05)
+        with pytest.raises(JobAborted) as aborted:
+            await failing.result(timeout=5, poll_delay=0.05)
+        passed = await passing.result(timeout=5, poll_delay=0.05)
+
+    # As a chain whose step is aborted: the group reads aborted, naming the member, not
+    # "failed: CancelledError: ".
+    said = "member 1 (flow_waits, {}) aborted: JobAborted: the job was aborted"
+    state = await failing.state()
+    assert str(aborted.value) == said.format(state.members[1].job_id)
+    assert (state.status, state.failure) == (WorkflowStatus.aborted, str(aborted.value))
+    assert state.callback is not None
+    assert state.callback.status == "aborted"
+    assert await task_pool.get("callback-runs") is None  # it never ran
+    # With on_error="pass" the callback runs, given the member's JobAborted in its place.
+    assert passed[0] == 2
+    assert isinstance(passed[1], JobAborted)
+    assert str(passed[1]) == "the job was aborted"
 
 
 async def test_a_step_for_another_queue_recorded_by_a_worker_that_died_runs_at_a_heartbeat(

@@ -365,8 +365,11 @@ def _summed_up(flow_id: str, record: dict[str, Any], states: list[MemberState]) 
     if callback is not None:
         if callback.status in ended:
             failure = f"callback ({callback.function}) {callback.status}: {callback.error}"
-            if callback.error and callback.error.startswith(f"{MemberFailed.__name__}: "):
-                failure = callback.error.partition(": ")[2]  # the group failed with a member
+            error_type, _, message = (callback.error or "").partition(": ")
+            if error_type in (MemberFailed.__name__, JobAborted.__name__) and message.startswith(
+                "member "
+            ):
+                failure = message  # the group ended with a member (store/workflows.py says how)
             return WorkflowState(flow_id, kind, ended[callback.status], members, callback, failure)
         status = (
             WorkflowStatus.complete

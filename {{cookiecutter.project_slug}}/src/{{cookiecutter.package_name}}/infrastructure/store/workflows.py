@@ -46,6 +46,7 @@ records the callback's outcome as failed, naming the member; with `"pass"`, the 
 the member's error (`JobFailed`) in its place in the list.
 """
 
+import asyncio
 import json
 import logging
 from dataclasses import asdict, dataclass
@@ -66,7 +67,7 @@ from ..limits import limited_key
 from .job_writes import result_lifetime_arg, wake_key
 from .pause import paused_key
 from .records import Unreadable
-from .serialization import JobFailed, deserialize, serialize
+from .serialization import JobAborted, JobFailed, deserialize, serialize
 
 logger = logging.getLogger(__name__)
 
@@ -356,10 +357,17 @@ def finish_and_advance_call(
 
 
 def _group_failure(job_id: str, run: MemberRun, then: str, error: Any, now_ms: int) -> str:
-    """The callback's result when a member fails a group that fails with it."""
+    """The callback's result when a member fails a group that fails with it: failed, naming the
+    member (`MemberFailed`); aborted, naming it, when the member was aborted (its error is the
+    CancelledError arq records), as a chain reads aborted when its step was."""
     member = run.membership
-    why = str(error) if isinstance(error, JobFailed) else f"{type(error).__name__}: {error}"
-    reason = MemberFailed(f"member {member.index} ({run.function}, {job_id}) failed: {why}")
+    named = f"member {member.index} ({run.function}, {job_id})"
+    reason: Exception
+    if isinstance(error, asyncio.CancelledError | JobAborted):
+        reason = JobAborted(f"{named} aborted: {JobAborted.__name__}: the job was aborted")
+    else:
+        why = str(error) if isinstance(error, JobFailed) else f"{type(error).__name__}: {error}"
+        reason = MemberFailed(f"{named} failed: {why}")
     queue_name = queue_of(then) or ""
     function = member.then_function or "?"
     record = serialize_result(
