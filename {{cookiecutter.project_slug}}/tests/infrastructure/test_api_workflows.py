@@ -120,6 +120,20 @@ async def test_an_unknown_or_malformed_workflow_id_is_a_problem(client: httpx.As
     assert (await client.get("/workflows/a%20b")).status_code == 422
 
 
+async def test_a_workflow_is_found_by_the_id_it_was_queued_with(
+    client: httpx.AsyncClient, workflow_jobs: ModuleType
+) -> None:
+    flow = await enqueue_chain(workflow_jobs.flow_add.call(1, 2), workflow_id="nightly")
+    assert flow is not None
+    login = ("operator", PASSWORD)
+
+    views = [(await client.get(path(name))).json() for name in (flow.id, "wf-nightly", "nightly")]
+    page = await client.get("/dashboard", params={"job": "nightly"}, auth=login)
+
+    assert [view["workflow_id"] for view in views] == [flow.id] * 3
+    assert '<tr class="member' in page.text
+
+
 async def test_the_dashboard_shows_a_workflow_looked_up_by_its_id_or_a_member_s(
     client: httpx.AsyncClient, running_worker: RunningWorker, workflow_jobs: ModuleType
 ) -> None:

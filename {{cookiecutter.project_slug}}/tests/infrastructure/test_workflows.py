@@ -331,7 +331,16 @@ async def test_bad_workflows_are_refused_before_anything_is_queued(
             enqueue_group([jobs.flow_add.call(1, 2)], on_error="ignore"),  # type: ignore[arg-type]
             "on_error must be 'fail' or 'pass'",
         ),
-        (enqueue_chain(jobs.flow_add.call(1, 2), workflow_id="a.b"), "holds no '.'"),
+        (enqueue_chain(jobs.flow_add.call(1, 2), workflow_id="a.b"), r"\(no '\.'"),
+        # Ids the API could not look up: refused here, not found nowhere later.
+        (
+            enqueue_chain(jobs.flow_add.call(1, 2), workflow_id="a b/c\n{x}"),
+            "a workflow id is letters, digits and _ - :",
+        ),
+        (
+            enqueue_group([jobs.flow_add.call(1, 2)], workflow_id="n" * 240),
+            "workflow id too long: its jobs' ids would take up to 2.. characters, over the 256",
+        ),
     ]
     for coroutine, message in refusals:
         with pytest.raises(JobArgumentError, match=message):
@@ -346,6 +355,11 @@ async def test_bad_workflows_are_refused_before_anything_is_queued(
     assert await enqueue_chain(jobs.flow_add.call(1, 2), workflow_id="nightly") is None
     with pytest.raises(WorkflowNotFound):
         await (await get_workflow("no-such-flow")).state()
+    # By its whole id, without its queue's key, or by the id it was given, as over HTTP.
+    for name in (once.id, "wf-nightly", "nightly"):
+        assert (await get_workflow(name)).id == once.id
+    with pytest.raises(WorkflowNotFound):  # a job of it is not the workflow
+        await (await get_workflow("wf-nightly.0")).state()
 
 
 @pytest.mark.slow

@@ -23,6 +23,7 @@ from fastapi import Depends
 from ..config import Settings, get_settings
 {%- if cookiecutter.cache_backend != "none" %}
 from ..infrastructure.client.enqueue import job_by_id, open_task_pool
+from ..infrastructure.keys import JOB_ID_MAX_LENGTH, JOB_ID_PATTERN
 from ..infrastructure.store.connection import unavailable
 from ..queue import Job, get_task_pool
 {%- endif %}
@@ -68,11 +69,7 @@ async def task_pool() -> ArqRedis:
 
 TaskPool = Annotated[ArqRedis, Depends(task_pool)]
 
-# The ids jobs get (`{<QUEUE_PREFIX>:<queue>}:<id>`, keys.py) with a random id, a cron tick's
-# (`cron:<name>:<ms>`) or one this API derives (job_requests.py), and those ids without their
-# queue, all fit; anything else is refused with 422 before Redis is asked about it.
-JOB_ID_PATTERN = r"^[A-Za-z0-9._:{}-]+$"
-JOB_ID_MAX_LENGTH = 256
+# keys.py's id rule; anything else is refused with 422 before Redis is asked about it.
 JobId = Annotated[
     str,
     Path(

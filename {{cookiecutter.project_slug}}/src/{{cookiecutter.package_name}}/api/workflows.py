@@ -15,8 +15,7 @@ from arq.connections import ArqRedis
 from fastapi import APIRouter, Depends, HTTPException
 from pydantic import BaseModel
 
-from ..infrastructure.client.workflows import workflow_of
-from ..infrastructure.keys import bare_job_id
+from ..infrastructure.client.workflows import find_workflow
 from ..queue import MemberState, Workflow, WorkflowNotFound, WorkflowState
 from .dependencies import AppSettings, JobId, TaskPool, authorize
 from .problems import problem_responses
@@ -67,11 +66,10 @@ class WorkflowView(BaseModel):
 
 
 async def find(workflow_id: str, pool: ArqRedis) -> Workflow:
-    """The workflow `workflow_id` names: its whole id, or the part after its queue's key
-    (`wf-...`, looked for in each queue, as `GET /jobs` looks a short job id up). 404 if none."""
-    workflow = None
-    if "." not in bare_job_id(workflow_id):  # a job of a workflow is not the workflow
-        workflow = await workflow_of(workflow_id, pool)
+    """The workflow `workflow_id` names: its whole id, the part after its queue's key (`wf-...`,
+    looked for in each queue, as `GET /jobs` looks a short job id up), or the id it was queued
+    with (client/workflows.py's `find_workflow`). 404 if none (a job of a workflow is not it)."""
+    workflow = await find_workflow(workflow_id, pool)
     if workflow is None:
         raise HTTPException(404, f"no workflow {workflow_id!r} (or it has expired)")
     return workflow

@@ -55,6 +55,11 @@ from typing import Any
 DEFAULT_QUEUE = "default"
 # A queue's name (QUEUES): what a key, a metric label and a command line take as they are.
 QUEUE_NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]+")
+# The job ids the API looks up (api/dependencies.py's JobId), whole or without their queue: the
+# ids jobs get (`{<QUEUE_PREFIX>:<queue>}:<id>`) with a random id, a cron tick's
+# (`cron:<name>:<ms>`), a workflow's jobs' and those the API derives (job_requests.py) all fit.
+JOB_ID_PATTERN = r"^[A-Za-z0-9._:{}-]+$"
+JOB_ID_MAX_LENGTH = 256
 
 
 def queue_key(prefix: str, queue: str) -> str:

@@ -41,9 +41,16 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 
 from ...infrastructure.client.enqueue import job_by_id, rerun_blocker, retry_job
-from ...infrastructure.client.workflows import WorkflowNotFound, WorkflowState, workflow_of
+from ...infrastructure.client.workflows import (
+    WorkflowNotFound,
+    WorkflowState,
+    find_workflow,
+    workflow_of,
+)
 from ...infrastructure.keys import (
     DEFAULT_QUEUE,
+    JOB_ID_MAX_LENGTH,
+    JOB_ID_PATTERN,
     QUEUE_NAME_PATTERN,
     bare_job_id,
     namespaced_job_id,
@@ -61,14 +68,7 @@ from ...queue import (
     requeue_blocker,
     requeue_dead_letter,
 )
-from ..dependencies import (
-    JOB_ID_MAX_LENGTH,
-    JOB_ID_PATTERN,
-    AppSettings,
-    JobHandle,
-    JobId,
-    TaskPool,
-)
+from ..dependencies import AppSettings, JobHandle, JobId, TaskPool
 from ..jobs import FINISHED, JobView, read_view
 from .security import SECURITY_HEADERS, check_form_post, form_token, login, operator
 from .snapshot import OUTCOMES, Outcome, Snapshot, Wanted, chart, read_snapshot
@@ -283,8 +283,9 @@ async def look_up_any(
 
 
 async def look_up_workflow(job_id: str, pool: TaskPool) -> WorkflowState | None:
-    """The workflow `job_id` names, or the one the job belongs to; None for neither."""
-    workflow = await workflow_of(job_id, pool)
+    """The workflow `job_id` names (`find_workflow`: the id it was queued with too), or the one
+    the job belongs to; None for neither."""
+    workflow = await workflow_of(job_id, pool) or await find_workflow(job_id, pool)
     try:
         return None if workflow is None else await workflow.state()
     except WorkflowNotFound:  # expired between the two reads

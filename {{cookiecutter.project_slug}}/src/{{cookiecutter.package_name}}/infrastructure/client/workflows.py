@@ -23,6 +23,7 @@ it is known as long as their results are kept (WORKER_KEEP_RESULT).
 
 import asyncio
 import json
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -33,7 +34,7 @@ from arq.constants import in_progress_key_prefix, job_key_prefix, result_key_pre
 from redis.exceptions import RedisError
 
 from ...config import get_settings
-from ..keys import bare_job_id, namespaced_job_id, new_job_id, queue_of
+from ..keys import JOB_ID_MAX_LENGTH, bare_job_id, namespaced_job_id, new_job_id, queue_of
 from ..limits import limited_key
 from ..store.connection import unavailable
 from ..store.job_handle import Job, JobStatus, enqueue_time_ms, outcome_of
@@ -50,6 +51,10 @@ from .bulk import JobCall, check_call, chunks_of, write_all, write_of
 from .enqueue import JobArgumentError, PreparedJob, get_task_pool, job_by_id, prepare_job
 
 OnError = Literal["fail", "pass"]
+
+
+# What a workflow id given to enqueue_chain or enqueue_group may hold (`_new_id`).
+WORKFLOW_ID_PATTERN = re.compile(r"[A-Za-z0-9_:-]+")
 
 
 class WorkflowNotFound(LookupError):
@@ -115,6 +120,7 @@ async def enqueue_chain(
     ids = [
         namespaced_job_id(queue_name, f"{bare}.{k}") for k, (_, queue_name, _) in enumerate(checked)
     ]
+    _refuse_long_ids(ids, workflow_id)
     members = []
     for k in range(len(checked)):
         last = k == len(checked) - 1
@@ -174,6 +180,7 @@ async def enqueue_group(
     callback_id = None
     if then is not None:
         ids[-1] = callback_id = namespaced_job_id(checked[-1][1], f"{bare}.then")
+    _refuse_long_ids(ids, workflow_id)
     fail_group = on_error == "fail"
     memberships = [
         Membership(flow_id, "group", i, callback_id, then.name if then else None, size, fail_group)
@@ -191,8 +198,30 @@ async def enqueue_group(
 
 
 async def get_workflow(workflow_id: str) -> "Workflow":
-    """The handle of a workflow by its id (`Workflow.id`); it does no I/O."""
-    return Workflow(workflow_id, await get_task_pool())
+    """The handle of a workflow by its id (`Workflow.id`, with no I/O), or by what `find_workflow`
+    takes besides, as the API does: `wf-...`, or the `workflow_id` it was queued with. One not
+    found is a handle all the same, whose `state()` raises WorkflowNotFound."""
+    pool = await get_task_pool()
+    if queue_of(workflow_id) is None:
+        found = await find_workflow(workflow_id, pool)
+        if found is not None:
+            return found
+    return Workflow(workflow_id, pool)
+
+
+async def find_workflow(workflow_id: str, pool: ArqRedis) -> "Workflow | None":
+    """The workflow `workflow_id` names, or None: its whole id, the part after its queue's key
+    (`wf-...`, looked for in each queue), or the `workflow_id` given to `enqueue_chain` or
+    `enqueue_group` (`nightly` for `wf-nightly`). A job's id (`wf-....1`) is not its workflow's."""
+    bare = bare_job_id(workflow_id)
+    if "." in bare:
+        return None
+    names = [bare] if bare.startswith(WORKFLOW_ID_PREFIX) else []
+    for name in [*names, WORKFLOW_ID_PREFIX + bare]:
+        found = await workflow_of(name, pool)
+        if found is not None:
+            return found
+    return None
 
 
 async def workflow_of(job_id: str, pool: ArqRedis) -> "Workflow | None":
@@ -388,11 +417,27 @@ def _summed_up(flow_id: str, record: dict[str, Any], states: list[MemberState]) 
 
 
 def _new_id(home: str, workflow_id: str | None) -> tuple[str, str]:
-    """A new workflow's id in its home queue, and the bare id its jobs' ids start with."""
-    if workflow_id is not None and ("." in workflow_id or "\0" in workflow_id):
-        raise JobArgumentError(f"a workflow id holds no '.' or NUL: {workflow_id!r}")
+    """A new workflow's id in its home queue, and the bare id its jobs' ids start with. A
+    `workflow_id` must give jobs ids the API can look up (keys.py's JOB_ID_PATTERN, which
+    `_refuse_long_ids` completes) and hold no '.', which starts a job's part of such an id:
+    else JobArgumentError."""
+    if workflow_id is not None and not WORKFLOW_ID_PATTERN.fullmatch(workflow_id):
+        raise JobArgumentError(
+            "a workflow id is letters, digits and _ - : (no '.', which starts a job's part of "
+            f"its jobs' ids): {workflow_id!r}"
+        )
     flow_id = namespaced_job_id(home, WORKFLOW_ID_PREFIX + (workflow_id or new_job_id()))
     return flow_id, bare_job_id(flow_id)
+
+
+def _refuse_long_ids(ids: list[str], workflow_id: str | None) -> None:
+    """JobArgumentError if a workflow's job would have an id longer than the API looks up."""
+    longest = max(len(job_id) for job_id in ids)
+    if longest > JOB_ID_MAX_LENGTH:
+        raise JobArgumentError(
+            f"workflow id too long: its jobs' ids would take up to {longest} characters, over "
+            f"the {JOB_ID_MAX_LENGTH} the API looks up: {workflow_id!r}"
+        )
 
 
 def _refuse_start_options(call: JobCall[Any, Any], what: str, when: str) -> None:
