@@ -260,6 +260,46 @@ async def test_a_member_aborted_alone_aborts_its_group_or_passes_as_jobaborted(
     assert str(passed[1]) == "the job was aborted"
 
 
+async def test_a_job_whose_wait_outlasts_its_expires_ends_its_workflow_naming_it(
+    running_worker: RunningWorker, task_pool: ArqRedis, workflow_jobs: ModuleType
+) -> None:
+    jobs = workflow_jobs
+    first = jobs.flow_slow_add.call(1, 2, 0.5)
+    chain = await enqueue_chain(first, jobs.flow_double.options(expires=0.2).step())
+    group = await enqueue_group([first], then=jobs.flow_gather.options(expires=0.2).step("x"))
+    assert chain is not None
+    assert group is not None
+    async with running_worker(**every_queue(jobs)):
+        with pytest.raises(JobFailed, match=r"step 1 \(flow_double\) failed: .*job expired"):
+            await chain.result(timeout=10, poll_delay=0.05)
+        with pytest.raises(JobFailed, match=r"callback \(flow_gather\) failed: .*job expired"):
+            await group.result(timeout=10, poll_delay=0.05)
+
+    # Not "running" for good: the step read not_found, and nothing ever queued it.
+    step = (await chain.state()).members[1]
+    assert (step.status, step.error) == ("failed", "JobExecutionFailed: job expired")
+    assert await ran(task_pool) == ["add 1 2", "add 1 2"]
+
+
+async def test_a_workflow_whose_jobs_results_have_expired_is_not_found_not_running(
+    running_worker: RunningWorker, task_pool: ArqRedis, workflow_jobs: ModuleType
+) -> None:
+    jobs = workflow_jobs
+    flow = await enqueue_chain(jobs.flow_add.call(1, 2), jobs.flow_double.step())
+    assert flow is not None
+    async with running_worker(**every_queue(jobs), keep_result=0):
+        for _ in range(250):
+            if len(await ran(task_pool)) == 2:
+                break
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.1)  # its last outcome written
+
+    with pytest.raises(WorkflowNotFound, match="results have expired"):
+        await flow.state()
+    with pytest.raises(WorkflowNotFound):  # at once, where it waited out its timeout
+        await flow.result(timeout=5, poll_delay=0.05)
+
+
 async def test_a_step_for_another_queue_recorded_by_a_worker_that_died_runs_at_a_heartbeat(
     running_worker: RunningWorker, task_pool: ArqRedis, workflow_jobs: ModuleType
 ) -> None:

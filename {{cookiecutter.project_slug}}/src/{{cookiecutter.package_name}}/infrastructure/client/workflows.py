@@ -31,6 +31,7 @@ from typing import Any, Literal
 
 from arq.connections import ArqRedis
 from arq.constants import in_progress_key_prefix, job_key_prefix, result_key_prefix
+from arq.utils import timestamp_ms
 from redis.exceptions import RedisError
 
 from ...config import get_settings
@@ -252,7 +253,8 @@ class Workflow:
         return f"<Workflow {self.id}>"
 
     async def state(self) -> WorkflowState:
-        """The workflow and each of its jobs, read now. Raises WorkflowNotFound."""
+        """The workflow and each of its jobs, read now. Raises WorkflowNotFound, also once its
+        jobs' results have expired."""
         record = await self._record()
         jobs = self._jobs(record)
         async with self._pool.pipeline(transaction=False) as pipe:
@@ -281,6 +283,12 @@ class Workflow:
                 role = "callback" if index == len(record["members"]) else "member"
             queue = queues.get(job.queue_name, job.queue_name)
             states.append(MemberState(job.job_id, functions[index], queue, role, status, error))
+        if all(state.status == JobStatus.not_found for state in states):
+            # Nothing of it left but its record: its jobs' results have expired (they are kept
+            # WORKER_KEEP_RESULT, the record two days). Not "running", which it is not.
+            raise WorkflowNotFound(
+                f"workflow {self.id!r}: its jobs' results have expired (WORKER_KEEP_RESULT)"
+            )
         return _summed_up(self.id, record, states)
 
     async def result(self, timeout: float | None = None, *, poll_delay: float = 0.5) -> Any:  # noqa: ASYNC109
@@ -486,16 +494,22 @@ async def _write(
         )  # fmt: skip
     home = queue_of(flow_id) or ""
     key = workflow_key(home, flow_id)
+    # The record, and each waiting job without an `expires` of its own, are kept two days past
+    # the first jobs' start (a first step deferred by a week waits a week more): a waiting job
+    # whose record runs out is not run, and its workflow fails naming it (store/workflows.py).
+    delay_ms = max(0, max(job.score for job in prepared[:starters]) - timestamp_ms())
+    lifetime_ms = STATE_LIFETIME_MS + delay_ms
     try:
-        if not await pool.set(key, json.dumps(record), nx=True, px=STATE_LIFETIME_MS):
+        if not await pool.set(key, json.dumps(record), nx=True, px=lifetime_ms):
             return None
         try:
             async with pool.pipeline(transaction=False) as pipe:
-                for job in prepared[starters:]:
-                    pipe.psetex(job_key_prefix + job.job_id, job.lifetime_ms, job.payload)
+                for (call, _, _), job in zip(checked[starters:], prepared[starters:], strict=True):
+                    waits_ms = lifetime_ms if call.expires is None else job.lifetime_ms
+                    pipe.psetex(job_key_prefix + job.job_id, waits_ms, job.payload)
                     if job.limits is not None:
                         limits_key = limited_key(job.queue_name, job.job_id)
-                        pipe.psetex(limits_key, job.lifetime_ms, job.limits)
+                        pipe.psetex(limits_key, waits_ms, job.limits)
                 await pipe.execute()
             await write_all(pool, [write_of(chunk) for chunk in chunks_of(prepared[:starters])])
         except BaseException:

@@ -62,6 +62,7 @@ from arq.jobs import serialize_result
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from ..job_types import UNKNOWN_FUNCTION
 from ..keys import abort_requests_key, queue_of
 from ..limits import limited_key
 from .job_writes import result_lifetime_arg, wake_key
@@ -96,7 +97,15 @@ else
   if redis.call('HLEN', K[3]) < tonumber(A[7]) then return 0 end
 end
 local payload = redis.call('GET', K[1])  -- read here, not again if the job is taken
-if not payload then return 0 end
+if not payload then
+  -- Its record ran out while it waited (its `expires`): its outcome says so, as a worker's
+  -- for a job whose record expired (run.py), and its workflow ends, naming it.
+  redis.call('SET', K[2], '{"t":0,"f":@UNKNOWN_FUNCTION@,"a":[],"k":{},"et":0,"s":false,'
+    .. '"r":{"__type__":"exception","error_type":"JobExecutionFailed","message":"job expired"},'
+    .. '"st":' .. A[3] .. ',"ft":' .. A[3] .. ',"q":' .. cjson.encode(K[4])
+    .. ',"id":' .. cjson.encode(A[2]) .. '}', 'PX', A[4])
+  return 0
+end
 if A[9] == '1' and redis.call('EXISTS', K[8], K[9]) == 0
    and redis.call('SET', K[6], '1', 'NX', 'PX', A[10]) then
   -- Taken, as a claim takes a job: its score moves to when its mark runs out, its try counts.
@@ -121,9 +130,12 @@ return 1
 # with it, the callback's failed result ('' otherwise); then '1' to take the job for this worker
 # (`take`: not for a job with limits or on a paused queue, which is queued), the in-progress
 # mark's lifetime (ms), the try count's lifetime (s).
+# A waiting job whose record has run out is not queued: its result says it expired, as the
+# worker writes it for a job it finds expired (its function UNKNOWN_FUNCTION, its try 0).
 # Returns 0 when it queued nothing, 1 when it queued the job, and when it took the job, what a
 # claim reads of it (loop.py's CLAIM_JOBS): {id, start, payload, try, input} (input: the value,
 # or the callback's hash as a flat list).
+_MOVE_ON = _MOVE_ON.replace("@UNKNOWN_FUNCTION@", json.dumps(UNKNOWN_FUNCTION))
 ADVANCE = "local K, A = KEYS, ARGV\n" + _MOVE_ON
 
 # A chain step's or group member's whole outcome write when the job it goes to is in its queue
