@@ -5,7 +5,7 @@ job is lost."""
 import os
 import subprocess
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from {{ cookiecutter.package_name }}.infrastructure.tasks import (
     enqueue_task,
     get_task_pool,
 )
+from {{ cookiecutter.package_name }}.queue import enqueue_many
 
 from .conftest import Configure, RunWorker
 
@@ -50,6 +51,45 @@ async def test_a_start_given_twice_is_refused(task_pool: ArqRedis) -> None:
         await enqueue_task("example_task", _defer_by=60, _defer_until=datetime.now(UTC))
 
     assert await task_pool.zcard(WorkerSettings.queue_name) == 0
+
+
+@pytest.mark.parametrize(
+    ("options", "error"),
+    [
+        ({"_expires": -5}, r"expires must be a finite number of seconds \(≥ 0\), not -5"),
+        ({"_expires": float("inf")}, "expires must be a finite number of seconds"),
+        ({"_defer_by": float("nan")}, "defer_by must be a finite number of seconds"),
+        ({"_defer_by": "60"}, "defer_by takes seconds or a timedelta, not '60'"),
+        ({"_defer_until": "tomorrow"}, "defer_until takes a datetime, not 'tomorrow'"),
+    ],
+    ids=["negative expires", "infinite expires", "NaN delay", "delay as text", "start as text"],
+)
+async def test_a_start_or_expiry_redis_could_not_take_is_refused(
+    task_pool: ArqRedis, options: dict[str, Any], error: str
+) -> None:
+    # They reached Redis before, which refused the PSETEX: a RedisUnavailableError (or a
+    # ValueError or OverflowError from the arithmetic), not an error in the call.
+    with pytest.raises(JobArgumentError, match=error):
+        await enqueue_task("example_task", **options)
+    with pytest.raises(JobArgumentError, match="job 0: cannot enqueue 'example_task': "):
+        await enqueue_many("example_task", [()], **{k.lstrip("_"): v for k, v in options.items()})
+
+    assert await task_pool.zcard(WorkerSettings.queue_name) == 0
+
+
+async def test_a_start_already_past_is_due_now_and_kept_a_day(task_pool: ArqRedis) -> None:
+    # Two days ago: arq's rule (a day past the start) would give the record a lifetime of
+    # minus a day, which Redis refuses.
+    past = datetime.now(UTC) - timedelta(days=2)
+    queued = await enqueue_task("example_task", _defer_until=past)
+    by_arq = await task_pool.enqueue_job("example_task", _defer_until=past)  # ctx["redis"]'s
+
+    assert queued is not None
+    assert by_arq is not None
+    for job in (queued, by_arq):
+        lifetime = await task_pool.pttl(f"arq:job:{job.job_id}")
+        assert 23 * 3600 * 1000 < lifetime <= 24 * 3600 * 1000
+    assert await task_pool.zcard(WorkerSettings.queue_name) == 2
 
 
 async def test_the_argument_check_gives_each_call_shape_the_same_answer(

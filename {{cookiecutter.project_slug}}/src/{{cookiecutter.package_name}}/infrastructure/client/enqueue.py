@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 from arq.connections import ArqRedis
 from arq.constants import job_key_prefix, result_key_prefix
 from arq.jobs import SerializationError, serialize_job
-from arq.utils import timestamp_ms, to_ms, to_unix_ms
+from arq.utils import timestamp_ms
 from redis.exceptions import RedisError
 
 from ... import tracing
@@ -38,7 +38,7 @@ from ..limits import job_limits, limited_key
 from ..store import dead_letters
 from ..store.connection import close_pool, connect, unavailable
 from ..store.job_handle import Job
-from ..store.job_writes import JobPool, JobWrite, job_writer, wake_key
+from ..store.job_writes import JobPool, JobWrite, job_times, job_writer, wake_key
 from ..store.serialization import deserialize, serialize_at_most
 from ..store.workflows import MEMBERSHIP_FIELD, Membership
 
@@ -265,14 +265,13 @@ def prepare_job(
     arguments that cannot be serialized or exceed JOB_MAX_BYTES."""
     job_id = namespaced_job_id(queue_name, _job_id or new_job_id())
     enqueued_ms = timestamp_ms()
-    if _defer_until is not None:
-        score = to_unix_ms(_defer_until)
-    elif _defer_by:
-        score = enqueued_ms + to_ms(_defer_by)
-    else:
-        score = enqueued_ms
     # As arq: by default a job not started a day after its planned start is dropped.
-    lifetime_ms = to_ms(_expires) or score - enqueued_ms + pool.expires_extra_ms
+    try:
+        score, lifetime_ms = job_times(
+            _defer_by, _defer_until, _expires, enqueued_ms, pool.expires_extra_ms
+        )
+    except ValueError as error:
+        raise JobArgumentError(f"cannot enqueue {name!r}: {error}") from error
     serializer = pool.job_serializer
     # Fields beside arq's, each written only when it has something to say: an ordinary job's
     # payload, with tracing off, is arq's own.

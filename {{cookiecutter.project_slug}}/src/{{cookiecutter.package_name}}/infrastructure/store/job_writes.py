@@ -33,6 +33,7 @@ work), whose `enqueue_job` is arq's followed by the same token. Only a foreign a
 
 import asyncio
 import hashlib
+import math
 import weakref
 from datetime import datetime, timedelta
 from typing import Any
@@ -270,6 +271,37 @@ def job_writer(pool: ArqRedis) -> JobWriter:
     return writer
 
 
+def job_times(
+    defer_by: int | float | timedelta | None,
+    defer_until: datetime | None,
+    expires: int | float | timedelta | None,
+    now_ms: int,
+    expires_extra_ms: int,
+) -> tuple[int, int]:
+    """A job's start (its score, ms) and its record's lifetime (ms) from arq's options, by
+    arq's rule (kept `expires`, else `expires_extra_ms` past its start), except that a start in
+    the past counts from now: such a job is due at once, and arq's rule would give it a lifetime
+    at or below 0, which Redis refuses (PSETEX). Raises ValueError for a delay that is not a
+    finite number of seconds or a timedelta, an `expires` below 0 (0: arq's default), or a
+    `defer_until` that is not a datetime."""
+    for option, value in (("defer_by", defer_by), ("expires", expires)):
+        seconds = value.total_seconds() if isinstance(value, timedelta) else value
+        if seconds is None:
+            continue
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+            raise ValueError(f"{option} takes seconds or a timedelta, not {value!r}")
+        if not math.isfinite(seconds) or (option == "expires" and seconds < 0):
+            raise ValueError(f"{option} must be a finite number of seconds (≥ 0), not {value!r}")
+    if defer_until is not None and not isinstance(defer_until, datetime):
+        raise ValueError(f"defer_until takes a datetime, not {defer_until!r}")
+    if defer_until is not None:
+        start_ms = to_unix_ms(defer_until)
+    else:
+        start_ms = now_ms + (to_ms(defer_by) or 0)
+    lifetime_ms = to_ms(expires) or max(start_ms - now_ms, 0) + expires_extra_ms
+    return start_ms, lifetime_ms
+
+
 class JobPool(ArqRedis):
     """arq's pool, whose `enqueue_job` also wakes a waiting worker: what `get_task_pool()` and a
     job's `ctx["redis"]` are. Its `enqueue_job` sends the job to its own queue, as
@@ -290,11 +322,11 @@ class JobPool(ArqRedis):
     ) -> Job[Any] | None:
         queue_name = self.queue_key(function, _queue_name)
         job_id = namespaced_job_id(queue_name, _job_id or new_job_id())
-        start_ms = (
-            to_unix_ms(_defer_until) if _defer_until else timestamp_ms() + (to_ms(_defer_by) or 0)
+        # As long as arq keeps the job (its enqueue_job's rule), given to arq as `_expires`: a
+        # start in the past would give arq's own a lifetime Redis refuses (`job_times`).
+        _, lifetime_ms = job_times(
+            _defer_by, _defer_until, _expires, timestamp_ms(), self.expires_extra_ms
         )
-        # As long as arq keeps the job (its enqueue_job's rule).
-        lifetime_ms = to_ms(_expires) or start_ms - timestamp_ms() + self.expires_extra_ms
         await self.write_limits(function, queue_name, job_id, args, kwargs, lifetime_ms)
         job = await super().enqueue_job(
             function,
@@ -303,7 +335,7 @@ class JobPool(ArqRedis):
             _queue_name=queue_name,
             _defer_until=_defer_until,
             _defer_by=_defer_by,
-            _expires=_expires,
+            _expires=timedelta(milliseconds=lifetime_ms),
             _job_try=_job_try,
             **kwargs,
         )
