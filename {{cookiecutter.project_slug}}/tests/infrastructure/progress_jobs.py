@@ -35,6 +35,25 @@ async def slow_steps(ctx: JobContext, steps: int, seconds: float) -> int:
     return steps
 
 
+# The tasks late_reporter leaves running, so that they are not garbage-collected mid-sleep.
+LEFT_RUNNING: set["asyncio.Task[None]"] = set()
+
+
+@job()
+async def late_reporter(ctx: JobContext, seconds: float) -> str:
+    """Reports 1 of 2, then returns, leaving a task that reports 2 of 2 `seconds` later."""
+    await report_progress(ctx, 1, 2, note="before the end")
+
+    async def late() -> None:
+        await asyncio.sleep(seconds)
+        await report_progress(ctx, 2, 2, note="after the end")
+
+    task = asyncio.create_task(late())
+    LEFT_RUNNING.add(task)
+    task.add_done_callback(LEFT_RUNNING.discard)
+    return "done"
+
+
 # Reports the checks refuse, by name (JSON, which carries a job's arguments, has no NaN).
 BAD_REPORTS: dict[str, tuple[float, float | None]] = {
     "negative": (-1, 10),

@@ -140,6 +140,26 @@ async def test_a_bad_report_fails_the_job_and_says_what_is_wrong(
     assert await job.progress() is None  # nothing written
 
 
+async def test_a_report_made_after_the_try_ended_is_dropped_not_kept_with_the_result(
+    running_worker: RunningWorker,
+    task_pool: ArqRedis,
+    progress_jobs: ModuleType,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.WARNING, logger=progress.__name__):
+        async with running_worker(functions=progress_jobs.WorkerSettings["functions"]):
+            job = await enqueue_task("late_reporter", 0.3)
+            assert job is not None
+            assert await job.result(timeout=10) == "done"
+            await asyncio.sleep(0.6)  # the late report has been made by now
+
+    kept = await job.progress()
+    assert kept is not None
+    assert (kept.done, kept.note) == (1, "before the end")
+    warnings = [r.getMessage() for r in caplog.records if r.name == progress.__name__]
+    assert warnings == [f"job {job.job_id} reported progress after its try ended: dropped"]
+
+
 async def test_a_report_redis_cannot_take_is_dropped_and_logged_once(
     caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -16,7 +16,9 @@ object: `done`, `total` (None when unknown), `note`, the try that wrote it and w
 report in a tight loop: a try writes at most one report every `WRITE_INTERVAL_SECONDS` (so at
 most 4 writes a second), the newest one each time, and the last report of a try is written when
 the try ends, whatever the interval, before its result. A report is kept while the job runs and,
-after its last write, as long as the job's result (`WORKER_KEEP_RESULT`) and a minute more.
+after its last write, as long as the job's result (`WORKER_KEEP_RESULT`) and a minute more. A
+report made after its try has ended (by a task the job left running) is dropped, with one
+warning: the report kept beside the result stays the try's last.
 
 A report that cannot be written (Redis away) is logged once per try and dropped: progress is
 what a person watches, not the job's outcome, so it never fails the job. A bad report (a
@@ -48,8 +50,9 @@ WRITE_INTERVAL_SECONDS = 0.25
 NOTE_MAX_CHARS = 200
 # How much longer than its result a job's last report is kept, in seconds.
 KEPT_AFTER_RESULT_SECONDS = 60
-# Where a try keeps its reporter, in its `ctx`.
+# Where a try keeps its reporter, in its `ctx`; and, once the try has ended, that it has.
 REPORTER_CTX_KEY = "_progress_reporter"
+ENDED_CTX_KEY = "_progress_ended"
 
 
 # What a job reports: done, total (None when unknown), note.
@@ -212,6 +215,13 @@ async def report_progress(
     Cheap enough for a tight loop: at most 4 writes a second per job (see the module docstring).
     Raises ValueError for a negative or non-finite count, `done` above `total`, or a note that is
     not text; a report Redis cannot take is logged and dropped, never failing the job."""
+    if ENDED_CTX_KEY in ctx:
+        # The try has ended (a task it left running reports late): its last report was written
+        # with its result, and this one would replace it. Dropped, said once.
+        if not ctx[ENDED_CTX_KEY]:
+            ctx[ENDED_CTX_KEY] = True
+            logger.warning("job %s reported progress after its try ended: dropped", ctx["job_id"])
+        return
     reporter: ProgressReporter | None = ctx.get(REPORTER_CTX_KEY)
     if reporter is None:
         key = progress_key(queue_of_job(ctx), ctx["job_id"])
@@ -220,7 +230,9 @@ async def report_progress(
 
 
 async def close_progress(ctx: JobContext) -> None:
-    """At a try's end (retries.py): write the try's last report, if it made any."""
+    """At a try's end (retries.py): write the try's last report, if it made any; a report made
+    after this is dropped."""
+    ctx[ENDED_CTX_KEY] = False  # not yet warned about a late report
     reporter: ProgressReporter | None = ctx.pop(REPORTER_CTX_KEY, None)
     if reporter is not None:
         await reporter.close()
