@@ -77,6 +77,18 @@ async def test_a_start_or_expiry_redis_could_not_take_is_refused(
     assert await task_pool.zcard(WorkerSettings.queue_name) == 0
 
 
+async def test_a_job_id_of_a_workflow_s_job_is_refused(task_pool: ArqRedis) -> None:
+    # enqueue_chain(..., workflow_id="nightly") names its second step wf-nightly.1: a job
+    # queued under that id first was overwritten by the step, and never ran.
+    said = "cannot enqueue 'example_task' with the job id 'wf-nightly.1': ids starting with 'wf-'"
+    with pytest.raises(JobArgumentError, match=said):
+        await enqueue_task("example_task", _job_id="wf-nightly.1")
+    with pytest.raises(JobArgumentError, match=f"job 1: {said}"):
+        await enqueue_many("example_task", [(), ()], job_ids=["mine", "wf-nightly.1"])
+
+    assert await task_pool.zcard(WorkerSettings.queue_name) == 0
+
+
 async def test_a_start_already_past_is_due_now_and_kept_a_day(task_pool: ArqRedis) -> None:
     # Two days ago: arq's rule (a day past the start) would give the record a lifetime of
     # minus a day, which Redis refuses.

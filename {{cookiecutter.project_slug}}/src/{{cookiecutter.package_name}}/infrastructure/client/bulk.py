@@ -47,6 +47,7 @@ from .enqueue import (
     job_by_id,
     limits_of,
     prepare_job,
+    refuse_workflow_job_id,
 )
 
 # A chunk holds at most this many jobs, and this much payload: one script call each, short
@@ -192,6 +193,10 @@ def check_call(
     where = label if index is None else f"{label} {index}"
     if call.job_id is not None and JOB_FIELDS_SEPARATOR in call.job_id:
         raise JobArgumentError(f"{where}: cannot enqueue {call.name!r}: its id holds a NUL")
+    try:
+        refuse_workflow_job_id(call.name, call.job_id)
+    except JobArgumentError as error:
+        raise JobArgumentError(f"{where}: {error}") from error
     positional = len(call.args) + takes_input
     shape = (call.name, call.queue, positional, tuple(call.kwargs))
     both = call.defer_until is not None and call.defer_by is not None

@@ -33,14 +33,21 @@ from ... import tracing
 from ...config import get_settings
 from .. import registry
 from ..job_types import UNKNOWN_FUNCTION, UNREADABLE_JOB
-from ..keys import DEFAULT_QUEUE, namespaced_job_id, new_job_id, queue_of, retry_of_key
+from ..keys import (
+    DEFAULT_QUEUE,
+    bare_job_id,
+    namespaced_job_id,
+    new_job_id,
+    queue_of,
+    retry_of_key,
+)
 from ..limits import job_limits, limited_key
 from ..store import dead_letters
 from ..store.connection import close_pool, connect, unavailable
 from ..store.job_handle import Job
 from ..store.job_writes import JobPool, JobWrite, job_times, job_writer, wake_key
 from ..store.serialization import deserialize, serialize_at_most
-from ..store.workflows import MEMBERSHIP_FIELD, Membership
+from ..store.workflows import MEMBERSHIP_FIELD, WORKFLOW_ID_PREFIX, Membership
 
 T = TypeVar("T")
 # How long a job queued again remembers where it came from, plus WORKER_KEEP_RESULT: longer than
@@ -189,6 +196,7 @@ async def enqueue_checked(
     """Write the job to `queue` (a name in QUEUES), its name and arguments already checked
     (`enqueue_task`, a `JobHandle`); raises as `checked_queue` and `prepare_job` do, and
     `RedisUnavailableError`."""
+    refuse_workflow_job_id(name, _job_id)
     queue_name = checked_queue(name, queue)
     limits = limits_of(name, queue, args, kwargs)
     pool = await get_task_pool()
@@ -204,6 +212,16 @@ async def enqueue_checked(
         except (RedisError, OSError) as error:  # away, out of memory, read-only (connection.py)
             raise unavailable(error) from error
     return job_by_id(prepared.job_id, pool) if queued else None
+
+
+def refuse_workflow_job_id(name: str, job_id: str | None) -> None:
+    """JobArgumentError for a job id of a workflow's job (`wf-...`, client/workflows.py): a job
+    queued under one would take the place of that workflow's job, or be overwritten by it."""
+    if job_id is not None and bare_job_id(job_id).startswith(WORKFLOW_ID_PREFIX):
+        raise JobArgumentError(
+            f"cannot enqueue {name!r} with the job id {job_id!r}: ids starting with "
+            f"{WORKFLOW_ID_PREFIX!r} are workflows' jobs' (enqueue_chain, enqueue_group)"
+        )
 
 
 def checked_queue(name: str, queue: str) -> str:
